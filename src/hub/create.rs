@@ -1,0 +1,162 @@
+//! Creating a room with this server as its hub.
+//!
+//! The opening events follow what Matrix clients and eigen-server produce, so peers see a
+//! familiar room: create, the creator's join, power levels (creator 100), join rules and
+//! history visibility.
+
+use ruma::{CanonicalJsonObject, CanonicalJsonValue, Int};
+
+use crate::event::room_version::LINEARIZED_02;
+use crate::event::{Chain, EventTemplate, build_local};
+
+use super::{Appended, Hub, HubError, RoomHead, lock};
+
+/// How a new room is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPreset {
+    /// `m.room.join_rules` `join_rule`: `invite` (default), `public` or `knock`.
+    pub join_rule: String,
+    /// `m.room.history_visibility`: `shared` by default.
+    pub history_visibility: String,
+}
+
+impl Default for RoomPreset {
+    fn default() -> Self {
+        Self {
+            join_rule: "invite".into(),
+            history_visibility: "shared".into(),
+        }
+    }
+}
+
+fn object(entries: Vec<(&str, CanonicalJsonValue)>) -> CanonicalJsonObject {
+    entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+fn text(s: &str) -> CanonicalJsonValue {
+    CanonicalJsonValue::String(s.to_owned())
+}
+
+fn int(i: i64) -> CanonicalJsonValue {
+    CanonicalJsonValue::Integer(Int::new(i).unwrap_or_default())
+}
+
+/// A fresh room ID on `server`: 18 random letters.
+pub(crate) fn new_room_id(server: &str) -> String {
+    let mut bytes = [0u8; 18];
+    let _ = getrandom::fill(&mut bytes);
+    let opaque: String = bytes
+        .iter()
+        .map(|b| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[usize::from(*b) % 52]))
+        .collect();
+    format!("!{opaque}:{server}")
+}
+
+impl Hub {
+    /// Creates a room hubbed here, created by `creator` (a user of this server), and returns its
+    /// ID and opening events once they are durable.
+    pub async fn create_room(
+        &self,
+        creator: &str,
+        preset: &RoomPreset,
+        origin_server_ts: i64,
+    ) -> Result<(String, Vec<Appended>), HubError> {
+        let (room_id, pending) = self.submit_create_room(creator, preset, origin_server_ts)?;
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending {
+            out.push(p.durable().await?);
+        }
+        Ok((room_id, out))
+    }
+
+    /// The same, blocking (for tools and threads outside an async runtime).
+    pub fn create_room_blocking(
+        &self,
+        creator: &str,
+        preset: &RoomPreset,
+        origin_server_ts: i64,
+    ) -> Result<(String, Vec<Appended>), HubError> {
+        let (room_id, pending) = self.submit_create_room(creator, preset, origin_server_ts)?;
+        let appended = pending
+            .into_iter()
+            .map(super::PendingAppend::wait)
+            .collect::<Result<_, _>>()?;
+        Ok((room_id, appended))
+    }
+
+    fn submit_create_room(
+        &self,
+        creator: &str,
+        preset: &RoomPreset,
+        ts: i64,
+    ) -> Result<(String, Vec<super::PendingAppend>), HubError> {
+        if crate::event::meta::server_of(creator) != self.server_name {
+            return Err(HubError::NotLocalSender {
+                sender: creator.to_owned(),
+                server: self.server_name.clone(),
+            });
+        }
+        let room_id = new_room_id(&self.server_name);
+        let template = |event_type: &str, state_key: &str, content| EventTemplate {
+            room_id: room_id.clone(),
+            event_type: event_type.to_owned(),
+            sender: creator.to_owned(),
+            state_key: Some(state_key.to_owned()),
+            content,
+            origin_server_ts: ts,
+        };
+        let create = build_local(
+            &LINEARIZED_02,
+            template(
+                "m.room.create",
+                "",
+                object(vec![("room_version", text(LINEARIZED_02.id))]),
+            ),
+            &[],
+            &[],
+            &self.key,
+            &self.server_name,
+        )?;
+        let chain = Chain::for_create(&create)?;
+        let head = self.insert_head(
+            &room_id,
+            RoomHead {
+                short: self.store.allocate_short_room(),
+                chain,
+                recent_lpdus: std::collections::BTreeMap::new(),
+            },
+        )?;
+        let mut pending = vec![self.append_built(&mut lock(&head), &create, None)?];
+        let users = object(vec![(creator, int(100))]);
+        for t in [
+            template("m.room.member", creator, object(vec![("membership", text("join"))])),
+            template(
+                "m.room.power_levels",
+                "",
+                object(vec![
+                    ("ban", int(50)),
+                    ("events_default", int(0)),
+                    ("invite", int(50)),
+                    ("kick", int(50)),
+                    ("redact", int(50)),
+                    ("state_default", int(50)),
+                    ("users", CanonicalJsonValue::Object(users)),
+                    ("users_default", int(0)),
+                ]),
+            ),
+            template(
+                "m.room.join_rules",
+                "",
+                object(vec![("join_rule", text(&preset.join_rule))]),
+            ),
+            template(
+                "m.room.history_visibility",
+                "",
+                object(vec![("history_visibility", text(&preset.history_visibility))]),
+            ),
+        ] {
+            pending.push(self.submit_local(t)?);
+        }
+        Ok((room_id, pending))
+    }
+}

@@ -1,0 +1,52 @@
+//! Why the hub refused an append.
+
+use crate::event::{ChainError, EventError};
+use crate::store::StoreError;
+
+/// An append was refused or could not be made durable.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum HubError {
+    /// The event itself is malformed, unauthentic or too large.
+    #[error("{0}")]
+    Event(#[from] EventError),
+    /// The event is not a valid next entry of the room's log.
+    #[error("{0}")]
+    Chain(#[from] ChainError),
+    /// Storage failed; nothing was acknowledged.
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    /// No such room here.
+    #[error("unknown room {0}")]
+    UnknownRoom(String),
+    /// The room already exists here.
+    #[error("room {0} already exists")]
+    RoomExists(String),
+    /// An LPDU for a room this server is not the hub of.
+    #[error("this server is not the hub of {room_id} (its hub is {hub})")]
+    NotHub {
+        /// The room.
+        room_id: String,
+        /// Its hub.
+        hub: String,
+    },
+    /// A locally authored event whose sender is not a user of this server.
+    #[error("sender {sender} is not a user of this server ({server}); remote users send LPDUs")]
+    NotLocalSender {
+        /// The sender.
+        sender: String,
+        /// This server.
+        server: String,
+    },
+}
+
+/// An LPDU the hub rejected, reported under the LPDU's reference ID (as `/send`'s
+/// `failed_pdus` does).
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("LPDU {lpdu_id} rejected: {error}")]
+pub struct LpduRejection {
+    /// The LPDU's reference ID.
+    pub lpdu_id: String,
+    /// Why.
+    pub error: HubError,
+}

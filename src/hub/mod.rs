@@ -1,0 +1,215 @@
+//! Linearization: the single writer of each room's log.
+//!
+//! A room's head (its `Chain`: tail, next position, current state) lives behind one mutex per
+//! room. Choosing `prev_events`, selecting auth events, signing, running the auth rules and
+//! queueing the write all happen while that mutex is held, so two appends can never name the
+//! same tail. The mutex is released before the write is synced: the next append to the same
+//! room builds on the in-memory head and its batch queues behind, in order, and the store's
+//! group commit syncs them together. A caller learns "appended" only once its own batch is
+//! durable; if a write fails the store is poisoned, so nothing built on the lost head is ever
+//! acknowledged. Rooms proceed in parallel.
+
+mod append;
+mod create;
+mod error;
+mod follow;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use crate::event::canonical::parse_object;
+use crate::event::keys::KeyRing;
+use crate::event::{Chain, ServerKey, UnverifiedPdu};
+use crate::store::{RoomSeq, ShortRoomId, Store, StoreError, Ticket};
+
+pub use create::RoomPreset;
+pub use error::{HubError, LpduRejection};
+
+/// An event that is (or, for a `PendingAppend`, will be once durable) in a room's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// The room.
+    pub room_id: String,
+    /// 0-based position in the room's log.
+    pub position: u64,
+    /// The event ID.
+    pub event_id: String,
+    /// The reference ID of the LPDU it was completed from, for events that began as one.
+    pub lpdu_id: Option<String>,
+    /// The event was already in the log (an idempotent retry); nothing new was written.
+    pub duplicate: bool,
+}
+
+/// An append whose batch is queued; it counts only once `durable` or `wait` returns `Ok`.
+#[must_use = "an append is acknowledged only once it is durable"]
+#[derive(Debug)]
+pub struct PendingAppend {
+    appended: Appended,
+    ticket: Option<Ticket>,
+}
+
+impl PendingAppend {
+    /// Waits until the event is durable.
+    pub async fn durable(self) -> Result<Appended, HubError> {
+        if let Some(ticket) = self.ticket {
+            ticket.wait().await?;
+        }
+        Ok(self.appended)
+    }
+
+    /// Waits until the event is durable, blocking the thread (not for async code).
+    pub fn wait(self) -> Result<Appended, HubError> {
+        if let Some(ticket) = self.ticket {
+            ticket.blocking_wait()?;
+        }
+        Ok(self.appended)
+    }
+}
+
+pub(crate) struct RoomHead {
+    short: ShortRoomId,
+    chain: Chain,
+    /// LPDUs appended by this process, so a retry arriving before the first copy is durable is
+    /// still recognised. Durable ones are also found through the store.
+    recent_lpdus: BTreeMap<String, (u64, String)>,
+}
+
+/// The log writer of one server: hub of the rooms it created, follower of the others.
+pub struct Hub {
+    server_name: String,
+    key: ServerKey,
+    store: Arc<Store>,
+    keys: RwLock<KeyRing>,
+    rooms: Mutex<BTreeMap<String, Arc<Mutex<RoomHead>>>>,
+}
+
+impl std::fmt::Debug for Hub {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a room lock leaves no half-applied head: heads change only after
+    // the batch is queued, in statements that cannot panic. Recover the guard.
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Hub {
+    /// A hub for `server_name` signing with `key`, over `store`. The server's own key and every
+    /// key already in the store are trusted.
+    pub fn new(server_name: &str, key: ServerKey, store: Arc<Store>) -> Result<Self, HubError> {
+        let mut ring = KeyRing::new();
+        for (server, key_id, public) in store.server_keys()? {
+            if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&public) {
+                ring.insert(&server, &key_id, key);
+            }
+        }
+        let hub = Self {
+            server_name: server_name.to_owned(),
+            key: key.clone(),
+            store,
+            keys: RwLock::new(ring),
+            rooms: Mutex::new(BTreeMap::new()),
+        };
+        hub.trust_key(server_name, key.key_id(), key.verifying_key())?;
+        Ok(hub)
+    }
+
+    /// This server's name.
+    pub fn server_name(&self) -> &str {
+        &self.server_name
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Trusts (and persists) a server's public key; logs keep the keys their signatures need.
+    pub fn trust_key(&self, server: &str, key_id: &str, key: ed25519_dalek::VerifyingKey) -> Result<(), HubError> {
+        if self
+            .keys
+            .read()
+            .is_ok_and(|ring| ring.get(server, key_id) == Some(&key))
+        {
+            return Ok(());
+        }
+        let mut batch = crate::store::Batch::new();
+        batch.add_server_key(server, key_id, key.as_bytes());
+        self.store.write(batch)?;
+        if let Ok(mut ring) = self.keys.write() {
+            ring.insert(server, key_id, key);
+        }
+        Ok(())
+    }
+
+    fn key_ring(&self) -> KeyRing {
+        self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// The head of a room, loaded from the store on first use.
+    fn head(&self, room_id: &str) -> Result<Arc<Mutex<RoomHead>>, HubError> {
+        let mut rooms = lock(&self.rooms);
+        if let Some(head) = rooms.get(room_id) {
+            return Ok(Arc::clone(head));
+        }
+        let short = self
+            .store
+            .short_room(room_id)?
+            .ok_or_else(|| HubError::UnknownRoom(room_id.to_owned()))?;
+        let head = Arc::new(Mutex::new(self.load_head(short)?));
+        rooms.insert(room_id.to_owned(), Arc::clone(&head));
+        Ok(head)
+    }
+
+    /// Rebuilds a room's chain from its stored log. Stored events were verified on the way in;
+    /// here they are applied without re-verifying (that is `log verify`'s job).
+    fn load_head(&self, short: ShortRoomId) -> Result<RoomHead, HubError> {
+        let corrupt = |what: &str| HubError::Store(StoreError::Corrupt(what.to_owned()));
+        let tail = self.store.tail(short)?.ok_or_else(|| corrupt("room without a tail"))?;
+        let create_bytes = self
+            .store
+            .pdu_at(RoomSeq { room: short, seq: 0 })?
+            .ok_or_else(|| corrupt("room without a create event"))?;
+        let create = trusted_pdu(&create_bytes, None)?;
+        let mut chain = Chain::for_create(&create)?;
+        let version = chain.version();
+        // State comes from the state deltas; the chain needs only the state events themselves.
+        let mut latest: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for delta in self.store.state_deltas(short, tail.seq)? {
+            latest.insert((delta.event_type, delta.state_key), delta.seq);
+        }
+        let mut positions: Vec<u64> = latest.into_values().collect();
+        positions.sort_unstable();
+        for seq in positions {
+            let bytes = self
+                .store
+                .pdu_at(RoomSeq { room: short, seq })?
+                .ok_or_else(|| corrupt("state delta without its PDU"))?;
+            chain.apply(&trusted_pdu(&bytes, Some(version))?);
+        }
+        chain.restore_tail(tail.seq + 1, tail.event_id);
+        Ok(RoomHead {
+            short,
+            chain,
+            recent_lpdus: BTreeMap::new(),
+        })
+    }
+}
+
+/// Re-reads a stored PDU. Stored bytes were verified before they were written.
+fn trusted_pdu(
+    bytes: &[u8],
+    version: Option<&'static crate::event::RoomVersion>,
+) -> Result<crate::event::Pdu, HubError> {
+    let object = parse_object(bytes).map_err(crate::event::EventError::from)?;
+    let unverified = UnverifiedPdu::from_object(object)?;
+    let version = match version {
+        Some(v) => v,
+        None => crate::event::chain::create_version(unverified.meta(), unverified.content())?,
+    };
+    Ok(unverified.into_stored(version)?)
+}

@@ -1,0 +1,16 @@
+//! mimi-bridge lets a Matrix homeserver take part in MIMI rooms.
+//!
+//! Module map, lowest layer first:
+//! - [`event`] — pure: canonical JSON, redaction, hashes, signatures, room versions, auth rules,
+//!   and the linear-log rules (`Chain`) that the hub, followers and replay share.
+//! - [`store`] — the only module that touches RocksDB: column families, typed keys, group commit.
+//! - [`hub`] — the single writer of each room's log: completes LPDUs, authors local events,
+//!   follows other hubs.
+//! - [`replay`] — `log list|show|state|verify|export|import`: offline, bit-for-bit checks.
+//! - [`cli`] — the command-line tool's commands (the binary only parses arguments).
+
+pub mod cli;
+pub mod event;
+pub mod hub;
+pub mod replay;
+pub mod store;

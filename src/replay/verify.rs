@@ -1,0 +1,157 @@
+//! `log verify`: every room, every event, recomputed.
+
+use crate::event::chain::create_version;
+use crate::event::{Chain, KeyRing, Pdu, UnverifiedPdu};
+use crate::store::{RoomSeq, ShortRoomId, Store};
+
+use super::{EventFault, Failure, ReplayError, check_event_bytes, parallel_map, progress};
+
+/// Events checked in one parallel round.
+const CHUNK: usize = 4096;
+
+/// What a successful verification covered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct VerifySummary {
+    /// Rooms verified.
+    pub rooms: usize,
+    /// Events verified.
+    pub events: u64,
+}
+
+/// Verifies every room (or one) in a store. `overrides` replaces the stored keys of each server
+/// it names: an admin pins the keys they trust.
+pub fn verify_store(
+    store: &Store,
+    room: Option<&str>,
+    overrides: &KeyRing,
+    show_progress: bool,
+) -> Result<VerifySummary, ReplayError> {
+    let keys = effective_keys(store, overrides)?;
+    let rooms: Vec<_> = store
+        .rooms()?
+        .into_iter()
+        .filter(|(_, id)| room.is_none_or(|r| r == id))
+        .collect();
+    if let (Some(room), true) = (room, rooms.is_empty()) {
+        return Err(ReplayError::UnknownRoom(room.to_owned()));
+    }
+    let mut summary = VerifySummary::default();
+    for (short, room_id) in rooms {
+        summary.events += verify_room(store, short, &room_id, &keys, show_progress)?;
+        summary.rooms += 1;
+    }
+    Ok(summary)
+}
+
+/// The stored keys, with every server named in `overrides` taking only the overriding keys.
+pub(crate) fn effective_keys(store: &Store, overrides: &KeyRing) -> Result<KeyRing, ReplayError> {
+    let mut keys = KeyRing::new();
+    for (server, key_id, public) in store.server_keys()? {
+        if overrides.knows_server(&server) {
+            continue;
+        }
+        if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&public) {
+            keys.insert(&server, &key_id, key);
+        }
+    }
+    keys.extend(overrides);
+    Ok(keys)
+}
+
+fn verify_room(
+    store: &Store,
+    short: ShortRoomId,
+    room_id: &str,
+    keys: &KeyRing,
+    show_progress: bool,
+) -> Result<u64, ReplayError> {
+    let fail = |position: Option<u64>, event_id: Option<String>, reason: String| {
+        ReplayError::Check(Failure {
+            room_id: room_id.to_owned(),
+            position,
+            event_id,
+            line: None,
+            reason,
+        })
+    };
+    let tail = store
+        .tail(short)?
+        .ok_or_else(|| fail(None, None, "room has no tail record".into()))?;
+    let bar = progress(if show_progress { tail.seq + 1 } else { 0 }, "verify");
+    if !show_progress {
+        bar.finish_and_clear();
+    }
+    let mut pdus = store.pdus(short, 0)?;
+    let mut chain: Option<Chain> = None;
+    let mut expected = 0u64;
+    loop {
+        let mut batch = Vec::with_capacity(CHUNK);
+        for item in pdus.by_ref().take(CHUNK) {
+            batch.push(item?);
+        }
+        if batch.is_empty() {
+            break;
+        }
+        let version = match &chain {
+            Some(chain) => chain.version(),
+            None => {
+                let (_, bytes) = &batch[0];
+                let first = crate::event::canonical::parse_object(bytes)
+                    .ok()
+                    .and_then(|o| UnverifiedPdu::from_object(o).ok())
+                    .ok_or_else(|| fail(Some(0), None, "position 0 is not a PDU".into()))?;
+                create_version(first.meta(), first.content()).map_err(|e| fail(Some(0), None, e.to_string()))?
+            }
+        };
+        let checked = parallel_map(&batch, |(_, bytes)| check_event_bytes(bytes, version, keys));
+        for ((seq, _), result) in batch.iter().zip(checked) {
+            if *seq != expected {
+                return Err(fail(
+                    Some(expected),
+                    None,
+                    format!("position {expected} is missing (next stored is {seq})"),
+                ));
+            }
+            let pdu = result.map_err(|fault| match fault {
+                EventFault::Invalid(reason) => fail(Some(*seq), None, reason),
+                EventFault::Check { event_id, reason } => fail(Some(*seq), event_id, reason),
+            })?;
+            let chain = match &mut chain {
+                Some(chain) => chain,
+                None => chain.insert(
+                    Chain::for_create(&pdu)
+                        .map_err(|e| fail(Some(0), Some(pdu.event_id().to_owned()), e.to_string()))?,
+                ),
+            };
+            chain
+                .push(&pdu)
+                .map_err(|e| fail(Some(*seq), Some(pdu.event_id().to_owned()), e.to_string()))?;
+            check_indexes(store, short, *seq, &pdu)
+                .map_err(|reason| fail(Some(*seq), Some(pdu.event_id().to_owned()), reason))?;
+            expected += 1;
+        }
+        bar.inc(u64::try_from(batch.len()).unwrap_or(0));
+    }
+    bar.finish_and_clear();
+    let last = expected
+        .checked_sub(1)
+        .ok_or_else(|| fail(None, None, "room has no events".into()))?;
+    if tail.seq != last || chain.as_ref().and_then(Chain::tail) != Some(tail.event_id.as_str()) {
+        return Err(fail(
+            Some(last),
+            Some(tail.event_id),
+            format!("tail record says position {} but the log ends at {last}", tail.seq),
+        ));
+    }
+    Ok(expected)
+}
+
+/// The indexes written beside an event must agree with it.
+fn check_indexes(store: &Store, short: ShortRoomId, seq: u64, pdu: &Pdu) -> Result<(), String> {
+    let here = RoomSeq { room: short, seq };
+    match store.event_position(pdu.event_id()).map_err(|e| e.to_string())? {
+        Some(pos) if pos == here => Ok(()),
+        Some(pos) => Err(format!("event ID index points to position {} instead", pos.seq)),
+        None => Err("event ID index has no entry for this event".into()),
+    }
+}

@@ -1,0 +1,91 @@
+//! A set of writes that lands atomically or not at all.
+
+use super::Cf;
+use super::keys::{RoomSeq, ShortRoomId, Tail, server_key_id};
+
+/// Writes to apply together. Appending an event writes the PDU, its ID index, the room's tail
+/// and (for state events) the state delta in one batch, so a reader never sees one without the
+/// others.
+#[must_use = "a batch does nothing until it is submitted to the store"]
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    pub(super) ops: Vec<(Cf, Vec<u8>, Vec<u8>)>,
+}
+
+/// What `Batch::append_event` records about one event.
+#[derive(Debug, Clone, Copy)]
+pub struct EventRecord<'a> {
+    /// Where it goes.
+    pub pos: RoomSeq,
+    /// Its ID.
+    pub event_id: &'a str,
+    /// Its canonical JSON.
+    pub bytes: &'a [u8],
+    /// `(type, state_key)` for state events.
+    pub state: Option<(&'a str, &'a str)>,
+    /// The reference ID of the LPDU it was completed from, if any.
+    pub lpdu_id: Option<&'a str>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the batch holds no writes.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// The payload size, for grouping.
+    pub(super) fn size(&self) -> usize {
+        self.ops.iter().map(|(_, k, v)| k.len() + v.len()).sum()
+    }
+
+    pub(super) fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
+        self.ops.push((cf, key, value));
+    }
+
+    /// Registers a room under its short ID.
+    pub fn add_room(&mut self, short: ShortRoomId, room_id: &str) {
+        self.put(
+            Cf::RoomidShortroomid,
+            room_id.as_bytes().to_vec(),
+            short.to_bytes().to_vec(),
+        );
+        self.put(
+            Cf::ShortroomidRoomid,
+            short.to_bytes().to_vec(),
+            room_id.as_bytes().to_vec(),
+        );
+    }
+
+    /// Appends one event and moves the room's tail to it.
+    pub fn append_event(&mut self, record: &EventRecord<'_>) {
+        let pos = record.pos.to_bytes().to_vec();
+        self.put(Cf::RoomseqPdu, pos.clone(), record.bytes.to_vec());
+        self.put(Cf::EventidRoomseq, record.event_id.as_bytes().to_vec(), pos.clone());
+        let tail = Tail {
+            seq: record.pos.seq,
+            event_id: record.event_id.to_owned(),
+        };
+        self.put(Cf::RoomTail, record.pos.room.to_bytes().to_vec(), tail.to_bytes());
+        if let Some((event_type, state_key)) = record.state {
+            let delta = serde_json::to_vec(&[event_type, state_key]).unwrap_or_default();
+            self.put(Cf::RoomseqStatedelta, pos, delta);
+        }
+        if let Some(lpdu_id) = record.lpdu_id {
+            self.put(
+                Cf::LpduidEventid,
+                lpdu_id.as_bytes().to_vec(),
+                record.event_id.as_bytes().to_vec(),
+            );
+        }
+    }
+
+    /// Records a server's public key (the logs' signatures are checked against these).
+    pub fn add_server_key(&mut self, server: &str, key_id: &str, public: &[u8; 32]) {
+        self.put(Cf::ServerkeyidVerifykey, server_key_id(server, key_id), public.to_vec());
+    }
+}

@@ -1,0 +1,206 @@
+//! Group commit: one thread drains every batch queued while the previous sync ran and writes
+//! them as one synced RocksDB write. A synced write costs the same for one event or a thousand,
+//! so durable throughput grows with concurrency instead of being capped at the disk's sync rate.
+//! Batches are written in submission order, so a room's appends land in log order.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use std::sync::{Condvar, Mutex};
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::Notify;
+
+use super::{Batch, Poison, StoreError, SyncPolicy};
+
+/// Most batches merged into one write.
+const MAX_GROUP: usize = 4096;
+/// Most payload bytes merged into one write.
+const MAX_GROUP_BYTES: usize = 16 << 20;
+
+struct Pending {
+    batch: Batch,
+    done: Option<Arc<Completion>>,
+}
+
+impl Pending {
+    fn finish(mut self, result: Result<(), StoreError>) {
+        if let Some(done) = self.done.take() {
+            done.complete(result);
+        }
+    }
+}
+
+/// The outcome of one batch, awaitable from async code and from plain threads alike (the hub is
+/// called from both, including `spawn_blocking` threads, where tokio's blocking receive panics).
+#[derive(Debug, Default)]
+struct Completion {
+    result: Mutex<Option<Result<(), StoreError>>>,
+    ready: Condvar,
+    notify: Notify,
+}
+
+impl Completion {
+    fn complete(&self, result: Result<(), StoreError>) {
+        if let Ok(mut slot) = self.result.lock() {
+            *slot = Some(result);
+        }
+        self.ready.notify_all();
+        // Stores a permit if nobody waits yet, so a waiter arriving later still wakes.
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Option<Result<(), StoreError>> {
+        self.result.lock().ok().and_then(|mut slot| slot.take())
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        // A batch dropped without an outcome (the thread ended) must not leave a waiter hanging.
+        if let Some(done) = self.done.take() {
+            done.complete(Err(StoreError::Closed));
+        }
+    }
+}
+
+pub(super) struct Committer {
+    queue: Option<mpsc::Sender<Pending>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Committer {
+    pub(super) fn start(db: Arc<DB>, poison: Arc<Poison>, sync: SyncPolicy, path: PathBuf) -> Self {
+        let (queue, receiver) = mpsc::channel::<Pending>();
+        let thread = std::thread::Builder::new()
+            .name("store-commit".into())
+            .spawn(move || run(&db, &poison, sync, &path, &receiver))
+            .ok();
+        Self {
+            queue: Some(queue),
+            thread,
+        }
+    }
+
+    pub(super) fn submit(&self, batch: Batch) -> Ticket {
+        let done = Arc::new(Completion::default());
+        match &self.queue {
+            Some(queue)
+                if queue
+                    .send(Pending {
+                        batch,
+                        done: Some(Arc::clone(&done)),
+                    })
+                    .is_ok() =>
+            {
+                Ticket(Inner::Waiting(done))
+            }
+            _ => Ticket::failed(StoreError::Closed),
+        }
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn run(db: &DB, poison: &Poison, sync: SyncPolicy, path: &std::path::Path, receiver: &mpsc::Receiver<Pending>) {
+    let mut options = WriteOptions::default();
+    options.set_sync(sync == SyncPolicy::Sync);
+    while let Ok(first) = receiver.recv() {
+        let mut bytes = first.batch.size();
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP && bytes < MAX_GROUP_BYTES {
+            match receiver.try_recv() {
+                Ok(next) => {
+                    bytes += next.batch.size();
+                    group.push(next);
+                }
+                Err(_) => break,
+            }
+        }
+        let result = poison.check().and_then(|()| write_group(db, &group, &options, path));
+        if let Err(StoreError::Rocks { message, .. }) = &result {
+            poison.set(message);
+        }
+        for pending in group {
+            pending.finish(result.clone());
+        }
+    }
+}
+
+fn write_group(db: &DB, group: &[Pending], options: &WriteOptions, path: &std::path::Path) -> Result<(), StoreError> {
+    let mut batch = WriteBatch::default();
+    for pending in group {
+        for (cf, key, value) in &pending.batch.ops {
+            let handle = db
+                .cf_handle(cf.name())
+                .ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))?;
+            batch.put_cf(handle, key, value);
+        }
+    }
+    db.write_opt(batch, options).map_err(|e| StoreError::Rocks {
+        path: path.display().to_string(),
+        message: e.into_string(),
+    })
+}
+
+/// A submitted batch; resolves once the batch is durable (or failed).
+#[must_use = "a write is acknowledged only once its ticket resolves"]
+#[derive(Debug)]
+pub struct Ticket(Inner);
+
+#[derive(Debug)]
+enum Inner {
+    Waiting(Arc<Completion>),
+    Failed(StoreError),
+}
+
+impl Ticket {
+    pub(super) fn failed(error: StoreError) -> Self {
+        Ticket(Inner::Failed(error))
+    }
+
+    /// Waits for durability.
+    pub async fn wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            Inner::Waiting(done) => loop {
+                let notified = done.notify.notified();
+                if let Some(result) = done.take() {
+                    return result;
+                }
+                notified.await;
+            },
+            Inner::Failed(e) => Err(e),
+        }
+    }
+
+    /// Waits for durability, blocking the thread (from plain or `spawn_blocking` threads; an
+    /// async task should use `wait`).
+    pub fn blocking_wait(self) -> Result<(), StoreError> {
+        match self.0 {
+            Inner::Waiting(done) => {
+                let Ok(mut slot) = done.result.lock() else {
+                    return Err(StoreError::Closed);
+                };
+                loop {
+                    if let Some(result) = slot.take() {
+                        return result;
+                    }
+                    slot = match done.ready.wait(slot) {
+                        Ok(slot) => slot,
+                        Err(_) => return Err(StoreError::Closed),
+                    };
+                }
+            }
+            Inner::Failed(e) => Err(e),
+        }
+    }
+}

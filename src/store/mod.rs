@@ -1,0 +1,298 @@
+//! The only module that touches RocksDB.
+//!
+//! Everything durable goes through here: the room logs, their indexes, and the keys of the
+//! servers whose signatures the logs carry. Column families are named `<key>_<value>` and listed
+//! once, in [`Cf`]; every key layout is in [`keys`] and documented in `schemas/storage.md`.
+//! Every change that touches more than one key is one [`Batch`], written atomically; writes go
+//! through one group-commit thread so that many appends share one sync. A failed write poisons
+//! the store: from then on nothing is acknowledged, because the in-memory room heads above may
+//! be ahead of the disk.
+#![deny(missing_docs)]
+
+pub mod batch;
+mod commit;
+pub mod keys;
+mod read;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options};
+
+pub use batch::Batch;
+pub use commit::Ticket;
+pub use keys::{RoomSeq, ShortRoomId, Tail};
+pub use read::StateDelta;
+
+/// The schema this build writes. Bump it (and add a fixture) whenever a layout changes.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The column families, named `<key>_<value>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cf {
+    /// `schema_version` → u32 BE.
+    MetanameValue,
+    /// Room ID → [`ShortRoomId`].
+    RoomidShortroomid,
+    /// [`ShortRoomId`] → room ID.
+    ShortroomidRoomid,
+    /// [`RoomSeq`] → the PDU's canonical JSON bytes.
+    RoomseqPdu,
+    /// Event ID → [`RoomSeq`].
+    EventidRoomseq,
+    /// [`ShortRoomId`] → [`Tail`].
+    RoomTail,
+    /// [`RoomSeq`] of a state event → its (type, state key) as a [`StateDelta`].
+    RoomseqStatedelta,
+    /// An LPDU's reference ID → the event ID the hub completed it into (idempotent retries).
+    LpduidEventid,
+    /// `server \0 key ID` → 32-byte ed25519 public key.
+    ServerkeyidVerifykey,
+}
+
+impl Cf {
+    /// Every column family, in catalog order.
+    pub const ALL: [Cf; 9] = [
+        Cf::MetanameValue,
+        Cf::RoomidShortroomid,
+        Cf::ShortroomidRoomid,
+        Cf::RoomseqPdu,
+        Cf::EventidRoomseq,
+        Cf::RoomTail,
+        Cf::RoomseqStatedelta,
+        Cf::LpduidEventid,
+        Cf::ServerkeyidVerifykey,
+    ];
+
+    /// The RocksDB name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cf::MetanameValue => "metaname_value",
+            Cf::RoomidShortroomid => "roomid_shortroomid",
+            Cf::ShortroomidRoomid => "shortroomid_roomid",
+            Cf::RoomseqPdu => "roomseq_pdu",
+            Cf::EventidRoomseq => "eventid_roomseq",
+            Cf::RoomTail => "room_tail",
+            Cf::RoomseqStatedelta => "roomseq_statedelta",
+            Cf::LpduidEventid => "lpduid_eventid",
+            Cf::ServerkeyidVerifykey => "serverkeyid_verifykey",
+        }
+    }
+}
+
+/// Storage failures.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// RocksDB reported an error.
+    #[error("RocksDB at {path}: {message}")]
+    Rocks {
+        /// The data directory.
+        path: String,
+        /// RocksDB's message.
+        message: String,
+    },
+    /// The store was written by a newer mimi-bridge.
+    #[error(
+        "{path} holds storage schema version {found}, but this mimi-bridge supports up to {supported}: upgrade mimi-bridge (the data is untouched)"
+    )]
+    NewerSchema {
+        /// The data directory.
+        path: String,
+        /// Version found on disk.
+        found: u32,
+        /// Newest version this build knows.
+        supported: u32,
+    },
+    /// A stored value does not have the layout this build expects.
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+    /// An earlier write failed; the store accepts no more writes until reopened.
+    #[error("the store refused writes after an earlier write failure: {0}")]
+    Poisoned(String),
+    /// The store is closing.
+    #[error("the store is shut down")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn corrupt(what: &str) -> Self {
+        StoreError::Corrupt(what.to_owned())
+    }
+}
+
+/// Whether each write batch is synced to disk before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SyncPolicy {
+    /// fsync the WAL before acknowledging (default: nothing acknowledged is ever lost).
+    #[default]
+    Sync,
+    /// Leave syncing to the OS (benchmarks and throwaway stores only: a power cut loses data).
+    NoSync,
+}
+
+/// An open data directory.
+pub struct Store {
+    db: Arc<DB>,
+    path: PathBuf,
+    poison: Arc<Poison>,
+    committer: commit::Committer,
+    next_short: AtomicU64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Poison {
+    poisoned: AtomicBool,
+    reason: std::sync::Mutex<String>,
+}
+
+impl Poison {
+    fn set(&self, reason: &str) {
+        if let Ok(mut r) = self.reason.lock() {
+            if r.is_empty() {
+                reason.clone_into(&mut r);
+            }
+        }
+        self.poisoned.store(true, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.poisoned.load(Ordering::SeqCst) {
+            let reason = self.reason.lock().map(|r| r.clone()).unwrap_or_default();
+            return Err(StoreError::Poisoned(reason));
+        }
+        Ok(())
+    }
+}
+
+fn rocks(path: &Path) -> impl Fn(rocksdb::Error) -> StoreError + '_ {
+    move |e| StoreError::Rocks {
+        path: path.display().to_string(),
+        message: e.into_string(),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) a data directory with the default, synced policy.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, SyncPolicy::Sync)
+    }
+
+    /// Opens an existing data directory, never creating one (for the read-only CLI tools).
+    pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
+        if !path.join("CURRENT").exists() {
+            return Err(StoreError::Rocks {
+                path: path.display().to_string(),
+                message: "no mimi-bridge data directory here (no RocksDB CURRENT file)".into(),
+            });
+        }
+        Self::open(path)
+    }
+
+    /// Opens (creating if needed) a data directory.
+    pub fn open_with(path: &Path, sync: SyncPolicy) -> Result<Self, StoreError> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        opts.set_max_background_jobs(2);
+        // Column families a newer build added are opened too, so that the schema check below,
+        // not RocksDB, reports the version mismatch.
+        let mut names: Vec<String> = Cf::ALL.iter().map(|cf| cf.name().to_owned()).collect();
+        if let Ok(existing) = DB::list_cf(&opts, path) {
+            for name in existing {
+                if !names.contains(&name) && name != "default" {
+                    names.push(name);
+                }
+            }
+        }
+        let descriptors = names.iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
+        let db = Arc::new(DB::open_cf_descriptors(&opts, path, descriptors).map_err(rocks(path))?);
+        let poison = Arc::new(Poison::default());
+        let committer = commit::Committer::start(Arc::clone(&db), Arc::clone(&poison), sync, path.to_owned());
+        let store = Self {
+            db,
+            path: path.to_owned(),
+            poison,
+            committer,
+            next_short: AtomicU64::new(0),
+        };
+        store.check_schema()?;
+        let next = store.last_short_room()?.map_or(1, |s| s.0 + 1);
+        store.next_short.store(next, Ordering::SeqCst);
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        let key = b"schema_version";
+        match self.get(Cf::MetanameValue, key)? {
+            Some(bytes) => {
+                let array = <[u8; 4]>::try_from(bytes.as_slice())
+                    .map_err(|_| StoreError::corrupt("schema version is not 4 bytes"))?;
+                let found = u32::from_be_bytes(array);
+                if found > SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: self.path.display().to_string(),
+                        found,
+                        supported: SCHEMA_VERSION,
+                    });
+                }
+                Ok(())
+            }
+            None => {
+                let mut batch = Batch::new();
+                batch.put(Cf::MetanameValue, key.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
+                self.submit(batch).blocking_wait()
+            }
+        }
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reserves a fresh short room ID. Callers serialize room creation themselves.
+    pub fn allocate_short_room(&self) -> ShortRoomId {
+        ShortRoomId(self.next_short.fetch_add(1, Ordering::SeqCst))
+    }
+
+    /// Queues a batch for the next group commit. The ticket resolves once it is durable.
+    pub fn submit(&self, batch: Batch) -> Ticket {
+        if let Err(e) = self.poison.check() {
+            return Ticket::failed(e);
+        }
+        self.committer.submit(batch)
+    }
+
+    /// Writes a batch and waits until it is durable (blocking; not for async contexts).
+    pub fn write(&self, batch: Batch) -> Result<(), StoreError> {
+        self.submit(batch).blocking_wait()
+    }
+
+    fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
+        self.db
+            .cf_handle(cf.name())
+            .ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))
+    }
+
+    fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db.get_cf(self.cf(cf)?, key).map_err(rocks(&self.path))
+    }
+}
+
+/// Column-family options: log keys are written in order, so the defaults with LZ4 serve well.
+fn cf_options() -> Options {
+    let mut opts = Options::default();
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    opts
+}

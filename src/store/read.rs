@@ -1,0 +1,135 @@
+//! Reads. RocksDB iterators read from an implicit snapshot and every append is one atomic batch
+//! written in log order, so a reader always sees a gap-free prefix of each room's log.
+
+use rocksdb::{Direction, IteratorMode};
+
+use super::keys::{RoomSeq, ShortRoomId, Tail, split_server_key_id};
+use super::{Cf, Store, StoreError, rocks};
+
+/// A state event's position and key, as recorded when it was appended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateDelta {
+    /// Position of the state event.
+    pub seq: u64,
+    /// Its type.
+    pub event_type: String,
+    /// Its state key.
+    pub state_key: String,
+}
+
+impl Store {
+    /// The short ID of a room.
+    pub fn short_room(&self, room_id: &str) -> Result<Option<ShortRoomId>, StoreError> {
+        self.get(Cf::RoomidShortroomid, room_id.as_bytes())?
+            .map(|b| ShortRoomId::from_bytes(&b))
+            .transpose()
+    }
+
+    pub(super) fn last_short_room(&self) -> Result<Option<ShortRoomId>, StoreError> {
+        let mut iter = self.db.iterator_cf(self.cf(Cf::ShortroomidRoomid)?, IteratorMode::End);
+        iter.next()
+            .transpose()
+            .map_err(rocks(&self.path))?
+            .map(|(k, _)| ShortRoomId::from_bytes(&k))
+            .transpose()
+    }
+
+    /// Every room, in short-ID order.
+    pub fn rooms(&self) -> Result<Vec<(ShortRoomId, String)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(Cf::ShortroomidRoomid)?, IteratorMode::Start)
+        {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let room_id = String::from_utf8(value.to_vec()).map_err(|_| StoreError::corrupt("room ID is not UTF-8"))?;
+            out.push((ShortRoomId::from_bytes(&key)?, room_id));
+        }
+        Ok(out)
+    }
+
+    /// The last event of a room.
+    pub fn tail(&self, room: ShortRoomId) -> Result<Option<Tail>, StoreError> {
+        self.get(Cf::RoomTail, &room.to_bytes())?
+            .map(|b| Tail::from_bytes(&b))
+            .transpose()
+    }
+
+    /// The PDU at a position.
+    pub fn pdu_at(&self, pos: RoomSeq) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Cf::RoomseqPdu, &pos.to_bytes())
+    }
+
+    /// Where an event sits.
+    pub fn event_position(&self, event_id: &str) -> Result<Option<RoomSeq>, StoreError> {
+        self.get(Cf::EventidRoomseq, event_id.as_bytes())?
+            .map(|b| RoomSeq::from_bytes(&b))
+            .transpose()
+    }
+
+    /// The event an LPDU was completed into, if the hub already appended it.
+    pub fn lpdu_event(&self, lpdu_id: &str) -> Result<Option<String>, StoreError> {
+        self.get(Cf::LpduidEventid, lpdu_id.as_bytes())?
+            .map(|b| String::from_utf8(b).map_err(|_| StoreError::corrupt("event ID is not UTF-8")))
+            .transpose()
+    }
+
+    /// A room's PDUs from position `from` on, in log order.
+    pub fn pdus(
+        &self,
+        room: ShortRoomId,
+        from: u64,
+    ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_, StoreError> {
+        let start = RoomSeq { room, seq: from }.to_bytes();
+        let iter = self
+            .db
+            .iterator_cf(self.cf(Cf::RoomseqPdu)?, IteratorMode::From(&start, Direction::Forward));
+        Ok(iter
+            .map(move |item| {
+                let (key, value) = item.map_err(rocks(&self.path))?;
+                Ok((RoomSeq::from_bytes(&key)?, value.into_vec()))
+            })
+            .take_while(move |item| !matches!(item, Ok((pos, _)) if pos.room != room))
+            .map(|item| item.map(|(pos, bytes)| (pos.seq, bytes))))
+    }
+
+    /// The state deltas of a room up to and including position `upto`.
+    pub fn state_deltas(&self, room: ShortRoomId, upto: u64) -> Result<Vec<StateDelta>, StoreError> {
+        let start = RoomSeq { room, seq: 0 }.to_bytes();
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(
+            self.cf(Cf::RoomseqStatedelta)?,
+            IteratorMode::From(&start, Direction::Forward),
+        ) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let pos = RoomSeq::from_bytes(&key)?;
+            if pos.room != room || pos.seq > upto {
+                break;
+            }
+            let [event_type, state_key]: [String; 2] = serde_json::from_slice(&value)
+                .map_err(|_| StoreError::corrupt("state delta is not [type, state_key]"))?;
+            out.push(StateDelta {
+                seq: pos.seq,
+                event_type,
+                state_key,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Every stored server key: (server, key ID, public key).
+    pub fn server_keys(&self) -> Result<Vec<(String, String, [u8; 32])>, StoreError> {
+        let mut out = Vec::new();
+        for item in self
+            .db
+            .iterator_cf(self.cf(Cf::ServerkeyidVerifykey)?, IteratorMode::Start)
+        {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let (server, key_id) = split_server_key_id(&key)?;
+            let public =
+                <[u8; 32]>::try_from(&value[..]).map_err(|_| StoreError::corrupt("public key is not 32 bytes"))?;
+            out.push((server, key_id, public));
+        }
+        Ok(out)
+    }
+}
