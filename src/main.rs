@@ -26,7 +26,7 @@ enum Command {
         /// Where to write the key (never overwritten).
         #[arg(long)]
         out: PathBuf,
-        /// Key version ([A-Za-z0-9_]+); the key ID becomes ed25519:VERSION. Default: a_XXXX.
+        /// Key version (`[A-Za-z0-9_]+`); the key ID becomes `ed25519:VERSION`. Default: `a_XXXX`.
         #[arg(long = "key-id", value_name = "VERSION")]
         key_id: Option<String>,
     },
@@ -54,7 +54,7 @@ struct KeysArg {
 
 #[derive(Subcommand)]
 enum EventCommand {
-    /// Hash and sign: an LPDU (hub_server, no auth/prev events) as its origin, otherwise a PDU.
+    /// Hash and sign: an LPDU (`hub_server`, no auth/prev events) as its origin, otherwise a PDU.
     Sign {
         /// The signing server's name.
         #[arg(long = "server-name")]
@@ -104,7 +104,7 @@ enum LogCommand {
         /// Most events to show.
         #[arg(long)]
         limit: Option<u64>,
-        /// One JSON object per line: position, event_id, pdu.
+        /// One JSON object per line: `position`, `event_id`, `pdu`.
         #[arg(long)]
         json: bool,
     },

@@ -87,15 +87,19 @@ pub fn log_state(dir: &Path, room: &str, at: Option<u64>, as_json: bool) -> Resu
     if as_json {
         let rows: Vec<_> = rows
             .iter()
-            .map(|(pos, t, k, ev)| {
-                let content: serde_json::Value = serde_json::from_slice(&object_to_bytes(&ev.content)).unwrap_or_default();
-                json!({"position": pos, "type": t, "state_key": k, "event_id": ev.event_id, "sender": ev.sender, "content": content})
+            .map(|row| {
+                let ev = &row.event;
+                let content: serde_json::Value =
+                    serde_json::from_slice(&object_to_bytes(&ev.content)).unwrap_or_default();
+                json!({"position": row.position, "type": row.event_type, "state_key": row.state_key,
+                       "event_id": ev.event_id, "sender": ev.sender, "content": content})
             })
             .collect();
         return Ok(json!({"room_id": room, "at": at, "state": rows}).to_string());
     }
     let mut out = format!("state of {room} after position {at}\n");
-    for (pos, t, k, ev) in rows {
+    for row in rows {
+        let (ev, t, k, pos) = (&row.event, &row.event_type, &row.state_key, row.position);
         let content = String::from_utf8_lossy(&object_to_bytes(&ev.content)).into_owned();
         let _ = writeln!(
             out,

@@ -19,7 +19,7 @@ use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 #[non_exhaustive]
 pub enum CanonicalError {
     /// Not JSON at all, or a value the grammar forbids (floats, duplicate keys, big integers).
-    /// The message carries serde_json's line and column.
+    /// The message carries `serde_json`'s line and column.
     #[error("{0}")]
     Syntax(String),
     /// Valid JSON, but the top level is not an object.

@@ -118,14 +118,14 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
         ("hashes.sha256", stored_sha, sha256.as_deref()),
         ("hashes.lpdu.sha256", stored_lpdu, lpdu_sha256.as_deref()),
     ] {
-        if let (Some(found), Some(computed)) = (found, computed) {
-            if found != computed {
-                errors.push(EventError::HashMismatch {
-                    which,
-                    found: found.to_owned(),
-                    computed: computed.to_owned(),
-                });
-            }
+        if let (Some(found), Some(computed)) = (found, computed)
+            && found != computed
+        {
+            errors.push(EventError::HashMismatch {
+                which,
+                found: found.to_owned(),
+                computed: computed.to_owned(),
+            });
         }
     }
 
@@ -195,10 +195,10 @@ fn required_signature_error(
 /// The servers whose signatures an event in `form` must carry (origin first).
 pub fn required_signers(form: Form, origin: &str, hub: Option<&str>) -> Vec<String> {
     let mut out = vec![origin.to_owned()];
-    if let (Form::HubPdu, Some(hub)) = (form, hub) {
-        if hub != origin {
-            out.push(hub.to_owned());
-        }
+    if let (Form::HubPdu, Some(hub)) = (form, hub)
+        && hub != origin
+    {
+        out.push(hub.to_owned());
     }
     out
 }

@@ -31,7 +31,7 @@ pub fn lpdu_hash_field(event: &CanonicalJsonObject) -> Option<&CanonicalJsonValu
 }
 
 /// `hashes.<name>` (`sha256`) or `hashes.lpdu.sha256` as a string, if present.
-pub fn stored_hash<'a>(event: &'a CanonicalJsonObject, lpdu: bool) -> Option<&'a str> {
+pub fn stored_hash(event: &CanonicalJsonObject, lpdu: bool) -> Option<&str> {
     let CanonicalJsonValue::Object(hashes) = event.get("hashes")? else {
         return None;
     };

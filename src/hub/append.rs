@@ -40,7 +40,7 @@ impl Hub {
             &self.key,
             &self.server_name,
         )?;
-        Ok(self.append_built(&mut head, &pdu, None)?)
+        self.append_built(&mut head, &pdu, None)
     }
 
     /// Appends an event authored by a user of this server and waits until it is durable.
@@ -53,6 +53,10 @@ impl Hub {
     /// the tail, hashes, signs and runs the auth rules. A retry of an LPDU already appended
     /// returns the existing event, marked `duplicate`.
     #[tracing::instrument(skip_all, fields(room_id = %lpdu.meta().room_id))]
+    #[expect(
+        clippy::result_large_err,
+        reason = "a rejection carries its full reason to the peer; it is not the hot path"
+    )]
     pub fn submit_lpdu(&self, lpdu: UnverifiedLpdu) -> Result<PendingAppend, LpduRejection> {
         let head = self.head(&lpdu.meta().room_id);
         let version = match &head {

@@ -100,7 +100,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Hub {
     /// A hub for `server_name` signing with `key`, over `store`. The server's own key and every
     /// key already in the store are trusted.
-    pub fn new(server_name: &str, key: ServerKey, store: Arc<Store>) -> Result<Self, HubError> {
+    pub fn new(server_name: &str, key: &ServerKey, store: Arc<Store>) -> Result<Self, HubError> {
         let mut ring = KeyRing::new();
         for (server, key_id, public) in store.server_keys()? {
             if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&public) {

@@ -99,13 +99,22 @@ pub fn timeline(
     Ok(out)
 }
 
-/// The room state after the event at position `at` (default: the tail), with the position of
-/// each state event.
-pub fn state_at(
-    store: &Store,
-    room_id: &str,
-    at: Option<u64>,
-) -> Result<(u64, Vec<(u64, String, String, StateEvent)>), ReplayError> {
+/// One state entry in `log state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateRow {
+    /// Position of the state event in the log.
+    pub position: u64,
+    /// Its type.
+    pub event_type: String,
+    /// Its state key.
+    pub state_key: String,
+    /// The event.
+    pub event: StateEvent,
+}
+
+/// The room state after the event at position `at` (default: the tail); returns the position
+/// used and the state in (type, state key) order.
+pub fn state_at(store: &Store, room_id: &str, at: Option<u64>) -> Result<(u64, Vec<StateRow>), ReplayError> {
     let (short, version) = room(store, room_id)?;
     let tail = store.tail(short)?.ok_or_else(|| corrupt(0, &"room without a tail"))?;
     let at = at.unwrap_or(tail.seq);
@@ -139,16 +148,14 @@ pub fn state_at(
     }
     let rows = state
         .iter()
-        .map(|((t, k), ev)| {
-            (
-                positions
-                    .get(&(t.to_owned(), k.to_owned()))
-                    .copied()
-                    .unwrap_or_default(),
-                t.to_owned(),
-                k.to_owned(),
-                ev.clone(),
-            )
+        .map(|((t, k), event)| StateRow {
+            position: positions
+                .get(&(t.to_owned(), k.to_owned()))
+                .copied()
+                .unwrap_or_default(),
+            event_type: t.to_owned(),
+            state_key: k.to_owned(),
+            event: event.clone(),
         })
         .collect();
     Ok((at, rows))

@@ -20,7 +20,7 @@ use crate::store::StoreError;
 
 pub use export::{ExportHeader, export_room};
 pub use import::{ImportSummary, import_log};
-pub use inspect::{RoomSummary, TimelineEntry, list_rooms, state_at, timeline};
+pub use inspect::{RoomSummary, StateRow, TimelineEntry, list_rooms, state_at, timeline};
 pub use verify::{VerifySummary, verify_store};
 
 /// Where and why a log failed verification.

@@ -92,16 +92,15 @@ fn verify_room(
         if batch.is_empty() {
             break;
         }
-        let version = match &chain {
-            Some(chain) => chain.version(),
-            None => {
-                let (_, bytes) = &batch[0];
-                let first = crate::event::canonical::parse_object(bytes)
-                    .ok()
-                    .and_then(|o| UnverifiedPdu::from_object(o).ok())
-                    .ok_or_else(|| fail(Some(0), None, "position 0 is not a PDU".into()))?;
-                create_version(first.meta(), first.content()).map_err(|e| fail(Some(0), None, e.to_string()))?
-            }
+        let version = if let Some(chain) = &chain {
+            chain.version()
+        } else {
+            let (_, bytes) = &batch[0];
+            let first = crate::event::canonical::parse_object(bytes)
+                .ok()
+                .and_then(|o| UnverifiedPdu::from_object(o).ok())
+                .ok_or_else(|| fail(Some(0), None, "position 0 is not a PDU".into()))?;
+            create_version(first.meta(), first.content()).map_err(|e| fail(Some(0), None, e.to_string()))?
         };
         let checked = parallel_map(&batch, |(_, bytes)| check_event_bytes(bytes, version, keys));
         for ((seq, _), result) in batch.iter().zip(checked) {

@@ -157,10 +157,10 @@ pub(crate) struct Poison {
 
 impl Poison {
     fn set(&self, reason: &str) {
-        if let Ok(mut r) = self.reason.lock() {
-            if r.is_empty() {
-                reason.clone_into(&mut r);
-            }
+        if let Ok(mut r) = self.reason.lock()
+            && r.is_empty()
+        {
+            reason.clone_into(&mut r);
         }
         self.poisoned.store(true, Ordering::SeqCst);
     }
@@ -234,26 +234,22 @@ impl Store {
 
     fn check_schema(&self) -> Result<(), StoreError> {
         let key = b"schema_version";
-        match self.get(Cf::MetanameValue, key)? {
-            Some(bytes) => {
-                let array = <[u8; 4]>::try_from(bytes.as_slice())
-                    .map_err(|_| StoreError::corrupt("schema version is not 4 bytes"))?;
-                let found = u32::from_be_bytes(array);
-                if found > SCHEMA_VERSION {
-                    return Err(StoreError::NewerSchema {
-                        path: self.path.display().to_string(),
-                        found,
-                        supported: SCHEMA_VERSION,
-                    });
-                }
-                Ok(())
-            }
-            None => {
-                let mut batch = Batch::new();
-                batch.put(Cf::MetanameValue, key.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
-                self.submit(batch).blocking_wait()
-            }
+        let Some(bytes) = self.get(Cf::MetanameValue, key)? else {
+            let mut batch = Batch::new();
+            batch.put(Cf::MetanameValue, key.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
+            return self.submit(batch).blocking_wait();
+        };
+        let array =
+            <[u8; 4]>::try_from(bytes.as_slice()).map_err(|_| StoreError::corrupt("schema version is not 4 bytes"))?;
+        let found = u32::from_be_bytes(array);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                path: self.path.display().to_string(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
         }
+        Ok(())
     }
 
     /// The data directory.

@@ -92,7 +92,7 @@ fn event_commands_reject_bad_input_with_exit_2() {
 }
 
 #[test]
-fn log_tools_list_show_state_verify_export_import() {
+fn log_list_show_and_state() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, room) = sample(dir.path());
     drop(hub);
@@ -175,6 +175,14 @@ fn log_tools_list_show_state_verify_export_import() {
     );
     let out = run(&["log", "state", "--data-dir", d, "--room", &room, "--at", "99"], b"");
     assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn log_verify_export_import_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (hub, room) = sample(dir.path());
+    drop(hub);
+    let d = dir.path().to_str().unwrap();
 
     let out = run(&["log", "verify", "--data-dir", d], b"");
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -28,7 +28,7 @@ pub(crate) fn part_key() -> ServerKey {
 /// A hub over a fresh store in `dir`, trusting the participant's key.
 pub(crate) fn open_hub(dir: &Path) -> Hub {
     let store = Arc::new(Store::open(dir).unwrap());
-    let hub = Hub::new(HUB, hub_key(), store).unwrap();
+    let hub = Hub::new(HUB, &hub_key(), store).unwrap();
     let part = part_key();
     hub.trust_key(PART, part.key_id(), part.verifying_key()).unwrap();
     hub
@@ -37,7 +37,7 @@ pub(crate) fn open_hub(dir: &Path) -> Hub {
 /// A participant's store following the hub, trusting the hub's key.
 pub(crate) fn open_follower(dir: &Path) -> Hub {
     let store = Arc::new(Store::open(dir).unwrap());
-    let hub = Hub::new(PART, part_key(), store).unwrap();
+    let hub = Hub::new(PART, &part_key(), store).unwrap();
     let key = hub_key();
     hub.trust_key(HUB, key.key_id(), key.verifying_key()).unwrap();
     hub

@@ -8,6 +8,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use mimi_bridge::event::KeyRing;
 use mimi_bridge::replay;
 use mimi_bridge::store::Store;
 
@@ -118,7 +119,7 @@ fn kill_9_loses_nothing_acknowledged() {
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), log.len(), "no event twice");
-        replay::verify_store(&store, None, &Default::default(), false).unwrap();
+        replay::verify_store(&store, None, &KeyRing::default(), false).unwrap();
     }
     assert!(
         acked.len() > 50,

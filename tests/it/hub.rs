@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use mimi_bridge::event::room_version::LINEARIZED_02;
-use mimi_bridge::event::{ChainError, EventError, UnverifiedLpdu, UnverifiedPdu, build_lpdu};
+use mimi_bridge::event::{ChainError, EventError, KeyRing, UnverifiedLpdu, UnverifiedPdu, build_lpdu};
 use mimi_bridge::hub::{HubError, RoomPreset};
 use mimi_bridge::replay;
 use mimi_bridge::store::{RoomSeq, Store};
@@ -45,7 +45,7 @@ fn create_room_writes_the_opening_events_at_positions_0_to_4() {
             events[1].event_id.clone()
         ])
     );
-    replay::verify_store(hub.store(), None, &Default::default(), false).unwrap();
+    replay::verify_store(hub.store(), None, &KeyRing::default(), false).unwrap();
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn participant_lpdus_are_completed_signed_and_linked() {
     assert!(pdu["signatures"][PART]["ed25519:part1"].is_string());
     assert!(pdu["signatures"][HUB]["ed25519:hub1"].is_string());
     assert!(pdu["hashes"]["lpdu"]["sha256"].is_string() && pdu["hashes"]["sha256"].is_string());
-    replay::verify_store(hub.store(), Some(&room), &Default::default(), false).unwrap();
+    replay::verify_store(hub.store(), Some(&room), &KeyRing::default(), false).unwrap();
 }
 
 #[test]
@@ -130,8 +130,8 @@ fn bad_lpdus_are_rejected_each_with_its_own_reason() {
 
     // A forged signature: signed by a key the hub does not trust for part.example.
     let forger = mimi_bridge::event::ServerKey::from_seed("part1", [1; 32]).unwrap();
-    let forged = build_lpdu(&LINEARIZED_02, message(&room, BOB, "forged"), HUB, &forger, PART).unwrap();
-    let (_, err) = reject(&hub, forged);
+    let counterfeit = build_lpdu(&LINEARIZED_02, message(&room, BOB, "forged"), HUB, &forger, PART).unwrap();
+    let (_, err) = reject(&hub, counterfeit);
     assert!(
         matches!(&err, HubError::Event(EventError::BadSignature { server, role: "origin", .. }) if server == PART),
         "{err:?}"
@@ -173,7 +173,7 @@ fn bad_lpdus_are_rejected_each_with_its_own_reason() {
         before,
         "nothing rejected was stored"
     );
-    replay::verify_store(hub.store(), None, &Default::default(), false).unwrap();
+    replay::verify_store(hub.store(), None, &KeyRing::default(), false).unwrap();
 }
 
 #[test]
@@ -273,7 +273,7 @@ fn a_follower_replicates_the_hub_and_refuses_gaps() {
     let replica = replay::list_rooms(follower.store()).unwrap();
     assert_eq!(replica[0].tail_event_id, events.last().unwrap().event_id);
     assert_eq!(replica[0].hub, HUB);
-    replay::verify_store(follower.store(), None, &Default::default(), false).unwrap();
+    replay::verify_store(follower.store(), None, &KeyRing::default(), false).unwrap();
     // Same bytes on both sides.
     for e in &events {
         let pos = follower.store().event_position(&e.event_id).unwrap().unwrap();
@@ -352,6 +352,6 @@ async fn concurrent_appends_across_rooms_are_gap_free_and_durable() {
     for summary in replay::list_rooms(&store).unwrap() {
         assert_eq!(summary.events, 5 + 8 * 25);
     }
-    let verified = replay::verify_store(&store, None, &Default::default(), false).unwrap();
+    let verified = replay::verify_store(&store, None, &KeyRing::default(), false).unwrap();
     assert_eq!(verified.events, 4 * (5 + 200));
 }

@@ -1,5 +1,7 @@
 //! Integration tests: real RocksDB stores on disk, the real binary, checked-in vectors.
 
+#![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
+
 mod cli;
 mod common;
 mod crash;

@@ -97,9 +97,10 @@ proptest! {
         let mut accepted: Vec<String> = opening.into_iter().map(|a| a.event_id).collect();
         for (i, op) in ops.iter().enumerate() {
             let before = replay::list_rooms(hub.store()).unwrap()[0].events;
-            match apply(&hub, &room, op, i) {
-                Some(id) => accepted.push(id),
-                None => prop_assert_eq!(replay::list_rooms(hub.store()).unwrap()[0].events, before, "a rejected {:?} left a trace", op),
+            if let Some(id) = apply(&hub, &room, op, i) {
+                accepted.push(id);
+            } else {
+                prop_assert_eq!(replay::list_rooms(hub.store()).unwrap()[0].events, before, "a rejected {:?} left a trace", op);
             }
         }
         let log: Vec<String> = replay::timeline(hub.store(), &room, 0, None).unwrap().into_iter().map(|e| e.event_id).collect();

@@ -182,7 +182,7 @@ proptest! {
     /// Any single changed byte anywhere in an export is detected: import refuses the file.
     #[test]
     fn any_single_changed_byte_is_detected(at in any::<prop::sample::Index>(), replacement in any::<u8>()) {
-        let exported = EXPORT.with(|e| e.clone());
+        let exported = EXPORT.with(Clone::clone);
         let i = at.index(exported.len());
         prop_assume!(exported[i] != replacement);
         let mut mutated = exported.clone();
