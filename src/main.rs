@@ -153,29 +153,19 @@ fn run(command: Command) -> Result<Option<String>, CliError> {
     let stdin = || cli::read_limited(&mut std::io::stdin().lock(), cli::MAX_STDIN_EVENT, "stdin");
     match command {
         Command::Keygen { out, key_id } => cli::keygen(&out, key_id.as_deref()).map(Some),
-        Command::Event(EventCommand::Sign {
-            server_name,
-            key_file,
-            version,
-        }) => cli::event_sign(&stdin()?, &server_name, &key_file, &version.room_version).map(Some),
+        Command::Event(EventCommand::Sign { server_name, key_file, version }) => {
+            cli::event_sign(&stdin()?, &server_name, &key_file, &version.room_version).map(Some)
+        }
         Command::Event(EventCommand::Check { keys, version }) => {
             let ring = cli::key_ring(&keys.keys)?;
             let (report, valid) = cli::event_check(&stdin()?, &ring, &version.room_version)?;
             println!("{report}");
-            if valid {
-                Ok(None)
-            } else {
-                Err(CliError::check("event check: not valid"))
-            }
+            if valid { Ok(None) } else { Err(CliError::check("event check: not valid")) }
         }
         Command::Log(LogCommand::List { dir, json }) => cli::log_list(&dir.data_dir, json).map(Some),
-        Command::Log(LogCommand::Show {
-            dir,
-            room,
-            from,
-            limit,
-            json,
-        }) => cli::log_show(&dir.data_dir, &room, from, limit, json).map(Some),
+        Command::Log(LogCommand::Show { dir, room, from, limit, json }) => {
+            cli::log_show(&dir.data_dir, &room, from, limit, json).map(Some)
+        }
         Command::Log(LogCommand::State { dir, room, at, json }) => {
             cli::log_state(&dir.data_dir, &room, at, json).map(Some)
         }

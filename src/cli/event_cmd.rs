@@ -31,10 +31,7 @@ pub fn event_check(input: &[u8], keys: &KeyRing, version: &str) -> Result<(Strin
         .signatures
         .iter()
         .map(|(server, by_key)| {
-            let keys: Map<String, Value> = by_key
-                .iter()
-                .map(|(id, s)| (id.clone(), Value::from(s.as_str())))
-                .collect();
+            let keys: Map<String, Value> = by_key.iter().map(|(id, s)| (id.clone(), Value::from(s.as_str()))).collect();
             (server.clone(), Value::Object(keys))
         })
         .collect();

@@ -11,15 +11,9 @@ use super::CliError;
 /// public key.
 pub fn keygen(out: &Path, key_id: Option<&str>) -> Result<String, CliError> {
     let key = ServerKey::generate(key_id).map_err(|e| CliError::usage(format!("--key-id: {e}")))?;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(out)
-        .map_err(|e| {
-            CliError::usage(format!(
-                "--out {}: {e} (an existing key is never overwritten)",
-                out.display()
-            ))
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create_new(true).open(out).map_err(|e| {
+            CliError::usage(format!("--out {}: {e} (an existing key is never overwritten)", out.display()))
         })?;
     restrict_permissions(&file);
     file.write_all(key.to_synapse_line().as_bytes())

@@ -36,12 +36,7 @@ pub fn log_show(dir: &Path, room: &str, from: u64, limit: Option<u64>, as_json: 
     for e in &entries {
         if as_json {
             let pdu = String::from_utf8_lossy(&e.bytes);
-            let _ = writeln!(
-                out,
-                "{{\"event_id\":{},\"pdu\":{pdu},\"position\":{}}}",
-                json!(e.event_id),
-                e.position
-            );
+            let _ = writeln!(out, "{{\"event_id\":{},\"pdu\":{pdu},\"position\":{}}}", json!(e.event_id), e.position);
         } else {
             let _ = writeln!(out, "{}", show_line(e));
         }
@@ -52,20 +47,13 @@ pub fn log_show(dir: &Path, room: &str, from: u64, limit: Option<u64>, as_json: 
 fn show_line(e: &TimelineEntry) -> String {
     let m = &e.meta;
     let state = m.state_key.as_ref().map(|k| format!(" [{k}]")).unwrap_or_default();
-    let summary = match (
-        m.event_type.as_str(),
-        e.content.get("membership"),
-        e.content.get("body"),
-    ) {
+    let summary = match (m.event_type.as_str(), e.content.get("membership"), e.content.get("body")) {
         ("m.room.member", Some(CanonicalJsonValue::String(membership)), _) => membership.clone(),
         (_, _, Some(CanonicalJsonValue::String(body))) => format!("{body:?}"),
         _ => String::from_utf8_lossy(&object_to_bytes(&e.content)).into_owned(),
     };
-    let summary: String = if summary.chars().count() > 100 {
-        summary.chars().take(99).chain(['…']).collect()
-    } else {
-        summary
-    };
+    let summary: String =
+        if summary.chars().count() > 100 { summary.chars().take(99).chain(['…']).collect() } else { summary };
     format!(
         "{:>6}  {}  {}  {}  {}{}  {}",
         e.position,
@@ -101,11 +89,7 @@ pub fn log_state(dir: &Path, room: &str, at: Option<u64>, as_json: bool) -> Resu
     for row in rows {
         let (ev, t, k, pos) = (&row.event, &row.event_type, &row.state_key, row.position);
         let content = String::from_utf8_lossy(&object_to_bytes(&ev.content)).into_owned();
-        let _ = writeln!(
-            out,
-            "{t}\t{k:?}\t{}\t(position {pos}, {})\t{content}",
-            ev.event_id, ev.sender
-        );
+        let _ = writeln!(out, "{t}\t{k:?}\t{}\t(position {pos}, {})\t{content}", ev.event_id, ev.sender);
     }
     Ok(out.trim_end().to_owned())
 }
@@ -114,10 +98,7 @@ pub fn log_state(dir: &Path, room: &str, at: Option<u64>, as_json: bool) -> Resu
 pub fn log_verify(dir: &Path, room: Option<&str>, keys: &[String]) -> Result<String, CliError> {
     let overrides = key_ring(keys)?;
     let summary = replay::verify_store(&open_store(dir)?, room, &overrides, interactive())?;
-    Ok(format!(
-        "ok: {} room(s), {} event(s) verified",
-        summary.rooms, summary.events
-    ))
+    Ok(format!("ok: {} room(s), {} event(s) verified", summary.rooms, summary.events))
 }
 
 /// `log export`.

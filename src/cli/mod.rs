@@ -33,37 +33,25 @@ pub struct CliError {
 impl CliError {
     /// Bad usage or input (exit 2).
     pub fn usage(message: impl Into<String>) -> Self {
-        Self {
-            code: 2,
-            message: message.into(),
-        }
+        Self { code: 2, message: message.into() }
     }
 
     /// A check failed (exit 1).
     pub fn check(message: impl Into<String>) -> Self {
-        Self {
-            code: 1,
-            message: message.into(),
-        }
+        Self { code: 1, message: message.into() }
     }
 }
 
 impl From<crate::replay::ReplayError> for CliError {
     fn from(e: crate::replay::ReplayError) -> Self {
-        Self {
-            code: e.exit_code(),
-            message: e.to_string(),
-        }
+        Self { code: e.exit_code(), message: e.to_string() }
     }
 }
 
 /// Reads at most `limit` bytes of standard input, refusing more.
 pub fn read_limited(input: &mut impl Read, limit: u64, what: &str) -> Result<Vec<u8>, CliError> {
     let mut bytes = Vec::new();
-    input
-        .take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| CliError::usage(format!("{what}: cannot read: {e}")))?;
+    input.take(limit + 1).read_to_end(&mut bytes).map_err(|e| CliError::usage(format!("{what}: cannot read: {e}")))?;
     if u64::try_from(bytes.len()).unwrap_or(u64::MAX) > limit {
         return Err(CliError::usage(format!("{what}: more than {limit} bytes")));
     }
@@ -74,9 +62,7 @@ pub fn read_limited(input: &mut impl Read, limit: u64, what: &str) -> Result<Vec
 pub fn room_version(id: &str) -> Result<&'static RoomVersion, CliError> {
     RoomVersion::from_id(id).ok_or_else(|| {
         let known: Vec<&str> = crate::event::room_version::KNOWN.iter().map(|v| v.id).collect();
-        CliError::usage(format!(
-            "--room-version: unknown room version {id:?}; expected one of {known:?}"
-        ))
+        CliError::usage(format!("--room-version: unknown room version {id:?}; expected one of {known:?}"))
     })
 }
 
@@ -84,8 +70,7 @@ pub fn room_version(id: &str) -> Result<&'static RoomVersion, CliError> {
 pub fn key_ring(args: &[String]) -> Result<KeyRing, CliError> {
     let mut ring = KeyRing::new();
     for arg in args {
-        ring.add_argument(arg)
-            .map_err(|e| CliError::usage(format!("--key: {e}")))?;
+        ring.add_argument(arg).map_err(|e| CliError::usage(format!("--key: {e}")))?;
     }
     Ok(ring)
 }

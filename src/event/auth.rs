@@ -74,11 +74,7 @@ pub enum AuthError {
     DuplicateAuthEvent { event_id: String },
     /// A listed auth event is current state, but of a slot this event may not cite.
     #[error("auth event {event_id} ({event_type}, {state_key:?}) is not allowed for this event")]
-    UnexpectedAuthEvent {
-        event_id: String,
-        event_type: String,
-        state_key: String,
-    },
+    UnexpectedAuthEvent { event_id: String, event_type: String, state_key: String },
     /// A listed auth event is not the current event of any state slot (old, unknown or rejected).
     #[error("auth event {event_id} is not part of the room's current state")]
     StaleAuthEvent { event_id: String },
@@ -93,11 +89,7 @@ pub enum AuthError {
     UnknownMembership { target: String, membership: String },
     /// The `state_key` must name the sender (own membership, or a `@`-prefixed state key).
     #[error("{event_type} with state_key {state_key} must be sent by {state_key}, not {sender}")]
-    StateKeyNotSender {
-        event_type: String,
-        sender: String,
-        state_key: String,
-    },
+    StateKeyNotSender { event_type: String, sender: String, state_key: String },
     /// The sender must be joined for this event.
     #[error("sender {sender} is not joined to the room (membership: {})", show_str(.membership.as_deref()))]
     NotJoined { sender: String, membership: Option<String> },
@@ -106,38 +98,18 @@ pub enum AuthError {
     Banned { user: String },
     /// The join rule does not let this user join or knock.
     #[error("join rule {join_rule:?} does not let {sender} {action} (membership: {})", show_str(.membership.as_deref()))]
-    JoinRuleForbids {
-        sender: String,
-        join_rule: String,
-        action: &'static str,
-        membership: Option<String>,
-    },
+    JoinRuleForbids { sender: String, join_rule: String, action: &'static str, membership: Option<String> },
     /// The target's current membership does not allow this transition.
     #[error("{target} cannot go from membership {} to {to}", show_str(.from.as_deref()))]
-    MembershipConflict {
-        target: String,
-        from: Option<String>,
-        to: String,
-    },
+    MembershipConflict { target: String, from: Option<String>, to: String },
     /// The sender's power level is below what the action needs.
     #[error("{sender} has power level {have} but needs {need} to {action}")]
-    InsufficientPower {
-        sender: String,
-        have: i64,
-        need: i64,
-        action: String,
-    },
+    InsufficientPower { sender: String, have: i64, need: i64, action: String },
     /// The target's power level is not below the sender's.
     #[error(
         "{sender} (power level {sender_level}) cannot {action} {target} (power level {target_level}): target must be below the sender"
     )]
-    TargetPowerTooHigh {
-        sender: String,
-        sender_level: i64,
-        target: String,
-        target_level: i64,
-        action: &'static str,
-    },
+    TargetPowerTooHigh { sender: String, sender_level: i64, target: String, target_level: i64, action: &'static str },
     /// `m.room.power_levels` content is malformed.
     #[error("invalid m.room.power_levels content: {reason}")]
     InvalidPowerLevels { reason: String },
@@ -174,11 +146,7 @@ fn allowed_slots<'a>(ev: &AuthInput<'a>) -> Vec<(&'static str, &'a str)> {
     if ev.event_type == "m.room.create" {
         return Vec::new();
     }
-    let mut slots = vec![
-        ("m.room.create", ""),
-        ("m.room.power_levels", ""),
-        ("m.room.member", ev.sender),
-    ];
+    let mut slots = vec![("m.room.create", ""), ("m.room.power_levels", ""), ("m.room.member", ev.sender)];
     if ev.event_type == "m.room.member" {
         if let Some(target) = ev.state_key.filter(|t| *t != ev.sender) {
             slots.push(("m.room.member", target));
@@ -219,11 +187,7 @@ pub fn select_auth_events(ev: &AuthInput<'_>, state: &RoomState) -> Vec<String> 
 /// [`AuthError::CreateNotListed`], checked in that order.
 pub fn check_auth_events(ev: &AuthInput<'_>, listed: &[String], state: &RoomState) -> Result<(), AuthError> {
     if ev.event_type == "m.room.create" {
-        return if listed.is_empty() {
-            Ok(())
-        } else {
-            Err(AuthError::CreateHasAuthEvents { count: listed.len() })
-        };
+        return if listed.is_empty() { Ok(()) } else { Err(AuthError::CreateHasAuthEvents { count: listed.len() }) };
     }
     if state.create().is_none() {
         return Err(AuthError::MissingCreate);
@@ -235,19 +199,13 @@ pub fn check_auth_events(ev: &AuthInput<'_>, listed: &[String], state: &RoomStat
         if !seen.insert(id.as_str()) {
             return Err(AuthError::DuplicateAuthEvent { event_id: id.clone() });
         }
-        let slot = slots
-            .iter()
-            .find(|(t, k)| state.get(t, k).is_some_and(|e| e.event_id == *id));
+        let slot = slots.iter().find(|(t, k)| state.get(t, k).is_some_and(|e| e.event_id == *id));
         match slot {
             Some((t, _)) => cites_create |= *t == "m.room.create",
             None => return Err(not_allowed(id, state)),
         }
     }
-    if cites_create {
-        Ok(())
-    } else {
-        Err(AuthError::CreateNotListed)
-    }
+    if cites_create { Ok(()) } else { Err(AuthError::CreateNotListed) }
 }
 
 /// The error for a listed ID outside the allowed slots: unexpected if it is current state of some
@@ -259,9 +217,7 @@ fn not_allowed(id: &str, state: &RoomState) -> AuthError {
             event_type: event_type.to_owned(),
             state_key: state_key.to_owned(),
         },
-        None => AuthError::StaleAuthEvent {
-            event_id: id.to_owned(),
-        },
+        None => AuthError::StaleAuthEvent { event_id: id.to_owned() },
     }
 }
 
@@ -277,9 +233,7 @@ pub fn authorize(room_version: &str, ev: &AuthInput<'_>, state: &RoomState) -> R
         return check_create(room_version, ev);
     }
     if ev.position == 0 {
-        return Err(AuthError::FirstEventNotCreate {
-            event_type: ev.event_type.to_owned(),
-        });
+        return Err(AuthError::FirstEventNotCreate { event_type: ev.event_type.to_owned() });
     }
     if state.create().is_none() {
         return Err(AuthError::MissingCreate);
@@ -290,10 +244,7 @@ pub fn authorize(room_version: &str, ev: &AuthInput<'_>, state: &RoomState) -> R
     }
     let membership = state.membership(ev.sender);
     if membership != Some("join") {
-        return Err(AuthError::NotJoined {
-            sender: ev.sender.to_owned(),
-            membership: membership.map(str::to_owned),
-        });
+        return Err(AuthError::NotJoined { sender: ev.sender.to_owned(), membership: membership.map(str::to_owned) });
     }
     let have = levels.user(ev.sender);
     let need = levels.required_for(ev.event_type, ev.state_key.is_some());
@@ -326,9 +277,7 @@ fn check_create(room_version: &str, ev: &AuthInput<'_>) -> Result<(), AuthError>
         return Err(AuthError::CreateNotFirst { position: ev.position });
     }
     if ev.state_key != Some("") {
-        return Err(AuthError::CreateStateKey {
-            state_key: ev.state_key.map(str::to_owned),
-        });
+        return Err(AuthError::CreateStateKey { state_key: ev.state_key.map(str::to_owned) });
     }
     let room_server = server_part(ev.room_id);
     if room_server.is_none() || server_part(ev.sender) != room_server {
@@ -339,10 +288,7 @@ fn check_create(room_version: &str, ev: &AuthInput<'_>) -> Result<(), AuthError>
     }
     let found = content_str(ev.content, "room_version");
     if found != Some(room_version) {
-        return Err(AuthError::WrongRoomVersion {
-            expected: room_version.to_owned(),
-            found: found.map(str::to_owned),
-        });
+        return Err(AuthError::WrongRoomVersion { expected: room_version.to_owned(), found: found.map(str::to_owned) });
     }
     Ok(())
 }
@@ -396,22 +342,13 @@ mod test_util {
 
     impl Room {
         pub(super) fn empty() -> Self {
-            Self {
-                state: RoomState::new(),
-                len: 0,
-            }
+            Self { state: RoomState::new(), len: 0 }
         }
 
         /// Created by Alice, who has joined (positions 0 and 1).
         pub(super) fn new() -> Self {
             let mut room = Self::empty();
-            room.send(
-                ALICE,
-                "m.room.create",
-                Some(""),
-                serde_json::json!({"room_version": VERSION}),
-            )
-            .unwrap();
+            room.send(ALICE, "m.room.create", Some(""), serde_json::json!({"room_version": VERSION})).unwrap();
             room.member(ALICE, ALICE, "join").unwrap();
             room
         }
@@ -419,13 +356,7 @@ mod test_util {
         /// Alice's room with the given join rule and Bob joined (invited first unless public).
         pub(super) fn with_bob(join_rule: &str) -> Self {
             let mut room = Self::new();
-            room.send(
-                ALICE,
-                "m.room.join_rules",
-                Some(""),
-                serde_json::json!({"join_rule": join_rule}),
-            )
-            .unwrap();
+            room.send(ALICE, "m.room.join_rules", Some(""), serde_json::json!({"join_rule": join_rule})).unwrap();
             if join_rule != "public" {
                 room.member(ALICE, BOB, "invite").unwrap();
             }
@@ -441,14 +372,7 @@ mod test_util {
             content: Value,
         ) -> Result<(), AuthError> {
             let content = obj(content);
-            let ev = AuthInput {
-                room_id: ROOM,
-                event_type,
-                state_key,
-                sender,
-                content: &content,
-                position: self.len,
-            };
+            let ev = AuthInput { room_id: ROOM, event_type, state_key, sender, content: &content, position: self.len };
             authorize(VERSION, &ev, &self.state)
         }
 
@@ -468,23 +392,15 @@ mod test_util {
         /// Appends without authorizing.
         pub(super) fn force(&mut self, sender: &str, event_type: &str, state_key: Option<&str>, content: Value) {
             if let Some(key) = state_key {
-                let event = StateEvent {
-                    event_id: format!("${}", self.len),
-                    sender: sender.to_owned(),
-                    content: obj(content),
-                };
+                let event =
+                    StateEvent { event_id: format!("${}", self.len), sender: sender.to_owned(), content: obj(content) };
                 self.state.insert(event_type.to_owned(), key.to_owned(), event);
             }
             self.len += 1;
         }
 
         pub(super) fn member(&mut self, sender: &str, target: &str, membership: &str) -> Result<(), AuthError> {
-            self.send(
-                sender,
-                "m.room.member",
-                Some(target),
-                serde_json::json!({"membership": membership}),
-            )
+            self.send(sender, "m.room.member", Some(target), serde_json::json!({"membership": membership}))
         }
 
         pub(super) fn levels(&mut self, content: Value) -> Result<(), AuthError> {
@@ -540,10 +456,8 @@ mod tests {
         let missing = create_check(ALICE, Some(""), json!({}));
         assert!(matches!(missing, Err(AuthError::WrongRoomVersion { found: None, .. })));
         let wrong = create_check(ALICE, Some(""), json!({"room_version": "10"}));
-        assert!(
-            matches!(wrong, Err(AuthError::WrongRoomVersion { expected, found: Some(f) })
-            if expected == VERSION && f == "10")
-        );
+        assert!(matches!(wrong, Err(AuthError::WrongRoomVersion { expected, found: Some(f) })
+            if expected == VERSION && f == "10"));
     }
 
     #[test]
@@ -579,10 +493,7 @@ mod tests {
         room.member(BOB, BOB, "leave").unwrap();
         let err = room.check(BOB, "m.room.message", None, json!({})).unwrap_err();
         assert!(matches!(err, AuthError::NotJoined { membership: Some(ref m), .. } if m == "leave"));
-        assert_eq!(
-            err.to_string(),
-            "sender @bob:part.example is not joined to the room (membership: leave)"
-        );
+        assert_eq!(err.to_string(), "sender @bob:part.example is not joined to the room (membership: leave)");
     }
 
     #[test]
@@ -594,13 +505,9 @@ mod tests {
     #[test]
     fn message_below_events_level_rejected() {
         let mut room = Room::with_bob("public");
-        room.levels(json!({"users": {ALICE: 100}, "events": {"m.room.message": 10}}))
-            .unwrap();
+        room.levels(json!({"users": {ALICE: 100}, "events": {"m.room.message": 10}})).unwrap();
         let err = room.check(BOB, "m.room.message", None, json!({}));
-        assert!(matches!(
-            err,
-            Err(AuthError::InsufficientPower { have: 0, need: 10, .. })
-        ));
+        assert!(matches!(err, Err(AuthError::InsufficientPower { have: 0, need: 10, .. })));
         assert_eq!(room.send(ALICE, "m.room.message", None, json!({})), Ok(()));
     }
 
@@ -609,10 +516,7 @@ mod tests {
         let mut room = Room::with_bob("public");
         room.levels(json!({"users": {ALICE: 100, BOB: 49}})).unwrap();
         let err = room.check(BOB, "m.room.topic", Some(""), json!({"topic": "t"}));
-        assert!(matches!(
-            err,
-            Err(AuthError::InsufficientPower { have: 49, need: 50, .. })
-        ));
+        assert!(matches!(err, Err(AuthError::InsufficientPower { have: 49, need: 50, .. })));
         // A non-state event of the same type only needs events_default.
         assert_eq!(room.check(BOB, "m.room.topic", None, json!({})), Ok(()));
     }
@@ -662,8 +566,7 @@ mod tests {
     /// Alice (creator, joined), join rules, power levels, Bob invited.
     fn selection_room() -> Room {
         let mut room = Room::new();
-        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "invite"}))
-            .unwrap();
+        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "invite"})).unwrap();
         room.levels(json!({"users": {ALICE: 100}})).unwrap();
         room.member(ALICE, BOB, "invite").unwrap();
         room
@@ -711,18 +614,11 @@ mod tests {
         let pl = room.state.get("m.room.power_levels", "").unwrap().clone();
         room.state.insert("m.room.member".into(), ALICE.into(), pl);
         let content = obj(json!({}));
-        let ev = AuthInput {
-            event_type: "m.room.message",
-            state_key: None,
-            ..member_input(&room, ALICE, ALICE, &content)
-        };
+        let ev =
+            AuthInput { event_type: "m.room.message", state_key: None, ..member_input(&room, ALICE, ALICE, &content) };
         let ids = select_auth_events(&ev, &room.state);
         assert_eq!(ids, [room.id("m.room.create", ""), room.id("m.room.power_levels", "")]);
-        let create = AuthInput {
-            event_type: "m.room.create",
-            position: 0,
-            ..ev
-        };
+        let create = AuthInput { event_type: "m.room.create", position: 0, ..ev };
         assert!(select_auth_events(&create, &room.state).is_empty());
         assert_eq!(check_auth_events(&create, &[], &room.state), Ok(()));
         let err = check_auth_events(&create, &ids, &room.state);
@@ -744,10 +640,7 @@ mod tests {
         let content = obj(json!({"membership": "join"}));
         let ev = member_input(&room, BOB, BOB, &content);
         let listed = [room.id("m.room.power_levels", "")];
-        assert!(matches!(
-            check_auth_events(&ev, &listed, &room.state),
-            Err(AuthError::CreateNotListed)
-        ));
+        assert!(matches!(check_auth_events(&ev, &listed, &room.state), Err(AuthError::CreateNotListed)));
         let err = check_auth_events(&ev, &listed, &Room::empty().state);
         assert!(matches!(err, Err(AuthError::MissingCreate)));
     }
@@ -767,11 +660,8 @@ mod tests {
         let room = selection_room();
         // A message may not cite join rules, nor a leave someone else's membership.
         let content = obj(json!({}));
-        let ev = AuthInput {
-            event_type: "m.room.message",
-            state_key: None,
-            ..member_input(&room, ALICE, ALICE, &content)
-        };
+        let ev =
+            AuthInput { event_type: "m.room.message", state_key: None, ..member_input(&room, ALICE, ALICE, &content) };
         let listed = [room.id("m.room.create", ""), room.id("m.room.join_rules", "")];
         let err = check_auth_events(&ev, &listed, &room.state);
         assert!(
@@ -783,10 +673,7 @@ mod tests {
         let leave = obj(json!({"membership": "leave"}));
         let ev = member_input(&room, BOB, BOB, &leave);
         let listed = [room.id("m.room.create", ""), room.id("m.room.join_rules", "")];
-        assert!(matches!(
-            check_auth_events(&ev, &listed, &room.state),
-            Err(AuthError::UnexpectedAuthEvent { .. })
-        ));
+        assert!(matches!(check_auth_events(&ev, &listed, &room.state), Err(AuthError::UnexpectedAuthEvent { .. })));
     }
 
     #[test]
@@ -800,9 +687,6 @@ mod tests {
         let err = check_auth_events(&ev, &listed, &room.state);
         assert!(matches!(err, Err(AuthError::StaleAuthEvent { event_id }) if event_id == old_levels));
         let unknown = [room.id("m.room.create", ""), "$nope".to_owned()];
-        assert!(matches!(
-            check_auth_events(&ev, &unknown, &room.state),
-            Err(AuthError::StaleAuthEvent { .. })
-        ));
+        assert!(matches!(check_auth_events(&ev, &unknown, &room.state), Err(AuthError::StaleAuthEvent { .. })));
     }
 }

@@ -12,32 +12,19 @@ use crate::event::state::RoomState;
 /// Rule 5 for an `m.room.member` event.
 pub(super) fn check(ev: &AuthInput<'_>, state: &RoomState, levels: &Levels<'_>) -> Result<(), AuthError> {
     let Some(target) = ev.state_key else {
-        return Err(AuthError::MissingStateKey {
-            event_type: ev.event_type.to_owned(),
-            sender: ev.sender.to_owned(),
-        });
+        return Err(AuthError::MissingStateKey { event_type: ev.event_type.to_owned(), sender: ev.sender.to_owned() });
     };
     let Some(membership) = content_str(ev.content, "membership") else {
-        return Err(AuthError::MissingMembership {
-            target: target.to_owned(),
-        });
+        return Err(AuthError::MissingMembership { target: target.to_owned() });
     };
-    let change = Change {
-        ev,
-        target,
-        state,
-        levels,
-    };
+    let change = Change { ev, target, state, levels };
     match membership {
         "join" => change.join(),
         "invite" => change.invite(),
         "leave" => change.leave(),
         "ban" => change.ban(),
         "knock" => change.knock(),
-        other => Err(AuthError::UnknownMembership {
-            target: target.to_owned(),
-            membership: other.to_owned(),
-        }),
+        other => Err(AuthError::UnknownMembership { target: target.to_owned(), membership: other.to_owned() }),
     }
 }
 
@@ -58,9 +45,7 @@ impl Change<'_> {
         self.require_self()?;
         let current = self.state.membership(sender);
         if current == Some("ban") {
-            return Err(AuthError::Banned {
-                user: sender.to_owned(),
-            });
+            return Err(AuthError::Banned { user: sender.to_owned() });
         }
         let rule = join_rule(self.state);
         let allowed = match rule.as_str() {
@@ -68,20 +53,14 @@ impl Change<'_> {
             "public" => true,
             _ => false,
         };
-        if allowed {
-            Ok(())
-        } else {
-            Err(self.join_rule_forbids(rule, "join"))
-        }
+        if allowed { Ok(()) } else { Err(self.join_rule_forbids(rule, "join")) }
     }
 
     fn invite(&self) -> Result<(), AuthError> {
         self.require_sender_joined()?;
         match self.state.membership(self.target) {
             Some("ban") => {
-                return Err(AuthError::Banned {
-                    user: self.target.to_owned(),
-                });
+                return Err(AuthError::Banned { user: self.target.to_owned() });
             }
             Some("join") => return Err(self.conflict("invite")),
             _ => {}
@@ -122,9 +101,7 @@ impl Change<'_> {
         }
         self.require_self()?;
         match self.state.membership(self.target) {
-            Some("ban") => Err(AuthError::Banned {
-                user: self.target.to_owned(),
-            }),
+            Some("ban") => Err(AuthError::Banned { user: self.target.to_owned() }),
             Some("invite" | "join") => Err(self.conflict("knock")),
             _ => Ok(()),
         }
@@ -145,10 +122,9 @@ impl Change<'_> {
     fn require_sender_joined(&self) -> Result<(), AuthError> {
         match self.state.membership(self.ev.sender) {
             Some("join") => Ok(()),
-            other => Err(AuthError::NotJoined {
-                sender: self.ev.sender.to_owned(),
-                membership: other.map(str::to_owned),
-            }),
+            other => {
+                Err(AuthError::NotJoined { sender: self.ev.sender.to_owned(), membership: other.map(str::to_owned) })
+            }
         }
     }
 
@@ -203,10 +179,7 @@ impl Change<'_> {
 /// The current join rule: `content.join_rule` of `m.room.join_rules`, "invite" when there is no such
 /// event or field. A non-string value is returned as its canonical JSON, which matches no rule.
 fn join_rule(state: &RoomState) -> String {
-    match state
-        .get("m.room.join_rules", "")
-        .and_then(|e| e.content.get("join_rule"))
-    {
+    match state.get("m.room.join_rules", "").and_then(|e| e.content.get("join_rule")) {
         None => "invite".to_owned(),
         Some(ruma::CanonicalJsonValue::String(rule)) => rule.clone(),
         Some(other) => other.to_string(),
@@ -223,8 +196,7 @@ mod tests {
     #[test]
     fn creator_join_at_position_one() {
         let mut room = Room::empty();
-        room.send(ALICE, "m.room.create", Some(""), json!({"room_version": VERSION}))
-            .unwrap();
+        room.send(ALICE, "m.room.create", Some(""), json!({"room_version": VERSION})).unwrap();
         assert_eq!(room.len, 1);
         assert_eq!(room.member(ALICE, ALICE, "join"), Ok(()));
     }
@@ -232,8 +204,7 @@ mod tests {
     #[test]
     fn non_creator_join_at_position_one_rejected() {
         let mut room = Room::empty();
-        room.send(ALICE, "m.room.create", Some(""), json!({"room_version": VERSION}))
-            .unwrap();
+        room.send(ALICE, "m.room.create", Some(""), json!({"room_version": VERSION})).unwrap();
         let err = room.member(BOB, BOB, "join");
         assert!(matches!(err, Err(AuthError::JoinRuleForbids { ref join_rule, .. }) if join_rule == "invite"));
     }
@@ -249,26 +220,15 @@ mod tests {
     #[test]
     fn join_to_invite_room_without_invite_rejected() {
         let mut room = Room::new();
-        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "invite"}))
-            .unwrap();
+        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "invite"})).unwrap();
         let err = room.member(BOB, BOB, "join");
-        assert!(matches!(
-            err,
-            Err(AuthError::JoinRuleForbids {
-                membership: None,
-                action: "join",
-                ..
-            })
-        ));
+        assert!(matches!(err, Err(AuthError::JoinRuleForbids { membership: None, action: "join", .. })));
     }
 
     #[test]
     fn join_without_join_rules_event_is_invite_only() {
         let mut room = Room::new();
-        assert!(matches!(
-            room.member(BOB, BOB, "join"),
-            Err(AuthError::JoinRuleForbids { .. })
-        ));
+        assert!(matches!(room.member(BOB, BOB, "join"), Err(AuthError::JoinRuleForbids { .. })));
         room.member(ALICE, BOB, "invite").unwrap();
         assert_eq!(room.member(BOB, BOB, "join"), Ok(()));
     }
@@ -332,10 +292,7 @@ mod tests {
         let mut room = Room::with_bob("public");
         room.levels(json!({"users": {ALICE: 100}, "invite": 10})).unwrap();
         let err = room.member(BOB, CAROL, "invite");
-        assert!(matches!(
-            err,
-            Err(AuthError::InsufficientPower { have: 0, need: 10, .. })
-        ));
+        assert!(matches!(err, Err(AuthError::InsufficientPower { have: 0, need: 10, .. })));
         assert_eq!(room.member(ALICE, CAROL, "invite"), Ok(()));
     }
 
@@ -347,12 +304,7 @@ mod tests {
         let err = room.member(BOB, CAROL, "leave");
         assert!(matches!(
             err,
-            Err(AuthError::TargetPowerTooHigh {
-                sender_level: 50,
-                target_level: 50,
-                action: "kick",
-                ..
-            })
+            Err(AuthError::TargetPowerTooHigh { sender_level: 50, target_level: 50, action: "kick", .. })
         ));
     }
 
@@ -371,10 +323,7 @@ mod tests {
         room.member(CAROL, CAROL, "join").unwrap();
         room.levels(json!({"users": {ALICE: 100, BOB: 40}})).unwrap();
         let err = room.member(BOB, CAROL, "leave");
-        assert!(matches!(
-            err,
-            Err(AuthError::InsufficientPower { have: 40, need: 50, .. })
-        ));
+        assert!(matches!(err, Err(AuthError::InsufficientPower { have: 40, need: 50, .. })));
     }
 
     #[test]
@@ -383,10 +332,8 @@ mod tests {
         room.levels(json!({"users": {ALICE: 100, BOB: 50}, "ban": 60})).unwrap();
         room.member(ALICE, CAROL, "ban").unwrap();
         let err = room.member(BOB, CAROL, "leave");
-        assert!(
-            matches!(err, Err(AuthError::InsufficientPower { need: 60, ref action, .. })
-            if action.starts_with("unban"))
-        );
+        assert!(matches!(err, Err(AuthError::InsufficientPower { need: 60, ref action, .. })
+            if action.starts_with("unban")));
         assert_eq!(room.member(ALICE, CAROL, "leave"), Ok(()));
         assert_eq!(room.member(CAROL, CAROL, "join"), Ok(()));
     }
@@ -400,8 +347,7 @@ mod tests {
         room.member(CAROL, CAROL, "join").unwrap();
         let err = room.member(CAROL, BOB, "ban");
         assert!(matches!(err, Err(AuthError::TargetPowerTooHigh { action: "ban", .. })));
-        room.levels(json!({"users": {ALICE: 100, BOB: 50, CAROL: 50}, "ban": 51}))
-            .unwrap();
+        room.levels(json!({"users": {ALICE: 100, BOB: 50, CAROL: 50}, "ban": 51})).unwrap();
         let err = room.member(CAROL, "@dave:x", "ban");
         assert!(matches!(err, Err(AuthError::InsufficientPower { need: 51, .. })));
         assert_eq!(room.member(ALICE, BOB, "ban"), Ok(()));
@@ -417,17 +363,13 @@ mod tests {
         room.member(ALICE, CAROL, "invite").unwrap();
         assert_eq!(room.member(CAROL, CAROL, "leave"), Ok(()));
         room.member(ALICE, CAROL, "ban").unwrap();
-        assert!(matches!(
-            room.member(CAROL, CAROL, "leave"),
-            Err(AuthError::MembershipConflict { .. })
-        ));
+        assert!(matches!(room.member(CAROL, CAROL, "leave"), Err(AuthError::MembershipConflict { .. })));
     }
 
     #[test]
     fn knock_on_knock_room() {
         let mut room = Room::new();
-        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "knock"}))
-            .unwrap();
+        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "knock"})).unwrap();
         assert_eq!(room.member(BOB, BOB, "knock"), Ok(()));
         let err = room.member(BOB, BOB, "join");
         assert!(matches!(err, Err(AuthError::JoinRuleForbids { membership: Some(ref m), .. }) if m == "knock"));
@@ -439,17 +381,13 @@ mod tests {
         let err = room.member(CAROL, BOB, "knock");
         assert!(matches!(err, Err(AuthError::StateKeyNotSender { .. })));
         room.member(ALICE, CAROL, "ban").unwrap();
-        assert!(matches!(
-            room.member(CAROL, CAROL, "knock"),
-            Err(AuthError::Banned { .. })
-        ));
+        assert!(matches!(room.member(CAROL, CAROL, "knock"), Err(AuthError::Banned { .. })));
     }
 
     #[test]
     fn knock_on_invite_room_rejected() {
         let mut room = Room::new();
-        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "invite"}))
-            .unwrap();
+        room.send(ALICE, "m.room.join_rules", Some(""), json!({"join_rule": "invite"})).unwrap();
         let err = room.member(BOB, BOB, "knock");
         assert!(matches!(err, Err(AuthError::JoinRuleForbids { action: "knock", .. })));
     }

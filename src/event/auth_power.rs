@@ -14,15 +14,7 @@ use super::{AuthError, AuthInput};
 use crate::event::state::RoomState;
 
 /// The top-level integer fields of `m.room.power_levels`.
-const LEVEL_FIELDS: [&str; 7] = [
-    "ban",
-    "events_default",
-    "invite",
-    "kick",
-    "redact",
-    "state_default",
-    "users_default",
-];
+const LEVEL_FIELDS: [&str; 7] = ["ban", "events_default", "invite", "kick", "redact", "state_default", "users_default"];
 
 /// The power levels in force: the current `m.room.power_levels` content, or the creator-only
 /// defaults when there is none.
@@ -92,10 +84,7 @@ pub(super) fn check_power_levels(ev: &AuthInput<'_>, state: &RoomState, levels: 
     };
     let old = &current.content;
     let new = ev.content;
-    let checker = Checker {
-        sender: ev.sender,
-        level: levels.user(ev.sender),
-    };
+    let checker = Checker { sender: ev.sender, level: levels.user(ev.sender) };
     for field in LEVEL_FIELDS {
         checker.entry(field.to_owned(), int(old.get(field)), int(new.get(field)), false)?;
     }
@@ -144,11 +133,7 @@ fn changed<'a>(
     old: Option<&'a CanonicalJsonObject>,
     new: Option<&'a CanonicalJsonObject>,
 ) -> Vec<(&'a str, Option<i64>, Option<i64>)> {
-    let keys: BTreeSet<&str> = old
-        .into_iter()
-        .chain(new)
-        .flat_map(|m| m.keys().map(String::as_str))
-        .collect();
+    let keys: BTreeSet<&str> = old.into_iter().chain(new).flat_map(|m| m.keys().map(String::as_str)).collect();
     keys.into_iter()
         .map(|k| (k, int(old.and_then(|m| m.get(k))), int(new.and_then(|m| m.get(k)))))
         .filter(|(_, was, now)| was != now)
@@ -190,9 +175,7 @@ fn validate(content: &CanonicalJsonObject) -> Result<(), AuthError> {
 fn is_user_id(id: &str) -> bool {
     let valid_local = |local: &str| {
         !local.is_empty()
-            && local
-                .bytes()
-                .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'/' | b'+' | b'-'))
+            && local.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'/' | b'+' | b'-'))
     };
     id.len() <= 255
         && id
@@ -289,10 +272,8 @@ mod tests {
         let mut room = room();
         room.levels(levels(50, 50)).unwrap();
         let err = room.send(BOB, "m.room.power_levels", Some(""), levels(50, 0));
-        assert!(
-            matches!(err, Err(AuthError::PowerLevelChangeForbidden { ref field, old: Some(50), new: Some(0), .. })
-            if *field == format!("users[{CAROL}]"))
-        );
+        assert!(matches!(err, Err(AuthError::PowerLevelChangeForbidden { ref field, old: Some(50), new: Some(0), .. })
+            if *field == format!("users[{CAROL}]")));
     }
 
     #[test]
@@ -307,16 +288,8 @@ mod tests {
     fn removing_peer_at_equal_level_rejected() {
         let mut room = room();
         room.levels(levels(50, 50)).unwrap();
-        let err = room.send(
-            BOB,
-            "m.room.power_levels",
-            Some(""),
-            json!({"users": {ALICE: 100, BOB: 50}}),
-        );
-        assert!(matches!(
-            err,
-            Err(AuthError::PowerLevelChangeForbidden { new: None, .. })
-        ));
+        let err = room.send(BOB, "m.room.power_levels", Some(""), json!({"users": {ALICE: 100, BOB: 50}}));
+        assert!(matches!(err, Err(AuthError::PowerLevelChangeForbidden { new: None, .. })));
     }
 
     #[test]
@@ -324,15 +297,9 @@ mod tests {
         let mut room = room();
         room.levels(levels(50, 0)).unwrap();
         let err = room.send(BOB, "m.room.power_levels", Some(""), levels(51, 0));
-        assert!(matches!(
-            err,
-            Err(AuthError::PowerLevelChangeForbidden { new: Some(51), .. })
-        ));
+        assert!(matches!(err, Err(AuthError::PowerLevelChangeForbidden { new: Some(51), .. })));
         let err = room.send(BOB, "m.room.power_levels", Some(""), levels(50, 60));
-        assert!(matches!(
-            err,
-            Err(AuthError::PowerLevelChangeForbidden { new: Some(60), .. })
-        ));
+        assert!(matches!(err, Err(AuthError::PowerLevelChangeForbidden { new: Some(60), .. })));
     }
 
     #[test]
@@ -341,23 +308,14 @@ mod tests {
         room.levels(levels(50, 50)).unwrap();
         assert_eq!(room.send(BOB, "m.room.power_levels", Some(""), levels(10, 50)), Ok(()));
         let err = room.send(BOB, "m.room.power_levels", Some(""), levels(10, 50));
-        assert!(matches!(
-            err,
-            Err(AuthError::InsufficientPower { have: 10, need: 50, .. })
-        ));
+        assert!(matches!(err, Err(AuthError::InsufficientPower { have: 10, need: 50, .. })));
     }
 
     #[test]
     fn top_level_changes_bounded_by_sender_level() {
         let mut room = room();
-        room.levels(json!({"users": {ALICE: 100, BOB: 50}, "ban": 100}))
-            .unwrap();
-        let err = room.send(
-            BOB,
-            "m.room.power_levels",
-            Some(""),
-            json!({"users": {ALICE: 100, BOB: 50}, "ban": 50}),
-        );
+        room.levels(json!({"users": {ALICE: 100, BOB: 50}, "ban": 100})).unwrap();
+        let err = room.send(BOB, "m.room.power_levels", Some(""), json!({"users": {ALICE: 100, BOB: 50}, "ban": 50}));
         assert!(
             matches!(err, Err(AuthError::PowerLevelChangeForbidden { ref field, old: Some(100), .. }) if field == "ban")
         );
@@ -377,23 +335,14 @@ mod tests {
     #[test]
     fn events_entries_bounded_by_sender_level() {
         let mut room = room();
-        room.levels(json!({"users": {ALICE: 100, BOB: 50}, "events": {"m.room.name": 75}}))
-            .unwrap();
+        room.levels(json!({"users": {ALICE: 100, BOB: 50}, "events": {"m.room.name": 75}})).unwrap();
         let base = |events: serde_json::Value| json!({"users": {ALICE: 100, BOB: 50}, "events": events});
         let err = room.send(BOB, "m.room.power_levels", Some(""), base(json!({})));
         assert!(
             matches!(err, Err(AuthError::PowerLevelChangeForbidden { ref field, .. }) if field == "events[m.room.name]")
         );
-        let err = room.send(
-            BOB,
-            "m.room.power_levels",
-            Some(""),
-            base(json!({"m.room.name": 75, "m.room.topic": 51})),
-        );
-        assert!(matches!(
-            err,
-            Err(AuthError::PowerLevelChangeForbidden { new: Some(51), .. })
-        ));
+        let err = room.send(BOB, "m.room.power_levels", Some(""), base(json!({"m.room.name": 75, "m.room.topic": 51})));
+        assert!(matches!(err, Err(AuthError::PowerLevelChangeForbidden { new: Some(51), .. })));
         let ok = base(json!({"m.room.name": 75, "m.room.topic": 50}));
         assert_eq!(room.send(BOB, "m.room.power_levels", Some(""), ok), Ok(()));
     }
@@ -402,25 +351,15 @@ mod tests {
     fn power_levels_needs_state_level_first() {
         let mut room = room();
         room.levels(json!({"users": {ALICE: 100, BOB: 49}})).unwrap();
-        let err = room.send(
-            BOB,
-            "m.room.power_levels",
-            Some(""),
-            json!({"users": {ALICE: 100, BOB: 49}, "invite": 1}),
-        );
-        assert!(matches!(
-            err,
-            Err(AuthError::InsufficientPower { have: 49, need: 50, .. })
-        ));
+        let err = room.send(BOB, "m.room.power_levels", Some(""), json!({"users": {ALICE: 100, BOB: 49}, "invite": 1}));
+        assert!(matches!(err, Err(AuthError::InsufficientPower { have: 49, need: 50, .. })));
     }
 
     #[test]
     fn error_message_names_levels() {
         let mut room = room();
         room.levels(levels(50, 50)).unwrap();
-        let err = room
-            .send(BOB, "m.room.power_levels", Some(""), levels(50, 0))
-            .unwrap_err();
+        let err = room.send(BOB, "m.room.power_levels", Some(""), levels(50, 0)).unwrap_err();
         assert_eq!(
             err.to_string(),
             "@bob:part.example (power level 50) may not change users[@carol:part.example] from 50 \

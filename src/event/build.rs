@@ -55,9 +55,8 @@ fn id_array(ids: &[String]) -> CanonicalJsonValue {
 }
 
 fn set_hash(object: &mut CanonicalJsonObject, lpdu: bool, value: String) {
-    let hashes = object
-        .entry("hashes".to_owned())
-        .or_insert_with(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
+    let hashes =
+        object.entry("hashes".to_owned()).or_insert_with(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
     if !matches!(hashes, CanonicalJsonValue::Object(_)) {
         *hashes = CanonicalJsonValue::Object(CanonicalJsonObject::new());
     }
@@ -82,7 +81,7 @@ pub fn build_lpdu(
 ) -> Result<UnverifiedLpdu, EventError> {
     let mut object = template.into_object()?;
     object.insert("hub_server".into(), CanonicalJsonValue::String(hub.to_owned()));
-    sign_as(version, &mut object, origin_key, origin);
+    let _lpdu_id = sign_as(version, &mut object, origin_key, origin);
     UnverifiedLpdu::from_object(object)
 }
 
@@ -99,11 +98,11 @@ pub fn complete_lpdu(
     let mut object = lpdu.object;
     object.insert("auth_events".into(), id_array(auth_events));
     object.insert("prev_events".into(), id_array(prev_events));
-    sign_as(version, &mut object, hub_key, hub);
+    let event_id = sign_as(version, &mut object, hub_key, hub);
     let mut meta = lpdu.meta;
     meta.auth_events = Some(auth_events.to_vec());
     meta.prev_events = Some(prev_events.to_vec());
-    Pdu::from_trusted_parts(version, object, meta)
+    Pdu::from_signed_parts(object, meta, event_id, None)
 }
 
 /// A hub-authored event (no `hub_server`: the hub cannot sign twice under its own name).
@@ -118,15 +117,16 @@ pub fn build_local(
     let mut object = template.into_object()?;
     object.insert("auth_events".into(), id_array(auth_events));
     object.insert("prev_events".into(), id_array(prev_events));
-    sign_as(version, &mut object, key, server);
+    let event_id = sign_as(version, &mut object, key, server);
     let meta = EventMeta::parse(&object)?;
-    Pdu::from_trusted_parts(version, object, meta)
+    Pdu::from_signed_parts(object, meta, event_id, None)
 }
 
 /// Hashes and signs an object in whatever form it is in: an LPDU gets `hashes.lpdu` and the
 /// origin's signature; a PDU gets `hashes.sha256` (keeping any `hashes.lpdu`) and `server`'s
 /// signature over its redacted form.
-pub fn sign_as(version: &RoomVersion, object: &mut CanonicalJsonObject, key: &ServerKey, server: &str) {
+/// Returns the event ID (the reference hash) of the result.
+pub fn sign_as(version: &RoomVersion, object: &mut CanonicalJsonObject, key: &ServerKey, server: &str) -> String {
     match Form::of(version, object) {
         Form::Lpdu => {
             let hash = lpdu_content_hash(object);
@@ -138,5 +138,5 @@ pub fn sign_as(version: &RoomVersion, object: &mut CanonicalJsonObject, key: &Se
             set_hash(object, false, hash);
         }
     }
-    sign_event(version, key, server, object);
+    sign_event(version, key, server, object)
 }

@@ -31,9 +31,7 @@ pub enum CanonicalError {
 /// the grammar's value rules are enforced).
 pub fn parse_value(bytes: &[u8]) -> Result<CanonicalJsonValue, CanonicalError> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value = StrictValue
-        .deserialize(&mut de)
-        .map_err(|e| CanonicalError::Syntax(e.to_string()))?;
+    let value = StrictValue.deserialize(&mut de).map_err(|e| CanonicalError::Syntax(e.to_string()))?;
     de.end().map_err(|e| CanonicalError::Syntax(e.to_string()))?;
     Ok(value)
 }
@@ -65,6 +63,30 @@ pub fn object_to_bytes(object: &CanonicalJsonObject) -> Vec<u8> {
 pub fn object_to_bytes_without(object: &CanonicalJsonObject, skip: &[&str]) -> Vec<u8> {
     let mut out = Vec::with_capacity(512);
     write_entries(&mut out, object.iter().filter(|(key, _)| !skip.contains(&key.as_str())));
+    out
+}
+
+/// The canonical bytes of an object whose top-level entries pass through `edit` first: `None`
+/// drops an entry, `Some` writes the given value in its place. Hashing and signing need the
+/// same object minus or with a few replaced keys; this writes that form without cloning it.
+pub fn object_to_bytes_edited<'a>(
+    object: &'a CanonicalJsonObject,
+    mut edit: impl FnMut(&str, &'a CanonicalJsonValue) -> Option<std::borrow::Cow<'a, CanonicalJsonValue>>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.push(b'{');
+    let mut first = true;
+    for (key, value) in object {
+        let Some(value) = edit(key, value) else { continue };
+        if !first {
+            out.push(b',');
+        }
+        first = false;
+        write_string(&mut out, key);
+        out.push(b':');
+        write_value(&mut out, &value);
+    }
+    out.push(b'}');
     out
 }
 
@@ -126,14 +148,7 @@ fn write_string(out: &mut Vec<u8>, s: &str) {
         };
         out.extend_from_slice(&bytes[start..i]);
         if escape.is_empty() {
-            out.extend_from_slice(&[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0xf)],
-            ]);
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]]);
         } else {
             out.extend_from_slice(escape);
         }
@@ -228,15 +243,9 @@ mod tests {
 
     #[test]
     fn sorts_keys_by_code_point_at_every_level() {
-        assert_eq!(
-            canon(r#"{"b":{"z":1,"a":2},"a":[{"y":0,"x":1}]}"#),
-            r#"{"a":[{"x":1,"y":0}],"b":{"a":2,"z":1}}"#
-        );
+        assert_eq!(canon(r#"{"b":{"z":1,"a":2},"a":[{"y":0,"x":1}]}"#), r#"{"a":[{"x":1,"y":0}],"b":{"a":2,"z":1}}"#);
         // U+E000 sorts before U+1F600 by code point, though not by UTF-16 unit.
-        assert_eq!(
-            canon("{\"\u{1F600}\":1,\"\u{E000}\":2}"),
-            "{\"\u{E000}\":2,\"\u{1F600}\":1}"
-        );
+        assert_eq!(canon("{\"\u{1F600}\":1,\"\u{E000}\":2}"), "{\"\u{E000}\":2,\"\u{1F600}\":1}");
     }
 
     #[test]
@@ -250,13 +259,7 @@ mod tests {
 
     #[test]
     fn floats_and_negative_zero_are_rejected() {
-        for input in [
-            r#"{"a":-0}"#,
-            r#"{"b":1e10}"#,
-            r#"{"a":1.5}"#,
-            r#"{"a":1.0}"#,
-            r#"{"a":-0.0}"#,
-        ] {
+        for input in [r#"{"a":-0}"#, r#"{"b":1e10}"#, r#"{"a":1.5}"#, r#"{"a":1.0}"#, r#"{"a":-0.0}"#] {
             let err = parse_value(input.as_bytes()).unwrap_err();
             assert!(err.to_string().contains("float"), "{input}: {err}");
         }
@@ -268,11 +271,7 @@ mod tests {
             canon(r#"{"a":9007199254740991,"b":-9007199254740991}"#),
             r#"{"a":9007199254740991,"b":-9007199254740991}"#
         );
-        for input in [
-            r#"{"a":9007199254740992}"#,
-            r#"{"a":-9007199254740992}"#,
-            r#"{"a":18446744073709551615}"#,
-        ] {
+        for input in [r#"{"a":9007199254740992}"#, r#"{"a":-9007199254740992}"#, r#"{"a":18446744073709551615}"#] {
             let err = parse_value(input.as_bytes()).unwrap_err();
             assert!(err.to_string().contains("outside"), "{input}: {err}");
         }
@@ -302,9 +301,6 @@ mod tests {
         let mut removed = object.clone();
         removed.remove("signatures");
         removed.remove("unsigned");
-        assert_eq!(
-            object_to_bytes_without(&object, &["signatures", "unsigned"]),
-            object_to_bytes(&removed)
-        );
+        assert_eq!(object_to_bytes_without(&object, &["signatures", "unsigned"]), object_to_bytes(&removed));
     }
 }

@@ -155,18 +155,11 @@ impl Chain {
     pub fn check(&self, pdu: &Pdu) -> Result<(), ChainError> {
         let meta = pdu.meta();
         if meta.room_id != self.room_id {
-            return Err(ChainError::WrongRoom {
-                expected: self.room_id.clone(),
-                found: meta.room_id.clone(),
-            });
+            return Err(ChainError::WrongRoom { expected: self.room_id.clone(), found: meta.room_id.clone() });
         }
         let prev = meta.prev_events.clone().unwrap_or_default();
         if prev != self.prev_events() {
-            return Err(ChainError::Gap {
-                position: self.next,
-                found: prev,
-                tail: self.tail.clone(),
-            });
+            return Err(ChainError::Gap { position: self.next, found: prev, tail: self.tail.clone() });
         }
         let from_hub = match &meta.hub_server {
             Some(hub) => *hub == self.hub && meta.origin() != self.hub,

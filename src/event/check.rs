@@ -7,12 +7,12 @@ use std::collections::BTreeMap;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue};
 
 use super::error::EventError;
-use super::hash::{content_hash, lpdu_content_hash, lpdu_form, reference_event_id, stored_hash};
+use super::hash::{content_hash, lpdu_content_hash, lpdu_form, reference_hash_of, stored_hash};
 use super::keys::KeyRing;
 use super::meta::server_of;
-use super::redact::redact;
+use super::redact::{RedactForm, redacted_signing_bytes};
 use super::room_version::{EventIdFormat, RoomVersion};
-use super::sign::{SigStatus, check_server_signatures, signing_bytes, signing_servers};
+use super::sign::{SigStatus, check_server_signatures, signing_servers};
 
 /// Which form an event object is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,21 +68,9 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
     let form = Form::of(version, event);
     let mut errors = Vec::new();
 
-    let event_id = match version.event_id {
-        EventIdFormat::ReferenceHash => Some(reference_event_id(version, event)),
-        EventIdFormat::InEvent => match event.get("event_id") {
-            Some(CanonicalJsonValue::String(id)) => Some(id.clone()),
-            _ => None,
-        },
-    };
-
     // Hashes: recompute what the event carries; require what its form needs.
     let stored_sha = stored_hash(event, false);
-    let stored_lpdu = if version.linearized {
-        stored_hash(event, true)
-    } else {
-        None
-    };
+    let stored_lpdu = if version.linearized { stored_hash(event, true) } else { None };
     let sha256 = stored_sha.map(|_| content_hash(version, event));
     let lpdu_sha256 = stored_lpdu.map(|_| match form {
         Form::Lpdu => lpdu_content_hash(event),
@@ -91,41 +79,24 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
     let needs_sha = form != Form::Lpdu;
     let needs_lpdu = form != Form::Pdu;
     if needs_sha && stored_sha.is_none() {
-        errors.push(EventError::field(
-            "hashes.sha256",
-            "the content hash (unpadded base64 SHA-256)",
-        ));
+        errors.push(EventError::field("hashes.sha256", "the content hash (unpadded base64 SHA-256)"));
     }
     if needs_lpdu && stored_lpdu.is_none() {
-        errors.push(EventError::field(
-            "hashes.lpdu.sha256",
-            "the LPDU content hash (unpadded base64 SHA-256)",
-        ));
+        errors.push(EventError::field("hashes.lpdu.sha256", "the LPDU content hash (unpadded base64 SHA-256)"));
     }
     if form == Form::Lpdu && stored_sha.is_some() {
-        errors.push(EventError::field(
-            "hashes.sha256",
-            "absent on an LPDU (the hub adds it)",
-        ));
+        errors.push(EventError::field("hashes.sha256", "absent on an LPDU (the hub adds it)"));
     }
     if form == Form::Pdu && stored_lpdu.is_some() {
-        errors.push(EventError::field(
-            "hashes.lpdu",
-            "absent on an event without hub_server",
-        ));
+        errors.push(EventError::field("hashes.lpdu", "absent on an event without hub_server"));
     }
-    for (which, found, computed) in [
-        ("hashes.sha256", stored_sha, sha256.as_deref()),
-        ("hashes.lpdu.sha256", stored_lpdu, lpdu_sha256.as_deref()),
-    ] {
+    for (which, found, computed) in
+        [("hashes.sha256", stored_sha, sha256.as_deref()), ("hashes.lpdu.sha256", stored_lpdu, lpdu_sha256.as_deref())]
+    {
         if let (Some(found), Some(computed)) = (found, computed)
             && found != computed
         {
-            errors.push(EventError::HashMismatch {
-                which,
-                found: found.to_owned(),
-                computed: computed.to_owned(),
-            });
+            errors.push(EventError::HashMismatch { which, found: found.to_owned(), computed: computed.to_owned() });
         }
     }
 
@@ -138,12 +109,15 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
         Some(CanonicalJsonValue::String(hub)) if form != Form::Pdu => Some(hub.clone()),
         _ => None,
     };
-    let redacted = redact(version, event);
-    let pdu_bytes = signing_bytes(&redacted);
-    let origin_bytes = if form == Form::HubPdu {
-        signing_bytes(&redact(version, &lpdu_form(event)))
-    } else {
-        pdu_bytes.clone()
+    let pdu_bytes = redacted_signing_bytes(version, event, RedactForm::AsIs);
+    let origin_bytes =
+        if form == Form::HubPdu { redacted_signing_bytes(version, event, RedactForm::Lpdu) } else { pdu_bytes.clone() };
+    let event_id = match version.event_id {
+        EventIdFormat::ReferenceHash => Some(format!("${}", reference_hash_of(&pdu_bytes))),
+        EventIdFormat::InEvent => match event.get("event_id") {
+            Some(CanonicalJsonValue::String(id)) => Some(id.clone()),
+            _ => None,
+        },
     };
     let mut signatures = BTreeMap::new();
     for server in signing_servers(event) {
@@ -156,14 +130,7 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
         errors.extend(required_signature_error(&signatures, server, role));
     }
 
-    CheckReport {
-        form,
-        event_id,
-        sha256,
-        lpdu_sha256,
-        signatures,
-        error: errors.into_iter().next(),
-    }
+    CheckReport { form, event_id, sha256, lpdu_sha256, signatures, error: errors.into_iter().next() }
 }
 
 fn required_signature_error(
@@ -172,23 +139,14 @@ fn required_signature_error(
     role: &'static str,
 ) -> Option<EventError> {
     let Some(verdicts) = signatures.get(server).filter(|v| !v.is_empty()) else {
-        return Some(EventError::MissingSignature {
-            server: server.to_owned(),
-            role,
-        });
+        return Some(EventError::MissingSignature { server: server.to_owned(), role });
     };
     verdicts.iter().find_map(|(key_id, status)| match status {
         SigStatus::Ok => None,
-        SigStatus::Bad => Some(EventError::BadSignature {
-            server: server.to_owned(),
-            key_id: key_id.clone(),
-            role,
-        }),
-        SigStatus::UnknownKey => Some(EventError::UnknownKey {
-            server: server.to_owned(),
-            key_id: key_id.clone(),
-            role,
-        }),
+        SigStatus::Bad => Some(EventError::BadSignature { server: server.to_owned(), key_id: key_id.clone(), role }),
+        SigStatus::UnknownKey => {
+            Some(EventError::UnknownKey { server: server.to_owned(), key_id: key_id.clone(), role })
+        }
     })
 }
 

@@ -88,9 +88,6 @@ pub enum EventError {
 
 impl EventError {
     pub(crate) fn field(field: impl Into<String>, expected: &'static str) -> Self {
-        EventError::Field {
-            field: field.into(),
-            expected,
-        }
+        EventError::Field { field: field.into(), expected }
     }
 }

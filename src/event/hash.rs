@@ -11,8 +11,10 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use ruma::{CanonicalJsonObject, CanonicalJsonValue};
 use sha2::{Digest, Sha256};
 
-use super::canonical::{object_to_bytes, object_to_bytes_without};
-use super::redact::redact;
+use std::borrow::Cow;
+
+use super::canonical::{object_to_bytes_edited, object_to_bytes_without};
+use super::redact::{RedactForm, redacted_signing_bytes};
 use super::room_version::RoomVersion;
 
 /// Keys never covered by hashes or signatures.
@@ -57,30 +59,28 @@ pub fn lpdu_content_hash(event: &CanonicalJsonObject) -> String {
 /// The PDU content hash under `version`: like Matrix's, except that a linearized version keeps
 /// `hashes.lpdu` (and only it) in the hashed form.
 pub fn content_hash(version: &RoomVersion, event: &CanonicalJsonObject) -> String {
-    let lpdu = if version.linearized {
-        lpdu_hash_field(event)
-    } else {
-        None
-    };
+    let lpdu = if version.linearized { lpdu_hash_field(event) } else { None };
     match lpdu {
         None => sha256_b64(&object_to_bytes_without(event, &["hashes", "signatures", "unsigned"])),
         Some(lpdu) => {
-            let mut form: CanonicalJsonObject = event
-                .iter()
-                .filter(|(k, _)| !matches!(k.as_str(), "hashes" | "signatures" | "unsigned"))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            let hashes = CanonicalJsonObject::from([("lpdu".to_owned(), lpdu.clone())]);
-            form.insert("hashes".to_owned(), CanonicalJsonValue::Object(hashes));
-            sha256_b64(&object_to_bytes(&form))
+            let hashes = CanonicalJsonValue::Object(CanonicalJsonObject::from([("lpdu".to_owned(), lpdu.clone())]));
+            sha256_b64(&object_to_bytes_edited(event, |key, value| match key {
+                "signatures" | "unsigned" => None,
+                "hashes" => Some(Cow::Borrowed(&hashes)),
+                _ => Some(Cow::Borrowed(value)),
+            }))
         }
     }
 }
 
 /// The reference hash of an event (unpadded URL-safe base64), over its redacted form.
 pub fn reference_hash(version: &RoomVersion, event: &CanonicalJsonObject) -> String {
-    let redacted = redact(version, event);
-    URL_SAFE_NO_PAD.encode(Sha256::digest(object_to_bytes_without(&redacted, &UNSIGNED_KEYS)))
+    reference_hash_of(&redacted_signing_bytes(version, event, RedactForm::AsIs))
+}
+
+/// The reference hash from already computed redacted signing bytes.
+pub fn reference_hash_of(redacted_signing_bytes: &[u8]) -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(redacted_signing_bytes))
 }
 
 /// The event ID of a reference-hash room version: `$` + reference hash.
@@ -106,7 +106,7 @@ pub fn lpdu_form(pdu: &CanonicalJsonObject) -> CanonicalJsonObject {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::canonical::parse_object;
+    use crate::event::canonical::{object_to_bytes, parse_object};
     use crate::event::room_version::{LINEARIZED_02, V1};
 
     fn obj(s: &str) -> CanonicalJsonObject {
@@ -118,10 +118,7 @@ mod tests {
         let event =
             obj(r#"{"type":"x","content":{},"hashes":{"sha256":"old"},"signatures":{"a":{}},"unsigned":{"age":1}}"#);
         assert_eq!(content_hash(&LINEARIZED_02, &event), content_hash(&V1, &event));
-        assert_eq!(
-            content_hash(&LINEARIZED_02, &event),
-            sha256_b64(br#"{"content":{},"type":"x"}"#)
-        );
+        assert_eq!(content_hash(&LINEARIZED_02, &event), sha256_b64(br#"{"content":{},"type":"x"}"#));
     }
 
     #[test]

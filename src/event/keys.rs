@@ -16,9 +16,7 @@ use ed25519_dalek::{SigningKey, VerifyingKey};
 /// never stray trailing bits: one encoding per byte string.
 pub const B64_ANY_PAD: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new()
-        .with_encode_padding(false)
-        .with_decode_padding_mode(DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new().with_encode_padding(false).with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
 /// Seeds in key files decode leniently: the Matrix spec's own test seed ends in a character
@@ -86,10 +84,7 @@ impl ServerKey {
         if !valid_key_version(version) {
             return Err(KeyError::BadVersion(version.to_owned()));
         }
-        Ok(Self {
-            key_id: format!("ed25519:{version}"),
-            signing: SigningKey::from_bytes(&seed),
-        })
+        Ok(Self { key_id: format!("ed25519:{version}"), signing: SigningKey::from_bytes(&seed) })
     }
 
     /// A fresh random key; `version` defaults to `a_` + four random characters, as Synapse does.
@@ -137,11 +132,7 @@ impl ServerKey {
 
     /// The key as one line of a Synapse signing-key file.
     pub fn to_synapse_line(&self) -> String {
-        format!(
-            "ed25519 {} {}\n",
-            self.version(),
-            STANDARD_NO_PAD.encode(self.signing.to_bytes())
-        )
+        format!("ed25519 {} {}\n", self.version(), STANDARD_NO_PAD.encode(self.signing.to_bytes()))
     }
 
     /// `ed25519:<version>`.
@@ -185,10 +176,7 @@ impl KeyRing {
 
     /// Adds (or replaces) one key.
     pub fn insert(&mut self, server: &str, key_id: &str, key: VerifyingKey) {
-        self.keys
-            .entry(server.to_owned())
-            .or_default()
-            .insert(key_id.to_owned(), key);
+        self.keys.entry(server.to_owned()).or_default().insert(key_id.to_owned(), key);
     }
 
     /// Adds a key given as unpadded base64.
@@ -205,9 +193,7 @@ impl KeyRing {
 
     /// Every (server, key ID, key), in order.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str, &VerifyingKey)> {
-        self.keys
-            .iter()
-            .flat_map(|(s, ks)| ks.iter().map(move |(id, k)| (s.as_str(), id.as_str(), k)))
+        self.keys.iter().flat_map(|(s, ks)| ks.iter().map(move |(id, k)| (s.as_str(), id.as_str(), k)))
     }
 
     /// Whether any key of `server` is known.
@@ -263,17 +249,10 @@ mod tests {
     #[test]
     fn generated_keys_have_a_synapse_style_version() {
         let key = ServerKey::generate(None).unwrap();
-        assert!(
-            key.version().starts_with("a_") && key.version().len() == 6,
-            "{}",
-            key.version()
-        );
+        assert!(key.version().starts_with("a_") && key.version().len() == 6, "{}", key.version());
         let again = ServerKey::parse_synapse(&key.to_synapse_line()).unwrap();
         assert_eq!(again.public_b64(), key.public_b64());
-        assert!(matches!(
-            ServerKey::generate(Some("bad-id")),
-            Err(KeyError::BadVersion(_))
-        ));
+        assert!(matches!(ServerKey::generate(Some("bad-id")), Err(KeyError::BadVersion(_))));
     }
 
     #[test]
@@ -281,21 +260,14 @@ mod tests {
         let err = ServerKey::parse_synapse(&format!("ed448 1 {SPEC_SEED}")).unwrap_err();
         assert!(matches!(err, KeyError::FileFormat { line: 1, .. }));
         assert!(!err.to_string().contains(SPEC_SEED));
-        assert!(matches!(
-            ServerKey::parse_synapse("ed25519 1 AAAA"),
-            Err(KeyError::BadKeyBytes { .. })
-        ));
-        assert!(matches!(
-            ServerKey::parse_synapse("\n# nothing\n"),
-            Err(KeyError::Empty)
-        ));
+        assert!(matches!(ServerKey::parse_synapse("ed25519 1 AAAA"), Err(KeyError::BadKeyBytes { .. })));
+        assert!(matches!(ServerKey::parse_synapse("\n# nothing\n"), Err(KeyError::Empty)));
     }
 
     #[test]
     fn key_arguments() {
         let mut ring = KeyRing::new();
-        ring.add_argument("domain=ed25519:1=XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI")
-            .unwrap();
+        ring.add_argument("domain=ed25519:1=XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI").unwrap();
         assert!(ring.get("domain", "ed25519:1").is_some());
         for bad in [
             "domain",

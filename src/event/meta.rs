@@ -54,10 +54,7 @@ impl EventMeta {
         let origin_server_ts = match object.get("origin_server_ts") {
             Some(CanonicalJsonValue::Integer(ts)) if i64::from(*ts) >= 0 => i64::from(*ts),
             _ => {
-                return Err(EventError::field(
-                    "origin_server_ts",
-                    "a non-negative integer (milliseconds)",
-                ));
+                return Err(EventError::field("origin_server_ts", "a non-negative integer (milliseconds)"));
             }
         };
         if !matches!(object.get("content"), Some(CanonicalJsonValue::Object(_))) {
@@ -128,38 +125,26 @@ pub fn is_server_name(name: &str) -> bool {
     };
     !host.is_empty()
         && host.len() <= 255
-        && host
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         && port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// `!opaque:server`.
 pub fn is_room_id(id: &str) -> bool {
     id.len() <= MAX_ID_BYTES
-        && id
-            .strip_prefix('!')
-            .and_then(|rest| rest.split_once(':'))
-            .is_some_and(|(opaque, server)| {
-                !opaque.is_empty()
-                    && opaque
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b".~_-".contains(&b))
-                    && is_server_name(server)
-            })
+        && id.strip_prefix('!').and_then(|rest| rest.split_once(':')).is_some_and(|(opaque, server)| {
+            !opaque.is_empty()
+                && opaque.bytes().all(|b| b.is_ascii_alphanumeric() || b".~_-".contains(&b))
+                && is_server_name(server)
+        })
 }
 
 /// `@localpart:server` (historical user IDs with upper case are accepted, as Matrix does).
 pub fn is_user_id(id: &str) -> bool {
     id.len() <= MAX_ID_BYTES
-        && id
-            .strip_prefix('@')
-            .and_then(|rest| rest.split_once(':'))
-            .is_some_and(|(local, server)| {
-                !local.is_empty()
-                    && local.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b':')
-                    && is_server_name(server)
-            })
+        && id.strip_prefix('@').and_then(|rest| rest.split_once(':')).is_some_and(|(local, server)| {
+            !local.is_empty() && local.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b':') && is_server_name(server)
+        })
 }
 
 #[cfg(test)]
@@ -185,21 +170,14 @@ mod tests {
         assert!(!meta.is_state());
         for (from, to, field) in [
             (r#""sender":"@a:h""#, r#""sender":"a""#, "sender"),
-            (
-                r#""origin_server_ts":1"#,
-                r#""origin_server_ts":"1""#,
-                "origin_server_ts",
-            ),
+            (r#""origin_server_ts":1"#, r#""origin_server_ts":"1""#, "origin_server_ts"),
             (r#""content":{}"#, r#""content":[]"#, "content"),
             (r#""type":"m.t""#, r#""type":"m.t","prev_events":["x"]"#, "prev_events"),
             (r#""type":"m.t""#, r#""type":"m.t","state_key":1"#, "state_key"),
         ] {
             let bad = base.replace(from, to);
             let err = EventMeta::parse(&parse_object(bad.as_bytes()).unwrap()).unwrap_err();
-            assert!(
-                matches!(&err, EventError::Field { field: f, .. } if f == field),
-                "{bad}: {err}"
-            );
+            assert!(matches!(&err, EventError::Field { field: f, .. } if f == field), "{bad}: {err}");
         }
     }
 }

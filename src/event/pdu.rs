@@ -12,6 +12,7 @@ use super::hash::reference_event_id;
 use super::keys::KeyRing;
 use super::meta::EventMeta;
 use super::room_version::RoomVersion;
+use super::sign::signing_servers;
 
 /// A completed, signed PDU is at most this many bytes of canonical JSON.
 pub const MAX_PDU_BYTES: usize = 65_536;
@@ -50,10 +51,7 @@ pub struct Pdu {
 
 fn parse_checked(bytes: &[u8]) -> Result<(CanonicalJsonObject, EventMeta), EventError> {
     if bytes.len() > MAX_PDU_BYTES * 4 {
-        return Err(EventError::TooLarge {
-            size: bytes.len(),
-            limit: MAX_PDU_BYTES,
-        });
+        return Err(EventError::TooLarge { size: bytes.len(), limit: MAX_PDU_BYTES });
     }
     let object = parse_object(bytes)?;
     let meta = EventMeta::parse(&object)?;
@@ -78,10 +76,7 @@ impl UnverifiedLpdu {
             return Err(EventError::field("hub_server", "the hub's server name on an LPDU"));
         }
         if meta.prev_events.is_some() || meta.auth_events.is_some() {
-            return Err(EventError::field(
-                "auth_events/prev_events",
-                "absent on an LPDU (the hub chooses them)",
-            ));
+            return Err(EventError::field("auth_events/prev_events", "absent on an LPDU (the hub chooses them)"));
         }
         Ok(Self { object, meta })
     }
@@ -109,11 +104,7 @@ impl UnverifiedLpdu {
         }
         let lpdu_id = report.event_id.unwrap_or_default();
         let object = strip_other_signatures(self.object, &required_signers(Form::Lpdu, self.meta.origin(), None));
-        Ok(VerifiedLpdu {
-            object,
-            meta: self.meta,
-            lpdu_id,
-        })
+        Ok(VerifiedLpdu { object, meta: self.meta, lpdu_id })
     }
 }
 
@@ -186,40 +177,59 @@ impl UnverifiedPdu {
     /// Verifies hashes and the origin's (and, if completed by a hub, the hub's) signatures,
     /// drops signatures of any other server, and checks the size limit.
     pub fn verify(self, version: &RoomVersion, keys: &KeyRing) -> Result<Pdu, EventError> {
+        self.verify_with_bytes(version, keys, None).map_err(|failure| failure.0)
+    }
+
+    /// `verify`, given the object's canonical bytes when the caller already has them; a failure
+    /// comes with the event ID, for reporting.
+    pub(crate) fn verify_with_bytes(
+        self,
+        version: &RoomVersion,
+        keys: &KeyRing,
+        canonical: Option<Vec<u8>>,
+    ) -> Result<Pdu, Box<(EventError, Option<String>)>> {
         if !version.linearized || !version.loggable {
-            return Err(EventError::UnsupportedRoomVersion(version.id.to_owned()));
+            return Err(Box::new((EventError::UnsupportedRoomVersion(version.id.to_owned()), None)));
         }
         let report = inspect(version, &self.object, keys);
         if let Some(error) = report.error {
-            return Err(error);
+            return Err(Box::new((error, report.event_id)));
         }
         let signers = required_signers(report.form, self.meta.origin(), self.meta.hub_server.as_deref());
+        let before = signing_servers(&self.object).len();
         let object = strip_other_signatures(self.object, &signers);
-        Pdu::from_trusted_parts(version, object, self.meta)
+        let unchanged = signing_servers(&object).len() == before;
+        let event_id = report.event_id.unwrap_or_default();
+        Pdu::from_signed_parts(object, self.meta, event_id.clone(), canonical.filter(|_| unchanged))
+            .map_err(|error| Box::new((error, Some(event_id))))
     }
 }
 
 impl Pdu {
-    /// Wraps an object this crate built and signed itself (see `build`).
+    /// Wraps an object this crate built and signed itself (see `build`), or re-read from its
+    /// own store.
     pub(super) fn from_trusted_parts(
         version: &RoomVersion,
         object: CanonicalJsonObject,
         meta: EventMeta,
     ) -> Result<Self, EventError> {
-        let bytes = object_to_bytes(&object);
-        if bytes.len() > MAX_PDU_BYTES {
-            return Err(EventError::TooLarge {
-                size: bytes.len(),
-                limit: MAX_PDU_BYTES,
-            });
-        }
         let event_id = reference_event_id(version, &object);
-        Ok(Self {
-            object,
-            meta,
-            event_id,
-            bytes,
-        })
+        Self::from_signed_parts(object, meta, event_id, None)
+    }
+
+    /// Wraps an object whose event ID is already known; `bytes`, when given, must be its
+    /// canonical JSON (saves re-encoding bytes that were just checked to be canonical).
+    pub(super) fn from_signed_parts(
+        object: CanonicalJsonObject,
+        meta: EventMeta,
+        event_id: String,
+        bytes: Option<Vec<u8>>,
+    ) -> Result<Self, EventError> {
+        let bytes = bytes.unwrap_or_else(|| object_to_bytes(&object));
+        if bytes.len() > MAX_PDU_BYTES {
+            return Err(EventError::TooLarge { size: bytes.len(), limit: MAX_PDU_BYTES });
+        }
+        Ok(Self { object, meta, event_id, bytes })
     }
 
     /// The event ID.

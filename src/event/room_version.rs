@@ -26,10 +26,7 @@ pub struct RedactionRules {
 impl RedactionRules {
     /// What a redaction keeps of the content of an event of this type.
     pub fn content_keep(&self, event_type: &str) -> ContentKeep {
-        self.content
-            .iter()
-            .find(|(t, _)| *t == event_type)
-            .map_or(ContentKeep::Keys(&[]), |(_, keep)| *keep)
+        self.content.iter().find(|(t, _)| *t == event_type).map_or(ContentKeep::Keys(&[]), |(_, keep)| *keep)
     }
 }
 
@@ -176,9 +173,6 @@ mod tests {
         assert!(!LINEARIZED_02.redaction.top_level.contains(&"origin"));
         assert!(V1.redaction.top_level.contains(&"origin"));
         assert_eq!(LINEARIZED_02.redaction.content_keep("m.room.create"), ContentKeep::All);
-        assert_eq!(
-            LINEARIZED_02.redaction.content_keep("m.room.message"),
-            ContentKeep::Keys(&[])
-        );
+        assert_eq!(LINEARIZED_02.redaction.content_keep("m.room.message"), ContentKeep::Keys(&[]));
     }
 }

@@ -11,8 +11,9 @@ use ruma::{CanonicalJsonObject, CanonicalJsonValue};
 
 use super::canonical::object_to_bytes_without;
 use super::hash::UNSIGNED_KEYS;
+use super::hash::reference_hash_of;
 use super::keys::{B64_ANY_PAD, KeyRing, ServerKey};
-use super::redact::redact;
+use super::redact::{RedactForm, redacted_signing_bytes};
 use super::room_version::RoomVersion;
 
 /// The verdict on one signature.
@@ -49,15 +50,17 @@ pub fn sign_json(key: &ServerKey, server: &str, object: &mut CanonicalJsonObject
 }
 
 /// Signs an event: redact under `version`'s rules, sign that, store the signature in the event.
-pub fn sign_event(version: &RoomVersion, key: &ServerKey, server: &str, event: &mut CanonicalJsonObject) {
-    let signature = key.sign(&signing_bytes(&redact(version, event)));
+/// Returns the reference-hash event ID, which covers the very bytes just signed.
+pub fn sign_event(version: &RoomVersion, key: &ServerKey, server: &str, event: &mut CanonicalJsonObject) -> String {
+    let message = redacted_signing_bytes(version, event, RedactForm::AsIs);
+    let signature = key.sign(&message);
     add_signature(event, server, key.key_id(), signature);
+    format!("${}", reference_hash_of(&message))
 }
 
 fn add_signature(object: &mut CanonicalJsonObject, server: &str, key_id: &str, signature: String) {
-    let signatures = object
-        .entry("signatures".to_owned())
-        .or_insert_with(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
+    let signatures =
+        object.entry("signatures".to_owned()).or_insert_with(|| CanonicalJsonValue::Object(CanonicalJsonObject::new()));
     if !matches!(signatures, CanonicalJsonValue::Object(_)) {
         *signatures = CanonicalJsonValue::Object(CanonicalJsonObject::new());
     }
@@ -147,19 +150,10 @@ mod tests {
         let mut obj = parse_object(br#"{"a":1,"unsigned":{"x":1}}"#).unwrap();
         sign_json(&key, "s", &mut obj);
         let msg = signing_bytes(&obj);
-        assert_eq!(
-            check_server_signatures(&obj, "s", &msg, &ring),
-            vec![("ed25519:t".to_owned(), SigStatus::Ok)]
-        );
+        assert_eq!(check_server_signatures(&obj, "s", &msg, &ring), vec![("ed25519:t".to_owned(), SigStatus::Ok)]);
         let tampered = signing_bytes(&parse_object(br#"{"a":2}"#).unwrap());
-        assert_eq!(
-            check_server_signatures(&obj, "s", &tampered, &ring)[0].1,
-            SigStatus::Bad
-        );
-        assert_eq!(
-            check_server_signatures(&obj, "s", &msg, &KeyRing::new())[0].1,
-            SigStatus::UnknownKey
-        );
+        assert_eq!(check_server_signatures(&obj, "s", &tampered, &ring)[0].1, SigStatus::Bad);
+        assert_eq!(check_server_signatures(&obj, "s", &msg, &KeyRing::new())[0].1, SigStatus::UnknownKey);
     }
 
     #[test]

@@ -47,17 +47,12 @@ impl RoomState {
 
     /// Puts `event` into slot (`event_type`, `state_key`), replacing whatever held it.
     pub fn insert(&mut self, event_type: String, state_key: String, event: StateEvent) {
-        self.events
-            .entry(event_type)
-            .or_default()
-            .insert(state_key, Arc::new(event));
+        self.events.entry(event_type).or_default().insert(state_key, Arc::new(event));
     }
 
     /// Every slot and its event, ordered by (`type`, `state_key`).
     pub fn iter(&self) -> impl Iterator<Item = ((&str, &str), &StateEvent)> {
-        self.events
-            .iter()
-            .flat_map(|(t, slots)| slots.iter().map(move |(k, e)| ((t.as_str(), k.as_str()), e.as_ref())))
+        self.events.iter().flat_map(|(t, slots)| slots.iter().map(move |(k, e)| ((t.as_str(), k.as_str()), e.as_ref())))
     }
 
     /// Number of occupied slots.
@@ -98,27 +93,15 @@ mod tests {
         let CanonicalJsonValue::Object(content) = CanonicalJsonValue::try_from(content).unwrap() else {
             panic!("content must be an object");
         };
-        StateEvent {
-            event_id: id.to_owned(),
-            sender: sender.to_owned(),
-            content,
-        }
+        StateEvent { event_id: id.to_owned(), sender: sender.to_owned(), content }
     }
 
     #[test]
     fn insert_replaces_and_get_finds_latest() {
         let mut s = RoomState::new();
         assert!(s.is_empty());
-        s.insert(
-            "m.room.topic".into(),
-            String::new(),
-            ev("$1", "@a:x", serde_json::json!({})),
-        );
-        s.insert(
-            "m.room.topic".into(),
-            String::new(),
-            ev("$2", "@a:x", serde_json::json!({})),
-        );
+        s.insert("m.room.topic".into(), String::new(), ev("$1", "@a:x", serde_json::json!({})));
+        s.insert("m.room.topic".into(), String::new(), ev("$2", "@a:x", serde_json::json!({})));
         assert_eq!(s.len(), 1);
         assert_eq!(s.get("m.room.topic", "").unwrap().event_id, "$2");
         assert!(s.get("m.room.topic", "x").is_none());
@@ -127,29 +110,13 @@ mod tests {
     #[test]
     fn iter_is_in_key_order() {
         let mut s = RoomState::new();
-        s.insert(
-            "m.room.member".into(),
-            "@b:x".into(),
-            ev("$3", "@b:x", serde_json::json!({})),
-        );
-        s.insert(
-            "m.room.create".into(),
-            String::new(),
-            ev("$1", "@a:x", serde_json::json!({})),
-        );
-        s.insert(
-            "m.room.member".into(),
-            "@a:x".into(),
-            ev("$2", "@a:x", serde_json::json!({})),
-        );
+        s.insert("m.room.member".into(), "@b:x".into(), ev("$3", "@b:x", serde_json::json!({})));
+        s.insert("m.room.create".into(), String::new(), ev("$1", "@a:x", serde_json::json!({})));
+        s.insert("m.room.member".into(), "@a:x".into(), ev("$2", "@a:x", serde_json::json!({})));
         let keys: Vec<_> = s.iter().map(|(k, e)| (k, e.event_id.as_str())).collect();
         assert_eq!(
             keys,
-            [
-                (("m.room.create", ""), "$1"),
-                (("m.room.member", "@a:x"), "$2"),
-                (("m.room.member", "@b:x"), "$3"),
-            ]
+            [(("m.room.create", ""), "$1"), (("m.room.member", "@a:x"), "$2"), (("m.room.member", "@b:x"), "$3"),]
         );
     }
 
@@ -157,30 +124,15 @@ mod tests {
     fn create_and_membership_accessors() {
         let mut s = RoomState::new();
         assert!(s.create().is_none());
-        s.insert(
-            "m.room.create".into(),
-            String::new(),
-            ev("$1", "@a:x", serde_json::json!({})),
-        );
-        s.insert(
-            "m.room.member".into(),
-            "@a:x".into(),
-            ev("$2", "@a:x", serde_json::json!({"membership": "join"})),
-        );
-        s.insert(
-            "m.room.member".into(),
-            "@b:x".into(),
-            ev("$3", "@b:x", serde_json::json!({"membership": 5})),
-        );
+        s.insert("m.room.create".into(), String::new(), ev("$1", "@a:x", serde_json::json!({})));
+        s.insert("m.room.member".into(), "@a:x".into(), ev("$2", "@a:x", serde_json::json!({"membership": "join"})));
+        s.insert("m.room.member".into(), "@b:x".into(), ev("$3", "@b:x", serde_json::json!({"membership": 5})));
         assert_eq!(s.create().unwrap().sender, "@a:x");
         assert_eq!(s.membership("@a:x"), Some("join"));
         assert_eq!(s.membership("@b:x"), None);
         assert_eq!(s.membership("@c:x"), None);
         let copy = s.clone();
         assert_eq!(copy, s);
-        assert_eq!(
-            copy.get("m.room.create", "").unwrap().content,
-            CanonicalJsonObject::new()
-        );
+        assert_eq!(copy.get("m.room.create", "").unwrap().content, CanonicalJsonObject::new());
     }
 }

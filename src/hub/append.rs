@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::event::{EventError, EventTemplate, Pdu, UnverifiedLpdu, build_local, complete_lpdu};
+use crate::event::{EventError, EventTemplate, KeyRing, Pdu, UnverifiedLpdu, build_local, complete_lpdu};
 use crate::store::{Batch, RoomSeq, batch::EventRecord};
 
 use super::{Appended, Hub, HubError, LpduRejection, PendingAppend, RoomHead, lock};
@@ -12,10 +12,7 @@ impl Hub {
     #[tracing::instrument(skip_all, fields(room_id = %template.room_id, event_type = %template.event_type))]
     pub fn submit_local(&self, template: EventTemplate) -> Result<PendingAppend, HubError> {
         if crate::event::meta::server_of(&template.sender) != self.server_name {
-            return Err(HubError::NotLocalSender {
-                sender: template.sender,
-                server: self.server_name.clone(),
-            });
+            return Err(HubError::NotLocalSender { sender: template.sender, server: self.server_name.clone() });
         }
         let head = self.head(&template.room_id)?;
         let mut head = lock(&head);
@@ -32,14 +29,8 @@ impl Hub {
         };
         chain.authorize(&meta, &template.content).map_err(EventError::from)?;
         let auth_events = chain.select_auth(&meta, &template.content);
-        let pdu = build_local(
-            chain.version(),
-            template,
-            &auth_events,
-            &chain.prev_events(),
-            &self.key,
-            &self.server_name,
-        )?;
+        let pdu =
+            build_local(chain.version(), template, &auth_events, &chain.prev_events(), &self.key, &self.server_name)?;
         self.append_built(&mut head, &pdu, None)
     }
 
@@ -64,52 +55,32 @@ impl Hub {
             Err(_) => &crate::event::room_version::LINEARIZED_02,
         };
         let lpdu_id = lpdu.reference_id(version);
-        let reject = |error: HubError| LpduRejection {
-            lpdu_id: lpdu_id.clone(),
-            error,
-        };
+        let reject = |error: HubError| LpduRejection { lpdu_id: lpdu_id.clone(), error };
         let head = head.map_err(reject)?;
         let found_hub = lpdu.meta().hub_server.clone().unwrap_or_default();
         if found_hub != self.server_name {
-            return Err(reject(
-                EventError::WrongHub {
-                    expected: self.server_name.clone(),
-                    found: found_hub,
-                }
-                .into(),
-            ));
+            return Err(reject(EventError::WrongHub { expected: self.server_name.clone(), found: found_hub }.into()));
         }
         // Signatures are checked before the room lock: they are the expensive part.
-        let lpdu = lpdu.verify(version, &self.key_ring()).map_err(|e| reject(e.into()))?;
+        let verified = match self.keys.read() {
+            Ok(keys) => lpdu.verify(version, &keys),
+            Err(_) => lpdu.verify(version, &KeyRing::new()),
+        };
+        let lpdu = verified.map_err(|e| reject(e.into()))?;
         let mut head = lock(&head);
         if head.chain.hub() != self.server_name {
             let hub = head.chain.hub().to_owned();
-            return Err(reject(HubError::NotHub {
-                room_id: lpdu.meta().room_id.clone(),
-                hub,
-            }));
+            return Err(reject(HubError::NotHub { room_id: lpdu.meta().room_id.clone(), hub }));
         }
         if let Some(existing) = self.known_lpdu(&head, &lpdu_id).map_err(reject)? {
-            return Ok(PendingAppend {
-                appended: existing,
-                ticket: None,
-            });
+            return Ok(PendingAppend { appended: existing, ticket: None });
         }
         let chain = &head.chain;
-        chain
-            .authorize(lpdu.meta(), lpdu.content())
-            .map_err(|e| reject(EventError::from(e).into()))?;
+        chain.authorize(lpdu.meta(), lpdu.content()).map_err(|e| reject(EventError::from(e).into()))?;
         let auth_events = chain.select_auth(lpdu.meta(), lpdu.content());
         let prev_events = chain.prev_events();
-        let pdu = complete_lpdu(
-            chain.version(),
-            lpdu,
-            &auth_events,
-            &prev_events,
-            &self.key,
-            &self.server_name,
-        )
-        .map_err(|e| reject(e.into()))?;
+        let pdu = complete_lpdu(chain.version(), lpdu, &auth_events, &prev_events, &self.key, &self.server_name)
+            .map_err(|e| reject(e.into()))?;
         self.append_built(&mut head, &pdu, Some(&lpdu_id)).map_err(reject)
     }
 
@@ -117,10 +88,7 @@ impl Hub {
     pub async fn append_lpdu(&self, lpdu: UnverifiedLpdu) -> Result<Appended, LpduRejection> {
         let pending = self.submit_lpdu(lpdu)?;
         let lpdu_id = pending.appended.lpdu_id.clone().unwrap_or_default();
-        pending
-            .durable()
-            .await
-            .map_err(|error| LpduRejection { lpdu_id, error })
+        pending.durable().await.map_err(|error| LpduRejection { lpdu_id, error })
     }
 
     fn known_lpdu(&self, head: &RoomHead, lpdu_id: &str) -> Result<Option<Appended>, HubError> {
@@ -139,13 +107,7 @@ impl Hub {
             return Ok(None);
         };
         let position = self.store.event_position(&event_id)?.map_or(0, |p| p.seq);
-        Ok(Some(Appended {
-            room_id,
-            position,
-            event_id,
-            lpdu_id: Some(lpdu_id.to_owned()),
-            duplicate: true,
-        }))
+        Ok(Some(Appended { room_id, position, event_id, lpdu_id: Some(lpdu_id.to_owned()), duplicate: true }))
     }
 
     /// Checks `pdu` against the chain (the same checks a follower and `log verify` run), queues
@@ -164,10 +126,7 @@ impl Hub {
             batch.add_room(head.short, &meta.room_id);
         }
         batch.append_event(&EventRecord {
-            pos: RoomSeq {
-                room: head.short,
-                seq: position,
-            },
+            pos: RoomSeq { room: head.short, seq: position },
             event_id: pdu.event_id(),
             bytes: pdu.bytes(),
             state: meta.state_key.as_deref().map(|k| (meta.event_type.as_str(), k)),
@@ -179,8 +138,7 @@ impl Hub {
             if head.recent_lpdus.len() >= 4096 {
                 head.recent_lpdus.clear();
             }
-            head.recent_lpdus
-                .insert(lpdu_id.to_owned(), (position, pdu.event_id().to_owned()));
+            head.recent_lpdus.insert(lpdu_id.to_owned(), (position, pdu.event_id().to_owned()));
         }
         let appended = Appended {
             room_id: meta.room_id.clone(),
@@ -189,10 +147,7 @@ impl Hub {
             lpdu_id: lpdu_id.map(str::to_owned),
             duplicate: false,
         };
-        Ok(PendingAppend {
-            appended,
-            ticket: Some(ticket),
-        })
+        Ok(PendingAppend { appended, ticket: Some(ticket) })
     }
 
     pub(super) fn insert_head(

@@ -22,10 +22,7 @@ pub struct RoomPreset {
 
 impl Default for RoomPreset {
     fn default() -> Self {
-        Self {
-            join_rule: "invite".into(),
-            history_visibility: "shared".into(),
-        }
+        Self { join_rule: "invite".into(), history_visibility: "shared".into() }
     }
 }
 
@@ -77,10 +74,7 @@ impl Hub {
         origin_server_ts: i64,
     ) -> Result<(String, Vec<Appended>), HubError> {
         let (room_id, pending) = self.submit_create_room(creator, preset, origin_server_ts)?;
-        let appended = pending
-            .into_iter()
-            .map(super::PendingAppend::wait)
-            .collect::<Result<_, _>>()?;
+        let appended = pending.into_iter().map(super::PendingAppend::wait).collect::<Result<_, _>>()?;
         Ok((room_id, appended))
     }
 
@@ -91,10 +85,7 @@ impl Hub {
         ts: i64,
     ) -> Result<(String, Vec<super::PendingAppend>), HubError> {
         if crate::event::meta::server_of(creator) != self.server_name {
-            return Err(HubError::NotLocalSender {
-                sender: creator.to_owned(),
-                server: self.server_name.clone(),
-            });
+            return Err(HubError::NotLocalSender { sender: creator.to_owned(), server: self.server_name.clone() });
         }
         let room_id = new_room_id(&self.server_name);
         let template = |event_type: &str, state_key: &str, content| EventTemplate {
@@ -107,11 +98,7 @@ impl Hub {
         };
         let create = build_local(
             &LINEARIZED_02,
-            template(
-                "m.room.create",
-                "",
-                object(vec![("room_version", text(LINEARIZED_02.id))]),
-            ),
+            template("m.room.create", "", object(vec![("room_version", text(LINEARIZED_02.id))])),
             &[],
             &[],
             &self.key,
@@ -144,11 +131,7 @@ impl Hub {
                     ("users_default", int(0)),
                 ]),
             ),
-            template(
-                "m.room.join_rules",
-                "",
-                object(vec![("join_rule", text(&preset.join_rule))]),
-            ),
+            template("m.room.join_rules", "", object(vec![("join_rule", text(&preset.join_rule))])),
             template(
                 "m.room.history_visibility",
                 "",

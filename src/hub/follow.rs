@@ -55,13 +55,8 @@ impl Hub {
             return Ok(None);
         };
         let room_id = room_id.to_owned();
-        let appended = Appended {
-            room_id,
-            position: pos.seq,
-            event_id: event_id.to_owned(),
-            lpdu_id: None,
-            duplicate: true,
-        };
+        let appended =
+            Appended { room_id, position: pos.seq, event_id: event_id.to_owned(), lpdu_id: None, duplicate: true };
         Ok(Some(PendingAppend { appended, ticket: None }))
     }
 }

@@ -85,9 +85,7 @@ pub struct Hub {
 
 impl std::fmt::Debug for Hub {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Hub")
-            .field("server_name", &self.server_name)
-            .finish_non_exhaustive()
+        f.debug_struct("Hub").field("server_name", &self.server_name).finish_non_exhaustive()
     }
 }
 
@@ -130,11 +128,7 @@ impl Hub {
 
     /// Trusts (and persists) a server's public key; logs keep the keys their signatures need.
     pub fn trust_key(&self, server: &str, key_id: &str, key: ed25519_dalek::VerifyingKey) -> Result<(), HubError> {
-        if self
-            .keys
-            .read()
-            .is_ok_and(|ring| ring.get(server, key_id) == Some(&key))
-        {
+        if self.keys.read().is_ok_and(|ring| ring.get(server, key_id) == Some(&key)) {
             return Ok(());
         }
         let mut batch = crate::store::Batch::new();
@@ -156,10 +150,7 @@ impl Hub {
         if let Some(head) = rooms.get(room_id) {
             return Ok(Arc::clone(head));
         }
-        let short = self
-            .store
-            .short_room(room_id)?
-            .ok_or_else(|| HubError::UnknownRoom(room_id.to_owned()))?;
+        let short = self.store.short_room(room_id)?.ok_or_else(|| HubError::UnknownRoom(room_id.to_owned()))?;
         let head = Arc::new(Mutex::new(self.load_head(short)?));
         rooms.insert(room_id.to_owned(), Arc::clone(&head));
         Ok(head)
@@ -192,11 +183,7 @@ impl Hub {
             chain.apply(&trusted_pdu(&bytes, Some(version))?);
         }
         chain.restore_tail(tail.seq + 1, tail.event_id);
-        Ok(RoomHead {
-            short,
-            chain,
-            recent_lpdus: BTreeMap::new(),
-        })
+        Ok(RoomHead { short, chain, recent_lpdus: BTreeMap::new() })
     }
 }
 

@@ -48,12 +48,8 @@ pub fn export_room(
     out: &mut impl Write,
     show_progress: bool,
 ) -> Result<ExportHeader, ReplayError> {
-    let short = store
-        .short_room(room_id)?
-        .ok_or_else(|| ReplayError::UnknownRoom(room_id.to_owned()))?;
-    let tail = store
-        .tail(short)?
-        .ok_or_else(|| ReplayError::UnknownRoom(room_id.to_owned()))?;
+    let short = store.short_room(room_id)?.ok_or_else(|| ReplayError::UnknownRoom(room_id.to_owned()))?;
+    let tail = store.tail(short)?.ok_or_else(|| ReplayError::UnknownRoom(room_id.to_owned()))?;
     let keys = effective_keys(store, &KeyRing::new())?;
     // First pass: the room version and the keys the signatures use.
     let mut used: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
@@ -64,20 +60,14 @@ pub fn export_room(
             .map_err(|e| ReplayError::Store(crate::store::StoreError::Corrupt(format!("position {seq}: {e}"))))?;
         if seq == 0 {
             let create = UnverifiedPdu::from_object(object.clone()).map_err(|e| corrupt(seq, &e))?;
-            room_version = Some(
-                create_version(create.meta(), create.content())
-                    .map_err(|e| corrupt(seq, &e))?
-                    .id,
-            );
+            room_version = Some(create_version(create.meta(), create.content()).map_err(|e| corrupt(seq, &e))?.id);
         }
         for server in signing_servers(&object) {
             for (key_id, _) in signatures_of(&object, server) {
                 if let Some(key) = keys.get(server, key_id) {
                     let public =
                         base64::Engine::encode(&base64::engine::general_purpose::STANDARD_NO_PAD, key.as_bytes());
-                    used.entry(server.to_owned())
-                        .or_default()
-                        .insert(key_id.to_owned(), public);
+                    used.entry(server.to_owned()).or_default().insert(key_id.to_owned(), public);
                 }
             }
         }

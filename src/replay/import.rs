@@ -10,7 +10,8 @@ use crate::store::batch::EventRecord;
 use crate::store::{Batch, RoomSeq, Store};
 
 use super::export::{ExportHeader, FORMAT};
-use super::{EventFault, Failure, ReplayError, check_event_bytes, parallel_map, progress};
+use super::pipeline::pipeline;
+use super::{EventFault, Failure, ReplayError, check_event_bytes, progress};
 
 /// Longest accepted line: a PDU is at most 64 KiB; the header carries keys, so allow more.
 const MAX_LINE: usize = 1 << 20;
@@ -34,10 +35,7 @@ pub fn import_log(
 ) -> Result<ImportSummary, ReplayError> {
     let lines = read_lines(input)?;
     let Some(header_bytes) = lines.first() else {
-        return Err(ReplayError::Invalid {
-            line: 1,
-            reason: "empty input: expected a header line".into(),
-        });
+        return Err(ReplayError::Invalid { line: 1, reason: "empty input: expected a header line".into() });
     };
     let header = parse_header(header_bytes)?;
     let keys = header_keys(&header, overrides)?;
@@ -48,12 +46,9 @@ pub fn import_log(
             reason: format!("header says {} events, the file has {}", header.events, events.len()),
         });
     }
-    let version = crate::event::RoomVersion::from_id(&header.room_version)
-        .filter(|v| v.loggable)
-        .ok_or_else(|| ReplayError::Invalid {
-            line: 1,
-            reason: format!("room_version {:?} is not supported", header.room_version),
-        })?;
+    let version = crate::event::RoomVersion::from_id(&header.room_version).filter(|v| v.loggable).ok_or_else(|| {
+        ReplayError::Invalid { line: 1, reason: format!("room_version {:?} is not supported", header.room_version) }
+    })?;
     let bar = progress(header.events, "import");
     if !show_progress {
         bar.finish_and_clear();
@@ -67,61 +62,43 @@ pub fn import_log(
             reason,
         })
     };
-    let checked = parallel_map(events, |bytes| check_event_bytes(bytes, version, &keys));
     let mut chain: Option<Chain> = None;
     let mut pdus: Vec<Pdu> = Vec::with_capacity(events.len());
-    for (index, result) in checked.into_iter().enumerate() {
-        let line = index + 2;
-        let pdu = result.map_err(|fault| match fault {
-            EventFault::Invalid(reason) => ReplayError::Invalid { line, reason },
-            EventFault::Check { event_id, reason } => fail(line, event_id, reason),
-        })?;
-        if pdu.meta().room_id != header.room_id {
-            return Err(fail(
-                line,
-                Some(pdu.event_id().to_owned()),
-                format!(
-                    "event is for room {}, header says {}",
-                    pdu.meta().room_id,
-                    header.room_id
-                ),
-            ));
-        }
-        let chain = match &mut chain {
-            Some(chain) => chain,
-            None => chain.insert(
-                Chain::for_create(&pdu).map_err(|e| fail(line, Some(pdu.event_id().to_owned()), e.to_string()))?,
-            ),
-        };
-        if chain.version().id != version.id {
-            return Err(fail(
-                line,
-                Some(pdu.event_id().to_owned()),
-                format!(
-                    "create event declares {}, header says {}",
-                    chain.version().id,
-                    version.id
-                ),
-            ));
-        }
-        chain
-            .push(&pdu)
-            .map_err(|e| fail(line, Some(pdu.event_id().to_owned()), e.to_string()))?;
-        pdus.push(pdu);
-        bar.inc(1);
-    }
+    let input = events.iter().enumerate().map(Ok::<_, ReplayError>);
+    pipeline(
+        input,
+        |(index, bytes)| (index, check_event_bytes(bytes, version, &keys)),
+        |(index, result)| {
+            let line = index + 2;
+            let pdu = result.map_err(|fault| match fault {
+                EventFault::Invalid(reason) => ReplayError::Invalid { line, reason },
+                EventFault::Check { event_id, reason } => fail(line, event_id, reason),
+            })?;
+            let id = || Some(pdu.event_id().to_owned());
+            if pdu.meta().room_id != header.room_id {
+                let reason = format!("event is for room {}, header says {}", pdu.meta().room_id, header.room_id);
+                return Err(fail(line, id(), reason));
+            }
+            let chain = match &mut chain {
+                Some(chain) => chain,
+                None => chain.insert(Chain::for_create(&pdu).map_err(|e| fail(line, id(), e.to_string()))?),
+            };
+            if chain.version().id != version.id {
+                let reason = format!("create event declares {}, header says {}", chain.version().id, version.id);
+                return Err(fail(line, id(), reason));
+            }
+            chain.push(&pdu).map_err(|e| fail(line, id(), e.to_string()))?;
+            pdus.push(pdu);
+            bar.inc(1);
+            Ok(())
+        },
+    )?;
     bar.finish_and_clear();
     unused_key(&header, &pdus).map_or(Ok(()), |(server, key_id)| {
-        Err(ReplayError::Invalid {
-            line: 1,
-            reason: format!("key {server} {key_id} is listed but signs nothing"),
-        })
+        Err(ReplayError::Invalid { line: 1, reason: format!("key {server} {key_id} is listed but signs nothing") })
     })?;
     write_room(store, &header, &keys, &pdus)?;
-    Ok(ImportSummary {
-        room_id: header.room_id,
-        events: header.events,
-    })
+    Ok(ImportSummary { room_id: header.room_id, events: header.events })
 }
 
 fn read_lines(input: &mut impl BufRead) -> Result<Vec<Vec<u8>>, ReplayError> {
@@ -176,10 +153,8 @@ fn header_keys(header: &ExportHeader, overrides: &KeyRing) -> Result<KeyRing, Re
             continue;
         }
         for (key_id, public) in by_id {
-            let key = decode_public(public).map_err(|e| ReplayError::Invalid {
-                line: 1,
-                reason: format!("key {server} {key_id}: {e}"),
-            })?;
+            let key = decode_public(public)
+                .map_err(|e| ReplayError::Invalid { line: 1, reason: format!("key {server} {key_id}: {e}") })?;
             keys.insert(server, key_id, key);
         }
     }
@@ -188,17 +163,13 @@ fn header_keys(header: &ExportHeader, overrides: &KeyRing) -> Result<KeyRing, Re
 }
 
 fn unused_key(header: &ExportHeader, pdus: &[Pdu]) -> Option<(String, String)> {
-    header
-        .keys
-        .iter()
-        .flat_map(|(s, ids)| ids.keys().map(move |id| (s.clone(), id.clone())))
-        .find(|(server, key_id)| {
-            !pdus.iter().any(|p| {
-                crate::event::sign::signatures_of(p.object(), server)
-                    .iter()
-                    .any(|(id, _)| id == key_id)
-            })
-        })
+    header.keys.iter().flat_map(|(s, ids)| ids.keys().map(move |id| (s.clone(), id.clone()))).find(
+        |(server, key_id)| {
+            !pdus
+                .iter()
+                .any(|p| crate::event::sign::signatures_of(p.object(), server).iter().any(|(id, _)| id == key_id))
+        },
+    )
 }
 
 fn write_room(store: &Store, header: &ExportHeader, keys: &KeyRing, pdus: &[Pdu]) -> Result<(), ReplayError> {

@@ -52,12 +52,8 @@ fn entry(version: &'static crate::event::RoomVersion, seq: u64, bytes: Vec<u8>) 
 }
 
 fn room(store: &Store, room_id: &str) -> Result<(ShortRoomId, &'static crate::event::RoomVersion), ReplayError> {
-    let short = store
-        .short_room(room_id)?
-        .ok_or_else(|| ReplayError::UnknownRoom(room_id.to_owned()))?;
-    let bytes = store
-        .pdu_at(RoomSeq { room: short, seq: 0 })?
-        .ok_or_else(|| corrupt(0, &"missing create event"))?;
+    let short = store.short_room(room_id)?.ok_or_else(|| ReplayError::UnknownRoom(room_id.to_owned()))?;
+    let bytes = store.pdu_at(RoomSeq { room: short, seq: 0 })?.ok_or_else(|| corrupt(0, &"missing create event"))?;
     let create =
         UnverifiedPdu::from_object(parse_object(&bytes).map_err(|e| corrupt(0, &e))?).map_err(|e| corrupt(0, &e))?;
     let version = crate::event::chain::create_version(create.meta(), create.content()).map_err(|e| corrupt(0, &e))?;
@@ -72,12 +68,7 @@ pub fn list_rooms(store: &Store) -> Result<Vec<RoomSummary>, ReplayError> {
         let (_, version) = room(store, &room_id)?;
         let create = store.pdu_at(RoomSeq { room: short, seq: 0 })?.unwrap_or_default();
         let hub = entry(version, 0, create)?.meta.origin().to_owned();
-        out.push(RoomSummary {
-            room_id,
-            events: tail.seq + 1,
-            tail_event_id: tail.event_id,
-            hub,
-        });
+        out.push(RoomSummary { room_id, events: tail.seq + 1, tail_event_id: tail.event_id, hub });
     }
     Ok(out)
 }
@@ -131,28 +122,19 @@ pub fn state_at(store: &Store, room_id: &str, at: Option<u64>) -> Result<(u64, V
     let mut state = RoomState::new();
     let mut positions = std::collections::BTreeMap::new();
     for ((event_type, state_key), seq) in latest {
-        let bytes = store
-            .pdu_at(RoomSeq { room: short, seq })?
-            .ok_or_else(|| corrupt(seq, &"missing state event"))?;
+        let bytes = store.pdu_at(RoomSeq { room: short, seq })?.ok_or_else(|| corrupt(seq, &"missing state event"))?;
         let e = entry(version, seq, bytes)?;
         positions.insert((event_type.clone(), state_key.clone()), seq);
         state.insert(
             event_type,
             state_key,
-            StateEvent {
-                event_id: e.event_id,
-                sender: e.meta.sender,
-                content: e.content,
-            },
+            StateEvent { event_id: e.event_id, sender: e.meta.sender, content: e.content },
         );
     }
     let rows = state
         .iter()
         .map(|((t, k), event)| StateRow {
-            position: positions
-                .get(&(t.to_owned(), k.to_owned()))
-                .copied()
-                .unwrap_or_default(),
+            position: positions.get(&(t.to_owned(), k.to_owned())).copied().unwrap_or_default(),
             event_type: t.to_owned(),
             state_key: k.to_owned(),
             event: event.clone(),

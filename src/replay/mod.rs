@@ -10,6 +10,7 @@
 mod export;
 mod import;
 mod inspect;
+mod pipeline;
 mod verify;
 
 use crate::event::canonical::{object_to_bytes, parse_object};
@@ -108,64 +109,23 @@ pub(crate) fn check_event_bytes(bytes: &[u8], version: &RoomVersion, keys: &KeyR
     let object = parse_object(bytes).map_err(|e| EventFault::Invalid(e.to_string()))?;
     let canonical = object_to_bytes(&object);
     if canonical != bytes {
-        let at = canonical
-            .iter()
-            .zip(bytes)
-            .position(|(a, b)| a != b)
-            .unwrap_or(canonical.len().min(bytes.len()));
-        return Err(EventFault::Invalid(format!(
-            "not canonical JSON (first difference at byte {at})"
-        )));
+        let at = canonical.iter().zip(bytes).position(|(a, b)| a != b).unwrap_or(canonical.len().min(bytes.len()));
+        return Err(EventFault::Invalid(format!("not canonical JSON (first difference at byte {at})")));
     }
     let unverified = UnverifiedPdu::from_object(object).map_err(|e| match e {
         EventError::Field { .. } | EventError::Json(_) => EventFault::Invalid(e.to_string()),
-        other => EventFault::Check {
-            event_id: None,
-            reason: other.to_string(),
-        },
+        other => EventFault::Check { event_id: None, reason: other.to_string() },
     })?;
-    let event_id = unverified.event_id(version);
     let meta = unverified.meta().clone();
-    let form = if meta.hub_server.is_some() {
-        Form::HubPdu
-    } else {
-        Form::Pdu
-    };
+    let form = if meta.hub_server.is_some() { Form::HubPdu } else { Form::Pdu };
     let signers = required_signers(form, meta.origin(), meta.hub_server.as_deref());
-    let fault = |reason: String| EventFault::Check {
-        event_id: Some(event_id.clone()),
-        reason,
-    };
-    if let Some(extra) = signing_servers(unverified.object())
-        .into_iter()
-        .find(|s| !signers.iter().any(|r| r == s))
-    {
-        return Err(fault(
-            EventError::UnexpectedSignature {
-                server: extra.to_owned(),
-            }
-            .to_string(),
-        ));
+    let fault = |reason: String, u: &UnverifiedPdu| EventFault::Check { event_id: Some(u.event_id(version)), reason };
+    if let Some(extra) = signing_servers(unverified.object()).into_iter().find(|s| !signers.iter().any(|r| r == s)) {
+        return Err(fault(EventError::UnexpectedSignature { server: extra.to_owned() }.to_string(), &unverified));
     }
-    unverified.verify(version, keys).map_err(|e| fault(e.to_string()))
-}
-
-/// Runs `check` over `items` on every core, keeping order.
-pub(crate) fn parallel_map<T: Sync, R: Send>(items: &[T], check: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    if threads < 2 || items.len() < 64 {
-        return items.iter().map(check).collect();
-    }
-    let chunk = items.len().div_ceil(threads);
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(chunk)
-            .map(|part| scope.spawn(|| part.iter().map(&check).collect::<Vec<_>>()))
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|h| h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
+    unverified.verify_with_bytes(version, keys, Some(canonical)).map_err(|failure| {
+        let (error, event_id) = *failure;
+        EventFault::Check { event_id, reason: error.to_string() }
     })
 }
 

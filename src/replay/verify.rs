@@ -4,10 +4,8 @@ use crate::event::chain::create_version;
 use crate::event::{Chain, KeyRing, Pdu, UnverifiedPdu};
 use crate::store::{RoomSeq, ShortRoomId, Store};
 
-use super::{EventFault, Failure, ReplayError, check_event_bytes, parallel_map, progress};
-
-/// Events checked in one parallel round.
-const CHUNK: usize = 4096;
+use super::pipeline::pipeline;
+use super::{EventFault, Failure, ReplayError, check_event_bytes, progress};
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -27,11 +25,7 @@ pub fn verify_store(
     show_progress: bool,
 ) -> Result<VerifySummary, ReplayError> {
     let keys = effective_keys(store, overrides)?;
-    let rooms: Vec<_> = store
-        .rooms()?
-        .into_iter()
-        .filter(|(_, id)| room.is_none_or(|r| r == id))
-        .collect();
+    let rooms: Vec<_> = store.rooms()?.into_iter().filter(|(_, id)| room.is_none_or(|r| r == id)).collect();
     if let (Some(room), true) = (room, rooms.is_empty()) {
         return Err(ReplayError::UnknownRoom(room.to_owned()));
     }
@@ -66,75 +60,52 @@ fn verify_room(
     show_progress: bool,
 ) -> Result<u64, ReplayError> {
     let fail = |position: Option<u64>, event_id: Option<String>, reason: String| {
-        ReplayError::Check(Failure {
-            room_id: room_id.to_owned(),
-            position,
-            event_id,
-            line: None,
-            reason,
-        })
+        ReplayError::Check(Failure { room_id: room_id.to_owned(), position, event_id, line: None, reason })
     };
-    let tail = store
-        .tail(short)?
-        .ok_or_else(|| fail(None, None, "room has no tail record".into()))?;
+    let tail = store.tail(short)?.ok_or_else(|| fail(None, None, "room has no tail record".into()))?;
     let bar = progress(if show_progress { tail.seq + 1 } else { 0 }, "verify");
     if !show_progress {
         bar.finish_and_clear();
     }
-    let mut pdus = store.pdus(short, 0)?;
+    let first = store.pdu_at(RoomSeq { room: short, seq: 0 })?.unwrap_or_default();
+    let version = crate::event::canonical::parse_object(&first)
+        .ok()
+        .and_then(|o| UnverifiedPdu::from_object(o).ok())
+        .ok_or_else(|| fail(Some(0), None, "position 0 is not a PDU".into()))
+        .and_then(|create| {
+            create_version(create.meta(), create.content()).map_err(|e| fail(Some(0), None, e.to_string()))
+        })?;
     let mut chain: Option<Chain> = None;
     let mut expected = 0u64;
-    loop {
-        let mut batch = Vec::with_capacity(CHUNK);
-        for item in pdus.by_ref().take(CHUNK) {
-            batch.push(item?);
+    let check = |(seq, bytes): (u64, Vec<u8>)| {
+        let checked = check_event_bytes(&bytes, version, keys);
+        let indexed = checked.as_ref().ok().map(|pdu| check_indexes(store, short, seq, pdu));
+        (seq, checked, indexed)
+    };
+    let input = store.pdus(short, 0)?.map(|item| item.map_err(ReplayError::from));
+    pipeline(input, check, |(seq, checked, indexed)| {
+        if seq != expected {
+            return Err(fail(Some(expected), None, format!("position {expected} is missing (next stored is {seq})")));
         }
-        if batch.is_empty() {
-            break;
-        }
-        let version = if let Some(chain) = &chain {
-            chain.version()
-        } else {
-            let (_, bytes) = &batch[0];
-            let first = crate::event::canonical::parse_object(bytes)
-                .ok()
-                .and_then(|o| UnverifiedPdu::from_object(o).ok())
-                .ok_or_else(|| fail(Some(0), None, "position 0 is not a PDU".into()))?;
-            create_version(first.meta(), first.content()).map_err(|e| fail(Some(0), None, e.to_string()))?
+        let pdu = checked.map_err(|fault| match fault {
+            EventFault::Invalid(reason) => fail(Some(seq), None, reason),
+            EventFault::Check { event_id, reason } => fail(Some(seq), event_id, reason),
+        })?;
+        let id = || Some(pdu.event_id().to_owned());
+        let chain = match &mut chain {
+            Some(chain) => chain,
+            None => chain.insert(Chain::for_create(&pdu).map_err(|e| fail(Some(0), id(), e.to_string()))?),
         };
-        let checked = parallel_map(&batch, |(_, bytes)| check_event_bytes(bytes, version, keys));
-        for ((seq, _), result) in batch.iter().zip(checked) {
-            if *seq != expected {
-                return Err(fail(
-                    Some(expected),
-                    None,
-                    format!("position {expected} is missing (next stored is {seq})"),
-                ));
-            }
-            let pdu = result.map_err(|fault| match fault {
-                EventFault::Invalid(reason) => fail(Some(*seq), None, reason),
-                EventFault::Check { event_id, reason } => fail(Some(*seq), event_id, reason),
-            })?;
-            let chain = match &mut chain {
-                Some(chain) => chain,
-                None => chain.insert(
-                    Chain::for_create(&pdu)
-                        .map_err(|e| fail(Some(0), Some(pdu.event_id().to_owned()), e.to_string()))?,
-                ),
-            };
-            chain
-                .push(&pdu)
-                .map_err(|e| fail(Some(*seq), Some(pdu.event_id().to_owned()), e.to_string()))?;
-            check_indexes(store, short, *seq, &pdu)
-                .map_err(|reason| fail(Some(*seq), Some(pdu.event_id().to_owned()), reason))?;
-            expected += 1;
+        chain.push(&pdu).map_err(|e| fail(Some(seq), id(), e.to_string()))?;
+        if let Some(Err(reason)) = indexed {
+            return Err(fail(Some(seq), id(), reason));
         }
-        bar.inc(u64::try_from(batch.len()).unwrap_or(0));
-    }
+        expected += 1;
+        bar.inc(1);
+        Ok(())
+    })?;
     bar.finish_and_clear();
-    let last = expected
-        .checked_sub(1)
-        .ok_or_else(|| fail(None, None, "room has no events".into()))?;
+    let last = expected.checked_sub(1).ok_or_else(|| fail(None, None, "room has no events".into()))?;
     if tail.seq != last || chain.as_ref().and_then(Chain::tail) != Some(tail.event_id.as_str()) {
         return Err(fail(
             Some(last),

@@ -49,16 +49,8 @@ impl Batch {
 
     /// Registers a room under its short ID.
     pub fn add_room(&mut self, short: ShortRoomId, room_id: &str) {
-        self.put(
-            Cf::RoomidShortroomid,
-            room_id.as_bytes().to_vec(),
-            short.to_bytes().to_vec(),
-        );
-        self.put(
-            Cf::ShortroomidRoomid,
-            short.to_bytes().to_vec(),
-            room_id.as_bytes().to_vec(),
-        );
+        self.put(Cf::RoomidShortroomid, room_id.as_bytes().to_vec(), short.to_bytes().to_vec());
+        self.put(Cf::ShortroomidRoomid, short.to_bytes().to_vec(), room_id.as_bytes().to_vec());
     }
 
     /// Appends one event and moves the room's tail to it.
@@ -66,21 +58,14 @@ impl Batch {
         let pos = record.pos.to_bytes().to_vec();
         self.put(Cf::RoomseqPdu, pos.clone(), record.bytes.to_vec());
         self.put(Cf::EventidRoomseq, record.event_id.as_bytes().to_vec(), pos.clone());
-        let tail = Tail {
-            seq: record.pos.seq,
-            event_id: record.event_id.to_owned(),
-        };
+        let tail = Tail { seq: record.pos.seq, event_id: record.event_id.to_owned() };
         self.put(Cf::RoomTail, record.pos.room.to_bytes().to_vec(), tail.to_bytes());
         if let Some((event_type, state_key)) = record.state {
             let delta = serde_json::to_vec(&[event_type, state_key]).unwrap_or_default();
             self.put(Cf::RoomseqStatedelta, pos, delta);
         }
         if let Some(lpdu_id) = record.lpdu_id {
-            self.put(
-                Cf::LpduidEventid,
-                lpdu_id.as_bytes().to_vec(),
-                record.event_id.as_bytes().to_vec(),
-            );
+            self.put(Cf::LpduidEventid, lpdu_id.as_bytes().to_vec(), record.event_id.as_bytes().to_vec());
         }
     }
 

@@ -69,32 +69,48 @@ impl Drop for Pending {
 pub(super) struct Committer {
     queue: Option<mpsc::Sender<Pending>>,
     thread: Option<JoinHandle<()>>,
+    pub(super) stats: Arc<Counters>,
+}
+
+/// How well group commit is grouping: batches acknowledged per RocksDB write.
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    writes: std::sync::atomic::AtomicU64,
+    batches: std::sync::atomic::AtomicU64,
+}
+
+/// A snapshot of the group-commit counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct CommitStats {
+    /// RocksDB writes (each one sync under the default policy).
+    pub writes: u64,
+    /// Batches those writes carried.
+    pub batches: u64,
+}
+
+impl Counters {
+    pub(super) fn snapshot(&self) -> CommitStats {
+        use std::sync::atomic::Ordering::Relaxed;
+        CommitStats { writes: self.writes.load(Relaxed), batches: self.batches.load(Relaxed) }
+    }
 }
 
 impl Committer {
     pub(super) fn start(db: Arc<DB>, poison: Arc<Poison>, sync: SyncPolicy, path: PathBuf) -> Self {
         let (queue, receiver) = mpsc::channel::<Pending>();
+        let stats = Arc::new(Counters::default());
+        let counters = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("store-commit".into())
-            .spawn(move || run(&db, &poison, sync, &path, &receiver))
+            .spawn(move || run(&db, &poison, sync, &path, &receiver, &counters))
             .ok();
-        Self {
-            queue: Some(queue),
-            thread,
-        }
+        Self { queue: Some(queue), thread, stats }
     }
 
     pub(super) fn submit(&self, batch: Batch) -> Ticket {
         let done = Arc::new(Completion::default());
         match &self.queue {
-            Some(queue)
-                if queue
-                    .send(Pending {
-                        batch,
-                        done: Some(Arc::clone(&done)),
-                    })
-                    .is_ok() =>
-            {
+            Some(queue) if queue.send(Pending { batch, done: Some(Arc::clone(&done)) }).is_ok() => {
                 Ticket(Inner::Waiting(done))
             }
             _ => Ticket::failed(StoreError::Closed),
@@ -111,7 +127,14 @@ impl Drop for Committer {
     }
 }
 
-fn run(db: &DB, poison: &Poison, sync: SyncPolicy, path: &std::path::Path, receiver: &mpsc::Receiver<Pending>) {
+fn run(
+    db: &DB,
+    poison: &Poison,
+    sync: SyncPolicy,
+    path: &std::path::Path,
+    receiver: &mpsc::Receiver<Pending>,
+    counters: &Counters,
+) {
     let mut options = WriteOptions::default();
     options.set_sync(sync == SyncPolicy::Sync);
     while let Ok(first) = receiver.recv() {
@@ -127,6 +150,8 @@ fn run(db: &DB, poison: &Poison, sync: SyncPolicy, path: &std::path::Path, recei
             }
         }
         let result = poison.check().and_then(|()| write_group(db, &group, &options, path));
+        counters.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        counters.batches.fetch_add(u64::try_from(group.len()).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         if let Err(StoreError::Rocks { message, .. }) = &result {
             poison.set(message);
         }
@@ -146,10 +171,8 @@ fn write_group(db: &DB, group: &[Pending], options: &WriteOptions, path: &std::p
             batch.put_cf(handle, key, value);
         }
     }
-    db.write_opt(batch, options).map_err(|e| StoreError::Rocks {
-        path: path.display().to_string(),
-        message: e.into_string(),
-    })
+    db.write_opt(batch, options)
+        .map_err(|e| StoreError::Rocks { path: path.display().to_string(), message: e.into_string() })
 }
 
 /// A submitted batch; resolves once the batch is durable (or failed).

@@ -44,10 +44,7 @@ impl RoomSeq {
             <[u8; 16]>::try_from(bytes).map_err(|_| StoreError::corrupt("room position key is not 16 bytes"))?;
         let (room, seq) = array.split_at(8);
         let seq = <[u8; 8]>::try_from(seq).map_err(|_| StoreError::corrupt("room position key"))?;
-        Ok(Self {
-            room: ShortRoomId::from_bytes(room)?,
-            seq: u64::from_be_bytes(seq),
-        })
+        Ok(Self { room: ShortRoomId::from_bytes(room)?, seq: u64::from_be_bytes(seq) })
     }
 }
 
@@ -78,10 +75,7 @@ impl Tail {
         let seq = <[u8; 8]>::try_from(seq).map_err(|_| StoreError::corrupt("room tail"))?;
         let event_id =
             String::from_utf8(id.to_vec()).map_err(|_| StoreError::corrupt("room tail event ID is not UTF-8"))?;
-        Ok(Self {
-            seq: u64::from_be_bytes(seq),
-            event_id,
-        })
+        Ok(Self { seq: u64::from_be_bytes(seq), event_id })
     }
 }
 
@@ -96,10 +90,8 @@ pub fn server_key_id(server: &str, key_id: &str) -> Vec<u8> {
 
 /// Splits a `server_key_id` key.
 pub fn split_server_key_id(bytes: &[u8]) -> Result<(String, String), StoreError> {
-    let zero = bytes
-        .iter()
-        .position(|b| *b == 0)
-        .ok_or_else(|| StoreError::corrupt("server key ID without separator"))?;
+    let zero =
+        bytes.iter().position(|b| *b == 0).ok_or_else(|| StoreError::corrupt("server key ID without separator"))?;
     let (server, key_id) = (&bytes[..zero], &bytes[zero + 1..]);
     let text = |b: &[u8]| String::from_utf8(b.to_vec()).map_err(|_| StoreError::corrupt("server key ID is not UTF-8"));
     Ok((text(server)?, text(key_id)?))
@@ -122,17 +114,11 @@ mod tests {
 
     #[test]
     fn tails_and_server_keys_round_trip() {
-        let tail = Tail {
-            seq: 7,
-            event_id: "$abc".into(),
-        };
+        let tail = Tail { seq: 7, event_id: "$abc".into() };
         assert_eq!(Tail::from_bytes(&tail.to_bytes()).unwrap(), tail);
         assert!(Tail::from_bytes(b"short").is_err());
         let key = server_key_id("hub.example", "ed25519:a_1");
-        assert_eq!(
-            split_server_key_id(&key).unwrap(),
-            ("hub.example".into(), "ed25519:a_1".into())
-        );
+        assert_eq!(split_server_key_id(&key).unwrap(), ("hub.example".into(), "ed25519:a_1".into()));
         assert!(RoomSeq::from_bytes(&[0; 15]).is_err());
     }
 }

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use batch::Batch;
-pub use commit::Ticket;
+pub use commit::{CommitStats, Ticket};
 pub use keys::{RoomSeq, ShortRoomId, Tail};
 pub use read::StateDelta;
 
@@ -143,9 +143,7 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store")
-            .field("path", &self.path)
-            .finish_non_exhaustive()
+        f.debug_struct("Store").field("path", &self.path).finish_non_exhaustive()
     }
 }
 
@@ -175,10 +173,7 @@ impl Poison {
 }
 
 fn rocks(path: &Path) -> impl Fn(rocksdb::Error) -> StoreError + '_ {
-    move |e| StoreError::Rocks {
-        path: path.display().to_string(),
-        message: e.into_string(),
-    }
+    move |e| StoreError::Rocks { path: path.display().to_string(), message: e.into_string() }
 }
 
 impl Store {
@@ -219,13 +214,7 @@ impl Store {
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, descriptors).map_err(rocks(path))?);
         let poison = Arc::new(Poison::default());
         let committer = commit::Committer::start(Arc::clone(&db), Arc::clone(&poison), sync, path.to_owned());
-        let store = Self {
-            db,
-            path: path.to_owned(),
-            poison,
-            committer,
-            next_short: AtomicU64::new(0),
-        };
+        let store = Self { db, path: path.to_owned(), poison, committer, next_short: AtomicU64::new(0) };
         store.check_schema()?;
         let next = store.last_short_room()?.map_or(1, |s| s.0 + 1);
         store.next_short.store(next, Ordering::SeqCst);
@@ -252,6 +241,11 @@ impl Store {
         Ok(())
     }
 
+    /// Group-commit counters since the store was opened.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.committer.stats.snapshot()
+    }
+
     /// The data directory.
     pub fn path(&self) -> &Path {
         &self.path
@@ -276,9 +270,7 @@ impl Store {
     }
 
     fn cf(&self, cf: Cf) -> Result<&rocksdb::ColumnFamily, StoreError> {
-        self.db
-            .cf_handle(cf.name())
-            .ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))
+        self.db.cf_handle(cf.name()).ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))
     }
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {

@@ -20,27 +20,18 @@ pub struct StateDelta {
 impl Store {
     /// The short ID of a room.
     pub fn short_room(&self, room_id: &str) -> Result<Option<ShortRoomId>, StoreError> {
-        self.get(Cf::RoomidShortroomid, room_id.as_bytes())?
-            .map(|b| ShortRoomId::from_bytes(&b))
-            .transpose()
+        self.get(Cf::RoomidShortroomid, room_id.as_bytes())?.map(|b| ShortRoomId::from_bytes(&b)).transpose()
     }
 
     pub(super) fn last_short_room(&self) -> Result<Option<ShortRoomId>, StoreError> {
         let mut iter = self.db.iterator_cf(self.cf(Cf::ShortroomidRoomid)?, IteratorMode::End);
-        iter.next()
-            .transpose()
-            .map_err(rocks(&self.path))?
-            .map(|(k, _)| ShortRoomId::from_bytes(&k))
-            .transpose()
+        iter.next().transpose().map_err(rocks(&self.path))?.map(|(k, _)| ShortRoomId::from_bytes(&k)).transpose()
     }
 
     /// Every room, in short-ID order.
     pub fn rooms(&self) -> Result<Vec<(ShortRoomId, String)>, StoreError> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(Cf::ShortroomidRoomid)?, IteratorMode::Start)
-        {
+        for item in self.db.iterator_cf(self.cf(Cf::ShortroomidRoomid)?, IteratorMode::Start) {
             let (key, value) = item.map_err(rocks(&self.path))?;
             let room_id = String::from_utf8(value.to_vec()).map_err(|_| StoreError::corrupt("room ID is not UTF-8"))?;
             out.push((ShortRoomId::from_bytes(&key)?, room_id));
@@ -50,9 +41,7 @@ impl Store {
 
     /// The last event of a room.
     pub fn tail(&self, room: ShortRoomId) -> Result<Option<Tail>, StoreError> {
-        self.get(Cf::RoomTail, &room.to_bytes())?
-            .map(|b| Tail::from_bytes(&b))
-            .transpose()
+        self.get(Cf::RoomTail, &room.to_bytes())?.map(|b| Tail::from_bytes(&b)).transpose()
     }
 
     /// The PDU at a position.
@@ -62,9 +51,7 @@ impl Store {
 
     /// Where an event sits.
     pub fn event_position(&self, event_id: &str) -> Result<Option<RoomSeq>, StoreError> {
-        self.get(Cf::EventidRoomseq, event_id.as_bytes())?
-            .map(|b| RoomSeq::from_bytes(&b))
-            .transpose()
+        self.get(Cf::EventidRoomseq, event_id.as_bytes())?.map(|b| RoomSeq::from_bytes(&b)).transpose()
     }
 
     /// The event an LPDU was completed into, if the hub already appended it.
@@ -81,9 +68,7 @@ impl Store {
         from: u64,
     ) -> Result<impl Iterator<Item = Result<(u64, Vec<u8>), StoreError>> + '_, StoreError> {
         let start = RoomSeq { room, seq: from }.to_bytes();
-        let iter = self
-            .db
-            .iterator_cf(self.cf(Cf::RoomseqPdu)?, IteratorMode::From(&start, Direction::Forward));
+        let iter = self.db.iterator_cf(self.cf(Cf::RoomseqPdu)?, IteratorMode::From(&start, Direction::Forward));
         Ok(iter
             .map(move |item| {
                 let (key, value) = item.map_err(rocks(&self.path))?;
@@ -97,10 +82,8 @@ impl Store {
     pub fn state_deltas(&self, room: ShortRoomId, upto: u64) -> Result<Vec<StateDelta>, StoreError> {
         let start = RoomSeq { room, seq: 0 }.to_bytes();
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(
-            self.cf(Cf::RoomseqStatedelta)?,
-            IteratorMode::From(&start, Direction::Forward),
-        ) {
+        for item in self.db.iterator_cf(self.cf(Cf::RoomseqStatedelta)?, IteratorMode::From(&start, Direction::Forward))
+        {
             let (key, value) = item.map_err(rocks(&self.path))?;
             let pos = RoomSeq::from_bytes(&key)?;
             if pos.room != room || pos.seq > upto {
@@ -108,11 +91,7 @@ impl Store {
             }
             let [event_type, state_key]: [String; 2] = serde_json::from_slice(&value)
                 .map_err(|_| StoreError::corrupt("state delta is not [type, state_key]"))?;
-            out.push(StateDelta {
-                seq: pos.seq,
-                event_type,
-                state_key,
-            });
+            out.push(StateDelta { seq: pos.seq, event_type, state_key });
         }
         Ok(out)
     }
@@ -120,10 +99,7 @@ impl Store {
     /// Every stored server key: (server, key ID, public key).
     pub fn server_keys(&self) -> Result<Vec<(String, String, [u8; 32])>, StoreError> {
         let mut out = Vec::new();
-        for item in self
-            .db
-            .iterator_cf(self.cf(Cf::ServerkeyidVerifykey)?, IteratorMode::Start)
-        {
+        for item in self.db.iterator_cf(self.cf(Cf::ServerkeyidVerifykey)?, IteratorMode::Start) {
             let (key, value) = item.map_err(rocks(&self.path))?;
             let (server, key_id) = split_server_key_id(&key)?;
             let public =

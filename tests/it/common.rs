@@ -68,13 +68,7 @@ pub(crate) fn template(
 }
 
 pub(crate) fn message(room: &str, sender: &str, body: &str) -> EventTemplate {
-    template(
-        room,
-        sender,
-        "m.room.message",
-        None,
-        serde_json::json!({"msgtype": "m.text", "body": body}),
-    )
+    template(room, sender, "m.room.message", None, serde_json::json!({"msgtype": "m.text", "body": body}))
 }
 
 /// An LPDU from the participant server.
@@ -86,21 +80,9 @@ pub(crate) fn part_lpdu(t: EventTemplate) -> UnverifiedLpdu {
 pub(crate) fn room_with_bob(hub: &Hub) -> String {
     let preset = RoomPreset::default();
     let (room, _) = hub.create_room_blocking(ALICE, &preset, TS).unwrap();
-    let invite = template(
-        &room,
-        ALICE,
-        "m.room.member",
-        Some(BOB),
-        serde_json::json!({"membership": "invite"}),
-    );
+    let invite = template(&room, ALICE, "m.room.member", Some(BOB), serde_json::json!({"membership": "invite"}));
     hub.submit_local(invite).unwrap().wait().unwrap();
-    let join = template(
-        &room,
-        BOB,
-        "m.room.member",
-        Some(BOB),
-        serde_json::json!({"membership": "join"}),
-    );
+    let join = template(&room, BOB, "m.room.member", Some(BOB), serde_json::json!({"membership": "join"}));
     hub.submit_lpdu(part_lpdu(join)).unwrap().wait().unwrap();
     room
 }
@@ -112,13 +94,8 @@ pub(crate) fn bin() -> Command {
 /// Runs the binary with `args`, feeding `stdin`.
 pub(crate) fn run(args: &[&str], stdin: &[u8]) -> Output {
     use std::io::Write as _;
-    let mut child = bin()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        bin().args(args).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let mut input = child.stdin.take().unwrap();
     let data = stdin.to_vec();
     let writer = std::thread::spawn(move || {

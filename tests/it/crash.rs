@@ -32,15 +32,10 @@ fn crash_child() {
             std::thread::spawn(move || {
                 for i in 0.. {
                     let pending = if t % 2 == 0 {
-                        hub.submit_local(message(&room, ALICE, &format!("p{} t{t} {i}", std::process::id())))
-                            .unwrap()
+                        hub.submit_local(message(&room, ALICE, &format!("p{} t{t} {i}", std::process::id()))).unwrap()
                     } else {
-                        hub.submit_lpdu(part_lpdu(message(
-                            &room,
-                            BOB,
-                            &format!("p{} t{t} {i}", std::process::id()),
-                        )))
-                        .unwrap()
+                        hub.submit_lpdu(part_lpdu(message(&room, BOB, &format!("p{} t{t} {i}", std::process::id()))))
+                            .unwrap()
                     };
                     let done = pending.wait().unwrap();
                     println!("ack {} {}", done.position, done.event_id);
@@ -64,13 +59,7 @@ fn kill_9_loses_nothing_acknowledged() {
         seed ^= seed << 17;
         let run_for = Duration::from_millis(20 + seed % 180);
         let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "crash::crash_child",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+            .args(["--exact", "crash::crash_child", "--ignored", "--nocapture", "--test-threads=1"])
             .env(CHILD_DIR, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -112,18 +101,11 @@ fn kill_9_loses_nothing_acknowledged() {
         }
         let log = replay::timeline(&store, &room.room_id, 0, None).unwrap();
         let mut ids: Vec<&str> = log.iter().map(|e| e.event_id.as_str()).collect();
-        assert!(
-            log.iter().enumerate().all(|(i, e)| e.position == i as u64),
-            "positions are gap-free"
-        );
+        assert!(log.iter().enumerate().all(|(i, e)| e.position == i as u64), "positions are gap-free");
         ids.sort_unstable();
         ids.dedup();
         assert_eq!(ids.len(), log.len(), "no event twice");
         replay::verify_store(&store, None, &KeyRing::default(), false).unwrap();
     }
-    assert!(
-        acked.len() > 50,
-        "the child made progress across rounds ({} acks)",
-        acked.len()
-    );
+    assert!(acked.len() > 50, "the child made progress across rounds ({} acks)", acked.len());
 }

@@ -23,13 +23,7 @@ fn create_room_writes_the_opening_events_at_positions_0_to_4() {
     let types: Vec<&str> = timeline.iter().map(|e| e.meta.event_type.as_str()).collect();
     assert_eq!(
         types,
-        [
-            "m.room.create",
-            "m.room.member",
-            "m.room.power_levels",
-            "m.room.join_rules",
-            "m.room.history_visibility"
-        ]
+        ["m.room.create", "m.room.member", "m.room.power_levels", "m.room.join_rules", "m.room.history_visibility"]
     );
     // Every event links to the previous tail; the create event links to nothing.
     assert_eq!(timeline[0].meta.prev_events, Some(vec![]));
@@ -39,11 +33,7 @@ fn create_room_writes_the_opening_events_at_positions_0_to_4() {
     // Auth events: create, PL (if any), the sender's membership.
     assert_eq!(
         timeline[4].meta.auth_events,
-        Some(vec![
-            events[0].event_id.clone(),
-            events[2].event_id.clone(),
-            events[1].event_id.clone()
-        ])
+        Some(vec![events[0].event_id.clone(), events[2].event_id.clone(), events[1].event_id.clone()])
     );
     replay::verify_store(hub.store(), None, &KeyRing::default(), false).unwrap();
 }
@@ -53,11 +43,7 @@ fn participant_lpdus_are_completed_signed_and_linked() {
     let dir = tempfile::tempdir().unwrap();
     let hub = open_hub(dir.path());
     let room = room_with_bob(&hub);
-    let appended = hub
-        .submit_lpdu(part_lpdu(message(&room, BOB, "hi from part")))
-        .unwrap()
-        .wait()
-        .unwrap();
+    let appended = hub.submit_lpdu(part_lpdu(message(&room, BOB, "hi from part"))).unwrap().wait().unwrap();
     assert_eq!(appended.position, 7);
     assert!(!appended.duplicate);
     let last = replay::timeline(hub.store(), &room, 7, None).unwrap().remove(0);
@@ -91,10 +77,7 @@ fn an_lpdu_retry_is_idempotent() {
 fn reject(hub: &mimi_bridge::hub::Hub, lpdu: UnverifiedLpdu) -> (String, HubError) {
     let expected_id = lpdu.reference_id(&LINEARIZED_02);
     let rejection = hub.submit_lpdu(lpdu).unwrap_err();
-    assert_eq!(
-        rejection.lpdu_id, expected_id,
-        "rejections are reported under the LPDU's reference ID"
-    );
+    assert_eq!(rejection.lpdu_id, expected_id, "rejections are reported under the LPDU's reference ID");
     (rejection.to_string(), rejection.error)
 }
 
@@ -108,25 +91,12 @@ fn bad_lpdus_are_rejected_each_with_its_own_reason() {
     // A non-member sending.
     let (msg, err) = reject(&hub, part_lpdu(message(&room, "@carol:part.example", "let me in")));
     assert!(matches!(err, HubError::Event(EventError::Auth(_))), "{err:?}");
-    assert!(
-        msg.contains("@carol:part.example") && msg.contains("not joined"),
-        "{msg}"
-    );
+    assert!(msg.contains("@carol:part.example") && msg.contains("not joined"), "{msg}");
 
     // Wrong hub_server.
-    let other = build_lpdu(
-        &LINEARIZED_02,
-        message(&room, BOB, "x"),
-        "other.example",
-        &part_key(),
-        PART,
-    )
-    .unwrap();
+    let other = build_lpdu(&LINEARIZED_02, message(&room, BOB, "x"), "other.example", &part_key(), PART).unwrap();
     let (_, err) = reject(&hub, other);
-    assert!(
-        matches!(&err, HubError::Event(EventError::WrongHub { found, .. }) if found == "other.example"),
-        "{err:?}"
-    );
+    assert!(matches!(&err, HubError::Event(EventError::WrongHub { found, .. }) if found == "other.example"), "{err:?}");
 
     // A forged signature: signed by a key the hub does not trust for part.example.
     let forger = mimi_bridge::event::ServerKey::from_seed("part1", [1; 32]).unwrap();
@@ -144,35 +114,19 @@ fn bad_lpdus_are_rejected_each_with_its_own_reason() {
     tampered["content"]["body"] = json!("changed");
     let tampered = UnverifiedLpdu::parse(tampered.to_string().as_bytes()).unwrap();
     let (_, err) = reject(&hub, tampered);
-    assert!(
-        matches!(
-            &err,
-            HubError::Event(EventError::HashMismatch {
-                which: "hashes.lpdu.sha256",
-                ..
-            })
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(&err, HubError::Event(EventError::HashMismatch { which: "hashes.lpdu.sha256", .. })), "{err:?}");
 
     // Oversized: the completed PDU would exceed 65,536 bytes.
     let big = "x".repeat(65_000);
     let (msg, err) = reject(&hub, part_lpdu(message(&room, BOB, &big)));
-    assert!(
-        matches!(err, HubError::Event(EventError::TooLarge { limit: 65_536, .. })),
-        "{err:?}"
-    );
+    assert!(matches!(err, HubError::Event(EventError::TooLarge { limit: 65_536, .. })), "{err:?}");
     assert!(msg.contains("65536"), "{msg}");
 
     // Unknown room.
     let (_, err) = reject(&hub, part_lpdu(message("!nope:hub.example", BOB, "x")));
     assert!(matches!(err, HubError::UnknownRoom(_)), "{err:?}");
 
-    assert_eq!(
-        replay::list_rooms(hub.store()).unwrap()[0].events,
-        before,
-        "nothing rejected was stored"
-    );
+    assert_eq!(replay::list_rooms(hub.store()).unwrap()[0].events, before, "nothing rejected was stored");
     replay::verify_store(hub.store(), None, &KeyRing::default(), false).unwrap();
 }
 
@@ -182,21 +136,14 @@ fn malformed_input_is_an_error_not_a_panic() {
         (&b"{not json"[..], "invalid JSON"),
         (br#"{"a": 1.5}"#, "float"),
         (br#"{"a": 1, "a": 2}"#, "duplicate key"),
-        (
-            br#"{"room_id":"!r:h","sender":"@a:h","type":"m","origin_server_ts":1,"content":{}}"#,
-            "hub_server",
-        ),
+        (br#"{"room_id":"!r:h","sender":"@a:h","type":"m","origin_server_ts":1,"content":{}}"#, "hub_server"),
         (
             br#"{"room_id":"!r:h","sender":"nobody","type":"m","origin_server_ts":1,"content":{},"hub_server":"h"}"#,
             "sender",
         ),
     ] {
         let err = UnverifiedLpdu::parse(input).unwrap_err();
-        assert!(
-            err.to_string().contains(field),
-            "{}: {err}",
-            String::from_utf8_lossy(input)
-        );
+        assert!(err.to_string().contains(field), "{}: {err}", String::from_utf8_lossy(input));
     }
 }
 
@@ -214,13 +161,8 @@ fn local_events_from_remote_users_and_wrong_room_versions_are_refused() {
     let mut object: serde_json::Value = serde_json::from_slice(&create.bytes).unwrap();
     object["content"]["room_version"] = json!("10");
     create.bytes = object.to_string().into_bytes();
-    let err = follower
-        .submit_followed(UnverifiedPdu::parse(&create.bytes).unwrap())
-        .unwrap_err();
-    assert!(
-        matches!(&err, HubError::Chain(ChainError::BadCreate(reason)) if reason.contains("\"10\"")),
-        "{err:?}"
-    );
+    let err = follower.submit_followed(UnverifiedPdu::parse(&create.bytes).unwrap()).unwrap_err();
+    assert!(matches!(&err, HubError::Chain(ChainError::BadCreate(reason)) if reason.contains("\"10\"")), "{err:?}");
 }
 
 #[test]
@@ -231,23 +173,14 @@ fn a_follower_replicates_the_hub_and_refuses_gaps() {
     let follower = open_follower(part_dir.path());
     let room = room_with_bob(&hub);
     for i in 0..5 {
-        hub.submit_local(message(&room, ALICE, &format!("m{i}")))
-            .unwrap()
-            .wait()
-            .unwrap();
+        hub.submit_local(message(&room, ALICE, &format!("m{i}"))).unwrap().wait().unwrap();
     }
     let events = replay::timeline(hub.store(), &room, 0, None).unwrap();
     // Skipping position 3 is a gap, named with the local tail.
     for e in &events[..3] {
-        follower
-            .submit_followed(UnverifiedPdu::parse(&e.bytes).unwrap())
-            .unwrap()
-            .wait()
-            .unwrap();
+        follower.submit_followed(UnverifiedPdu::parse(&e.bytes).unwrap()).unwrap().wait().unwrap();
     }
-    let err = follower
-        .submit_followed(UnverifiedPdu::parse(&events[4].bytes).unwrap())
-        .unwrap_err();
+    let err = follower.submit_followed(UnverifiedPdu::parse(&events[4].bytes).unwrap()).unwrap_err();
     match err {
         HubError::Chain(ChainError::Gap { position, found, tail }) => {
             assert_eq!(position, 3);
@@ -257,18 +190,10 @@ fn a_follower_replicates_the_hub_and_refuses_gaps() {
         other => panic!("expected a gap, got {other:?}"),
     }
     for e in &events[3..] {
-        follower
-            .submit_followed(UnverifiedPdu::parse(&e.bytes).unwrap())
-            .unwrap()
-            .wait()
-            .unwrap();
+        follower.submit_followed(UnverifiedPdu::parse(&e.bytes).unwrap()).unwrap().wait().unwrap();
     }
     // A redelivered event is a duplicate, not an error.
-    let again = follower
-        .submit_followed(UnverifiedPdu::parse(&events[5].bytes).unwrap())
-        .unwrap()
-        .wait()
-        .unwrap();
+    let again = follower.submit_followed(UnverifiedPdu::parse(&events[5].bytes).unwrap()).unwrap().wait().unwrap();
     assert!(again.duplicate);
     let replica = replay::list_rooms(follower.store()).unwrap();
     assert_eq!(replica[0].tail_event_id, events.last().unwrap().event_id);
@@ -277,17 +202,7 @@ fn a_follower_replicates_the_hub_and_refuses_gaps() {
     // Same bytes on both sides.
     for e in &events {
         let pos = follower.store().event_position(&e.event_id).unwrap().unwrap();
-        assert_eq!(
-            follower
-                .store()
-                .pdu_at(RoomSeq {
-                    room: pos.room,
-                    seq: e.position
-                })
-                .unwrap()
-                .unwrap(),
-            e.bytes
-        );
+        assert_eq!(follower.store().pdu_at(RoomSeq { room: pos.room, seq: e.position }).unwrap().unwrap(), e.bytes);
     }
 }
 
@@ -299,19 +214,8 @@ fn a_forged_hub_event_is_refused_by_the_follower() {
     let create = replay::timeline(hub.store(), &room, 0, Some(1)).unwrap().remove(0);
     let mut object: serde_json::Value = serde_json::from_slice(&create.bytes).unwrap();
     object["origin_server_ts"] = json!(1);
-    let err = follower
-        .submit_followed(UnverifiedPdu::parse(object.to_string().as_bytes()).unwrap())
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            HubError::Event(EventError::HashMismatch {
-                which: "hashes.sha256",
-                ..
-            })
-        ),
-        "{err:?}"
-    );
+    let err = follower.submit_followed(UnverifiedPdu::parse(object.to_string().as_bytes()).unwrap()).unwrap_err();
+    assert!(matches!(err, HubError::Event(EventError::HashMismatch { which: "hashes.sha256", .. })), "{err:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -329,11 +233,7 @@ async fn concurrent_appends_across_rooms_are_gap_free_and_durable() {
         tasks.push(tokio::task::spawn_blocking(move || {
             let mut positions = Vec::new();
             for i in 0..25 {
-                let done = hub
-                    .submit_local(message(&room, ALICE, &format!("w{writer} #{i}")))
-                    .unwrap()
-                    .wait()
-                    .unwrap();
+                let done = hub.submit_local(message(&room, ALICE, &format!("w{writer} #{i}"))).unwrap().wait().unwrap();
                 positions.push(done.position);
             }
             positions
@@ -341,10 +241,7 @@ async fn concurrent_appends_across_rooms_are_gap_free_and_durable() {
     }
     for task in tasks {
         let positions = task.await.unwrap();
-        assert!(
-            positions.windows(2).all(|w| w[0] < w[1]),
-            "one writer's appends keep their order"
-        );
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "one writer's appends keep their order");
     }
     let path = hub.store().path().to_owned();
     drop(hub);

@@ -11,12 +11,7 @@ use serde_json::json;
 
 use crate::common::*;
 
-const USERS: [&str; 4] = [
-    "@alice:hub.example",
-    "@dave:hub.example",
-    "@bob:part.example",
-    "@carol:part.example",
-];
+const USERS: [&str; 4] = ["@alice:hub.example", "@dave:hub.example", "@bob:part.example", "@carol:part.example"];
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -45,13 +40,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 fn member(room: &str, sender: usize, target: usize, membership: &str) -> mimi_bridge::event::EventTemplate {
-    template(
-        room,
-        USERS[sender],
-        "m.room.member",
-        Some(USERS[target]),
-        json!({"membership": membership}),
-    )
+    template(room, USERS[sender], "m.room.member", Some(USERS[target]), json!({"membership": membership}))
 }
 
 /// Applies one op; returns the event ID if the hub accepted it.
@@ -70,13 +59,7 @@ fn apply(hub: &Hub, room: &str, op: &Op, i: usize) -> Option<String> {
             Some(""),
             json!({"users": {USERS[0]: 100, USERS[t]: level}, "state_default": 50}),
         ),
-        Op::Topic(s) => template(
-            room,
-            USERS[s],
-            "m.room.topic",
-            Some(""),
-            json!({"topic": format!("topic {i}")}),
-        ),
+        Op::Topic(s) => template(room, USERS[s], "m.room.topic", Some(""), json!({"topic": format!("topic {i}")})),
     };
     let local = USERS.iter().position(|u| *u == t.sender).is_some_and(|p| p < 2);
     if local {

@@ -13,14 +13,8 @@ pub(crate) fn sample(dir: &std::path::Path) -> (Hub, String) {
     let hub = open_hub(dir);
     let room = room_with_bob(&hub);
     for i in 0..3 {
-        hub.submit_local(message(&room, ALICE, &format!("alice {i}")))
-            .unwrap()
-            .wait()
-            .unwrap();
-        hub.submit_lpdu(part_lpdu(message(&room, BOB, &format!("bob {i} \u{2713}"))))
-            .unwrap()
-            .wait()
-            .unwrap();
+        hub.submit_local(message(&room, ALICE, &format!("alice {i}"))).unwrap().wait().unwrap();
+        hub.submit_lpdu(part_lpdu(message(&room, BOB, &format!("bob {i} \u{2713}")))).unwrap().wait().unwrap();
     }
     (hub, room)
 }
@@ -39,10 +33,7 @@ fn export_import_verify_round_trip_is_byte_identical() {
     assert_eq!(lines.len(), 1 + 13);
     let header: serde_json::Value = serde_json::from_slice(lines[0]).unwrap();
     assert_eq!(header["events"], 13);
-    assert_eq!(
-        header["room_version"],
-        "org.matrix.i-d.ralston-mimi-linearized-matrix.02"
-    );
+    assert_eq!(header["room_version"], "org.matrix.i-d.ralston-mimi-linearized-matrix.02");
     assert_eq!(header["keys"][HUB]["ed25519:hub1"], hub_key().public_b64());
     assert_eq!(header["keys"][PART]["ed25519:part1"], part_key().public_b64());
 
@@ -50,12 +41,7 @@ fn export_import_verify_round_trip_is_byte_identical() {
     let target = Store::open(target_dir.path()).unwrap();
     let summary = replay::import_log(&target, &mut &exported[..], &KeyRing::new(), false).unwrap();
     assert_eq!((summary.room_id.as_str(), summary.events), (room.as_str(), 13));
-    assert_eq!(
-        replay::verify_store(&target, None, &KeyRing::new(), false)
-            .unwrap()
-            .events,
-        13
-    );
+    assert_eq!(replay::verify_store(&target, None, &KeyRing::new(), false).unwrap().events, 13);
     let mut again = Vec::new();
     replay::export_room(&target, &room, &mut again, false).unwrap();
     assert_eq!(again, exported);
@@ -73,11 +59,7 @@ fn import_err(exported: &[u8]) -> ReplayError {
 }
 
 fn lines(exported: &[u8]) -> Vec<Vec<u8>> {
-    exported
-        .split(|b| *b == b'\n')
-        .filter(|l| !l.is_empty())
-        .map(<[u8]>::to_vec)
-        .collect()
+    exported.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(<[u8]>::to_vec).collect()
 }
 
 fn join(lines: &[Vec<u8>]) -> Vec<u8> {
@@ -112,10 +94,7 @@ fn import_names_the_line_and_splits_exit_codes() {
     // A dropped event: the header count no longer matches (exit 2).
     let mut short = original.clone();
     short.remove(10);
-    assert!(matches!(
-        import_err(&join(&short)),
-        ReplayError::Invalid { line: 1, .. }
-    ));
+    assert!(matches!(import_err(&join(&short)), ReplayError::Invalid { line: 1, .. }));
 
     // A wrong pinned key: signatures no longer verify (exit 1).
     let dir = tempfile::tempdir().unwrap();
@@ -124,15 +103,10 @@ fn import_names_the_line_and_splits_exit_codes() {
     pinned.insert(
         PART,
         "ed25519:part1",
-        mimi_bridge::event::ServerKey::from_seed("x", [3; 32])
-            .unwrap()
-            .verifying_key(),
+        mimi_bridge::event::ServerKey::from_seed("x", [3; 32]).unwrap().verifying_key(),
     );
     let err = replay::import_log(&store, &mut &join(&original)[..], &pinned, false).unwrap_err();
-    assert!(
-        matches!(&err, ReplayError::Check(f) if f.reason.contains("does not verify")),
-        "{err:?}"
-    );
+    assert!(matches!(&err, ReplayError::Check(f) if f.reason.contains("does not verify")), "{err:?}");
 }
 
 #[test]
@@ -140,9 +114,7 @@ fn verify_names_room_position_and_event_of_a_tampered_store() {
     let dir = tempfile::tempdir().unwrap();
     let (hub, room) = sample(dir.path());
     let victim = replay::timeline(hub.store(), &room, 9, Some(1)).unwrap().remove(0);
-    let tampered = String::from_utf8(victim.bytes.clone())
-        .unwrap()
-        .replace("alice 1", "alice 9");
+    let tampered = String::from_utf8(victim.bytes.clone()).unwrap().replace("alice 1", "alice 9");
     assert_ne!(tampered.as_bytes(), &victim.bytes[..]);
     let short = hub.store().short_room(&room).unwrap().unwrap();
     let mut batch = Batch::new();

@@ -30,10 +30,7 @@ fn obj(v: &Value) -> ruma::CanonicalJsonObject {
 
 #[test]
 fn spec_public_key_derives_from_seed() {
-    assert_eq!(
-        spec_key().public_b64(),
-        vectors()["signing_key"]["public_key_unpadded_base64"].as_str().unwrap()
-    );
+    assert_eq!(spec_key().public_b64(), vectors()["signing_key"]["public_key_unpadded_base64"].as_str().unwrap());
 }
 
 #[test]
@@ -48,11 +45,7 @@ fn canonical_json_entries_byte_for_byte_and_floats_rejected() {
             continue;
         }
         let out = to_bytes(&parse_value(input.as_bytes()).unwrap());
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            case["output"].as_str().unwrap(),
-            "input {input}"
-        );
+        assert_eq!(String::from_utf8(out).unwrap(), case["output"].as_str().unwrap(), "input {input}");
         checked += 1;
     }
     assert_eq!(checked, 8);
@@ -76,16 +69,8 @@ fn room_v1_event_entries_through_the_library() {
         let mut object = obj(&case["input"]);
         sign_as(&V1, &mut object, &spec_key(), "domain");
         let signed: Value = serde_json::from_slice(&object_to_bytes(&object)).unwrap();
-        assert_eq!(
-            signed["hashes"]["sha256"], case["content_hash_sha256"],
-            "{}",
-            case["name"]
-        );
-        assert_eq!(
-            signed["signatures"]["domain"]["ed25519:1"], case["signature"],
-            "{}",
-            case["name"]
-        );
+        assert_eq!(signed["hashes"]["sha256"], case["content_hash_sha256"], "{}", case["name"]);
+        assert_eq!(signed["signatures"]["domain"]["ed25519:1"], case["signature"], "{}", case["name"]);
         assert!(inspect(&V1, &object, &ring).valid());
     }
 }
@@ -94,10 +79,7 @@ fn room_v1_event_entries_through_the_library() {
 fn room_v1_event_entries_through_the_cli() {
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("signing.key");
-    let seed = vectors()["signing_key"]["seed_unpadded_base64"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let seed = vectors()["signing_key"]["seed_unpadded_base64"].as_str().unwrap().to_owned();
     std::fs::write(&key_file, format!("ed25519 1 {seed}\n")).unwrap();
     let key_arg = format!("domain=ed25519:1={}", spec_key().public_b64());
     for case in vectors()["sign_event_room_v1_redaction"].as_array().unwrap() {
@@ -118,20 +100,14 @@ fn room_v1_event_entries_through_the_cli() {
         assert_eq!(signed["hashes"]["sha256"], case["content_hash_sha256"]);
         assert_eq!(signed["signatures"]["domain"]["ed25519:1"], case["signature"]);
 
-        let out = run(
-            &["event", "check", "--room-version", "1", "--key", &key_arg],
-            &out.stdout,
-        );
+        let out = run(&["event", "check", "--room-version", "1", "--key", &key_arg], &out.stdout);
         assert!(out.status.success(), "{} {}", text(&out.stdout), text(&out.stderr));
         let report: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(report["valid"], true);
         assert_eq!(report["sha256"], case["content_hash_sha256"]);
         assert_eq!(report["lpdu_sha256"], Value::Null);
         assert_eq!(report["signatures"]["domain"]["ed25519:1"], "ok");
-        assert_eq!(
-            report["event_id"],
-            case["input"].get("event_id").cloned().unwrap_or(Value::Null)
-        );
+        assert_eq!(report["event_id"], case["input"].get("event_id").cloned().unwrap_or(Value::Null));
     }
 }
 
@@ -168,26 +144,11 @@ fn lm_vector_reproduced_byte_for_byte() {
     ring.insert(origin_name, origin.key_id(), origin.verifying_key());
     ring.insert(hub_name, hub.key_id(), hub.verifying_key());
     let verified = lpdu.verify(&LINEARIZED_02, &ring).unwrap();
-    let ids = |k: &str| -> Vec<String> {
-        v[k].as_array()
-            .unwrap()
-            .iter()
-            .map(|s| s.as_str().unwrap().to_owned())
-            .collect()
-    };
-    let pdu = complete_lpdu(
-        &LINEARIZED_02,
-        verified,
-        &ids("auth_events"),
-        &ids("prev_events"),
-        &hub,
-        hub_name,
-    )
-    .unwrap();
-    assert_eq!(
-        String::from_utf8(pdu.bytes().to_vec()).unwrap(),
-        v["pdu_canonical"].as_str().unwrap()
-    );
+    let ids =
+        |k: &str| -> Vec<String> { v[k].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_owned()).collect() };
+    let pdu =
+        complete_lpdu(&LINEARIZED_02, verified, &ids("auth_events"), &ids("prev_events"), &hub, hub_name).unwrap();
+    assert_eq!(String::from_utf8(pdu.bytes().to_vec()).unwrap(), v["pdu_canonical"].as_str().unwrap());
     assert_eq!(pdu.event_id(), v["event_id"].as_str().unwrap());
     let report = inspect(&LINEARIZED_02, pdu.object(), &ring);
     assert!(report.valid(), "{report:?}");
@@ -207,14 +168,7 @@ fn lm_vector_through_the_cli() {
     let origin_file = write_key("origin.key", &v["origin"]);
     let hub_file = write_key("hub.key", &v["hub"]);
     let sign = |input: &str, server: &Value, file: &std::path::Path| {
-        let args = [
-            "event",
-            "sign",
-            "--server-name",
-            server.as_str().unwrap(),
-            "--key-file",
-            file.to_str().unwrap(),
-        ];
+        let args = ["event", "sign", "--server-name", server.as_str().unwrap(), "--key-file", file.to_str().unwrap()];
         let out = run(&args, input.as_bytes());
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout).trim_end().to_owned()
@@ -242,10 +196,7 @@ fn lm_vector_through_the_cli() {
             v["hub"]["public_key"].as_str().unwrap()
         ),
     ];
-    let out = run(
-        &["event", "check", "--key", &keys[0], "--key", &keys[1]],
-        pdu.as_bytes(),
-    );
+    let out = run(&["event", "check", "--key", &keys[0], "--key", &keys[1]], pdu.as_bytes());
     assert!(out.status.success(), "{}", text(&out.stdout));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["event_id"], v["event_id"]);
