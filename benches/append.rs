@@ -5,6 +5,13 @@
 //! hub achieved, and raw ed25519 `sign` / `verify_strict` on one core. Bounded: every scenario
 //! appends a fixed number of events on a store in a temporary directory.
 
+#![allow(
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    reason = "rates are printed, not computed on"
+)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
