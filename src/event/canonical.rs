@@ -45,6 +45,14 @@ pub fn parse_object(bytes: &[u8]) -> Result<CanonicalJsonObject, CanonicalError>
 }
 
 /// The canonical bytes of a value.
+///
+/// ```
+/// use mimi_bridge::event::canonical::{parse_value, to_bytes};
+///
+/// let value = parse_value(br#"{"b": "2", "a": {"\u65e5": 1, "z": null}}"#).unwrap();
+/// assert_eq!(to_bytes(&value), r#"{"a":{"z":null,"日":1},"b":"2"}"#.as_bytes());
+/// assert!(parse_value(br#"{"a": -0}"#).unwrap_err().to_string().contains("float"));
+/// ```
 pub fn to_bytes(value: &CanonicalJsonValue) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     write_value(&mut out, value);

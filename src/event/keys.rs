@@ -209,6 +209,13 @@ impl KeyRing {
     }
 
     /// Parses `SERVER=ed25519:ID=PUBKEY` (the `--key` argument) into this ring.
+    ///
+    /// ```
+    /// let mut ring = mimi_bridge::event::KeyRing::new();
+    /// ring.add_argument("domain=ed25519:1=XGX0JRS2Af3be3knz2fBiRbApjm2Dh61gXDJA8kcJNI").unwrap();
+    /// assert!(ring.get("domain", "ed25519:1").is_some());
+    /// assert!(ring.add_argument("domain=ed25519:1").is_err());
+    /// ```
     pub fn add_argument(&mut self, arg: &str) -> Result<(), KeyError> {
         let bad = || KeyError::BadKeyArgument(arg.to_owned());
         let (server, rest) = arg.split_once('=').ok_or_else(bad)?;

@@ -284,3 +284,51 @@ fn cf_options() -> Options {
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_newer_schema_is_refused_with_an_actionable_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut batch = Batch::new();
+        batch.put(Cf::MetanameValue, b"schema_version".to_vec(), (SCHEMA_VERSION + 1).to_be_bytes().to_vec());
+        store.write(batch).unwrap();
+        drop(store);
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, StoreError::NewerSchema { found, supported: SCHEMA_VERSION, .. } if found == SCHEMA_VERSION + 1)
+        );
+        assert!(err.to_string().contains("upgrade mimi-bridge"), "{err}");
+    }
+
+    #[test]
+    fn opening_for_reading_never_creates_a_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("nothing-here");
+        assert!(Store::open_existing(&missing).unwrap_err().to_string().contains("no mimi-bridge data directory"));
+        assert!(!missing.exists());
+    }
+
+    #[test]
+    fn group_commit_counts_writes_and_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let before = store.commit_stats();
+        let tickets: Vec<_> = (0..50u8)
+            .map(|i| {
+                let mut batch = Batch::new();
+                batch.put(Cf::MetanameValue, vec![b'k', i], vec![i]);
+                store.submit(batch)
+            })
+            .collect();
+        for t in tickets {
+            t.blocking_wait().unwrap();
+        }
+        let after = store.commit_stats();
+        assert_eq!(after.batches - before.batches, 50);
+        assert!(after.writes - before.writes <= 50);
+    }
+}

@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod crash;
+mod fixtures;
 mod hub;
 mod properties;
 mod replay;
