@@ -12,5 +12,6 @@
 pub mod cli;
 pub mod event;
 pub mod hub;
+pub mod mimi;
 pub mod replay;
 pub mod store;

@@ -41,6 +41,33 @@ enum Command {
     /// Inspect, verify, export and import room logs in a data directory.
     #[command(subcommand)]
     Log(LogCommand),
+    /// MIMI content (CBOR) on standard input: decode, encode, message IDs.
+    #[command(subcommand)]
+    Mimi(MimiCommand),
+}
+
+#[derive(Subcommand)]
+enum MimiCommand {
+    /// CBOR message → JSON (`schemas/mimi-content.schema.json`).
+    Decode {
+        /// Decode a `MessageDerivedValues` record instead of a message.
+        #[arg(long)]
+        derived: bool,
+    },
+    /// JSON → CBOR message (the inverse of decode; the bytes go to standard output).
+    Encode,
+    /// The message ID, in lowercase hex.
+    Id {
+        /// Sender user URI (default: extension 1 of the message).
+        #[arg(long)]
+        sender: Option<String>,
+        /// Room URI (default: extension 2 of the message).
+        #[arg(long)]
+        room: Option<String>,
+        /// Which draft's ID function: 08 (length-prefixed URIs) or 07.
+        #[arg(long, default_value = "08")]
+        draft: String,
+    },
 }
 
 #[derive(Args)]
@@ -182,6 +209,15 @@ fn run(command: Command) -> Result<Option<String>, CliError> {
             let note = cli::log_export(&dir.data_dir, &room, &mut out)?;
             eprintln!("{note}");
             Ok(None)
+        }
+        Command::Mimi(MimiCommand::Decode { derived }) => cli::mimi_decode(&stdin()?, derived).map(Some),
+        Command::Mimi(MimiCommand::Encode) => {
+            let bytes = cli::mimi_encode(&stdin()?)?;
+            std::io::stdout().lock().write_all(&bytes).map_err(|e| CliError::usage(format!("stdout: {e}")))?;
+            Ok(None)
+        }
+        Command::Mimi(MimiCommand::Id { sender, room, draft }) => {
+            cli::mimi_id(&stdin()?, sender.as_deref(), room.as_deref(), &draft).map(Some)
         }
         Command::Log(LogCommand::Import { dir, keys }) => {
             cli::log_import(&dir.data_dir, &mut std::io::stdin().lock(), &keys.keys).map(Some)

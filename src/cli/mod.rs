@@ -6,6 +6,7 @@
 mod event_cmd;
 mod keygen;
 mod log_cmd;
+mod mimi_cmd;
 
 use std::io::Read;
 use std::path::Path;
@@ -13,6 +14,7 @@ use std::path::Path;
 pub use event_cmd::{event_check, event_sign};
 pub use keygen::keygen;
 pub use log_cmd::{log_export, log_import, log_list, log_show, log_state, log_verify};
+pub use mimi_cmd::{mimi_decode, mimi_encode, mimi_id};
 
 use crate::event::{KeyRing, RoomVersion};
 use crate::store::Store;
