@@ -465,7 +465,7 @@ mod tests {
             "820102",
             "a0",
             "a201020303",
-            "a2010220616161",
+            "a20102206161",
             "c11a514b67b0",
             "f4",
             "f5",
@@ -495,7 +495,7 @@ mod tests {
             ("f97e01", "NaN"),
             ("1c", "reserved"),
             ("62c328", "UTF-8"),
-            ("5a00000010", "exceeds"),
+            ("5a00010000", "exceeds"),
             ("f813", "shortest"),
         ] {
             let err = roundtrip(hex_in).unwrap_err();
