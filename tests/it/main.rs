@@ -5,8 +5,11 @@
 mod cli;
 mod common;
 mod crash;
+mod edn;
 mod fixtures;
 mod hub;
+mod mimi_cli;
+mod mimi_vectors;
 mod properties;
 mod replay;
 mod vectors;
