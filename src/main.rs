@@ -191,7 +191,7 @@ fn run(command: Command) -> Result<Option<String>, CliError> {
         Command::Event(EventCommand::Check { keys, version }) => {
             let ring = cli::key_ring(&keys.keys)?;
             let (report, valid) = cli::event_check(&stdin()?, &ring, &version.room_version)?;
-            println!("{report}");
+            let _ = writeln!(std::io::stdout().lock(), "{report}");
             if valid { Ok(None) } else { Err(CliError::check("event check: not valid")) }
         }
         Command::Log(LogCommand::List { dir, json }) => cli::log_list(&dir.data_dir, json).map(Some),
@@ -207,7 +207,7 @@ fn run(command: Command) -> Result<Option<String>, CliError> {
         Command::Log(LogCommand::Export { dir, room }) => {
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             let note = cli::log_export(&dir.data_dir, &room, &mut out)?;
-            eprintln!("{note}");
+            let _ = writeln!(std::io::stderr().lock(), "{note}");
             Ok(None)
         }
         Command::Mimi(MimiCommand::Decode { derived }) => cli::mimi_decode(&stdin()?, derived).map(Some),
@@ -240,7 +240,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("mimi-bridge: {e}");
+            let _ = writeln!(std::io::stderr().lock(), "mimi-bridge: {e}");
             ExitCode::from(e.code)
         }
     }

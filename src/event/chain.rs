@@ -194,6 +194,7 @@ impl Chain {
     }
 
     /// Resets the tail after a reload that applied only the state events.
+    #[cfg(feature = "store")]
     pub(crate) fn restore_tail(&mut self, next: u64, tail: String) {
         self.next = next;
         self.tail = Some(tail);

@@ -76,6 +76,9 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
         Form::Lpdu => lpdu_content_hash(event),
         Form::HubPdu | Form::Pdu => lpdu_content_hash(&lpdu_form(event)),
     });
+    if version.linearized {
+        errors.extend(hashes_shape_error(form, event));
+    }
     let needs_sha = form != Form::Lpdu;
     let needs_lpdu = form != Form::Pdu;
     if needs_sha && stored_sha.is_none() {
@@ -125,12 +128,43 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
         let verdicts = check_server_signatures(event, server, message, keys);
         signatures.insert(server.to_owned(), verdicts.into_iter().collect::<BTreeMap<_, _>>());
     }
+    if form == Form::HubPdu && hub.as_deref() == Some(origin.as_str()) {
+        errors.push(EventError::field(
+            "hub_server",
+            "a server other than the origin (a hub's own events carry no hub_server)",
+        ));
+    }
     for (i, server) in required_signers(form, &origin, hub.as_deref()).iter().enumerate() {
         let role = if i == 0 { "origin" } else { "hub" };
         errors.extend(required_signature_error(&signatures, server, role));
     }
 
     CheckReport { form, event_id, sha256, lpdu_sha256, signatures, error: errors.into_iter().next() }
+}
+
+/// `hashes` must hold exactly what the form calls for: anything else would be signed by one
+/// party and reshaped by the next (the origin's LPDU form keeps only `hashes.lpdu`).
+fn hashes_shape_error(form: Form, event: &CanonicalJsonObject) -> Option<EventError> {
+    let (expected_keys, expected): (&[&str], &'static str) = match form {
+        Form::Lpdu => (&["lpdu"], "exactly {\"lpdu\": {\"sha256\": …}} on an LPDU"),
+        Form::HubPdu => {
+            (&["lpdu", "sha256"], "exactly {\"lpdu\": {\"sha256\": …}, \"sha256\": …} on a hub-completed PDU")
+        }
+        Form::Pdu => (&["sha256"], "exactly {\"sha256\": …} on an event without hub_server"),
+    };
+    let Some(CanonicalJsonValue::Object(hashes)) = event.get("hashes") else {
+        return Some(EventError::field("hashes", expected));
+    };
+    let lpdu_ok = match hashes.get("lpdu") {
+        None => true,
+        Some(CanonicalJsonValue::Object(lpdu)) => {
+            lpdu.len() == 1 && matches!(lpdu.get("sha256"), Some(CanonicalJsonValue::String(_)))
+        }
+        Some(_) => false,
+    };
+    let keys_ok = hashes.len() == expected_keys.len() && expected_keys.iter().all(|k| hashes.contains_key(*k));
+    let sha_ok = hashes.get("sha256").is_none_or(|v| matches!(v, CanonicalJsonValue::String(_)));
+    (!(keys_ok && lpdu_ok && sha_ok)).then(|| EventError::field("hashes", expected))
 }
 
 fn required_signature_error(

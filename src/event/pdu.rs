@@ -165,6 +165,7 @@ impl UnverifiedPdu {
 
     /// Re-reads an event from this server's own store, where only verified events are written.
     /// This is the one path that skips verification; `log verify` re-checks stored bytes.
+    #[cfg(feature = "store")]
     pub(crate) fn into_stored(self, version: &RoomVersion) -> Result<Pdu, EventError> {
         Pdu::from_trusted_parts(version, self.object, self.meta)
     }
@@ -197,8 +198,9 @@ impl UnverifiedPdu {
         }
         let signers = required_signers(report.form, self.meta.origin(), self.meta.hub_server.as_deref());
         let before = signing_servers(&self.object).len();
+        let had_unsigned = self.object.contains_key("unsigned");
         let object = strip_other_signatures(self.object, &signers);
-        let unchanged = signing_servers(&object).len() == before;
+        let unchanged = signing_servers(&object).len() == before && !had_unsigned;
         let event_id = report.event_id.unwrap_or_default();
         Pdu::from_signed_parts(object, self.meta, event_id.clone(), canonical.filter(|_| unchanged))
             .map_err(|error| Box::new((error, Some(event_id))))
@@ -206,9 +208,9 @@ impl UnverifiedPdu {
 }
 
 impl Pdu {
-    /// Wraps an object this crate built and signed itself (see `build`), or re-read from its
-    /// own store.
-    pub(super) fn from_trusted_parts(
+    /// Wraps an object re-read from this server's own store.
+    #[cfg(feature = "store")]
+    fn from_trusted_parts(
         version: &RoomVersion,
         object: CanonicalJsonObject,
         meta: EventMeta,
@@ -266,9 +268,11 @@ fn content_of(object: &CanonicalJsonObject) -> &CanonicalJsonObject {
     }
 }
 
-/// Signatures from servers other than the required ones are ignored by every receiver; dropping
-/// them keeps stored events free of bytes nobody verifies.
+/// Signatures from servers other than the required ones are ignored by every receiver, and
+/// `unsigned` is covered by no hash or signature; dropping both keeps accepted events free of
+/// bytes nobody verified.
 fn strip_other_signatures(mut object: CanonicalJsonObject, signers: &[String]) -> CanonicalJsonObject {
+    object.remove("unsigned");
     if let Some(CanonicalJsonValue::Object(by_server)) = object.get_mut("signatures") {
         by_server.retain(|server, _| signers.iter().any(|s| s == server));
     }

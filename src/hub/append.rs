@@ -7,6 +7,9 @@ use crate::store::{Batch, RoomSeq, batch::EventRecord};
 
 use super::{Appended, Hub, HubError, LpduRejection, PendingAppend, RoomHead, lock};
 
+/// LPDU IDs remembered per room before durable ones are evicted.
+const RECENT_LPDUS: usize = 4096;
+
 impl Hub {
     /// Appends an event authored by a user of this server.
     #[tracing::instrument(skip_all, fields(room_id = %template.room_id, event_type = %template.event_type))]
@@ -73,7 +76,10 @@ impl Hub {
             return Err(reject(HubError::NotHub { room_id: lpdu.meta().room_id.clone(), hub }));
         }
         if let Some(existing) = self.known_lpdu(&head, &lpdu_id).map_err(reject)? {
-            return Ok(PendingAppend { appended: existing, ticket: None });
+            // The first copy may still be queued: an empty batch behind it resolves only once
+            // everything before it is durable (and fails if the store is poisoned).
+            let ticket = self.store.submit(Batch::new());
+            return Ok(PendingAppend { appended: existing, ticket: Some(ticket) });
         }
         let chain = &head.chain;
         chain.authorize(lpdu.meta(), lpdu.content()).map_err(|e| reject(EventError::from(e).into()))?;
@@ -135,8 +141,10 @@ impl Hub {
         let ticket = self.store.submit(batch);
         head.chain.apply(pdu);
         if let Some(lpdu_id) = lpdu_id {
-            if head.recent_lpdus.len() >= 4096 {
-                head.recent_lpdus.clear();
+            if head.recent_lpdus.len() >= RECENT_LPDUS {
+                // Only durable entries may go: the store answers for those.
+                let durable = self.store.tail(head.short)?.map(|t| t.seq);
+                head.recent_lpdus.retain(|_, (p, _)| durable.is_none_or(|d| *p > d));
             }
             head.recent_lpdus.insert(lpdu_id.to_owned(), (position, pdu.event_id().to_owned()));
         }

@@ -30,6 +30,14 @@ pub enum HubError {
         /// Its hub.
         hub: String,
     },
+    /// A different public key is already trusted under this server's key ID.
+    #[error("{server} already has a different key {key_id}; a key ID never changes its key (generate a new key ID)")]
+    KeyConflict {
+        /// The server.
+        server: String,
+        /// The key ID.
+        key_id: String,
+    },
     /// A locally authored event whose sender is not a user of this server.
     #[error("sender {sender} is not a user of this server ({server}); remote users send LPDUs")]
     NotLocalSender {

@@ -128,8 +128,11 @@ impl Hub {
 
     /// Trusts (and persists) a server's public key; logs keep the keys their signatures need.
     pub fn trust_key(&self, server: &str, key_id: &str, key: ed25519_dalek::VerifyingKey) -> Result<(), HubError> {
-        if self.keys.read().is_ok_and(|ring| ring.get(server, key_id) == Some(&key)) {
-            return Ok(());
+        match self.keys.read().ok().and_then(|ring| ring.get(server, key_id).copied()) {
+            Some(known) if known == key => return Ok(()),
+            // A key ID names one key forever: replacing it would orphan every signature made with it.
+            Some(_) => return Err(HubError::KeyConflict { server: server.to_owned(), key_id: key_id.to_owned() }),
+            None => {}
         }
         let mut batch = crate::store::Batch::new();
         batch.add_server_key(server, key_id, key.as_bytes());
@@ -182,7 +185,7 @@ impl Hub {
                 .ok_or_else(|| corrupt("state delta without its PDU"))?;
             chain.apply(&trusted_pdu(&bytes, Some(version))?);
         }
-        chain.restore_tail(tail.seq + 1, tail.event_id);
+        chain.restore_tail(tail.events()?, tail.event_id);
         Ok(RoomHead { short, chain, recent_lpdus: BTreeMap::new() })
     }
 }

@@ -77,7 +77,7 @@ pub fn export_room(
         version: 1,
         room_id: room_id.to_owned(),
         room_version: room_version.unwrap_or_default().to_owned(),
-        events: tail.seq + 1,
+        events: tail.events()?,
         keys: used,
     };
     let io = |e: std::io::Error| ReplayError::Io(e.to_string());

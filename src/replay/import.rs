@@ -137,6 +137,20 @@ fn parse_header(bytes: &[u8]) -> Result<ExportHeader, ReplayError> {
     let value = serde_json::to_value(&object).map_err(|e| invalid(e.to_string()))?;
     let header: ExportHeader =
         serde_json::from_value(value).map_err(|e| invalid(format!("not an export header: {e}")))?;
+    if header.events == 0 {
+        return Err(invalid("`events` must be at least 1: a room starts with its create event".into()));
+    }
+    if !crate::event::meta::is_room_id(&header.room_id) {
+        return Err(invalid(format!("`room_id` {:?} is not a room ID", header.room_id)));
+    }
+    if let Some(bad) = header
+        .keys
+        .values()
+        .flat_map(|ids| ids.keys())
+        .find(|id| !id.strip_prefix("ed25519:").is_some_and(crate::event::keys::valid_key_version))
+    {
+        return Err(invalid(format!("key ID {bad:?} is not ed25519:<version>")));
+    }
     if header.format != FORMAT || header.version != 1 {
         return Err(invalid(format!(
             "format must be {FORMAT:?} version 1, found {:?} version {}",
@@ -190,7 +204,8 @@ fn write_room(store: &Store, header: &ExportHeader, keys: &KeyRing, pdus: &[Pdu]
                 }));
             }
             Some(_) => {}
-            None => batch.add_server_key(server, key_id, key.as_bytes()),
+            // Kept to verify this log, never trusted by a hub using the directory.
+            None => batch.add_imported_key(server, key_id, key.as_bytes()),
         }
     }
     let short = store.allocate_short_room();

@@ -68,7 +68,7 @@ pub fn list_rooms(store: &Store) -> Result<Vec<RoomSummary>, ReplayError> {
         let (_, version) = room(store, &room_id)?;
         let create = store.pdu_at(RoomSeq { room: short, seq: 0 })?.unwrap_or_default();
         let hub = entry(version, 0, create)?.meta.origin().to_owned();
-        out.push(RoomSummary { room_id, events: tail.seq + 1, tail_event_id: tail.event_id, hub });
+        out.push(RoomSummary { room_id, events: tail.events()?, tail_event_id: tail.event_id, hub });
     }
     Ok(out)
 }

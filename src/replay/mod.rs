@@ -120,6 +120,12 @@ pub(crate) fn check_event_bytes(bytes: &[u8], version: &RoomVersion, keys: &KeyR
     let form = if meta.hub_server.is_some() { Form::HubPdu } else { Form::Pdu };
     let signers = required_signers(form, meta.origin(), meta.hub_server.as_deref());
     let fault = |reason: String, u: &UnverifiedPdu| EventFault::Check { event_id: Some(u.event_id(version)), reason };
+    if unverified.object().contains_key("unsigned") {
+        return Err(fault(
+            "`unsigned` is covered by no hash or signature; logged events carry none".to_owned(),
+            &unverified,
+        ));
+    }
     if let Some(extra) = signing_servers(unverified.object()).into_iter().find(|s| !signers.iter().any(|r| r == s)) {
         return Err(fault(EventError::UnexpectedSignature { server: extra.to_owned() }.to_string(), &unverified));
     }

@@ -37,10 +37,11 @@ pub fn verify_store(
     Ok(summary)
 }
 
-/// The stored keys, with every server named in `overrides` taking only the overriding keys.
+/// The keys the data directory holds (trusted by its hub, or imported with a log), with every
+/// server named in `overrides` taking only the overriding keys.
 pub(crate) fn effective_keys(store: &Store, overrides: &KeyRing) -> Result<KeyRing, ReplayError> {
     let mut keys = KeyRing::new();
-    for (server, key_id, public) in store.server_keys()? {
+    for (server, key_id, public) in store.imported_keys()?.into_iter().chain(store.server_keys()?) {
         if overrides.knows_server(&server) {
             continue;
         }
@@ -63,7 +64,7 @@ fn verify_room(
         ReplayError::Check(Failure { room_id: room_id.to_owned(), position, event_id, line: None, reason })
     };
     let tail = store.tail(short)?.ok_or_else(|| fail(None, None, "room has no tail record".into()))?;
-    let bar = progress(if show_progress { tail.seq + 1 } else { 0 }, "verify");
+    let bar = progress(if show_progress { tail.events()? } else { 0 }, "verify");
     if !show_progress {
         bar.finish_and_clear();
     }

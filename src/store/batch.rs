@@ -69,8 +69,13 @@ impl Batch {
         }
     }
 
-    /// Records a server's public key (the logs' signatures are checked against these).
+    /// Records a public key the hub trusts.
     pub fn add_server_key(&mut self, server: &str, key_id: &str, public: &[u8; 32]) {
         self.put(Cf::ServerkeyidVerifykey, server_key_id(server, key_id), public.to_vec());
+    }
+
+    /// Records a public key that came with an imported log (for verifying it, not trusted).
+    pub fn add_imported_key(&mut self, server: &str, key_id: &str, public: &[u8; 32]) {
+        self.put(Cf::ImportkeyidVerifykey, server_key_id(server, key_id), public.to_vec());
     }
 }

@@ -152,8 +152,9 @@ fn run(
         let result = poison.check().and_then(|()| write_group(db, &group, &options, path));
         counters.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         counters.batches.fetch_add(u64::try_from(group.len()).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
-        if let Err(StoreError::Rocks { message, .. }) = &result {
-            poison.set(message);
+        match &result {
+            Err(StoreError::Poisoned(_)) | Ok(()) => {}
+            Err(other) => poison.set(&other.to_string()),
         }
         for pending in group {
             pending.finish(result.clone());

@@ -58,6 +58,11 @@ pub struct Tail {
 }
 
 impl Tail {
+    /// The number of events in the log (position + 1), refusing a corrupt maximal position.
+    pub fn events(&self) -> Result<u64, StoreError> {
+        self.seq.checked_add(1).ok_or_else(|| StoreError::corrupt("room tail at the largest position"))
+    }
+
     /// 8 bytes of position, then the event ID.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 + self.event_id.len());

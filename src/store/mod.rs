@@ -47,13 +47,16 @@ pub enum Cf {
     RoomseqStatedelta,
     /// An LPDU's reference ID → the event ID the hub completed it into (idempotent retries).
     LpduidEventid,
-    /// `server \0 key ID` → 32-byte ed25519 public key.
+    /// `server \0 key ID` → 32-byte ed25519 public key the hub trusts.
     ServerkeyidVerifykey,
+    /// `server \0 key ID` → 32-byte public key that came with an imported log: used to verify
+    /// that log, never trusted by the hub.
+    ImportkeyidVerifykey,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 9] = [
+    pub const ALL: [Cf; 10] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -63,6 +66,7 @@ impl Cf {
         Cf::RoomseqStatedelta,
         Cf::LpduidEventid,
         Cf::ServerkeyidVerifykey,
+        Cf::ImportkeyidVerifykey,
     ];
 
     /// The RocksDB name.
@@ -77,6 +81,7 @@ impl Cf {
             Cf::RoomseqStatedelta => "roomseq_statedelta",
             Cf::LpduidEventid => "lpduid_eventid",
             Cf::ServerkeyidVerifykey => "serverkeyid_verifykey",
+            Cf::ImportkeyidVerifykey => "importkeyid_verifykey",
         }
     }
 }

@@ -96,10 +96,19 @@ impl Store {
         Ok(out)
     }
 
-    /// Every stored server key: (server, key ID, public key).
+    /// Every key the hub trusts: (server, key ID, public key).
     pub fn server_keys(&self) -> Result<Vec<(String, String, [u8; 32])>, StoreError> {
+        self.keys_in(Cf::ServerkeyidVerifykey)
+    }
+
+    /// Every key that came with an imported log.
+    pub fn imported_keys(&self) -> Result<Vec<(String, String, [u8; 32])>, StoreError> {
+        self.keys_in(Cf::ImportkeyidVerifykey)
+    }
+
+    fn keys_in(&self, cf: Cf) -> Result<Vec<(String, String, [u8; 32])>, StoreError> {
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(Cf::ServerkeyidVerifykey)?, IteratorMode::Start) {
+        for item in self.db.iterator_cf(self.cf(cf)?, IteratorMode::Start) {
             let (key, value) = item.map_err(rocks(&self.path))?;
             let (server, key_id) = split_server_key_id(&key)?;
             let public =

@@ -252,3 +252,56 @@ async fn concurrent_appends_across_rooms_are_gap_free_and_durable() {
     let verified = replay::verify_store(&store, None, &KeyRing::default(), false).unwrap();
     assert_eq!(verified.events, 4 * (5 + 200));
 }
+
+#[test]
+fn hashes_must_have_exactly_the_shape_of_their_form() {
+    // Extra keys in `hashes` would be signed by the origin but reshaped by everyone after it.
+    let hub = open_hub(tempfile::tempdir().unwrap().path());
+    let room = room_with_bob(&hub);
+    let mut object = part_lpdu(message(&room, BOB, "odd hashes")).object().clone();
+    if let Some(ruma::CanonicalJsonValue::Object(hashes)) = object.get_mut("hashes") {
+        hashes.insert("foo".into(), ruma::CanonicalJsonValue::String("bar".into()));
+    }
+    object.remove("signatures");
+    mimi_bridge::event::sign::sign_event(&LINEARIZED_02, &part_key(), PART, &mut object);
+    let (_, err) = reject(&hub, UnverifiedLpdu::from_object(object).unwrap());
+    assert!(matches!(&err, HubError::Event(EventError::Field { field, .. }) if field == "hashes"), "{err:?}");
+    replay::verify_store(hub.store(), None, &KeyRing::default(), false).unwrap();
+}
+
+#[test]
+fn unsigned_is_dropped_on_ingest() {
+    let hub = open_hub(tempfile::tempdir().unwrap().path());
+    let room = room_with_bob(&hub);
+    let mut object = part_lpdu(message(&room, BOB, "with extras")).object().clone();
+    object.insert(
+        "unsigned".into(),
+        ruma::CanonicalJsonValue::Object(content(json!({"note": "not covered by anything"}))),
+    );
+    let appended = hub.submit_lpdu(UnverifiedLpdu::from_object(object).unwrap()).unwrap().wait().unwrap();
+    let stored = replay::timeline(hub.store(), &room, appended.position, Some(1)).unwrap().remove(0);
+    assert!(!String::from_utf8(stored.bytes).unwrap().contains("unsigned"));
+    replay::verify_store(hub.store(), None, &KeyRing::default(), false).unwrap();
+}
+
+#[test]
+fn a_key_id_never_changes_its_key() {
+    let hub = open_hub(tempfile::tempdir().unwrap().path());
+    let other = mimi_bridge::event::ServerKey::from_seed("part1", [2; 32]).unwrap();
+    let err = hub.trust_key(PART, "ed25519:part1", other.verifying_key()).unwrap_err();
+    assert!(matches!(err, HubError::KeyConflict { .. }), "{err:?}");
+    hub.trust_key(PART, "ed25519:part1", part_key().verifying_key()).unwrap();
+}
+
+#[test]
+fn a_retried_lpdu_is_acknowledged_only_through_the_store() {
+    let hub = open_hub(tempfile::tempdir().unwrap().path());
+    let room = room_with_bob(&hub);
+    let lpdu = part_lpdu(message(&room, BOB, "twice, quickly"));
+    // Submit both before waiting for either: the retry must still resolve through the store.
+    let first = hub.submit_lpdu(lpdu.clone()).unwrap();
+    let second = hub.submit_lpdu(lpdu).unwrap();
+    let (a, b) = (first.wait().unwrap(), second.wait().unwrap());
+    assert!(!a.duplicate && b.duplicate && a.event_id == b.event_id);
+    assert_eq!(hub.store().event_position(&a.event_id).unwrap().map(|p| p.seq), Some(a.position));
+}

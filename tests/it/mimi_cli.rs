@@ -7,7 +7,11 @@ const VECTORS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/mimi-c
 /// The -08 message IDs from the `.edn` headers, and for `original` — the one vector whose bytes
 /// are the same in the -07 draft (the others reference -07 IDs inside them) — its -07 ID.
 const IDS: [(&str, &str, Option<&str>); 10] = [
-    ("original", "017ce54837404c3696e0c747b985cb172716d0ed0a3d249ca63ace7d82a096f4", Some("01b0084467273cc43d6f0ebeac13eb84229c4fffe8f6c3594c905f47779e5a79")),
+    (
+        "original",
+        "017ce54837404c3696e0c747b985cb172716d0ed0a3d249ca63ace7d82a096f4",
+        Some("01b0084467273cc43d6f0ebeac13eb84229c4fffe8f6c3594c905f47779e5a79"),
+    ),
     ("reply", "015354973c2b65ca937bf1e035ae53a5ab80e947afa43d46920d4202e5cc0b27", None),
     ("reaction", "0158c4288911e50a8f6be3f47746b6682f10fd91bc8c05557aa589a3157aff68", None),
     ("mention", "018d825adf9f6be00dcafc5704c4102f5022e74219d0b603e4ba7622654042af", None),
@@ -105,7 +109,9 @@ fn bad_input_exits_2_naming_the_offset_or_field() {
         (r#"{"salt": "00"}"#.to_owned(), "salt"),
         ("not json".to_owned(), "not JSON"),
         (
-            String::from_utf8(run(&["mimi", "decode"], &vector("original")).stdout).unwrap().replace("\"language\"", "\"lang\""),
+            String::from_utf8(run(&["mimi", "decode"], &vector("original")).stdout)
+                .unwrap()
+                .replace("\"language\"", "\"lang\""),
             "body.lang",
         ),
     ] {

@@ -175,3 +175,35 @@ thread_local! {
         (Store::open(dir.path()).unwrap(), dir)
     };
 }
+
+#[test]
+fn an_export_without_events_or_with_unsigned_is_refused() {
+    let (hub, room) = sample(tempfile::tempdir().unwrap().path());
+    let original = lines(&export(&hub, &room));
+    let mut header: serde_json::Value = serde_json::from_slice(&original[0]).unwrap();
+    header["events"] = 0.into();
+    header["keys"] = serde_json::json!({});
+    let canonical = mimi_bridge::event::canonical::to_bytes(&ruma::CanonicalJsonValue::try_from(header).unwrap());
+    let err = import_err(&join(&[canonical]));
+    assert!(matches!(&err, ReplayError::Invalid { line: 1, reason } if reason.contains("at least 1")), "{err:?}");
+
+    // `unsigned` is covered by nothing, so a log must not carry it (or a change to it would pass).
+    let mut with_unsigned = original.clone();
+    let mut event: serde_json::Value = serde_json::from_slice(&with_unsigned[8]).unwrap();
+    event["unsigned"] = serde_json::json!({"age": 1});
+    with_unsigned[8] = mimi_bridge::event::canonical::to_bytes(&ruma::CanonicalJsonValue::try_from(event).unwrap());
+    let err = import_err(&join(&with_unsigned));
+    assert!(matches!(&err, ReplayError::Check(f) if f.reason.contains("unsigned") && f.line == Some(9)), "{err:?}");
+}
+
+#[test]
+fn keys_that_came_with_an_import_are_not_trusted_by_a_hub() {
+    let (hub, room) = sample(tempfile::tempdir().unwrap().path());
+    let exported = export(&hub, &room);
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    replay::import_log(&store, &mut &exported[..], &KeyRing::new(), false).unwrap();
+    assert!(store.server_keys().unwrap().is_empty());
+    assert_eq!(store.imported_keys().unwrap().len(), 2);
+    assert_eq!(replay::verify_store(&store, None, &KeyRing::new(), false).unwrap().events, 13);
+}
