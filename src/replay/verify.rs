@@ -117,12 +117,21 @@ fn verify_room(
     Ok(expected)
 }
 
-/// The indexes written beside an event must agree with it.
+/// The indexes written beside an event must agree with it: the event-ID index points here, and
+/// a state delta (which the hub and `log state` rebuild state from) exists exactly for state
+/// events, naming their (type, state key).
 fn check_indexes(store: &Store, short: ShortRoomId, seq: u64, pdu: &Pdu) -> Result<(), String> {
     let here = RoomSeq { room: short, seq };
     match store.event_position(pdu.event_id()).map_err(|e| e.to_string())? {
-        Some(pos) if pos == here => Ok(()),
-        Some(pos) => Err(format!("event ID index points to position {} instead", pos.seq)),
-        None => Err("event ID index has no entry for this event".into()),
+        Some(pos) if pos == here => {}
+        Some(pos) => return Err(format!("event ID index points to position {} instead", pos.seq)),
+        None => return Err("event ID index has no entry for this event".into()),
     }
+    let meta = pdu.meta();
+    let expected = meta.state_key.as_ref().map(|k| (meta.event_type.clone(), k.clone()));
+    let recorded = store.state_delta_at(here).map_err(|e| e.to_string())?;
+    if recorded != expected {
+        return Err(format!("state delta index says {recorded:?}, the event is {expected:?}"));
+    }
+    Ok(())
 }

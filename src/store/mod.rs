@@ -119,6 +119,9 @@ pub enum StoreError {
     /// The store is closing.
     #[error("the store is shut down")]
     Closed,
+    /// A write to a store opened read-only.
+    #[error("{0} was opened read-only")]
+    ReadOnly(String),
 }
 
 impl StoreError {
@@ -142,7 +145,8 @@ pub struct Store {
     db: Arc<DB>,
     path: PathBuf,
     poison: Arc<Poison>,
-    committer: commit::Committer,
+    /// `None` for a read-only store.
+    committer: Option<commit::Committer>,
     next_short: AtomicU64,
 }
 
@@ -187,7 +191,8 @@ impl Store {
         Self::open_with(path, SyncPolicy::Sync)
     }
 
-    /// Opens an existing data directory, never creating one (for the read-only CLI tools).
+    /// Opens an existing data directory read-only (the log tools): nothing is created or
+    /// written, and it works beside a running hub.
     pub fn open_existing(path: &Path) -> Result<Self, StoreError> {
         if !path.join("CURRENT").exists() {
             return Err(StoreError::Rocks {
@@ -195,11 +200,27 @@ impl Store {
                 message: "no mimi-bridge data directory here (no RocksDB CURRENT file)".into(),
             });
         }
-        Self::open(path)
+        let opts = Options::default();
+        let names = DB::list_cf(&opts, path).map_err(rocks(path))?;
+        let db = Arc::new(DB::open_cf_for_read_only(&opts, path, names, false).map_err(rocks(path))?);
+        let store = Self {
+            db,
+            path: path.to_owned(),
+            poison: Arc::new(Poison::default()),
+            committer: None,
+            next_short: AtomicU64::new(0),
+        };
+        store.check_schema()?;
+        Ok(store)
     }
 
     /// Opens (creating if needed) a data directory.
     pub fn open_with(path: &Path, sync: SyncPolicy) -> Result<Self, StoreError> {
+        // An existing directory is checked read-only first, so a newer schema or a foreign
+        // RocksDB directory is refused before anything in it is created or written.
+        if path.join("CURRENT").exists() {
+            drop(Self::open_existing(path)?);
+        }
         let mut opts = Options::default();
         opts.create_if_missing(true);
         opts.create_missing_column_families(true);
@@ -218,7 +239,7 @@ impl Store {
         let descriptors = names.iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, descriptors).map_err(rocks(path))?);
         let poison = Arc::new(Poison::default());
-        let committer = commit::Committer::start(Arc::clone(&db), Arc::clone(&poison), sync, path.to_owned());
+        let committer = Some(commit::Committer::start(Arc::clone(&db), Arc::clone(&poison), sync, path.to_owned()));
         let store = Self { db, path: path.to_owned(), poison, committer, next_short: AtomicU64::new(0) };
         store.check_schema()?;
         let next = store.last_short_room()?.map_or(1, |s| s.0 + 1);
@@ -229,6 +250,12 @@ impl Store {
     fn check_schema(&self) -> Result<(), StoreError> {
         let key = b"schema_version";
         let Some(bytes) = self.get(Cf::MetanameValue, key)? else {
+            if self.committer.is_none() {
+                return Err(StoreError::Corrupt(format!(
+                    "{} is a RocksDB directory without a mimi-bridge schema version",
+                    self.path.display()
+                )));
+            }
             let mut batch = Batch::new();
             batch.put(Cf::MetanameValue, key.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
             return self.submit(batch).blocking_wait();
@@ -248,7 +275,7 @@ impl Store {
 
     /// Group-commit counters since the store was opened.
     pub fn commit_stats(&self) -> CommitStats {
-        self.committer.stats.snapshot()
+        self.committer.as_ref().map(|c| c.stats.snapshot()).unwrap_or_default()
     }
 
     /// The data directory.
@@ -266,7 +293,10 @@ impl Store {
         if let Err(e) = self.poison.check() {
             return Ticket::failed(e);
         }
-        self.committer.submit(batch)
+        match &self.committer {
+            Some(committer) => committer.submit(batch),
+            None => Ticket::failed(StoreError::ReadOnly(self.path.display().to_string())),
+        }
     }
 
     /// Writes a batch and waits until it is durable (blocking; not for async contexts).

@@ -78,6 +78,17 @@ impl Store {
             .map(|item| item.map(|(pos, bytes)| (pos.seq, bytes))))
     }
 
+    /// The state delta recorded at one position, if any: `(type, state_key)`.
+    pub fn state_delta_at(&self, pos: RoomSeq) -> Result<Option<(String, String)>, StoreError> {
+        self.get(Cf::RoomseqStatedelta, &pos.to_bytes())?
+            .map(|value| {
+                serde_json::from_slice::<[String; 2]>(&value)
+                    .map(|[t, k]| (t, k))
+                    .map_err(|_| StoreError::corrupt("state delta is not [type, state_key]"))
+            })
+            .transpose()
+    }
+
     /// The state deltas of a room up to and including position `upto`.
     pub fn state_deltas(&self, room: ShortRoomId, upto: u64) -> Result<Vec<StateDelta>, StoreError> {
         let start = RoomSeq { room, seq: 0 }.to_bytes();
