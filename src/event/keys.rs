@@ -52,9 +52,28 @@ pub enum KeyError {
     /// The file holds no key.
     #[error("the key file holds no key")]
     Empty,
+    /// The operating system's random number generator failed.
+    #[error("the system random number generator is unavailable")]
+    NoRandomness,
     /// A `--key` argument that is not `SERVER=ed25519:ID=PUBKEY`.
     #[error("expected SERVER=ed25519:ID=PUBKEY, found {0:?}")]
     BadKeyArgument(String),
+}
+
+/// `len` uniformly random ASCII letters from the system RNG (rejection sampling, no modulo
+/// bias); `None` if the RNG fails.
+pub(crate) fn random_letters(len: usize) -> Option<String> {
+    const LETTERS: &[u8; 52] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let mut buf = [0u8; 32];
+        getrandom::fill(&mut buf).ok()?;
+        // 208 = 4 × 52: bytes at or above it would favour the first letters.
+        out.extend(
+            buf.iter().filter(|b| **b < 208).map(|b| char::from(LETTERS[usize::from(*b % 52)])).take(len - out.len()),
+        );
+    }
+    Some(out)
 }
 
 /// Whether `version` is a valid key version (`[A-Za-z0-9_]+`).
@@ -87,19 +106,11 @@ impl ServerKey {
         Ok(Self { key_id: format!("ed25519:{version}"), signing: SigningKey::from_bytes(&seed) })
     }
 
-    /// A fresh random key; `version` defaults to `a_` + four random characters, as Synapse does.
+    /// A fresh random key; `version` defaults to `a_` + four random letters, as Synapse does.
     pub fn generate(version: Option<&str>) -> Result<Self, KeyError> {
         let mut seed = [0u8; 32];
-        let mut suffix = [0u8; 4];
-        getrandom::fill(&mut seed).map_err(|_| KeyError::Empty)?;
-        getrandom::fill(&mut suffix).map_err(|_| KeyError::Empty)?;
-        let default = format!(
-            "a_{}",
-            suffix
-                .iter()
-                .map(|b| char::from(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[usize::from(*b) % 52]))
-                .collect::<String>()
-        );
+        getrandom::fill(&mut seed).map_err(|_| KeyError::NoRandomness)?;
+        let default = format!("a_{}", random_letters(4).ok_or(KeyError::NoRandomness)?);
         Self::from_seed(version.unwrap_or(&default), seed)
     }
 

@@ -11,14 +11,12 @@ use std::io::Write;
 use serde::{Deserialize, Serialize};
 
 use crate::event::KeyRing;
-use crate::event::UnverifiedPdu;
 use crate::event::canonical::parse_object;
-use crate::event::chain::create_version;
 use crate::event::sign::{signatures_of, signing_servers};
 use crate::store::Store;
 
 use super::verify::effective_keys;
-use super::{ReplayError, progress};
+use super::{ReplayError, corrupt, progress, room_version};
 
 /// The `format` value of an export header.
 pub(crate) const FORMAT: &str = "mimi-bridge-log-export";
@@ -53,15 +51,10 @@ pub fn export_room(
     let keys = effective_keys(store, &KeyRing::new())?;
     // First pass: the room version and the keys the signatures use.
     let mut used: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-    let mut room_version = None;
+    let room_version = room_version(store, short).map_err(|e| corrupt(0, &e))?.id;
     for item in store.pdus(short, 0)? {
         let (seq, bytes) = item?;
-        let object = parse_object(&bytes)
-            .map_err(|e| ReplayError::Store(crate::store::StoreError::Corrupt(format!("position {seq}: {e}"))))?;
-        if seq == 0 {
-            let create = UnverifiedPdu::from_object(object.clone()).map_err(|e| corrupt(seq, &e))?;
-            room_version = Some(create_version(create.meta(), create.content()).map_err(|e| corrupt(seq, &e))?.id);
-        }
+        let object = parse_object(&bytes).map_err(|e| corrupt(seq, &e))?;
         for server in signing_servers(&object) {
             for (key_id, _) in signatures_of(&object, server) {
                 if let Some(key) = keys.get(server, key_id) {
@@ -76,7 +69,7 @@ pub fn export_room(
         format: FORMAT.to_owned(),
         version: 1,
         room_id: room_id.to_owned(),
-        room_version: room_version.unwrap_or_default().to_owned(),
+        room_version: room_version.to_owned(),
         events: tail.events()?,
         keys: used,
     };
@@ -104,8 +97,4 @@ pub(crate) fn header_line(header: &ExportHeader) -> Vec<u8> {
     let mut line = crate::event::canonical::to_bytes(&canonical);
     line.push(b'\n');
     line
-}
-
-fn corrupt(seq: u64, e: &dyn std::fmt::Display) -> ReplayError {
-    ReplayError::Store(crate::store::StoreError::Corrupt(format!("position {seq}: {e}")))
 }

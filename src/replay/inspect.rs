@@ -3,9 +3,9 @@
 use crate::event::canonical::parse_object;
 use crate::event::state::{RoomState, StateEvent};
 use crate::event::{EventMeta, UnverifiedPdu};
-use crate::store::{RoomSeq, ShortRoomId, Store, StoreError};
+use crate::store::{RoomSeq, ShortRoomId, Store};
 
-use super::ReplayError;
+use super::{ReplayError, corrupt, room_version};
 
 /// One room in `log list`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,10 +35,6 @@ pub struct TimelineEntry {
     pub bytes: Vec<u8>,
 }
 
-fn corrupt(seq: u64, e: &dyn std::fmt::Display) -> ReplayError {
-    ReplayError::Store(StoreError::Corrupt(format!("position {seq}: {e}")))
-}
-
 fn entry(version: &'static crate::event::RoomVersion, seq: u64, bytes: Vec<u8>) -> Result<TimelineEntry, ReplayError> {
     let object = parse_object(&bytes).map_err(|e| corrupt(seq, &e))?;
     let pdu = UnverifiedPdu::from_object(object).map_err(|e| corrupt(seq, &e))?;
@@ -53,11 +49,7 @@ fn entry(version: &'static crate::event::RoomVersion, seq: u64, bytes: Vec<u8>) 
 
 fn room(store: &Store, room_id: &str) -> Result<(ShortRoomId, &'static crate::event::RoomVersion), ReplayError> {
     let short = store.short_room(room_id)?.ok_or_else(|| ReplayError::UnknownRoom(room_id.to_owned()))?;
-    let bytes = store.pdu_at(RoomSeq { room: short, seq: 0 })?.ok_or_else(|| corrupt(0, &"missing create event"))?;
-    let create =
-        UnverifiedPdu::from_object(parse_object(&bytes).map_err(|e| corrupt(0, &e))?).map_err(|e| corrupt(0, &e))?;
-    let version = crate::event::chain::create_version(create.meta(), create.content()).map_err(|e| corrupt(0, &e))?;
-    Ok((short, version))
+    Ok((short, room_version(store, short).map_err(|e| corrupt(0, &e))?))
 }
 
 /// Every room with its length, tail and hub.

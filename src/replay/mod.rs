@@ -14,10 +14,11 @@ mod pipeline;
 mod verify;
 
 use crate::event::canonical::{object_to_bytes, parse_object};
+use crate::event::chain::create_version;
 use crate::event::check::{Form, required_signers};
 use crate::event::sign::signing_servers;
 use crate::event::{EventError, KeyRing, Pdu, RoomVersion, UnverifiedPdu};
-use crate::store::StoreError;
+use crate::store::{RoomSeq, ShortRoomId, Store, StoreError};
 
 pub use export::{ExportHeader, export_room};
 pub use import::{ImportSummary, import_log};
@@ -133,6 +134,20 @@ pub(crate) fn check_event_bytes(bytes: &[u8], version: &RoomVersion, keys: &KeyR
         let (error, event_id) = *failure;
         EventFault::Check { event_id, reason: error.to_string() }
     })
+}
+
+/// A stored event that cannot be read back: the store, not the log's validity, is at fault.
+pub(crate) fn corrupt(seq: u64, e: &dyn std::fmt::Display) -> ReplayError {
+    ReplayError::Store(StoreError::Corrupt(format!("position {seq}: {e}")))
+}
+
+/// The room version a room's create event (position 0) declares.
+pub(crate) fn room_version(store: &Store, short: ShortRoomId) -> Result<&'static RoomVersion, String> {
+    let bytes =
+        store.pdu_at(RoomSeq { room: short, seq: 0 }).map_err(|e| e.to_string())?.ok_or("no event at position 0")?;
+    let object = parse_object(&bytes).map_err(|e| e.to_string())?;
+    let create = UnverifiedPdu::from_object(object).map_err(|e| format!("position 0 is not a PDU: {e}"))?;
+    create_version(create.meta(), create.content()).map_err(|e| e.to_string())
 }
 
 /// A progress bar on a terminal, invisible in pipes.

@@ -1,11 +1,10 @@
 //! `log verify`: every room, every event, recomputed.
 
-use crate::event::chain::create_version;
-use crate::event::{Chain, KeyRing, Pdu, UnverifiedPdu};
+use crate::event::{Chain, KeyRing, Pdu};
 use crate::store::{RoomSeq, ShortRoomId, Store};
 
 use super::pipeline::pipeline;
-use super::{EventFault, Failure, ReplayError, check_event_bytes, progress};
+use super::{EventFault, Failure, ReplayError, check_event_bytes, progress, room_version};
 
 /// What a successful verification covered.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -68,14 +67,7 @@ fn verify_room(
     if !show_progress {
         bar.finish_and_clear();
     }
-    let first = store.pdu_at(RoomSeq { room: short, seq: 0 })?.unwrap_or_default();
-    let version = crate::event::canonical::parse_object(&first)
-        .ok()
-        .and_then(|o| UnverifiedPdu::from_object(o).ok())
-        .ok_or_else(|| fail(Some(0), None, "position 0 is not a PDU".into()))
-        .and_then(|create| {
-            create_version(create.meta(), create.content()).map_err(|e| fail(Some(0), None, e.to_string()))
-        })?;
+    let version = room_version(store, short).map_err(|reason| fail(Some(0), None, reason))?;
     let mut chain: Option<Chain> = None;
     let mut expected = 0u64;
     let check = |(seq, bytes): (u64, Vec<u8>)| {

@@ -277,12 +277,9 @@ fn check_create(room_version: &str, ev: &AuthInput<'_>) -> Result<(), AuthError>
     if ev.state_key != Some("") {
         return Err(AuthError::CreateStateKey { state_key: ev.state_key.map(str::to_owned) });
     }
-    let room_server = server_part(ev.room_id);
-    if room_server.is_none() || server_part(ev.sender) != room_server {
-        return Err(AuthError::CreateWrongServer {
-            sender: ev.sender.to_owned(),
-            room_server: room_server.unwrap_or_default().to_owned(),
-        });
+    let room_server = crate::event::meta::server_of(ev.room_id);
+    if room_server.is_empty() || crate::event::meta::server_of(ev.sender) != room_server {
+        return Err(AuthError::CreateWrongServer { sender: ev.sender.to_owned(), room_server: room_server.to_owned() });
     }
     let found = content_str(ev.content, "room_version");
     if found != Some(room_version) {
@@ -296,11 +293,6 @@ fn check_create(room_version: &str, ev: &AuthInput<'_>) -> Result<(), AuthError>
 #[must_use]
 pub fn user_power_level(state: &RoomState, user_id: &str) -> i64 {
     Levels::from_state(state).user(user_id)
-}
-
-/// The server name of a user or room ID: everything after the first ':'.
-fn server_part(id: &str) -> Option<&str> {
-    id.split_once(':').map(|(_, server)| server)
 }
 
 /// `content[key]` if it is a string.

@@ -159,7 +159,7 @@ fn validate(content: &CanonicalJsonObject) -> Result<(), AuthError> {
             return invalid(format!("`{map}` must be an object, found {}", kind(value)));
         };
         for (key, value) in entries {
-            if map == "users" && !is_user_id(key) {
+            if map == "users" && !crate::event::meta::is_user_id(key) {
                 return invalid(format!("`users` key {key:?} is not a valid user ID"));
             }
             if int(Some(value)).is_none() {
@@ -168,20 +168,6 @@ fn validate(content: &CanonicalJsonObject) -> Result<(), AuthError> {
         }
     }
     Ok(())
-}
-
-/// `@localpart:server` with a non-empty localpart of `[a-z0-9._=/+-]`, a non-empty server name and
-/// at most 255 bytes in all.
-fn is_user_id(id: &str) -> bool {
-    let valid_local = |local: &str| {
-        !local.is_empty()
-            && local.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'/' | b'+' | b'-'))
-    };
-    id.len() <= 255
-        && id
-            .strip_prefix('@')
-            .and_then(|rest| rest.split_once(':'))
-            .is_some_and(|(local, server)| valid_local(local) && !server.is_empty())
 }
 
 fn int(value: Option<&CanonicalJsonValue>) -> Option<i64> {
@@ -215,7 +201,6 @@ mod tests {
 
     use super::super::AuthError;
     use super::super::test_util::{ALICE, BOB, CAROL, Room};
-    use super::is_user_id;
 
     /// Alice (creator), Bob and Carol joined to a public room; no power-levels event yet.
     fn room() -> Room {
@@ -260,11 +245,11 @@ mod tests {
         let mut room = room();
         let err = room.levels(json!({"users": {"alice": 100}}));
         assert!(matches!(err, Err(AuthError::InvalidPowerLevels { ref reason }) if reason.contains("\"alice\"")));
-        assert!(is_user_id("@a.b_c=d/e+f-9:example.org:8448"));
-        for bad in ["", "@", "@:x", "@a:", "@A:x", "@a b:x", "a:x", "@a"] {
-            assert!(!is_user_id(bad), "{bad}");
+        assert!(crate::event::meta::is_user_id("@a.b_c=d/e+f-9:example.org:8448"));
+        for bad in ["", "@", "@:x", "@a:", "@a b:x", "a:x", "@a"] {
+            assert!(!crate::event::meta::is_user_id(bad), "{bad}");
         }
-        assert!(!is_user_id(&format!("@{}:x", "a".repeat(254))));
+        assert!(!crate::event::meta::is_user_id(&format!("@{}:x", "a".repeat(254))));
     }
 
     #[test]
