@@ -112,7 +112,11 @@ pub fn log_import(dir: &Path, input: &mut impl BufRead, keys: &[String]) -> Resu
     let overrides = key_ring(keys)?;
     let store =
         crate::store::Store::open(dir).map_err(|e| CliError::usage(format!("--data-dir {}: {e}", dir.display())))?;
-    let summary = replay::import_log(&store, input, &overrides, interactive())?;
+    let summary = replay::import_log(&store, input, &overrides, interactive()).map_err(|e| {
+        let mut e = CliError::from(e);
+        e.message = format!("stdin: {}", e.message);
+        e
+    })?;
     Ok(format!("imported {} event(s) of {}", summary.events, summary.room_id))
 }
 

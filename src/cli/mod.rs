@@ -72,7 +72,7 @@ pub fn room_version(id: &str) -> Result<&'static RoomVersion, CliError> {
 pub fn key_ring(args: &[String]) -> Result<KeyRing, CliError> {
     let mut ring = KeyRing::new();
     for arg in args {
-        ring.add_argument(arg).map_err(|e| CliError::usage(format!("--key: {e}")))?;
+        ring.add_argument(arg).map_err(|e| CliError::usage(format!("--key {arg:?}: {e}")))?;
     }
     Ok(ring)
 }
