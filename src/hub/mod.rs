@@ -149,14 +149,15 @@ impl Hub {
 
     /// The head of a room, loaded from the store on first use.
     fn head(&self, room_id: &str) -> Result<Arc<Mutex<RoomHead>>, HubError> {
-        let mut rooms = lock(&self.rooms);
-        if let Some(head) = rooms.get(room_id) {
+        if let Some(head) = lock(&self.rooms).get(room_id) {
             return Ok(Arc::clone(head));
         }
+        // Loaded without holding the rooms lock, so a cold room does not stall the others. If
+        // another thread loaded it meanwhile, its head (which may already be ahead) wins.
         let short = self.store.short_room(room_id)?.ok_or_else(|| HubError::UnknownRoom(room_id.to_owned()))?;
-        let head = Arc::new(Mutex::new(self.load_head(short)?));
-        rooms.insert(room_id.to_owned(), Arc::clone(&head));
-        Ok(head)
+        let loaded = Arc::new(Mutex::new(self.load_head(short)?));
+        let mut rooms = lock(&self.rooms);
+        Ok(Arc::clone(rooms.entry(room_id.to_owned()).or_insert(loaded)))
     }
 
     /// Rebuilds a room's chain from its stored log. Stored events were verified on the way in;

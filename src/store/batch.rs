@@ -9,7 +9,8 @@ use super::keys::{RoomSeq, ShortRoomId, Tail, server_key_id};
 #[must_use = "a batch does nothing until it is submitted to the store"]
 #[derive(Debug, Default, Clone)]
 pub struct Batch {
-    pub(super) ops: Vec<(Cf, Vec<u8>, Vec<u8>)>,
+    /// `(family, key, Some(value))` puts, `(family, key, None)` deletes, applied in order.
+    pub(super) ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
 }
 
 /// What `Batch::append_event` records about one event.
@@ -40,11 +41,17 @@ impl Batch {
 
     /// The payload size, for grouping.
     pub(super) fn size(&self) -> usize {
-        self.ops.iter().map(|(_, k, v)| k.len() + v.len()).sum()
+        self.ops.iter().map(|(_, k, v)| k.len() + v.as_ref().map_or(0, Vec::len)).sum()
     }
 
     pub(super) fn put(&mut self, cf: Cf, key: Vec<u8>, value: Vec<u8>) {
-        self.ops.push((cf, key, value));
+        self.ops.push((cf, key, Some(value)));
+    }
+
+    /// Writes (`Some`) or deletes (`None`) one key of the MLS state (`mlskey_value`). A delete
+    /// is a real RocksDB delete: forward secrecy depends on spent keys going away.
+    pub fn mls_write(&mut self, key: Vec<u8>, value: Option<Vec<u8>>) {
+        self.ops.push((Cf::MlskeyValue, key, value));
     }
 
     /// Registers a room under its short ID.

@@ -169,7 +169,10 @@ fn write_group(db: &DB, group: &[Pending], options: &WriteOptions, path: &std::p
             let handle = db
                 .cf_handle(cf.name())
                 .ok_or_else(|| StoreError::Corrupt(format!("column family {} missing", cf.name())))?;
-            batch.put_cf(handle, key, value);
+            match value {
+                Some(value) => batch.put_cf(handle, key, value),
+                None => batch.delete_cf(handle, key),
+            }
         }
     }
     db.write_opt(batch, options)

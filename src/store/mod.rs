@@ -52,11 +52,14 @@ pub enum Cf {
     /// `server \0 key ID` → 32-byte public key that came with an imported log: used to verify
     /// that log, never trusted by the hub.
     ImportkeyidVerifykey,
+    /// openmls storage key (label ‖ JSON key ‖ u16 BE storage version) → JSON value: the MLS
+    /// state of this server's clients (groups, ratchets, key material).
+    MlskeyValue,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 10] = [
+    pub const ALL: [Cf; 11] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -67,6 +70,7 @@ impl Cf {
         Cf::LpduidEventid,
         Cf::ServerkeyidVerifykey,
         Cf::ImportkeyidVerifykey,
+        Cf::MlskeyValue,
     ];
 
     /// The RocksDB name.
@@ -82,6 +86,7 @@ impl Cf {
             Cf::LpduidEventid => "lpduid_eventid",
             Cf::ServerkeyidVerifykey => "serverkeyid_verifykey",
             Cf::ImportkeyidVerifykey => "importkeyid_verifykey",
+            Cf::MlskeyValue => "mlskey_value",
         }
     }
 }

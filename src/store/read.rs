@@ -107,6 +107,15 @@ impl Store {
         Ok(out)
     }
 
+    /// One value of the MLS state (`mlskey_value`), as `crate::mls` stored it. A store opened
+    /// read-only from a build before that family existed has no MLS state: `None`.
+    pub fn mls_get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let Some(cf) = self.db.cf_handle(Cf::MlskeyValue.name()) else {
+            return Ok(None);
+        };
+        self.db.get_cf(cf, key).map_err(rocks(&self.path))
+    }
+
     /// Every key the hub trusts: (server, key ID, public key).
     pub fn server_keys(&self) -> Result<Vec<(String, String, [u8; 32])>, StoreError> {
         self.keys_in(Cf::ServerkeyidVerifykey)
