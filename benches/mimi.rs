@@ -11,8 +11,18 @@ use mimi_bridge::mimi::cbor::{MAX_VALUE_DEPTH, Reader};
 use mimi_bridge::mimi::{IdDraft, MimiContent, message_id};
 use sha2::{Digest, Sha256};
 
-const NAMES: [&str; 10] =
-    ["original", "reply", "reaction", "mention", "edit", "delete", "unlike", "attachment", "multipart-1", "multipart-2"];
+const NAMES: [&str; 10] = [
+    "original",
+    "reply",
+    "reaction",
+    "mention",
+    "edit",
+    "delete",
+    "unlike",
+    "attachment",
+    "multipart-1",
+    "multipart-2",
+];
 
 fn rate(window: Duration, mut op: impl FnMut()) -> f64 {
     let start = Instant::now();
@@ -38,7 +48,8 @@ fn main() {
     for name in NAMES {
         let bytes = std::fs::read(format!("{dir}/{name}.cbor")).expect("vector");
         let content = MimiContent::decode(&bytes).expect("decode");
-        let (sender, room) = (content.sender_uri().unwrap_or_default().to_owned(), content.room_uri().unwrap_or_default().to_owned());
+        let (sender, room) =
+            (content.sender_uri().unwrap_or_default().to_owned(), content.room_uri().unwrap_or_default().to_owned());
         let decode = rate(window, || {
             std::hint::black_box(MimiContent::decode(std::hint::black_box(&bytes)).ok());
         });
@@ -49,7 +60,9 @@ fn main() {
             std::hint::black_box(std::hint::black_box(&content).encode());
         });
         let id = rate(window, || {
-            std::hint::black_box(message_id(IdDraft::V08, &sender, &room, std::hint::black_box(&bytes), &content.salt).ok());
+            std::hint::black_box(
+                message_id(IdDraft::V08, &sender, &room, std::hint::black_box(&bytes), &content.salt).ok(),
+            );
         });
         let sha = rate(window, || {
             std::hint::black_box(Sha256::digest(std::hint::black_box(&bytes)));

@@ -20,6 +20,9 @@ pub mod event;
 pub mod hub;
 pub mod mimi;
 #[cfg(feature = "store")]
+pub mod mls;
+#[cfg(feature = "store")]
 pub mod replay;
 #[cfg(feature = "store")]
 pub mod store;
+pub mod translate;

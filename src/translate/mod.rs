@@ -14,7 +14,7 @@
 //!   edit of an edit is invalid there and cannot be expressed in MIMI, so it is dropped.
 //! - Text goes to MIMI as a `chooseOne` of GFM-MIMI markdown (the only rich format every MIMI
 //!   client must read), sanitised HTML (for clients that prefer it and for a lossless way back)
-//!   and the plain body. The HTML parser and markdown writer are our own ([`html`], [`markdown`]):
+//!   and the plain body. The HTML parser and markdown writer are our own ([`html`], [`sanitize`], [`markdown`]):
 //!   Matrix's HTML is a small allow-list, and one tree serves sanitising, markdown and mentions.
 //! - Portal rooms are unencrypted on the Matrix side (the bridge cannot read Megolm), while MIMI
 //!   attachments are AEAD-encrypted blobs; [`media`] does that re-encryption and builds the parts.
@@ -54,7 +54,10 @@ pub mod html;
 pub mod ids;
 pub mod markdown;
 pub mod media;
+#[cfg(test)]
+mod properties;
 pub mod receipts;
+pub mod sanitize;
 mod text;
 mod to_matrix;
 mod to_mimi;
@@ -171,7 +174,7 @@ pub enum DropReason {
     UnknownThread,
     /// Polls (`m.poll.*`, MSC3381).
     Poll,
-    /// VoIP and group calls (`m.call.*`, MatrixRTC).
+    /// Voice and video calls (`m.call.*`, Matrix RTC).
     Call,
     /// Widgets.
     Widget,
@@ -196,7 +199,7 @@ pub enum DropReason {
 }
 
 impl DropReason {
-    /// A stable snake_case label (no event types in it: bounded metric cardinality).
+    /// A stable `snake_case` label (no event types in it: bounded metric cardinality).
     pub fn counter_name(&self) -> &'static str {
         match self {
             Self::Typing => "typing",

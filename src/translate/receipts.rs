@@ -50,17 +50,23 @@ pub fn status_to_read_receipts(report: &StatusReport, ids: &impl IdMap) -> (Vec<
 }
 
 /// The message that carries `report` from `sender_uri`.
-pub fn status_message(report: &StatusReport, sender_uri: &str, ctx: &OutboundContext) -> Result<MimiContent, TranslateError> {
+pub fn status_message(
+    report: &StatusReport,
+    sender_uri: &str,
+    ctx: &OutboundContext,
+) -> Result<MimiContent, TranslateError> {
     envelope(sender_uri, ctx, single(Disposition::UNSPECIFIED, MESSAGE_STATUS, report.encode()))
 }
 
 /// `m.receipt` (`{event_id: {receipt_type: {user_id: {ts, thread_id?}}}}`) → one status message
 /// per user with public receipts; private receipts and other types are dropped.
-pub(super) fn receipt_event(event: &Json, ctx: &OutboundContext, ids: &impl IdMap) -> Result<Vec<Outcome>, TranslateError> {
-    let content = event
-        .get("content")
-        .and_then(Json::as_object)
-        .ok_or_else(|| TranslateError::MissingField("content".into()))?;
+pub(super) fn receipt_event(
+    event: &Json,
+    ctx: &OutboundContext,
+    ids: &impl IdMap,
+) -> Result<Vec<Outcome>, TranslateError> {
+    let content =
+        event.get("content").and_then(Json::as_object).ok_or_else(|| TranslateError::MissingField("content".into()))?;
     let mut by_user: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     let mut out = Vec::new();
     for (event_id, types) in content {

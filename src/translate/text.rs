@@ -9,8 +9,9 @@ use serde_json::{Map, Value as Json, json};
 
 use crate::mimi::{Disposition, NestedPart, Part, PartSemantics};
 
-use super::html::{self, Node, Target};
+use super::html::{self, Node};
 use super::markdown;
+use super::sanitize::{Target, sanitize};
 use super::uri::{matrix_to_mimi, matrix_to_user, mimi_to_matrix};
 use super::{TEXT_HTML, TEXT_MARKDOWN, TEXT_PLAIN, TranslateError};
 
@@ -71,7 +72,7 @@ pub(super) fn mimi_text(content: &Json, is_reply: bool, emote: Option<&str>) -> 
     let mut tree = html::parse(&html::strip_mx_reply(formatted));
     html::rewrite_links(&mut tree, &matrix_to_mimi);
     let md = format!("{}{}", markdown::escape(&prefix, true, None), markdown::to_markdown(&tree));
-    let sanitized = format!("{}{}", html::escape(&prefix), html::sanitize(&tree, Target::Mimi));
+    let sanitized = format!("{}{}", html::escape(&prefix), sanitize(&tree, Target::Mimi));
     let parts = vec![
         single(Disposition::RENDER, TEXT_MARKDOWN, md.into_bytes()),
         single(Disposition::RENDER, TEXT_HTML, sanitized.into_bytes()),
@@ -165,7 +166,7 @@ pub(super) fn matrix_text(part: &NestedPart) -> Option<MatrixText> {
     mentions.sort();
     mentions.dedup();
     let body = plain.map_or_else(|| markdown::to_plain(&tree), str::to_owned);
-    let formatted = html::sanitize(&tree, Target::Matrix);
+    let formatted = sanitize(&tree, Target::Matrix);
     let html = (!(from_markdown && formatted == html::escape(&body))).then_some(formatted);
     Some(MatrixText { body, html, mentions })
 }

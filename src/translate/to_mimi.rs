@@ -94,7 +94,11 @@ pub fn to_mimi(event: &Json, ctx: &OutboundContext, ids: &impl IdMap) -> Result<
 }
 
 /// A message with extensions 1 and 2 and a fresh salt.
-pub(super) fn envelope(sender_uri: &str, ctx: &OutboundContext, body: NestedPart) -> Result<MimiContent, TranslateError> {
+pub(super) fn envelope(
+    sender_uri: &str,
+    ctx: &OutboundContext,
+    body: NestedPart,
+) -> Result<MimiContent, TranslateError> {
     let mut content = MimiContent {
         salt: ctx.salt.draw()?,
         replaces: None,
@@ -165,15 +169,13 @@ fn message(event: &Json, ctx: &OutboundContext, ids: &impl IdMap) -> Result<Vec<
         }
         _ => Some(mimi_text(source, is_reply, None)?),
     };
-    let placeholder = null_part(Disposition::RENDER);
-    let mut mimi = envelope(&user_uri(sender)?, ctx, body.clone().unwrap_or(placeholder))?;
+    let is_media = body.is_none();
+    let mut mimi = envelope(&user_uri(sender)?, ctx, body.unwrap_or_else(|| null_part(Disposition::RENDER)))?;
     (mimi.replaces, mimi.in_reply_to, mimi.topic_id) = (replaces, in_reply_to, topic_id);
     if matches!(msgtype, "m.notice" | "m.emote") {
         mimi.set_extension(ExtensionKey::Text(MSGTYPE_KEY.into()), Value::Text(msgtype.into()));
     }
-    let first = if body.is_some() {
-        Outcome::Message(Box::new(mimi))
-    } else {
+    let first = if is_media {
         let mxc_url = str_field(source, "url")?.to_owned();
         let mut source = source.clone();
         if msgtype == "m.sticker"
@@ -182,6 +184,8 @@ fn message(event: &Json, ctx: &OutboundContext, ids: &impl IdMap) -> Result<Vec<
             obj.insert("msgtype".into(), "m.sticker".into());
         }
         Outcome::Media(Box::new(PendingMedia { content: mimi, mxc_url, source }))
+    } else {
+        Outcome::Message(Box::new(mimi))
     };
     notes.insert(0, first);
     Ok(notes)

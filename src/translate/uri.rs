@@ -13,7 +13,8 @@ use super::TranslateError;
 
 /// Bytes left alone in a path segment: unreserved (`-._~`) plus `=` and `+`, common in bridged
 /// localparts.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'=').remove(b'+');
+const SEGMENT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'=').remove(b'+');
 /// Bytes left alone in a matrix.to fragment identifier (as clients write them).
 const FRAGMENT: &AsciiSet = &SEGMENT.remove(b'@').remove(b':').remove(b'!').remove(b'#').remove(b'$');
 
@@ -68,7 +69,7 @@ fn split_mimi(uri: &str, kind: &str) -> Option<(String, String)> {
         return None;
     }
     let decoded = percent_decode_str(segment).decode_utf8().ok()?;
-    if decoded.is_empty() || decoded.contains(':') || decoded.chars().any(char::is_control) {
+    if decoded.is_empty() || (kind == "u" && decoded.contains(':')) || decoded.chars().any(char::is_control) {
         return None;
     }
     Some((server.to_owned(), decoded.into_owned()))
@@ -124,7 +125,10 @@ mod tests {
         let room = room_uri("hs.example", "!abc:hs.example").unwrap();
         assert_eq!(room, "mimi://hs.example/r/%21abc%3Ahs.example");
         assert_eq!(parse_room_uri(&room).unwrap(), ("hs.example".into(), "!abc:hs.example".into()));
-        assert_eq!(matrix_to_user("https://matrix.to/#/%40bob%3Ahs.example?via=hs.example").unwrap(), "@bob:hs.example");
+        assert_eq!(
+            matrix_to_user("https://matrix.to/#/%40bob%3Ahs.example?via=hs.example").unwrap(),
+            "@bob:hs.example"
+        );
         assert_eq!(matrix_to_user("https://matrix.to/#/#room:hs.example"), None);
         assert_eq!(matrix_to_link("@bob:hs.example"), "https://matrix.to/#/@bob:hs.example");
         assert_eq!(mimi_to_matrix("mimi://hs.example/u/bob").unwrap(), "https://matrix.to/#/@bob:hs.example");

@@ -10,6 +10,8 @@ mod fixtures;
 mod hub;
 mod mimi_cli;
 mod mimi_vectors;
+mod mls;
 mod properties;
 mod replay;
+mod translate;
 mod vectors;
