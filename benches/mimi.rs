@@ -1,7 +1,7 @@
 //! `cargo bench --bench mimi`: MIMI content encode, decode and message-ID rates over the draft's
 //! vectors, beside baselines from the same run: a generic (untyped) CBOR parse of the same bytes
 //! for decode and encode, and a bare SHA-256 of the same bytes for the message ID.
-//! (Matrix → MIMI → Matrix translation is measured here too once `translate` lands.)
+//! Matrix → MIMI → Matrix translation has its own bench, `translate`.
 
 #![allow(clippy::cast_precision_loss, reason = "rates are printed, not computed on")]
 

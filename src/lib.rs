@@ -4,6 +4,8 @@
 //! - [`event`] — pure: canonical JSON, redaction, hashes, signatures, room versions, auth rules,
 //!   and the linear-log rules (`Chain`) that the hub, followers and replay share.
 //! - [`mimi`] — pure: MIMI content (deterministic CBOR), message IDs, status reports.
+//! - [`translate`] — pure: Matrix event content ⇄ MIMI content, media encryption, receipts.
+//! - [`mls`] — openmls with its state in the store, written in the same batch as the event.
 //! - [`store`] — the only module that touches RocksDB: column families, typed keys, group commit.
 //! - [`hub`] — the single writer of each room's log: completes LPDUs, authors local events,
 //!   follows other hubs.
