@@ -42,6 +42,19 @@ impl Hub {
         if let Some(existing) = self.already_logged(&meta.room_id, pdu.event_id())? {
             return Ok(existing);
         }
+        // A redelivery of the event just appended, whose batch may still be queued: a duplicate,
+        // acknowledged through the store like the first copy.
+        if head.chain.tail() == Some(pdu.event_id()) {
+            let position = head.chain.next_position().saturating_sub(1);
+            let appended = Appended {
+                room_id: meta.room_id,
+                position,
+                event_id: pdu.event_id().to_owned(),
+                lpdu_id: None,
+                duplicate: true,
+            };
+            return Ok(PendingAppend { appended, ticket: Some(self.store.submit(crate::store::Batch::new())) });
+        }
         self.append_built(&mut head, &pdu, None)
     }
 

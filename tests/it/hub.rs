@@ -305,3 +305,19 @@ fn a_retried_lpdu_is_acknowledged_only_through_the_store() {
     assert!(!a.duplicate && b.duplicate && a.event_id == b.event_id);
     assert_eq!(hub.store().event_position(&a.event_id).unwrap().map(|p| p.seq), Some(a.position));
 }
+
+#[test]
+fn a_redelivered_tail_is_a_duplicate_even_before_it_is_durable() {
+    let hub = open_hub(tempfile::tempdir().unwrap().path());
+    let follower = open_follower(tempfile::tempdir().unwrap().path());
+    let room = room_with_bob(&hub);
+    let events = replay::timeline(hub.store(), &room, 0, None).unwrap();
+    for e in &events[..events.len() - 1] {
+        follower.submit_followed(UnverifiedPdu::parse(&e.bytes).unwrap()).unwrap().wait().unwrap();
+    }
+    let last = &events[events.len() - 1].bytes;
+    let first = follower.submit_followed(UnverifiedPdu::parse(last).unwrap()).unwrap();
+    let again = follower.submit_followed(UnverifiedPdu::parse(last).unwrap()).unwrap();
+    let (a, b) = (first.wait().unwrap(), again.wait().unwrap());
+    assert!(!a.duplicate && b.duplicate && a.position == b.position && a.event_id == b.event_id);
+}
