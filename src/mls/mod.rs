@@ -12,6 +12,9 @@
 //! check them, and the ratchet tree travels in the Welcome.
 #![deny(missing_docs)]
 
+pub mod framing;
+pub mod group;
+pub mod identity;
 pub mod storage;
 
 use openmls::prelude::{

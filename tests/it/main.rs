@@ -14,6 +14,8 @@ mod mimi_properties;
 mod mimi_support;
 mod mimi_vectors;
 mod mls;
+mod mls_group;
+mod mls_identity;
 mod properties;
 mod replay;
 mod translate;
