@@ -5,7 +5,10 @@
 
 #![allow(clippy::cast_precision_loss, reason = "rates are printed, not computed on")]
 
-use std::time::{Duration, Instant};
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
 
 use mimi_bridge::mimi::cbor::{MAX_VALUE_DEPTH, Reader};
 use mimi_bridge::mimi::{IdDraft, MimiContent, message_id};
@@ -24,17 +27,7 @@ const NAMES: [&str; 10] = [
     "multipart-2",
 ];
 
-fn rate(window: Duration, mut op: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < window {
-        for _ in 0..64 {
-            op();
-        }
-        n += 64;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
+use support::rate;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");

@@ -1,27 +1,21 @@
-//! `cargo bench --bench translate`: Matrix → MIMI → Matrix translation rate for a typical formatted text message (an Element
-//! reply with a mention pill, bold, a link and a short list), each stage beside a baseline from
-//! the same run: parsing and re-serialising the same event JSON, which the appservice does anyway.
+//! `cargo bench --bench translate`: Matrix → MIMI → Matrix translation rate for a typical
+//! formatted text message (an Element reply with a mention pill, bold, a link and a short list),
+//! each stage beside a baseline from the same run: parsing and re-serialising the same event JSON,
+//! which the appservice does anyway.
 
 #![allow(clippy::cast_precision_loss, reason = "rates are printed, not computed on")]
 
+#[path = "support/mod.rs"]
+mod support;
+
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use mimi_bridge::mimi::MimiContent;
 use mimi_bridge::translate::{MemoryIdMap, OutboundContext, Outcome, Salt, encode_with_id, to_matrix, to_mimi};
 use serde_json::{Value, json};
 
-fn rate(window: Duration, mut op: impl FnMut()) -> f64 {
-    let start = Instant::now();
-    let mut n = 0u64;
-    while start.elapsed() < window {
-        for _ in 0..64 {
-            op();
-        }
-        n += 64;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
-}
+use support::rate;
 
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
