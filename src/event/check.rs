@@ -105,8 +105,14 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
 
     // Signatures: the origin always signs; the hub signs what it completed.
     let origin = match event.get("sender") {
-        Some(CanonicalJsonValue::String(sender)) => server_of(sender).to_owned(),
-        _ => String::new(),
+        Some(CanonicalJsonValue::String(sender)) if crate::event::meta::is_user_id(sender) => {
+            server_of(sender).to_owned()
+        }
+        _ => {
+            // Without a sender there is no origin to ask a signature of: say so first.
+            errors.insert(0, EventError::field("sender", "a user ID `@localpart:server` (its server signs)"));
+            String::new()
+        }
     };
     let hub = match event.get("hub_server") {
         Some(CanonicalJsonValue::String(hub)) if form != Form::Pdu => Some(hub.clone()),

@@ -144,3 +144,12 @@ fn log_verify_export_import_exit_codes() {
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("/nonexistent/dir"));
 }
+
+#[test]
+fn event_check_names_a_missing_sender() {
+    let out = run(&["event", "check"], br#"{"type":"m.room.message","content":{},"hashes":{"sha256":"x"}}"#);
+    assert_eq!(out.status.code(), Some(1));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["valid"], false);
+    assert!(report["error"].as_str().unwrap().contains("field `sender`"), "{report}");
+}
