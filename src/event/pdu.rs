@@ -98,11 +98,20 @@ impl UnverifiedLpdu {
 
     /// Verifies the origin signature and `hashes.lpdu`.
     pub fn verify(self, version: &RoomVersion, keys: &KeyRing) -> Result<VerifiedLpdu, EventError> {
+        self.verify_reporting(version, keys).map_err(|failure| failure.0)
+    }
+
+    /// `verify`; a failure comes with the LPDU's reference ID (computed once, by the same pass).
+    pub(crate) fn verify_reporting(
+        self,
+        version: &RoomVersion,
+        keys: &KeyRing,
+    ) -> Result<VerifiedLpdu, Box<(EventError, String)>> {
         let report = inspect(version, &self.object, keys);
-        if let Some(error) = report.error {
-            return Err(error);
-        }
         let lpdu_id = report.event_id.unwrap_or_default();
+        if let Some(error) = report.error {
+            return Err(Box::new((error, lpdu_id)));
+        }
         let object = strip_other_signatures(self.object, &required_signers(Form::Lpdu, self.meta.origin(), None));
         Ok(VerifiedLpdu { object, meta: self.meta, lpdu_id })
     }

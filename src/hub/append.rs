@@ -57,19 +57,27 @@ impl Hub {
             Ok(head) => lock(head).chain.version(),
             Err(_) => &crate::event::room_version::LINEARIZED_02,
         };
-        let lpdu_id = lpdu.reference_id(version);
-        let reject = |error: HubError| LpduRejection { lpdu_id: lpdu_id.clone(), error };
-        let head = head.map_err(reject)?;
+        // The reference ID is computed here only for refusals before verification; verification
+        // computes it anyway.
+        let early =
+            |lpdu: &UnverifiedLpdu, error: HubError| LpduRejection { lpdu_id: lpdu.reference_id(version), error };
+        let head = head.map_err(|e| early(&lpdu, e))?;
         let found_hub = lpdu.meta().hub_server.clone().unwrap_or_default();
         if found_hub != self.server_name {
-            return Err(reject(EventError::WrongHub { expected: self.server_name.clone(), found: found_hub }.into()));
+            let error = EventError::WrongHub { expected: self.server_name.clone(), found: found_hub };
+            return Err(early(&lpdu, error.into()));
         }
         // Signatures are checked before the room lock: they are the expensive part.
         let verified = match self.keys.read() {
-            Ok(keys) => lpdu.verify(version, &keys),
-            Err(_) => lpdu.verify(version, &KeyRing::new()),
+            Ok(keys) => lpdu.verify_reporting(version, &keys),
+            Err(_) => lpdu.verify_reporting(version, &KeyRing::new()),
         };
-        let lpdu = verified.map_err(|e| reject(e.into()))?;
+        let lpdu = verified.map_err(|failure| {
+            let (error, lpdu_id) = *failure;
+            LpduRejection { lpdu_id, error: error.into() }
+        })?;
+        let lpdu_id = lpdu.lpdu_id().to_owned();
+        let reject = |error: HubError| LpduRejection { lpdu_id: lpdu_id.clone(), error };
         let mut head = lock(&head);
         if head.chain.hub() != self.server_name {
             let hub = head.chain.hub().to_owned();
