@@ -15,6 +15,7 @@
 pub mod framing;
 pub mod group;
 pub mod identity;
+pub mod key_package;
 pub mod storage;
 
 use openmls::prelude::{

@@ -85,4 +85,37 @@ impl Batch {
     pub fn add_imported_key(&mut self, server: &str, key_id: &str, public: &[u8; 32]) {
         self.put(Cf::ImportkeyidVerifykey, server_key_id(server, key_id), public.to_vec());
     }
+
+    /// Records the position of a room's latest `m.mls.commit`.
+    pub fn set_latest_commit(&mut self, room: ShortRoomId, seq: u64) {
+        self.put(Cf::ShortroomidCommitseq, room.to_bytes().to_vec(), seq.to_be_bytes().to_vec());
+    }
+
+    /// Stores the MIMI content of an `m.room.encrypted` event.
+    pub fn put_plaintext(&mut self, event_id: &str, mimi_cbor: &[u8]) {
+        self.put(Cf::EventidPlaintext, event_id.as_bytes().to_vec(), mimi_cbor.to_vec());
+    }
+
+    /// Keeps (`Some`) or drops (`None`) the MIMI content of a ciphertext sent to another hub,
+    /// keyed by the ciphertext's SHA-256.
+    pub fn sent_plaintext(&mut self, ciphertext_hash: &[u8; 32], mimi_cbor: Option<&[u8]>) {
+        self.ops.push((Cf::CiphertexthashPlaintext, ciphertext_hash.to_vec(), mimi_cbor.map(<[u8]>::to_vec)));
+    }
+
+    /// Stores the Welcome a commit produced.
+    pub fn put_welcome(&mut self, commit_event_id: &str, welcome_json: &[u8]) {
+        self.put(Cf::CommitidWelcome, commit_event_id.as_bytes().to_vec(), welcome_json.to_vec());
+    }
+
+    /// Publishes (`Some`) or removes (`None`) a key package of a device; the value is
+    /// 1 byte last-resort flag ‖ TLS `KeyPackage`.
+    pub fn key_package(&mut self, user_id: &str, device_id: &str, reference: &[u8], value: Option<Vec<u8>>) {
+        let key = super::keys::user_device_ref(user_id, device_id, Some(reference));
+        self.ops.push((Cf::UserdevicerefKeypackage, key, value));
+    }
+
+    /// Stores a device object (canonical JSON) of a user's device.
+    pub fn put_device_object(&mut self, user_id: &str, device_id: &str, json: &[u8]) {
+        self.put(Cf::UserdeviceDeviceobject, super::keys::user_device_ref(user_id, device_id, None), json.to_vec());
+    }
 }

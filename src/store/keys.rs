@@ -102,6 +102,23 @@ pub fn split_server_key_id(bytes: &[u8]) -> Result<(String, String), StoreError>
     Ok((text(server)?, text(key_id)?))
 }
 
+/// A device's key: `user`, a zero byte, `device` and, for a key package, another zero byte and
+/// the package's reference in lowercase hex (none of them may contain a zero byte). Every
+/// device of a user sorts together, so a prefix scan finds them.
+pub fn user_device_ref(user_id: &str, device_id: &str, reference: Option<&[u8]>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(user_id.len() + device_id.len() + 2 + reference.map_or(0, |r| 2 * r.len()));
+    out.extend_from_slice(user_id.as_bytes());
+    out.push(0);
+    out.extend_from_slice(device_id.as_bytes());
+    if let Some(reference) = reference {
+        out.push(0);
+        for byte in reference {
+            out.extend_from_slice(format!("{byte:02x}").as_bytes());
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,7 +26,11 @@ pub use keys::{RoomSeq, ShortRoomId, Tail};
 pub use read::StateDelta;
 
 /// The schema this build writes. Bump it (and add a fixture) whenever a layout changes.
-pub const SCHEMA_VERSION: u32 = 1;
+///
+/// Version 2 added the MLS families after `mlskey_value`; a version-1 store has no MLS data, so
+/// opening it for writing creates them empty and records version 2. Read-only opens of a
+/// version-1 store read those families as empty.
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The column families, named `<key>_<value>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,11 +59,27 @@ pub enum Cf {
     /// openmls storage key (label ‖ JSON key ‖ u16 BE storage version) → JSON value: the MLS
     /// state of this server's clients (groups, ratchets, key material).
     MlskeyValue,
+    /// [`ShortRoomId`] → u64 BE position of the room's latest `m.mls.commit`.
+    ShortroomidCommitseq,
+    /// Event ID → the MIMI content (CBOR) of an `m.room.encrypted` event, as this server
+    /// encrypted or first decrypted it (MLS keeps no keys to decrypt it again).
+    EventidPlaintext,
+    /// SHA-256 of a ciphertext this server sent to another hub → its MIMI content, until the
+    /// event carrying it comes back in that hub's log.
+    CiphertexthashPlaintext,
+    /// Commit event ID → the Welcome (JSON) for the members that commit added, for delivery to
+    /// their servers.
+    CommitidWelcome,
+    /// `user \0 device \0 key package reference (hex)` → 1 byte last-resort flag ‖ the TLS
+    /// `KeyPackage`: key packages published for this server's devices, to be claimed.
+    UserdevicerefKeypackage,
+    /// `user \0 device` → canonical JSON device object (signed by the user's server).
+    UserdeviceDeviceobject,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 11] = [
+    pub const ALL: [Cf; 17] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -71,6 +91,12 @@ impl Cf {
         Cf::ServerkeyidVerifykey,
         Cf::ImportkeyidVerifykey,
         Cf::MlskeyValue,
+        Cf::ShortroomidCommitseq,
+        Cf::EventidPlaintext,
+        Cf::CiphertexthashPlaintext,
+        Cf::CommitidWelcome,
+        Cf::UserdevicerefKeypackage,
+        Cf::UserdeviceDeviceobject,
     ];
 
     /// The RocksDB name.
@@ -87,6 +113,12 @@ impl Cf {
             Cf::ServerkeyidVerifykey => "serverkeyid_verifykey",
             Cf::ImportkeyidVerifykey => "importkeyid_verifykey",
             Cf::MlskeyValue => "mlskey_value",
+            Cf::ShortroomidCommitseq => "shortroomid_commitseq",
+            Cf::EventidPlaintext => "eventid_plaintext",
+            Cf::CiphertexthashPlaintext => "ciphertexthash_plaintext",
+            Cf::CommitidWelcome => "commitid_welcome",
+            Cf::UserdevicerefKeypackage => "userdeviceref_keypackage",
+            Cf::UserdeviceDeviceobject => "userdevice_deviceobject",
         }
     }
 }
@@ -275,6 +307,12 @@ impl Store {
                 supported: SCHEMA_VERSION,
             });
         }
+        if found < SCHEMA_VERSION && self.committer.is_some() {
+            // Every upgrade so far only added (empty) column families, created by the open.
+            let mut batch = Batch::new();
+            batch.put(Cf::MetanameValue, key.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
+            return self.submit(batch).blocking_wait();
+        }
         Ok(())
     }
 
@@ -315,6 +353,15 @@ impl Store {
 
     fn get(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         self.db.get_cf(self.cf(cf)?, key).map_err(rocks(&self.path))
+    }
+
+    /// `get` on a family an older schema lacks: absent (a store opened read-only at an older
+    /// version) reads as empty.
+    fn get_added(&self, cf: Cf, key: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.db.cf_handle(cf.name()) {
+            Some(handle) => self.db.get_cf(handle, key).map_err(rocks(&self.path)),
+            None => Ok(None),
+        }
     }
 }
 

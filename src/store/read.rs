@@ -137,4 +137,51 @@ impl Store {
         }
         Ok(out)
     }
+
+    /// Position of the room's latest `m.mls.commit`, if it has one.
+    pub fn latest_commit(&self, room: ShortRoomId) -> Result<Option<u64>, StoreError> {
+        let Some(bytes) = self.get_added(Cf::ShortroomidCommitseq, &room.to_bytes())? else {
+            return Ok(None);
+        };
+        let array = <[u8; 8]>::try_from(&bytes[..]).map_err(|_| StoreError::corrupt("commit position is not 8 bytes"))?;
+        Ok(Some(u64::from_be_bytes(array)))
+    }
+
+    /// The MIMI content stored for an `m.room.encrypted` event.
+    pub fn plaintext(&self, event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_added(Cf::EventidPlaintext, event_id.as_bytes())
+    }
+
+    /// The MIMI content of a ciphertext this server sent to another hub, by its SHA-256.
+    pub fn sent_plaintext(&self, ciphertext_hash: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_added(Cf::CiphertexthashPlaintext, ciphertext_hash)
+    }
+
+    /// The Welcome stored for a commit.
+    pub fn welcome(&self, commit_event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_added(Cf::CommitidWelcome, commit_event_id.as_bytes())
+    }
+
+    /// A device's published key packages, in key order: (reference hex, stored value).
+    pub fn key_packages(&self, user_id: &str, device_id: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut prefix = super::keys::user_device_ref(user_id, device_id, None);
+        prefix.push(0);
+        let Some(cf) = self.db.cf_handle(Cf::UserdevicerefKeypackage.name()) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&prefix, Direction::Forward)) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let Some(reference) = key.strip_prefix(prefix.as_slice()) else { break };
+            let reference =
+                String::from_utf8(reference.to_vec()).map_err(|_| StoreError::corrupt("key package ref is not hex"))?;
+            out.push((reference, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// A device object this server stored.
+    pub fn device_object(&self, user_id: &str, device_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_added(Cf::UserdeviceDeviceobject, &super::keys::user_device_ref(user_id, device_id, None))
+    }
 }

@@ -1,0 +1,1 @@
+//! Key packages for the bridge's devices.

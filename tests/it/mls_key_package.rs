@@ -1,0 +1,1 @@
+//! Key packages: generate, publish, claim (one-time first, then last resort).
