@@ -19,6 +19,15 @@ impl Hub {
         }
         let head = self.head(&template.room_id)?;
         let mut head = lock(&head);
+        self.append_template(&mut head, template)
+    }
+
+    /// Builds, signs and appends a local event under the room's lock.
+    pub(super) fn append_template(
+        &self,
+        head: &mut RoomHead,
+        template: EventTemplate,
+    ) -> Result<PendingAppend, HubError> {
         let chain = &head.chain;
         let meta = crate::event::EventMeta {
             room_id: template.room_id.clone(),
@@ -34,7 +43,7 @@ impl Hub {
         let auth_events = chain.select_auth(&meta, &template.content);
         let pdu =
             build_local(chain.version(), template, &auth_events, &chain.prev_events(), &self.key, &self.server_name)?;
-        self.append_built(&mut head, &pdu, None)
+        self.append_built(head, &pdu, None)
     }
 
     /// Appends an event authored by a user of this server and waits until it is durable.
@@ -87,7 +96,7 @@ impl Hub {
             // The first copy may still be queued: an empty batch behind it resolves only once
             // everything before it is durable (and fails if the store is poisoned).
             let ticket = self.store.submit(Batch::new());
-            return Ok(PendingAppend { appended: existing, ticket: Some(ticket) });
+            return Ok(PendingAppend::new(existing, Some(ticket)));
         }
         let chain = &head.chain;
         chain.authorize(lpdu.meta(), lpdu.content()).map_err(|e| reject(EventError::from(e).into()))?;
@@ -133,6 +142,7 @@ impl Hub {
         lpdu_id: Option<&str>,
     ) -> Result<PendingAppend, HubError> {
         head.chain.check(pdu)?;
+        let step = self.check_mls(head, pdu)?;
         let position = head.chain.next_position();
         let meta = pdu.meta();
         let mut batch = Batch::new();
@@ -146,8 +156,10 @@ impl Hub {
             state: meta.state_key.as_deref().map(|k| (meta.event_type.as_str(), k)),
             lpdu_id,
         });
+        let flushes = self.observe_mls(head, pdu, position, &step, &mut batch);
         let ticket = self.store.submit(batch);
         head.chain.apply(pdu);
+        self.apply_mls(head, step, pdu)?;
         if let Some(lpdu_id) = lpdu_id {
             if head.recent_lpdus.len() >= RECENT_LPDUS {
                 // Only durable entries may go: the store answers for those.
@@ -163,7 +175,7 @@ impl Hub {
             lpdu_id: lpdu_id.map(str::to_owned),
             duplicate: false,
         };
-        Ok(PendingAppend { appended, ticket: Some(ticket) })
+        Ok(PendingAppend { appended, ticket: Some(ticket), flushes })
     }
 
     pub(super) fn insert_head(

@@ -18,11 +18,14 @@ pub struct RoomPreset {
     pub join_rule: String,
     /// `m.room.history_visibility`: `shared` by default.
     pub history_visibility: String,
+    /// An MLS-encrypted room: the creator's registered device creates the room's group, whose
+    /// epoch-0 group info goes into the create event.
+    pub encrypted: bool,
 }
 
 impl Default for RoomPreset {
     fn default() -> Self {
-        Self { join_rule: "invite".into(), history_visibility: "shared".into() }
+        Self { join_rule: "invite".into(), history_visibility: "shared".into(), encrypted: false }
     }
 }
 
@@ -94,24 +97,27 @@ impl Hub {
             content,
             origin_server_ts: ts,
         };
+        let group = preset.encrypted.then(|| self.new_group(creator, &room_id)).transpose()?;
+        let mut create_content = object(vec![("room_version", text(LINEARIZED_02.id))]);
+        if let Some((_, encryption)) = &group {
+            create_content.insert("encryption".to_owned(), encryption.to_json());
+        }
         let create = build_local(
             &LINEARIZED_02,
-            template("m.room.create", "", object(vec![("room_version", text(LINEARIZED_02.id))])),
+            template("m.room.create", "", create_content),
             &[],
             &[],
             &self.key,
             &self.server_name,
         )?;
         let chain = Chain::for_create(&create)?;
-        let head = self.insert_head(
-            &room_id,
-            RoomHead {
-                short: self.store.allocate_short_room(),
-                chain,
-                recent_lpdus: std::collections::BTreeMap::new(),
-            },
-        )?;
-        let mut pending = vec![self.append_built(&mut lock(&head), &create, None)?];
+        let head = self.insert_head(&room_id, RoomHead::new(self.store.allocate_short_room(), chain))?;
+        let mut head = lock(&head);
+        if let Some((member, encryption)) = group {
+            self.install_group(&mut head, member, &create, &encryption)?;
+        }
+        let mut pending = vec![self.append_built(&mut head, &create, None)?];
+        drop(head);
         let users = object(vec![(creator, int(100))]);
         for t in [
             template("m.room.member", creator, object(vec![("membership", text("join"))])),

@@ -38,6 +38,18 @@ pub enum HubError {
         /// The key ID.
         key_id: String,
     },
+    /// An MLS event broke the room's MLS rules.
+    #[error("MLS: {0}")]
+    Mls(crate::mls::public::MlsCheckError),
+    /// This server's MLS client failed.
+    #[error("MLS client: {0}")]
+    MlsClient(String),
+    /// The user has no MLS device here, or it is not in the room's group.
+    #[error("{user} has no MLS device in this room's group here")]
+    NoMlsDevice {
+        /// The user.
+        user: String,
+    },
     /// A locally authored event whose sender is not a user of this server.
     #[error("sender {sender} is not a user of this server ({server}); remote users send LPDUs")]
     NotLocalSender {
@@ -46,6 +58,12 @@ pub enum HubError {
         /// This server.
         server: String,
     },
+}
+
+impl From<crate::mls::public::MlsCheckError> for HubError {
+    fn from(error: crate::mls::public::MlsCheckError) -> Self {
+        Self::Mls(error)
+    }
 }
 
 /// An LPDU the hub rejected, reported under the LPDU's reference ID (as `/send`'s

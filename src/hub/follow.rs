@@ -25,14 +25,7 @@ impl Hub {
                 return Ok(existing);
             }
             let chain = Chain::for_create(&pdu)?;
-            let head = self.insert_head(
-                &meta.room_id,
-                RoomHead {
-                    short: self.store.allocate_short_room(),
-                    chain,
-                    recent_lpdus: std::collections::BTreeMap::new(),
-                },
-            )?;
+            let head = self.insert_head(&meta.room_id, RoomHead::new(self.store.allocate_short_room(), chain))?;
             return self.append_built(&mut lock(&head), &pdu, None);
         }
         let head = self.head(&meta.room_id)?;
@@ -53,7 +46,7 @@ impl Hub {
                 lpdu_id: None,
                 duplicate: true,
             };
-            return Ok(PendingAppend { appended, ticket: Some(self.store.submit(crate::store::Batch::new())) });
+            return Ok(PendingAppend::new(appended, Some(self.store.submit(crate::store::Batch::new()))));
         }
         self.append_built(&mut head, &pdu, None)
     }
@@ -70,6 +63,6 @@ impl Hub {
         let room_id = room_id.to_owned();
         let appended =
             Appended { room_id, position: pos.seq, event_id: event_id.to_owned(), lpdu_id: None, duplicate: true };
-        Ok(Some(PendingAppend { appended, ticket: None }))
+        Ok(Some(PendingAppend::new(appended, None)))
     }
 }

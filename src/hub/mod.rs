@@ -11,8 +11,10 @@
 
 mod append;
 mod create;
+mod devices;
 mod error;
 mod follow;
+mod mls;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -20,7 +22,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crate::event::canonical::parse_object;
 use crate::event::keys::KeyRing;
 use crate::event::{Chain, ServerKey, UnverifiedPdu};
+use crate::mls::directory::StoreDirectory;
+use crate::mls::{Flush, MlsProvider};
 use crate::store::{RoomSeq, ShortRoomId, Store, StoreError, Ticket};
+use openmls::prelude::OpenMlsProvider as _;
 
 pub use create::RoomPreset;
 pub use error::{HubError, LpduRejection};
@@ -46,23 +51,36 @@ pub struct Appended {
 pub struct PendingAppend {
     appended: Appended,
     ticket: Option<Ticket>,
+    /// MLS writes the batch carries, released from memory once durable.
+    flushes: Vec<(Arc<MlsProvider>, Flush)>,
 }
 
 impl PendingAppend {
+    fn new(appended: Appended, ticket: Option<Ticket>) -> Self {
+        Self { appended, ticket, flushes: Vec::new() }
+    }
+
+    fn done(self) -> Appended {
+        for (provider, flush) in &self.flushes {
+            provider.storage().mark_durable(*flush);
+        }
+        self.appended
+    }
+
     /// Waits until the event is durable.
-    pub async fn durable(self) -> Result<Appended, HubError> {
-        if let Some(ticket) = self.ticket {
+    pub async fn durable(mut self) -> Result<Appended, HubError> {
+        if let Some(ticket) = self.ticket.take() {
             ticket.wait().await?;
         }
-        Ok(self.appended)
+        Ok(self.done())
     }
 
     /// Waits until the event is durable, blocking the thread (not for async code).
-    pub fn wait(self) -> Result<Appended, HubError> {
-        if let Some(ticket) = self.ticket {
+    pub fn wait(mut self) -> Result<Appended, HubError> {
+        if let Some(ticket) = self.ticket.take() {
             ticket.blocking_wait()?;
         }
-        Ok(self.appended)
+        Ok(self.done())
     }
 }
 
@@ -72,6 +90,14 @@ pub(crate) struct RoomHead {
     /// LPDUs appended by this process, so a retry arriving before the first copy is durable is
     /// still recognised. Durable ones are also found through the store.
     recent_lpdus: BTreeMap<String, (u64, String)>,
+    /// The room's MLS group (public view and this server's clients), for encrypted rooms.
+    mls: Option<mls::RoomMls>,
+}
+
+impl RoomHead {
+    fn new(short: ShortRoomId, chain: Chain) -> Self {
+        Self { short, chain, recent_lpdus: BTreeMap::new(), mls: None }
+    }
 }
 
 /// The log writer of one server: hub of the rooms it created, follower of the others.
@@ -81,6 +107,10 @@ pub struct Hub {
     store: Arc<Store>,
     keys: RwLock<KeyRing>,
     rooms: Mutex<BTreeMap<String, Arc<Mutex<RoomHead>>>>,
+    /// Device objects, for admitting devices to rooms' groups.
+    directory: StoreDirectory,
+    /// Key packages of this server's devices, for claims.
+    key_packages: crate::mls::key_package::KeyPackageDirectory,
 }
 
 impl std::fmt::Debug for Hub {
@@ -108,9 +138,11 @@ impl Hub {
         let hub = Self {
             server_name: server_name.to_owned(),
             key: key.clone(),
-            store,
             keys: RwLock::new(ring),
             rooms: Mutex::new(BTreeMap::new()),
+            directory: StoreDirectory::new(Arc::clone(&store)),
+            key_packages: crate::mls::key_package::KeyPackageDirectory::new(Arc::clone(&store)),
+            store,
         };
         hub.trust_key(server_name, key.key_id(), key.verifying_key())?;
         Ok(hub)
@@ -187,7 +219,9 @@ impl Hub {
             chain.apply(&trusted_pdu(&bytes, Some(version))?);
         }
         chain.restore_tail(tail.events()?, tail.event_id);
-        Ok(RoomHead { short, chain, recent_lpdus: BTreeMap::new() })
+        let mut head = RoomHead::new(short, chain);
+        head.mls = self.load_mls(short, &create, version)?;
+        Ok(head)
     }
 }
 

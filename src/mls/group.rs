@@ -24,12 +24,27 @@ use openmls::framing::errors::MessageDecryptionError;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
     BasicCredential, CredentialWithKey, GroupId, KeyPackage, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut,
-    OpenMlsProvider as _, ProcessMessageError, ProcessedMessageContent, ProtocolMessage, ValidationError,
+    OpenMlsProvider as _, ProcessMessageError, ProcessedMessageContent, ProtocolMessage, StagedWelcome,
+    ValidationError,
 };
 use openmls_traits::signatures::Signer;
 
+use openmls::messages::group_info::GroupInfo;
+
 use super::framing::{self, FramingError, MIMI_CONTENT_TYPE};
-use super::{MlsProvider, group_create_config};
+use super::{MlsProvider, group_create_config, group_join_config};
+
+/// A commit of ours, staged until the hub appends it: what goes into the `m.mls.commit` and,
+/// when it adds members, their Welcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StagedOut {
+    /// The commit (TLS `MlsMessage`, a `PublicMessage`).
+    pub commit: Vec<u8>,
+    /// The group after the commit (TLS `MlsMessage`, a `GroupInfo` with the ratchet tree).
+    pub group_info: Vec<u8>,
+    /// The Welcome for added members.
+    pub welcome: Option<Vec<u8>>,
+}
 
 /// Why a group operation failed. No operation panics.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +130,19 @@ fn serialize(message: &MlsMessageOut) -> Result<Vec<u8>, GroupError> {
     message.to_bytes().map_err(openmls_error)
 }
 
+fn staged_out(
+    commit: &MlsMessageOut,
+    welcome: Option<&MlsMessageOut>,
+    group_info: Option<GroupInfo>,
+) -> Result<StagedOut, GroupError> {
+    let group_info = group_info.ok_or_else(|| GroupError::Openmls("commit without a group info".into()))?;
+    Ok(StagedOut {
+        commit: serialize(commit)?,
+        group_info: serialize(&MlsMessageOut::from(group_info))?,
+        welcome: welcome.map(serialize).transpose()?,
+    })
+}
+
 impl RoomGroup {
     /// Creates the room's group with us as its only member (epoch 0). Fails if the group exists.
     pub fn create(
@@ -160,21 +188,85 @@ impl RoomGroup {
         self.group.pending_commit().is_some()
     }
 
-    /// Stages a commit adding `key_packages`; returns the commit (a serialized `PublicMessage`
-    /// for the hub) and the Welcome for the new members. The commit is **not** merged: call
-    /// [`merge_pending_commit`](Self::merge_pending_commit) once the hub appended it.
+    /// Stages a commit adding `key_packages`; returns the commit and the Welcome (see
+    /// [`stage_add`](Self::stage_add), which also returns the group after the commit).
     pub fn add_members(
         &mut self,
         provider: &MlsProvider,
         signer: &impl Signer,
         key_packages: &[KeyPackage],
     ) -> Result<(Vec<u8>, Vec<u8>), GroupError> {
+        let staged = self.stage_add(provider, signer, key_packages)?;
+        Ok((staged.commit, staged.welcome.unwrap_or_default()))
+    }
+
+    /// Stages a commit adding `key_packages`: the commit for the hub, the group after it and the
+    /// Welcome for the new members. The commit is **not** merged: call
+    /// [`merge_pending_commit`](Self::merge_pending_commit) once the hub appended it.
+    pub fn stage_add(
+        &mut self,
+        provider: &MlsProvider,
+        signer: &impl Signer,
+        key_packages: &[KeyPackage],
+    ) -> Result<StagedOut, GroupError> {
         if self.has_pending_commit() {
             return Err(GroupError::PendingCommit);
         }
-        let (commit, welcome, _group_info) =
+        let (commit, welcome, group_info) =
             self.group.add_members(provider, signer, key_packages).map_err(openmls_error)?;
-        Ok((serialize(&commit)?, serialize(&welcome)?))
+        staged_out(&commit, Some(&welcome), group_info)
+    }
+
+    /// Stages a commit removing every device of `user_id` (as [`stage_add`](Self::stage_add):
+    /// merged only once the hub appended it). `None` when the user has no device in the group.
+    pub fn remove_user(
+        &mut self,
+        provider: &MlsProvider,
+        signer: &impl Signer,
+        user_id: &str,
+    ) -> Result<Option<StagedOut>, GroupError> {
+        if self.has_pending_commit() {
+            return Err(GroupError::PendingCommit);
+        }
+        let leaves: Vec<_> = self
+            .group
+            .members()
+            .filter(|m| {
+                super::identity::DeviceCredential::from_credential(&m.credential).is_ok_and(|c| c.user_id() == user_id)
+            })
+            .map(|m| m.index)
+            .collect();
+        if leaves.is_empty() {
+            return Ok(None);
+        }
+        let (commit, welcome, group_info) =
+            self.group.remove_members(provider, signer, &leaves).map_err(openmls_error)?;
+        staged_out(&commit, welcome.as_ref(), group_info).map(Some)
+    }
+
+    /// Joins a group from a Welcome (TLS `MlsMessage`); the key package it names must be in
+    /// `provider`'s storage.
+    pub fn join(provider: &MlsProvider, welcome: &[u8]) -> Result<Self, GroupError> {
+        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| GroupError::Malformed(e.to_string()))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(GroupError::Malformed("not a Welcome".into()));
+        };
+        let group = StagedWelcome::new_from_welcome(provider, &group_join_config(), welcome, None)
+            .map_err(openmls_error)?
+            .into_group(provider)
+            .map_err(openmls_error)?;
+        Ok(Self { group })
+    }
+
+    /// The current group as a signed `GroupInfo` with the ratchet tree (TLS `MlsMessage`): what
+    /// a room's create event carries for epoch 0.
+    pub fn group_info(&self, provider: &MlsProvider, signer: &impl Signer) -> Result<Vec<u8>, GroupError> {
+        serialize(&self.group.export_group_info(provider.crypto(), signer, true).map_err(openmls_error)?)
+    }
+
+    /// Whether we are still a member (a commit that removed us makes the group inactive).
+    pub fn is_active(&self) -> bool {
+        self.group.is_active()
     }
 
     /// The hub appended our pending commit: move to its epoch.

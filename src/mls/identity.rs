@@ -386,7 +386,7 @@ impl DeviceDirectory for MemoryDirectory {
 pub fn validate_new_member(
     credential: &Credential,
     state: &RoomState,
-    devices: &impl DeviceDirectory,
+    devices: &(impl DeviceDirectory + ?Sized),
     keys: &KeyRing,
 ) -> Result<DeviceCredential, IdentityError> {
     let leaf = DeviceCredential::from_credential(credential)?;
@@ -416,7 +416,7 @@ pub fn validate_new_leaf(
     credential: &Credential,
     leaf_signature_key: &[u8],
     state: &RoomState,
-    devices: &impl DeviceDirectory,
+    devices: &(impl DeviceDirectory + ?Sized),
     keys: &KeyRing,
 ) -> Result<DeviceCredential, IdentityError> {
     let leaf = validate_new_member(credential, state, devices, keys)?;

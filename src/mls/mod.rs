@@ -12,10 +12,14 @@
 //! check them, and the ratchet tree travels in the Welcome.
 #![deny(missing_docs)]
 
+pub mod directory;
+pub mod events;
 pub mod framing;
 pub mod group;
 pub mod identity;
 pub mod key_package;
+pub mod member;
+pub mod public;
 pub mod storage;
 
 use openmls::prelude::{

@@ -97,6 +97,9 @@ struct Overlay {
 /// were taken.
 pub struct RocksStorage {
     store: Arc<Store>,
+    /// Prefix of every key: one client's state apart from another's (openmls keys groups by
+    /// group ID, and two local users' clients share a room's group ID). Empty for the default.
+    namespace: Vec<u8>,
     overlay: Mutex<Overlay>,
 }
 
@@ -123,7 +126,28 @@ fn storage_key<K: Serialize + ?Sized>(label: &[u8], key: &K) -> Result<Vec<u8>, 
 impl RocksStorage {
     /// MLS state over `store`, with nothing pending.
     pub fn new(store: Arc<Store>) -> Self {
-        Self { store, overlay: Mutex::new(Overlay::default()) }
+        Self { store, namespace: Vec::new(), overlay: Mutex::new(Overlay::default()) }
+    }
+
+    /// MLS state of one client (e.g. a user's device) over `store`, kept apart from every other
+    /// client's: its keys are `0x00 ‖ u16 BE length ‖ client ‖ …`. Labels start with a letter, so
+    /// these never collide with the default namespace.
+    pub fn for_client(store: Arc<Store>, client: &str) -> Self {
+        let length = u16::try_from(client.len()).unwrap_or(u16::MAX);
+        let mut namespace = vec![0];
+        namespace.extend_from_slice(&length.to_be_bytes());
+        namespace.extend_from_slice(&client.as_bytes()[..usize::from(length)]);
+        Self { store, namespace, overlay: Mutex::new(Overlay::default()) }
+    }
+
+    /// `namespace ‖ label ‖ serde_json(key) ‖ u16 BE version`.
+    fn key<K: Serialize + ?Sized>(&self, label: &[u8], key: &K) -> Result<Vec<u8>, serde_json::Error> {
+        if self.namespace.is_empty() {
+            return storage_key(label, key);
+        }
+        let mut out = self.namespace.clone();
+        out.extend_from_slice(&storage_key(label, key)?);
+        Ok(out)
     }
 
     /// The store underneath.
@@ -198,7 +222,7 @@ impl RocksStorage {
         key: &K,
         value: &V,
     ) -> Result<(), MlsStorageError> {
-        let key = storage_key(label, key)?;
+        let key = self.key(label, key)?;
         let value = serde_json::to_vec(value)?;
         self.lock().pending.insert(key, Some(value));
         Ok(())
@@ -209,13 +233,13 @@ impl RocksStorage {
         label: &[u8],
         key: &K,
     ) -> Result<Option<V>, MlsStorageError> {
-        let key = storage_key(label, key)?;
+        let key = self.key(label, key)?;
         let bytes = self.raw(&self.lock(), &key)?;
         Ok(bytes.map(|b| serde_json::from_slice(&b)).transpose()?)
     }
 
     fn delete<K: Serialize + ?Sized>(&self, label: &[u8], key: &K) -> Result<(), MlsStorageError> {
-        let key = storage_key(label, key)?;
+        let key = self.key(label, key)?;
         self.lock().pending.insert(key, None);
         Ok(())
     }
@@ -235,7 +259,7 @@ impl RocksStorage {
         key: &K,
         edit: impl FnOnce(&mut Vec<Box<RawValue>>),
     ) -> Result<(), MlsStorageError> {
-        let key = storage_key(label, key)?;
+        let key = self.key(label, key)?;
         let mut overlay = self.lock();
         let mut list: Vec<Box<RawValue>> = match self.raw(&overlay, &key)? {
             Some(bytes) => serde_json::from_slice(&bytes)?,
@@ -284,6 +308,11 @@ impl MlsProvider {
     /// A provider whose MLS state lives in `store`.
     pub fn new(store: Arc<Store>) -> Self {
         Self { crypto: RustCrypto::default(), storage: RocksStorage::new(store) }
+    }
+
+    /// A provider for one client, its state in its own namespace ([`RocksStorage::for_client`]).
+    pub fn for_client(store: Arc<Store>, client: &str) -> Self {
+        Self { crypto: RustCrypto::default(), storage: RocksStorage::for_client(store, client) }
     }
 }
 

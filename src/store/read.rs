@@ -143,7 +143,8 @@ impl Store {
         let Some(bytes) = self.get_added(Cf::ShortroomidCommitseq, &room.to_bytes())? else {
             return Ok(None);
         };
-        let array = <[u8; 8]>::try_from(&bytes[..]).map_err(|_| StoreError::corrupt("commit position is not 8 bytes"))?;
+        let array =
+            <[u8; 8]>::try_from(&bytes[..]).map_err(|_| StoreError::corrupt("commit position is not 8 bytes"))?;
         Ok(Some(u64::from_be_bytes(array)))
     }
 
@@ -183,5 +184,19 @@ impl Store {
     /// A device object this server stored.
     pub fn device_object(&self, user_id: &str, device_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get_added(Cf::UserdeviceDeviceobject, &super::keys::user_device_ref(user_id, device_id, None))
+    }
+
+    /// Every device object stored: (user, device, canonical JSON).
+    pub fn device_objects(&self) -> Result<Vec<(String, String, Vec<u8>)>, StoreError> {
+        let Some(cf) = self.db.cf_handle(Cf::UserdeviceDeviceobject.name()) else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let (user, device) = split_server_key_id(&key)?;
+            out.push((user, device, value.to_vec()));
+        }
+        Ok(out)
     }
 }

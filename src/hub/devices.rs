@@ -1,0 +1,114 @@
+//! This server's MLS devices and the device objects and key packages others need to add them.
+//!
+//! One device per local user: its signing key lives in the store (in the device's MLS
+//! namespace) and its device object, signed with this server's key, in the device directory,
+//! where the hub also keeps other servers' objects. Key packages are published here and
+//! claimed by whoever adds the device (the `/user/keys/claim` half of federation).
+
+use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
+
+use crate::event::meta::server_of;
+use crate::mls::directory;
+use crate::mls::identity::{DeviceCredential, DeviceObject, LocalDevice};
+use crate::mls::key_package;
+use crate::mls::member::Member;
+use crate::store::{Batch, StoreError};
+
+use super::{Hub, HubError};
+
+fn client_error(error: impl std::fmt::Display) -> HubError {
+    HubError::MlsClient(error.to_string())
+}
+
+impl Hub {
+    /// This server's registered devices, with their signing keys.
+    pub(super) fn local_devices(&self) -> Result<Vec<(String, LocalDevice)>, HubError> {
+        let keys = self.key_ring();
+        let mut out = Vec::new();
+        for (user_id, _device_id, bytes) in self.store.device_objects()? {
+            if server_of(&user_id) != self.server_name {
+                continue;
+            }
+            let object = crate::event::canonical::parse_object(&bytes)
+                .map(DeviceObject::from_json)
+                .map_err(|_| StoreError::corrupt("stored device object is not canonical JSON"))?;
+            let credential = object.verify(&keys).map_err(client_error)?;
+            let provider = Member::provider_for(&self.store, credential.user_id(), credential.device_id());
+            out.push((user_id, Member::load_device(&provider, object, credential).map_err(client_error)?));
+        }
+        Ok(out)
+    }
+
+    pub(super) fn local_device(&self, user_id: &str) -> Result<LocalDevice, HubError> {
+        self.local_devices()?
+            .into_iter()
+            .find(|(user, _)| user == user_id)
+            .map(|(_, device)| device)
+            .ok_or_else(|| HubError::NoMlsDevice { user: user_id.to_owned() })
+    }
+
+    /// Registers the MLS device of a user of this server: a new signing key, kept in the store,
+    /// and its device object signed with this server's key. One device per user.
+    pub fn register_device(&self, user_id: &str, device_id: &str) -> Result<DeviceCredential, HubError> {
+        if server_of(user_id) != self.server_name {
+            return Err(HubError::NotLocalSender { sender: user_id.to_owned(), server: self.server_name.clone() });
+        }
+        if let Ok(device) = self.local_device(user_id) {
+            return Ok(device.credential);
+        }
+        let provider = Member::provider_for(&self.store, user_id, device_id);
+        let device = LocalDevice::generate(&provider, &self.key, user_id, device_id).map_err(client_error)?;
+        let mut batch = Batch::new();
+        let _flush = provider.storage().take_batch(&mut batch);
+        directory::publish(&mut batch, user_id, device_id, &device.object);
+        self.store.write(batch)?;
+        Ok(device.credential)
+    }
+
+    /// Records another server's device object (until federation fetches them): it must verify
+    /// against that server's trusted key.
+    pub fn publish_device(&self, object: &DeviceObject) -> Result<DeviceCredential, HubError> {
+        let credential = object.verify(&self.key_ring()).map_err(client_error)?;
+        let mut batch = Batch::new();
+        directory::publish(&mut batch, credential.user_id(), credential.device_id(), object);
+        self.store.write(batch)?;
+        Ok(credential)
+    }
+
+    /// The device object of a user's device, as stored here.
+    pub fn device_object(&self, user_id: &str, device_id: &str) -> Result<Option<DeviceObject>, HubError> {
+        let Some(bytes) = self.store.device_object(user_id, device_id)? else { return Ok(None) };
+        let object = crate::event::canonical::parse_object(&bytes)
+            .map_err(|_| StoreError::corrupt("stored device object is not canonical JSON"))?;
+        Ok(Some(DeviceObject::from_json(object)))
+    }
+
+    /// Publishes `count` one-time key packages of `user_id`'s device and, if it has none yet, a
+    /// last-resort one; their private keys are durable in the same batch.
+    pub fn publish_key_packages(&self, user_id: &str, count: usize) -> Result<(), HubError> {
+        let device = self.local_device(user_id)?;
+        let (user, device_id) = (device.credential.user_id(), device.credential.device_id());
+        let provider = Member::provider_for(&self.store, user, device_id);
+        let has_last_resort = self.key_packages.count(user, device_id).map_err(client_error)?.last_resort;
+        let mut batch = Batch::new();
+        let last_resort = (!has_last_resort).then_some(true);
+        for last_resort in std::iter::repeat_n(false, count).chain(last_resort) {
+            let package = key_package::generate(&provider, &device, last_resort).map_err(client_error)?;
+            key_package::publish(&mut batch, provider.crypto(), &device, &package).map_err(client_error)?;
+        }
+        let _flush = provider.storage().take_batch(&mut batch);
+        self.store.write(batch)?;
+        Ok(())
+    }
+
+    /// Claims a key package of a device of this server (one-time first, then the last resort).
+    pub fn claim_key_package(&self, user_id: &str, device_id: &str) -> Result<Option<Vec<u8>>, HubError> {
+        self.key_packages.claim(user_id, device_id).map_err(client_error)
+    }
+
+    /// Validates a claimed key package of (`user_id`, `device_id`) for adding it to a group.
+    pub fn check_key_package(&self, bytes: &[u8], user_id: &str, device_id: &str) -> Result<KeyPackage, HubError> {
+        let crypto = openmls_rust_crypto::RustCrypto::default();
+        key_package::validate_claimed(bytes, &crypto, user_id, device_id).map_err(client_error)
+    }
+}

@@ -1,0 +1,336 @@
+//! MLS in the log: the hub's checks on `m.mls.commit` and `m.room.encrypted`, and this server's
+//! clients, which follow the log under the room's lock.
+//!
+//! Every append runs [`PublicView`]'s checks before its batch is queued (as hub with the device
+//! directory; as follower and in `log verify` without), and every local client observes the
+//! event into the same batch. So a commit is merged, a Welcome released and a plaintext kept
+//! exactly when the event is durable, and a message is encrypted under the lock that appends it,
+//! which keeps its `commit_event_id` current.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
+
+use crate::event::{EventTemplate, Pdu, UnverifiedLpdu, build_lpdu};
+use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, RoomEncryption};
+use crate::mls::member::{Member, Seen, ciphertext_hash, parse_welcome};
+use crate::mls::public::{CheckedCommit, MlsCheckError, PublicView};
+use crate::mls::{Flush, MlsProvider};
+use crate::store::{Batch, RoomSeq, ShortRoomId, StoreError};
+
+use super::{Hub, HubError, PendingAppend, RoomHead, lock, trusted_pdu};
+
+/// A room's MLS group as this server holds it.
+pub(crate) struct RoomMls {
+    view: PublicView,
+    /// This server's clients in the group, by user.
+    members: BTreeMap<String, Member>,
+}
+
+/// What an append does to the room's group once queued.
+pub(super) enum MlsStep {
+    None,
+    Encrypted(EncryptedContent),
+    Create(Box<PublicView>),
+    Commit(CheckedCommit),
+}
+
+fn client_error(error: impl std::fmt::Display) -> HubError {
+    HubError::MlsClient(error.to_string())
+}
+
+impl Hub {
+    /// The hub's checks (see the module documentation); nothing changes until `apply_mls`.
+    pub(super) fn check_mls(&self, head: &RoomHead, pdu: &Pdu) -> Result<MlsStep, HubError> {
+        let meta = pdu.meta();
+        if head.chain.next_position() == 0 {
+            let Some(encryption) = RoomEncryption::from_create(pdu.content()).map_err(MlsCheckError::from)? else {
+                return Ok(MlsStep::None);
+            };
+            if head.mls.is_some() {
+                return Ok(MlsStep::None);
+            }
+            let view = PublicView::for_create(&encryption.group_info, &meta.room_id, &meta.sender, pdu.event_id())?;
+            return Ok(MlsStep::Create(Box::new(view)));
+        }
+        if meta.event_type != COMMIT && meta.event_type != ENCRYPTED {
+            return Ok(MlsStep::None);
+        }
+        let mls = head.mls.as_ref().ok_or(MlsCheckError::NotEncrypted)?;
+        if meta.event_type == ENCRYPTED {
+            let content = EncryptedContent::parse(pdu.content()).map_err(MlsCheckError::from)?;
+            mls.view.check_encrypted(&content)?;
+            return Ok(MlsStep::Encrypted(content));
+        }
+        let content = CommitContent::parse(pdu.content()).map_err(MlsCheckError::from)?;
+        let keys = self.key_ring();
+        // Only the hub holds the device directory; a follower checks what the log itself shows.
+        let devices = (head.chain.hub() == self.server_name)
+            .then_some((&self.directory as &dyn crate::mls::identity::DeviceDirectory, &keys));
+        Ok(MlsStep::Commit(mls.view.check_commit(&meta.sender, &content, head.chain.state(), devices)?))
+    }
+
+    /// Lets this server's clients observe the event into `batch` and takes their MLS writes.
+    pub(super) fn observe_mls(
+        &self,
+        head: &mut RoomHead,
+        pdu: &Pdu,
+        position: u64,
+        step: &MlsStep,
+        batch: &mut Batch,
+    ) -> Vec<(Arc<MlsProvider>, Flush)> {
+        if matches!(step, MlsStep::Commit(_)) {
+            batch.set_latest_commit(head.short, position);
+        }
+        let Some(mls) = head.mls.as_mut() else { return Vec::new() };
+        let meta = pdu.meta();
+        let mut flushes = Vec::with_capacity(mls.members.len());
+        for member in mls.members.values_mut() {
+            match member.observe(&meta.event_type, pdu.content(), pdu.event_id(), batch) {
+                Seen::Failed(reason) => {
+                    tracing::warn!(event_id = pdu.event_id(), %reason, "MLS client skipped an event")
+                }
+                Seen::Removed => tracing::info!(event_id = pdu.event_id(), "MLS client removed from the group"),
+                _ => {}
+            }
+            flushes.push((Arc::clone(member.provider()), member.take_batch(batch)));
+        }
+        flushes
+    }
+
+    /// Moves the room's group along once the event's batch is queued.
+    pub(super) fn apply_mls(&self, head: &mut RoomHead, step: MlsStep, pdu: &Pdu) -> Result<(), HubError> {
+        match step {
+            MlsStep::None => {}
+            MlsStep::Encrypted(content) => {
+                head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?.view.note_encrypted(&content);
+            }
+            MlsStep::Create(view) => head.mls = Some(RoomMls { view: *view, members: BTreeMap::new() }),
+            MlsStep::Commit(checked) => {
+                let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+                mls.view.apply(checked, pdu.event_id())?;
+                mls.members.retain(|_, member| member.epoch().is_some());
+            }
+        }
+        Ok(())
+    }
+
+    /// The group of a room being loaded: the view from its latest commit (or create event), and
+    /// the clients of this server's devices that are in the group.
+    pub(super) fn load_mls(
+        &self,
+        short: ShortRoomId,
+        create: &Pdu,
+        version: &'static crate::event::RoomVersion,
+    ) -> Result<Option<RoomMls>, HubError> {
+        let Some(encryption) = RoomEncryption::from_create(create.content()).map_err(MlsCheckError::from)? else {
+            return Ok(None);
+        };
+        let room_id = &create.meta().room_id;
+        let view = match self.store.latest_commit(short)? {
+            None => PublicView::from_group_info(&encryption.group_info, room_id, create.event_id())?,
+            Some(seq) => {
+                let bytes = self
+                    .store
+                    .pdu_at(RoomSeq { room: short, seq })?
+                    .ok_or_else(|| StoreError::corrupt("latest commit position without its PDU"))?;
+                let commit = trusted_pdu(&bytes, Some(version))?;
+                let content = CommitContent::parse(commit.content()).map_err(MlsCheckError::from)?;
+                PublicView::from_group_info(&content.public_group_state, room_id, commit.event_id())?
+            }
+        };
+        let mut view = view;
+        let since = self.store.latest_commit(short)?.unwrap_or(0);
+        for item in self.store.pdus(short, since)? {
+            let (_, bytes) = item?;
+            let pdu = trusted_pdu(&bytes, Some(version))?;
+            if pdu.meta().event_type == ENCRYPTED
+                && let Ok(content) = EncryptedContent::parse(pdu.content())
+            {
+                view.note_encrypted(&content);
+            }
+        }
+        let mut members = BTreeMap::new();
+        for (user_id, device) in self.local_devices()? {
+            let provider =
+                Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
+            if let Some(member) = Member::load(provider, device, room_id).map_err(client_error)? {
+                members.insert(user_id, member);
+            }
+        }
+        Ok(Some(RoomMls { view, members }))
+    }
+
+    /// The client of `user_id`'s device for a new room: the group (epoch 0) and the create
+    /// event's `encryption`.
+    pub(super) fn new_group(&self, user_id: &str, room_id: &str) -> Result<(Member, RoomEncryption), HubError> {
+        let device = self.local_device(user_id)?;
+        let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
+        let (member, group_info) = Member::create(provider, device, room_id).map_err(client_error)?;
+        Ok((member, RoomEncryption { group_info }))
+    }
+
+    /// Installs the creator's client before the create event is appended, so that the group's
+    /// state lands in the create event's batch.
+    pub(super) fn install_group(
+        &self,
+        head: &mut RoomHead,
+        member: Member,
+        create: &Pdu,
+        encryption: &RoomEncryption,
+    ) -> Result<(), HubError> {
+        let meta = create.meta();
+        let view = PublicView::for_create(&encryption.group_info, &meta.room_id, &meta.sender, create.event_id())?;
+        head.mls = Some(RoomMls { view, members: BTreeMap::from([(meta.sender.clone(), member)]) });
+        Ok(())
+    }
+
+    /// Runs `build` with the sender's client under the room's lock and appends the event it
+    /// returns; undoes the client's changes if the event is refused.
+    fn with_member(
+        &self,
+        room_id: &str,
+        sender: &str,
+        build: impl FnOnce(&mut Member, &PublicView) -> Result<EventTemplate, HubError>,
+    ) -> Result<PendingAppend, HubError> {
+        let head = self.head(room_id)?;
+        let mut head = lock(&head);
+        let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        let member = mls.members.get_mut(sender).ok_or_else(|| HubError::NoMlsDevice { user: sender.to_owned() })?;
+        let template = build(member, &mls.view);
+        let result = template.and_then(|t| self.append_template(&mut head, t));
+        if result.is_err()
+            && let Some(member) = head.mls.as_mut().and_then(|m| m.members.get_mut(sender))
+        {
+            member.roll_back(room_id).map_err(client_error)?;
+        }
+        result
+    }
+
+    /// Encrypts MIMI content as `sender` (a user of this server in the room's group) and
+    /// appends it as `m.room.encrypted`; the plaintext is stored with the event.
+    pub fn send_encrypted(
+        &self,
+        room_id: &str,
+        sender: &str,
+        mimi_cbor: &[u8],
+        ts: i64,
+    ) -> Result<PendingAppend, HubError> {
+        self.with_member(room_id, sender, |member, view| {
+            let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
+            let content = EncryptedContent { ciphertext, commit_event_id: view.latest_commit().to_owned() };
+            Ok(template(room_id, sender, ENCRYPTED, content.to_json(), ts))
+        })
+    }
+
+    /// Commits adding the devices of `key_packages` (validated and claimed by the caller) as
+    /// `committer`; the Welcome is stored under the commit's event ID once it is appended.
+    pub fn commit_add(
+        &self,
+        room_id: &str,
+        committer: &str,
+        key_packages: &[KeyPackage],
+        ts: i64,
+    ) -> Result<PendingAppend, HubError> {
+        self.with_member(room_id, committer, |member, _| {
+            let content = member.stage_add(key_packages).map_err(client_error)?;
+            Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
+        })
+    }
+
+    /// Commits removing every device of `user_id` as `committer`.
+    pub fn commit_remove(
+        &self,
+        room_id: &str,
+        committer: &str,
+        user_id: &str,
+        ts: i64,
+    ) -> Result<PendingAppend, HubError> {
+        self.with_member(room_id, committer, |member, _| {
+            let content = member
+                .stage_remove(user_id)
+                .map_err(client_error)?
+                .ok_or_else(|| HubError::MlsClient(format!("{user_id} has no device in the group")))?;
+            Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
+        })
+    }
+
+    /// Joins `user_id`'s device (a user of this server) to a room's group from the Welcome its
+    /// server received; events from then on are decrypted as they are appended.
+    pub fn join_group(&self, room_id: &str, user_id: &str, welcome: &[u8]) -> Result<(), HubError> {
+        let device = self.local_device(user_id)?;
+        let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
+        let member = Member::join(provider, device, welcome).map_err(client_error)?;
+        let head = self.head(room_id)?;
+        let mut head = lock(&head);
+        let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        let mut batch = Batch::new();
+        let flush = member.take_batch(&mut batch);
+        self.store.write(batch)?;
+        member.provider().storage().mark_durable(flush);
+        mls.members.insert(user_id.to_owned(), member);
+        Ok(())
+    }
+
+    /// The Welcome a commit appended here produced, and the (user, device) pairs it is for.
+    pub fn welcome(&self, commit_event_id: &str) -> Result<Option<(Vec<u8>, Vec<(String, String)>)>, HubError> {
+        Ok(self.store.welcome(commit_event_id)?.as_deref().and_then(parse_welcome))
+    }
+
+    /// As a participant: encrypts MIMI content as `sender` for a room hubbed elsewhere and
+    /// returns the signed LPDU to send to the hub. The ratchet state and the plaintext are
+    /// durable before this returns, so the ciphertext may leave the process. If the hub refuses
+    /// it as stale, follow the hub's log and call this again with the same content.
+    pub fn encrypt_lpdu(
+        &self,
+        room_id: &str,
+        sender: &str,
+        mimi_cbor: &[u8],
+        ts: i64,
+    ) -> Result<UnverifiedLpdu, HubError> {
+        let head = self.head(room_id)?;
+        let mut head = lock(&head);
+        let (version, hub) = (head.chain.version(), head.chain.hub().to_owned());
+        let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        let member = mls.members.get_mut(sender).ok_or_else(|| HubError::NoMlsDevice { user: sender.to_owned() })?;
+        let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
+        let mut batch = Batch::new();
+        batch.sent_plaintext(&ciphertext_hash(&ciphertext), Some(mimi_cbor));
+        let flush = member.take_batch(&mut batch);
+        self.store.write(batch)?;
+        member.provider().storage().mark_durable(flush);
+        let content = EncryptedContent { ciphertext, commit_event_id: mls.view.latest_commit().to_owned() };
+        Ok(build_lpdu(
+            version,
+            template(room_id, sender, ENCRYPTED, content.to_json(), ts),
+            &hub,
+            &self.key,
+            &self.server_name,
+        )?)
+    }
+
+    /// The epoch of a room's group as this server's log has it.
+    pub fn mls_epoch(&self, room_id: &str) -> Result<Option<u64>, HubError> {
+        let head = self.head(room_id)?;
+        let epoch = lock(&head).mls.as_ref().map(|m| m.view.epoch());
+        Ok(epoch)
+    }
+}
+
+fn template(
+    room_id: &str,
+    sender: &str,
+    event_type: &str,
+    content: ruma::CanonicalJsonObject,
+    ts: i64,
+) -> EventTemplate {
+    EventTemplate {
+        room_id: room_id.to_owned(),
+        event_type: event_type.to_owned(),
+        sender: sender.to_owned(),
+        state_key: None,
+        content,
+        origin_server_ts: ts,
+    }
+}

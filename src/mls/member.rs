@@ -1,0 +1,305 @@
+//! [`Member`]: one of this server's clients in one room's group, driven by the room's log.
+//!
+//! The log is the delivery service: a member changes epoch only when a commit is appended, in
+//! log order, and its own commit counts only once the hub appended it (then it merges, and its
+//! Welcome is released; a different commit for the same epoch means ours lost, so it is
+//! discarded). The room's writer calls [`Member::observe`] for every appended event while it
+//! holds the room's lock, with the batch that appends the event, so the member's state change
+//! and the plaintext it learnt are durable together with the event, or not at all.
+//!
+//! MLS deletes a message key once used, so nobody, not even the sender, can decrypt a message
+//! twice. The member keeps the plaintext of what it sends until its event comes back
+//! ([`Member::encrypt`]; durably, in `ciphertexthash_plaintext`, when it sends to another hub)
+//! and of what it decrypts, under the event ID in `eventid_plaintext`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
+use openmls_basic_credential::SignatureKeyPair;
+use ruma::CanonicalJsonObject;
+use sha2::Digest as _;
+
+use super::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent};
+use super::group::{GroupError, RoomGroup, StagedOut};
+use super::identity::{DeviceCredential, DeviceObject, LocalDevice};
+use super::{Flush, MlsProvider, SIGNATURE_SCHEME};
+use crate::store::{Batch, Store, StoreError};
+
+/// Why a member operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MemberError {
+    /// The group refused the operation.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The device's signing key is not in its MLS storage.
+    #[error("no signing key stored for {0}")]
+    NoSigningKey(String),
+    /// This client is not (or no longer) in the room's group.
+    #[error("not a member of the room's group")]
+    NotInGroup,
+}
+
+/// What a member made of an appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// Nothing for this member (not an MLS event, or from before it joined).
+    Nothing,
+    /// The MIMI content of an `m.room.encrypted` (stored under the event ID).
+    Plaintext(Vec<u8>),
+    /// A commit moved the group to this epoch.
+    Epoch(u64),
+    /// A commit removed this member from the group.
+    Removed,
+    /// The event could not be processed; the log keeps it, this member skips it.
+    Failed(String),
+}
+
+/// A commit of ours awaiting the hub, and whom its Welcome is for.
+#[derive(Debug)]
+struct Pending {
+    staged: StagedOut,
+    targets: Vec<(String, String)>,
+}
+
+/// One client's view of one room's group (see the module documentation).
+#[derive(Debug)]
+pub struct Member {
+    device: LocalDevice,
+    provider: Arc<MlsProvider>,
+    group: Option<RoomGroup>,
+    pending: Option<Pending>,
+    /// Plaintexts of ciphertexts sent but not yet seen in the log, by ciphertext SHA-256.
+    sent: BTreeMap<[u8; 32], Vec<u8>>,
+}
+
+/// The storage namespace of a device's client.
+fn client_name(user_id: &str, device_id: &str) -> String {
+    format!("{user_id}\u{0}{device_id}")
+}
+
+/// The SHA-256 of a ciphertext, its key until its event ID is known.
+pub fn ciphertext_hash(ciphertext: &[u8]) -> [u8; 32] {
+    sha2::Sha256::digest(ciphertext).into()
+}
+
+impl Member {
+    /// The provider a device's clients use (their MLS state lives in its own namespace).
+    pub fn provider_for(store: &Arc<Store>, user_id: &str, device_id: &str) -> MlsProvider {
+        MlsProvider::for_client(Arc::clone(store), &client_name(user_id, device_id))
+    }
+
+    /// A device from its published object, its signing key read back from its MLS storage.
+    pub fn load_device(
+        provider: &MlsProvider,
+        object: DeviceObject,
+        credential: DeviceCredential,
+    ) -> Result<LocalDevice, MemberError> {
+        let signer = SignatureKeyPair::read(provider.storage(), credential.signature_key(), SIGNATURE_SCHEME)
+            .ok_or_else(|| MemberError::NoSigningKey(format!("{} {}", credential.user_id(), credential.device_id())))?;
+        let credential_with_key = openmls::prelude::CredentialWithKey {
+            credential: credential.to_credential(),
+            signature_key: signer.public().into(),
+        };
+        Ok(LocalDevice { signer, credential, credential_with_key, object })
+    }
+
+    /// Creates the room's group (epoch 0, this device alone); returns the member and the group
+    /// info for the create event. The state is pending in the provider until taken.
+    pub fn create(provider: MlsProvider, device: LocalDevice, room_id: &str) -> Result<(Self, Vec<u8>), MemberError> {
+        let group = RoomGroup::create(&provider, &device.signer, device.credential_with_key.clone(), room_id)?;
+        let group_info = group.group_info(&provider, &device.signer)?;
+        Ok((Self::with(provider, device, Some(group)), group_info))
+    }
+
+    /// Joins from a Welcome.
+    pub fn join(provider: MlsProvider, device: LocalDevice, welcome: &[u8]) -> Result<Self, MemberError> {
+        let group = RoomGroup::join(&provider, welcome)?;
+        Ok(Self::with(provider, device, Some(group)))
+    }
+
+    /// The device's group for `room_id` from storage, if it is in it.
+    pub fn load(provider: MlsProvider, device: LocalDevice, room_id: &str) -> Result<Option<Self>, MemberError> {
+        let group = RoomGroup::load(&provider, room_id)?;
+        Ok(group.filter(RoomGroup::is_active).map(|g| Self::with(provider, device, Some(g))))
+    }
+
+    fn with(provider: MlsProvider, device: LocalDevice, group: Option<RoomGroup>) -> Self {
+        Self { device, provider: Arc::new(provider), group, pending: None, sent: BTreeMap::new() }
+    }
+
+    /// The device.
+    pub fn device(&self) -> &LocalDevice {
+        &self.device
+    }
+
+    /// The provider, whose storage holds this member's pending writes.
+    pub fn provider(&self) -> &Arc<MlsProvider> {
+        &self.provider
+    }
+
+    /// The group's epoch, if in the group.
+    pub fn epoch(&self) -> Option<u64> {
+        self.group.as_ref().map(RoomGroup::epoch)
+    }
+
+    /// Encrypts MIMI content for the current epoch and keeps the plaintext until its event is
+    /// observed. The ratchet state is pending until taken: it must be durable before the
+    /// ciphertext leaves the process.
+    pub fn encrypt(&mut self, mimi_cbor: &[u8]) -> Result<Vec<u8>, MemberError> {
+        let (provider, signer) = (Arc::clone(&self.provider), &self.device.signer);
+        let group = self.group.as_mut().ok_or(MemberError::NotInGroup)?;
+        let ciphertext = group.encrypt(&provider, signer, mimi_cbor)?;
+        self.sent.insert(ciphertext_hash(&ciphertext), mimi_cbor.to_vec());
+        Ok(ciphertext)
+    }
+
+    /// Stages a commit adding `key_packages` (merged when its event is observed).
+    pub fn stage_add(&mut self, key_packages: &[KeyPackage]) -> Result<CommitContent, MemberError> {
+        let targets = key_packages
+            .iter()
+            .filter_map(|kp| DeviceCredential::from_credential(kp.leaf_node().credential()).ok())
+            .map(|c| (c.user_id().to_owned(), c.device_id().to_owned()))
+            .collect();
+        let provider = Arc::clone(&self.provider);
+        let group = self.group.as_mut().ok_or(MemberError::NotInGroup)?;
+        let staged = group.stage_add(&provider, &self.device.signer, key_packages)?;
+        Ok(self.hold(staged, targets))
+    }
+
+    /// Stages a commit removing every device of `user_id`; `None` if it has none in the group.
+    pub fn stage_remove(&mut self, user_id: &str) -> Result<Option<CommitContent>, MemberError> {
+        let provider = Arc::clone(&self.provider);
+        let signer = &self.device.signer;
+        let group = self.group.as_mut().ok_or(MemberError::NotInGroup)?;
+        Ok(group.remove_user(&provider, signer, user_id)?.map(|staged| self.hold(staged, Vec::new())))
+    }
+
+    fn hold(&mut self, staged: StagedOut, targets: Vec<(String, String)>) -> CommitContent {
+        let content = CommitContent { message: staged.commit.clone(), public_group_state: staged.group_info.clone() };
+        self.pending = Some(Pending { staged, targets });
+        content
+    }
+
+    /// Undoes an operation whose event was not appended: forgets the pending writes and staged
+    /// commit and reloads the group from the state before them.
+    pub fn roll_back(&mut self, room_id: &str) -> Result<(), MemberError> {
+        self.provider.storage().discard_pending();
+        self.pending = None;
+        self.group = RoomGroup::load(&self.provider, room_id)?;
+        Ok(())
+    }
+
+    /// Moves this member's pending MLS writes into `batch`.
+    pub fn take_batch(&self, batch: &mut Batch) -> Flush {
+        self.provider.storage().take_batch(batch)
+    }
+
+    /// Processes an appended event (see the module documentation), adding what must be durable
+    /// with it to `batch`. Never fails: an event this member cannot process stays in the log.
+    pub fn observe(
+        &mut self,
+        event_type: &str,
+        content: &CanonicalJsonObject,
+        event_id: &str,
+        batch: &mut Batch,
+    ) -> Seen {
+        let seen = match event_type {
+            COMMIT => self.observe_commit(content, event_id, batch),
+            ENCRYPTED => self.observe_message(content, event_id, batch),
+            _ => Ok(Seen::Nothing),
+        };
+        seen.unwrap_or_else(|e| Seen::Failed(e.to_string()))
+    }
+
+    fn observe_commit(
+        &mut self,
+        content: &CanonicalJsonObject,
+        event_id: &str,
+        batch: &mut Batch,
+    ) -> Result<Seen, MemberError> {
+        let Some(group) = self.group.as_mut() else { return Ok(Seen::Nothing) };
+        let commit = CommitContent::parse(content).map_err(|e| GroupError::Malformed(e.to_string()))?;
+        if let Some(pending) = self.pending.take() {
+            if pending.staged.commit == commit.message {
+                group.merge_pending_commit(&self.provider)?;
+                if let Some(welcome) = &pending.staged.welcome {
+                    batch.put_welcome(event_id, &welcome_json(welcome, event_id, &pending.targets));
+                }
+                return Ok(Seen::Epoch(group.epoch()));
+            }
+            // Another commit took the epoch: ours is void.
+            group.discard_pending_commit(&self.provider)?;
+        }
+        match group.apply_commit(&self.provider, &commit.message) {
+            Ok(()) if !group.is_active() => {
+                self.group = None;
+                Ok(Seen::Removed)
+            }
+            Ok(()) => Ok(Seen::Epoch(group.epoch())),
+            // A commit from before we joined.
+            Err(GroupError::StaleEpoch { .. }) => Ok(Seen::Nothing),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn observe_message(
+        &mut self,
+        content: &CanonicalJsonObject,
+        event_id: &str,
+        batch: &mut Batch,
+    ) -> Result<Seen, MemberError> {
+        let message = EncryptedContent::parse(content).map_err(|e| GroupError::Malformed(e.to_string()))?;
+        let hash = ciphertext_hash(&message.ciphertext);
+        let own = match self.sent.remove(&hash) {
+            Some(plaintext) => Some(plaintext),
+            None => self.provider.storage().store().sent_plaintext(&hash)?,
+        };
+        if let Some(plaintext) = own {
+            batch.put_plaintext(event_id, &plaintext);
+            batch.sent_plaintext(&hash, None);
+            return Ok(Seen::Plaintext(plaintext));
+        }
+        let Some(group) = self.group.as_mut() else { return Ok(Seen::Nothing) };
+        match group.decrypt(&self.provider, &message.ciphertext) {
+            Ok(decrypted) => {
+                batch.put_plaintext(event_id, &decrypted.mimi_cbor);
+                Ok(Seen::Plaintext(decrypted.mimi_cbor))
+            }
+            // Sent before we joined.
+            Err(GroupError::StaleEpoch { .. }) => Ok(Seen::Nothing),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// The Welcome as the draft's to-device message content, with whom it is for.
+fn welcome_json(welcome: &[u8], commit_event_id: &str, targets: &[(String, String)]) -> Vec<u8> {
+    use base64::Engine as _;
+    let targets: Vec<_> = targets.iter().map(|(user, device)| serde_json::json!([user, device])).collect();
+    let value = serde_json::json!({
+        "algorithm": format!("m.mls.v1.welcome.{}", super::events::ALGORITHM.trim_start_matches("m.mls.v1.")),
+        "ciphertext": base64::engine::general_purpose::STANDARD_NO_PAD.encode(welcome),
+        "commit_event_id": commit_event_id,
+        "targets": targets,
+    });
+    serde_json::to_vec(&value).unwrap_or_default()
+}
+
+/// Reads a stored Welcome back: its TLS bytes and its (user, device) targets.
+pub fn parse_welcome(json: &[u8]) -> Option<(Vec<u8>, Vec<(String, String)>)> {
+    use base64::Engine as _;
+    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
+    let welcome = base64::engine::general_purpose::STANDARD_NO_PAD.decode(value.get("ciphertext")?.as_str()?).ok()?;
+    let targets = value
+        .get("targets")?
+        .as_array()?
+        .iter()
+        .filter_map(|t| Some((t.get(0)?.as_str()?.to_owned(), t.get(1)?.as_str()?.to_owned())))
+        .collect();
+    Some((welcome, targets))
+}

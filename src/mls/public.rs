@@ -1,0 +1,387 @@
+//! [`PublicView`]: a room's MLS group as anyone holding the log sees it, without being a member.
+//!
+//! The hub must police commits without reading messages, and a log must verify offline from
+//! public data alone. Both need the same thing: openmls' `PublicGroup` (the ratchet tree and
+//! group context, no secrets), started from the epoch-0 group info in the create event and moved
+//! along by every `m.mls.commit` in log order. The hub, every follower and `log verify` run the
+//! same checks here, so a log the hub accepted verifies, and one it would refuse does not:
+//!
+//! * a commit is a `PublicMessage` for the room's group at its current epoch (a commit that lost
+//!   the race for an epoch is stale) and openmls validates it;
+//! * its committer is a device of the event's sender;
+//! * every leaf it adds is a device of a user whose membership is `join` (with a directory, also
+//!   vouched for by that user's server: [`validate_new_leaf`]);
+//! * a device is removed only by a sibling device, or by anyone once its user is not joined;
+//! * path and update leaves keep their owner's credential and signature key;
+//! * its `public_group_state` is exactly the group after the commit;
+//! * an `m.room.encrypted` is an application `PrivateMessage` of the current epoch and names the
+//!   latest commit.
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{
+    ContentType, Credential, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
+    ProposalStore, ProtocolMessage, PublicGroup, Sender, StagedCommit,
+};
+use std::collections::BTreeSet;
+
+use openmls::messages::group_info::VerifiableGroupInfo;
+use openmls_rust_crypto::{MemoryStorage, RustCrypto};
+
+use super::events::{CommitContent, ContentError, EncryptedContent};
+use super::identity::{DeviceCredential, DeviceDirectory, IdentityError, validate_new_leaf};
+use crate::event::KeyRing;
+use crate::event::state::RoomState;
+
+/// Why an MLS event is refused.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MlsCheckError {
+    /// The content lacks a field or has a malformed one.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// The bytes are not the MLS structure the field must hold.
+    #[error("malformed MLS data: {0}")]
+    Malformed(String),
+    /// The room has no MLS group (its create event names no encryption).
+    #[error("the room is not MLS-encrypted")]
+    NotEncrypted,
+    /// The MLS message belongs to another group than the room's.
+    #[error("MLS message is for another group than this room's")]
+    WrongGroup,
+    /// An `m.mls.commit` must hold a commit, as a `PublicMessage` the hub can read.
+    #[error("an m.mls.commit must hold a commit as a PublicMessage")]
+    NotPublicCommit,
+    /// An `m.room.encrypted` must hold an application message as a `PrivateMessage`.
+    #[error("an m.room.encrypted must hold an application message as a PrivateMessage")]
+    NotApplication,
+    /// The message is for an epoch the group has left.
+    #[error("message for epoch {message} but the group is at epoch {group} (stale)")]
+    StaleEpoch {
+        /// The message's epoch.
+        message: u64,
+        /// The group's epoch.
+        group: u64,
+    },
+    /// The message is for an epoch the group has not reached.
+    #[error("message for epoch {message} but the group is only at epoch {group}")]
+    FutureEpoch {
+        /// The message's epoch.
+        message: u64,
+        /// The group's epoch.
+        group: u64,
+    },
+    /// An `m.room.encrypted` names another commit than the room's latest.
+    #[error("commit_event_id is {found} but the room's latest commit is {latest}")]
+    StaleCommit {
+        /// The commit it names.
+        found: String,
+        /// The room's latest commit (the create event before the first).
+        latest: String,
+    },
+    /// Only members commit: external commits are not accepted.
+    #[error("commit by a non-member (external commit)")]
+    ExternalCommit,
+    /// The committing device belongs to another user than the event's sender.
+    #[error("commit signed by a device of {committer}, but the event's sender is {sender}")]
+    SenderMismatch {
+        /// The event's sender.
+        sender: String,
+        /// The committing device's user.
+        committer: String,
+    },
+    /// A leaf is refused by the identity rules.
+    #[error("leaf refused: {0}")]
+    Identity(#[from] IdentityError),
+    /// A device may be removed only by a sibling device or once its user left.
+    #[error("{remover} may not remove a device of {removed}: only a sibling device may, until the user leaves")]
+    RemovalNotAllowed {
+        /// The committer's user.
+        remover: String,
+        /// The removed device's user.
+        removed: String,
+    },
+    /// A proposal type the bridge's groups do not use.
+    #[error("commit carries a {0} proposal, which these groups do not accept")]
+    UnsupportedProposal(String),
+    /// `public_group_state` does not describe the group after the commit.
+    #[error("public_group_state is not the group after the commit")]
+    StateMismatch,
+    /// The same ciphertext is already in the room's log (in this epoch; older ones are stale).
+    #[error("ciphertext replayed: already in the room's log")]
+    Replay,
+    /// openmls refused the message.
+    #[error("MLS validation failed: {0}")]
+    Rejected(String),
+}
+
+fn malformed(error: impl std::fmt::Display) -> MlsCheckError {
+    MlsCheckError::Malformed(error.to_string())
+}
+
+/// A commit that passed [`PublicView::check_commit`], to apply once its event is appended.
+#[derive(Debug)]
+pub struct CheckedCommit(Box<StagedCommit>);
+
+/// The public state of a room's group (see the module documentation).
+pub struct PublicView {
+    group: PublicGroup,
+    storage: MemoryStorage,
+    crypto: RustCrypto,
+    latest_commit: String,
+    /// SHA-256 of every ciphertext of the current epoch.
+    ciphertexts: BTreeSet<[u8; 32]>,
+}
+
+impl std::fmt::Debug for PublicView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublicView")
+            .field("epoch", &self.epoch())
+            .field("latest_commit", &self.latest_commit)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Parses a TLS `MlsMessage` holding a `GroupInfo` of `room_id`'s group.
+fn group_info(bytes: &[u8], room_id: &str) -> Result<VerifiableGroupInfo, MlsCheckError> {
+    let message = MlsMessageIn::tls_deserialize_exact(bytes).map_err(malformed)?;
+    let MlsMessageBodyIn::GroupInfo(info) = message.extract() else {
+        return Err(MlsCheckError::Malformed("expected a GroupInfo".into()));
+    };
+    if info.group_id().as_slice() != room_id.as_bytes() {
+        return Err(MlsCheckError::WrongGroup);
+    }
+    Ok(info)
+}
+
+fn device(credential: &Credential) -> Result<DeviceCredential, MlsCheckError> {
+    Ok(DeviceCredential::from_credential(credential)?)
+}
+
+/// A leaf that must keep its owner: same credential, and the signature key it names.
+fn same_owner(leaf: &LeafNode, owner: &DeviceCredential) -> Result<(), MlsCheckError> {
+    let credential = device(leaf.credential())?;
+    let mismatch = |reason| IdentityError::CredentialMismatch {
+        user: credential.user_id().to_owned(),
+        device: credential.device_id().to_owned(),
+        reason,
+    };
+    if &credential != owner {
+        return Err(mismatch("a leaf changes its device's credential").into());
+    }
+    if leaf.signature_key().as_slice() != owner.signature_key() {
+        return Err(mismatch("a leaf signs with another key than its credential names").into());
+    }
+    Ok(())
+}
+
+impl PublicView {
+    /// The group as `group_info` (a TLS `MlsMessage` with a `GroupInfo` and its ratchet tree)
+    /// describes it; `latest_commit` is the event that opened this epoch.
+    pub fn from_group_info(group_info_bytes: &[u8], room_id: &str, latest_commit: &str) -> Result<Self, MlsCheckError> {
+        let info = group_info(group_info_bytes, room_id)?;
+        let tree = info
+            .extensions()
+            .ratchet_tree()
+            .ok_or_else(|| MlsCheckError::Malformed("group info without the ratchet tree".into()))?
+            .ratchet_tree()
+            .clone();
+        let (crypto, storage) = (RustCrypto::default(), MemoryStorage::default());
+        let (group, _) =
+            PublicGroup::from_external(&crypto, &storage, tree, info, ProposalStore::new()).map_err(malformed)?;
+        Ok(Self { group, storage, crypto, latest_commit: latest_commit.to_owned(), ciphertexts: BTreeSet::new() })
+    }
+
+    /// The group of a new room: epoch 0 with one member, a device of the room's creator.
+    pub fn for_create(
+        group_info: &[u8],
+        room_id: &str,
+        creator: &str,
+        create_event_id: &str,
+    ) -> Result<Self, MlsCheckError> {
+        let view = Self::from_group_info(group_info, room_id, create_event_id)?;
+        let members: Vec<_> = view.group.members().collect();
+        if view.epoch() != 0 || members.len() != 1 {
+            return Err(MlsCheckError::Malformed("a new room's group must be at epoch 0 with one member".into()));
+        }
+        let owner = device(&members[0].credential)?;
+        if owner.user_id() != creator {
+            return Err(MlsCheckError::SenderMismatch {
+                sender: creator.to_owned(),
+                committer: owner.user_id().to_owned(),
+            });
+        }
+        Ok(view)
+    }
+
+    /// The current epoch.
+    pub fn epoch(&self) -> u64 {
+        self.group.group_context().epoch().as_u64()
+    }
+
+    /// The event that opened the current epoch.
+    pub fn latest_commit(&self) -> &str {
+        &self.latest_commit
+    }
+
+    /// The credentials of the current members.
+    pub fn members(&self) -> Vec<DeviceCredential> {
+        self.group.members().filter_map(|m| DeviceCredential::from_credential(&m.credential).ok()).collect()
+    }
+
+    fn check_epoch(&self, message: &ProtocolMessage) -> Result<(), MlsCheckError> {
+        if message.group_id() != self.group.group_id() {
+            return Err(MlsCheckError::WrongGroup);
+        }
+        let (message, group) = (message.epoch().as_u64(), self.epoch());
+        match message.cmp(&group) {
+            std::cmp::Ordering::Less => Err(MlsCheckError::StaleEpoch { message, group }),
+            std::cmp::Ordering::Greater => Err(MlsCheckError::FutureEpoch { message, group }),
+            std::cmp::Ordering::Equal => Ok(()),
+        }
+    }
+
+    fn leaf_owner(&self, index: LeafNodeIndex) -> Result<DeviceCredential, MlsCheckError> {
+        let leaf = self.group.leaf(index).ok_or_else(|| MlsCheckError::Rejected(format!("no leaf {index:?}")))?;
+        device(leaf.credential())
+    }
+
+    /// Checks an `m.mls.commit` by `sender` against the room's `state` before it (see the module
+    /// documentation). With `devices`, added leaves must also have device objects their users'
+    /// servers signed (the hub's check); without, their users must be joined (replay).
+    pub fn check_commit(
+        &self,
+        sender: &str,
+        content: &CommitContent,
+        state: &RoomState,
+        devices: Option<(&dyn DeviceDirectory, &KeyRing)>,
+    ) -> Result<CheckedCommit, MlsCheckError> {
+        let message = MlsMessageIn::tls_deserialize_exact(&content.message).map_err(malformed)?;
+        let MlsMessageBodyIn::PublicMessage(public) = message.extract() else {
+            return Err(MlsCheckError::NotPublicCommit);
+        };
+        let message = ProtocolMessage::from(public);
+        if message.content_type() != ContentType::Commit {
+            return Err(MlsCheckError::NotPublicCommit);
+        }
+        self.check_epoch(&message)?;
+        let processed =
+            self.group.process_message(&self.crypto, message).map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
+        let Sender::Member(committer_leaf) = processed.sender() else {
+            return Err(MlsCheckError::ExternalCommit);
+        };
+        let committer = self.leaf_owner(*committer_leaf)?;
+        if committer.user_id() != sender {
+            return Err(MlsCheckError::SenderMismatch {
+                sender: sender.to_owned(),
+                committer: committer.user_id().to_owned(),
+            });
+        }
+        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
+            return Err(MlsCheckError::NotPublicCommit);
+        };
+        self.check_proposals(&staged, &committer, state, devices)?;
+        let after =
+            group_info(&content.public_group_state, &String::from_utf8_lossy(self.group.group_id().as_slice()))?;
+        if after.group_context() != staged.group_context() {
+            return Err(MlsCheckError::StateMismatch);
+        }
+        Ok(CheckedCommit(staged))
+    }
+
+    fn check_proposals(
+        &self,
+        staged: &StagedCommit,
+        committer: &DeviceCredential,
+        state: &RoomState,
+        devices: Option<(&dyn DeviceDirectory, &KeyRing)>,
+    ) -> Result<(), MlsCheckError> {
+        for queued in staged.queued_proposals() {
+            let kind = queued.proposal().proposal_type();
+            if !matches!(
+                kind,
+                openmls::prelude::ProposalType::Add
+                    | openmls::prelude::ProposalType::Remove
+                    | openmls::prelude::ProposalType::Update
+            ) {
+                return Err(MlsCheckError::UnsupportedProposal(format!("{kind:?}")));
+            }
+        }
+        for add in staged.add_proposals() {
+            let leaf = add.add_proposal().key_package().leaf_node();
+            match devices {
+                Some((directory, keys)) => {
+                    validate_new_leaf(leaf.credential(), leaf.signature_key().as_slice(), state, directory, keys)?;
+                }
+                None => {
+                    let added = device(leaf.credential())?;
+                    match state.membership(added.user_id()) {
+                        Some("join") => {}
+                        other => {
+                            return Err(IdentityError::NotJoined {
+                                user: added.user_id().to_owned(),
+                                membership: other.map(str::to_owned),
+                            }
+                            .into());
+                        }
+                    }
+                    same_owner(leaf, &added)?;
+                }
+            }
+        }
+        for remove in staged.remove_proposals() {
+            let removed = self.leaf_owner(remove.remove_proposal().removed())?;
+            let joined = state.membership(removed.user_id()) == Some("join");
+            if removed.user_id() != committer.user_id() && joined {
+                return Err(MlsCheckError::RemovalNotAllowed {
+                    remover: committer.user_id().to_owned(),
+                    removed: removed.user_id().to_owned(),
+                });
+            }
+        }
+        for update in staged.update_proposals() {
+            let Sender::Member(index) = update.sender() else { return Err(MlsCheckError::ExternalCommit) };
+            same_owner(update.update_proposal().leaf_node(), &self.leaf_owner(*index)?)?;
+        }
+        if let Some(leaf) = staged.update_path_leaf_node() {
+            same_owner(leaf, committer)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the group to the epoch `commit` opens; `event_id` is its event.
+    pub fn apply(&mut self, commit: CheckedCommit, event_id: &str) -> Result<(), MlsCheckError> {
+        self.group.merge_commit(&self.storage, *commit.0).map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
+        event_id.clone_into(&mut self.latest_commit);
+        self.ciphertexts.clear();
+        Ok(())
+    }
+
+    /// Records an appended `m.room.encrypted` of the current epoch, so a replay is refused.
+    pub fn note_encrypted(&mut self, content: &EncryptedContent) {
+        self.ciphertexts.insert(super::member::ciphertext_hash(&content.ciphertext));
+    }
+
+    /// Checks an `m.room.encrypted`: an application `PrivateMessage` of the current epoch that
+    /// names the latest commit.
+    pub fn check_encrypted(&self, content: &EncryptedContent) -> Result<(), MlsCheckError> {
+        let message = MlsMessageIn::tls_deserialize_exact(&content.ciphertext).map_err(malformed)?;
+        let MlsMessageBodyIn::PrivateMessage(private) = message.extract() else {
+            return Err(MlsCheckError::NotApplication);
+        };
+        let message = ProtocolMessage::from(private);
+        if message.content_type() != ContentType::Application {
+            return Err(MlsCheckError::NotApplication);
+        }
+        self.check_epoch(&message)?;
+        if self.ciphertexts.contains(&super::member::ciphertext_hash(&content.ciphertext)) {
+            return Err(MlsCheckError::Replay);
+        }
+        if content.commit_event_id != self.latest_commit {
+            return Err(MlsCheckError::StaleCommit {
+                found: content.commit_event_id.clone(),
+                latest: self.latest_commit.clone(),
+            });
+        }
+        Ok(())
+    }
+}
