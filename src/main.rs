@@ -136,9 +136,13 @@ enum LogCommand {
         /// Most events to show.
         #[arg(long)]
         limit: Option<u64>,
-        /// One JSON object per line: `position`, `event_id`, `pdu`.
+        /// One JSON object per line: `position`, `event_id`, `pdu` (and `decrypted`).
         #[arg(long)]
         json: bool,
+        /// Print the MIMI content stored for each `m.room.encrypted` (what this server's
+        /// clients encrypted or first decrypted; MLS keeps no keys to decrypt again).
+        #[arg(long)]
+        decrypt: bool,
     },
     /// The room state after position N (default: the tail).
     State {
@@ -195,8 +199,8 @@ fn run(command: Command) -> Result<Option<String>, CliError> {
             if valid { Ok(None) } else { Err(CliError::check("event check: not valid")) }
         }
         Command::Log(LogCommand::List { dir, json }) => cli::log_list(&dir.data_dir, json).map(Some),
-        Command::Log(LogCommand::Show { dir, room, from, limit, json }) => {
-            cli::log_show(&dir.data_dir, &room, from, limit, json).map(Some)
+        Command::Log(LogCommand::Show { dir, room, from, limit, json, decrypt }) => {
+            cli::log_show(&dir.data_dir, &room, cli::ShowOptions { from, limit, json, decrypt }).map(Some)
         }
         Command::Log(LogCommand::State { dir, room, at, json }) => {
             cli::log_state(&dir.data_dir, &room, at, json).map(Some)

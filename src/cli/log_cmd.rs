@@ -29,19 +29,53 @@ pub fn log_list(dir: &Path, as_json: bool) -> Result<String, CliError> {
     Ok(out.trim_end().to_owned())
 }
 
-/// `log show`: the timeline, as text or as JSON lines `{"position", "event_id", "pdu"}`.
-pub fn log_show(dir: &Path, room: &str, from: u64, limit: Option<u64>, as_json: bool) -> Result<String, CliError> {
-    let entries = replay::timeline(&open_store(dir)?, room, from, limit)?;
+/// How `log show` prints a room's timeline.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ShowOptions {
+    /// First position.
+    pub from: u64,
+    /// Most events.
+    pub limit: Option<u64>,
+    /// JSON lines `{"position", "event_id", "pdu"}` instead of text.
+    pub json: bool,
+    /// Also print the MIMI content this server stored for each `m.room.encrypted`.
+    pub decrypt: bool,
+}
+
+/// `log show`: the timeline, as text or as JSON lines (with `decrypted` when asked).
+pub fn log_show(dir: &Path, room: &str, options: ShowOptions) -> Result<String, CliError> {
+    let store = open_store(dir)?;
+    let entries = replay::timeline(&store, room, options.from, options.limit)?;
     let mut out = String::new();
     for e in &entries {
-        if as_json {
+        let decrypted = if options.decrypt && e.meta.event_type == crate::mls::events::ENCRYPTED {
+            Some(decrypted(&store, &e.event_id)?)
+        } else {
+            None
+        };
+        if options.json {
             let pdu = String::from_utf8_lossy(&e.bytes);
-            let _ = writeln!(out, "{{\"event_id\":{},\"pdu\":{pdu},\"position\":{}}}", json!(e.event_id), e.position);
+            let decrypted = decrypted.map(|d| format!("\"decrypted\":{d},")).unwrap_or_default();
+            let (id, pos) = (json!(e.event_id), e.position);
+            let _ = writeln!(out, "{{{decrypted}\"event_id\":{id},\"pdu\":{pdu},\"position\":{pos}}}");
         } else {
             let _ = writeln!(out, "{}", show_line(e));
+            if let Some(d) = decrypted {
+                let _ = writeln!(out, "        decrypted: {d}");
+            }
         }
     }
     Ok(out.trim_end().to_owned())
+}
+
+/// The stored MIMI content of an encrypted event as compact JSON (`null` if none is stored:
+/// sent before this server's client joined, or not decryptable by it).
+fn decrypted(store: &crate::store::Store, event_id: &str) -> Result<String, CliError> {
+    let cbor = store.plaintext(event_id).map_err(|e| CliError::check(e.to_string()))?;
+    let Some(cbor) = cbor else { return Ok("null".into()) };
+    let content = crate::mimi::MimiContent::decode(&cbor)
+        .map_err(|e| CliError::check(format!("stored plaintext of {event_id} is not MIMI content: {e}")))?;
+    Ok(crate::mimi::json::content_to_json(&content).to_string())
 }
 
 fn show_line(e: &TimelineEntry) -> String {
@@ -98,7 +132,10 @@ pub fn log_state(dir: &Path, room: &str, at: Option<u64>, as_json: bool) -> Resu
 pub fn log_verify(dir: &Path, room: Option<&str>, keys: &[String]) -> Result<String, CliError> {
     let overrides = key_ring(keys)?;
     let summary = replay::verify_store(&open_store(dir)?, room, &overrides, interactive())?;
-    Ok(format!("ok: {} room(s), {} event(s) verified", summary.rooms, summary.events))
+    Ok(format!(
+        "ok: {} room(s), {} event(s) verified, {} MLS commit(s) replayed",
+        summary.rooms, summary.events, summary.mls_commits
+    ))
 }
 
 /// `log export`.

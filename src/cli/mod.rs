@@ -13,7 +13,7 @@ use std::path::Path;
 
 pub use event_cmd::{event_check, event_sign};
 pub use keygen::keygen;
-pub use log_cmd::{log_export, log_import, log_list, log_show, log_state, log_verify};
+pub use log_cmd::{ShowOptions, log_export, log_import, log_list, log_show, log_state, log_verify};
 pub use mimi_cmd::{mimi_decode, mimi_encode, mimi_id};
 
 use crate::event::{KeyRing, RoomVersion};

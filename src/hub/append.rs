@@ -156,10 +156,10 @@ impl Hub {
             state: meta.state_key.as_deref().map(|k| (meta.event_type.as_str(), k)),
             lpdu_id,
         });
-        let flushes = self.observe_mls(head, pdu, position, &step, &mut batch);
+        let flushes = Self::observe_mls(head, pdu, position, &step, &mut batch);
         let ticket = self.store.submit(batch);
         head.chain.apply(pdu);
-        self.apply_mls(head, step, pdu)?;
+        Self::apply_mls(head, step, pdu)?;
         if let Some(lpdu_id) = lpdu_id {
             if head.recent_lpdus.len() >= RECENT_LPDUS {
                 // Only durable entries may go: the store answers for those.

@@ -114,7 +114,7 @@ impl Hub {
         let head = self.insert_head(&room_id, RoomHead::new(self.store.allocate_short_room(), chain))?;
         let mut head = lock(&head);
         if let Some((member, encryption)) = group {
-            self.install_group(&mut head, member, &create, &encryption)?;
+            Self::install_group(&mut head, member, &create, &encryption)?;
         }
         let mut pending = vec![self.append_built(&mut head, &create, None)?];
         drop(head);

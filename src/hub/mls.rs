@@ -14,8 +14,8 @@ use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
 
 use crate::event::{EventTemplate, Pdu, UnverifiedLpdu, build_lpdu};
 use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, RoomEncryption};
-use crate::mls::member::{Member, Seen, ciphertext_hash, parse_welcome};
-use crate::mls::public::{CheckedCommit, MlsCheckError, PublicView};
+use crate::mls::member::{Member, Seen, Welcome, ciphertext_hash, parse_welcome};
+use crate::mls::public::{MlsCheckError, PublicView, Step, apply_step, check_event};
 use crate::mls::{Flush, MlsProvider};
 use crate::store::{Batch, RoomSeq, ShortRoomId, StoreError};
 
@@ -28,59 +28,30 @@ pub(crate) struct RoomMls {
     members: BTreeMap<String, Member>,
 }
 
-/// What an append does to the room's group once queued.
-pub(super) enum MlsStep {
-    None,
-    Encrypted(EncryptedContent),
-    Create(Box<PublicView>),
-    Commit(CheckedCommit),
-}
-
 fn client_error(error: impl std::fmt::Display) -> HubError {
     HubError::MlsClient(error.to_string())
 }
 
 impl Hub {
     /// The hub's checks (see the module documentation); nothing changes until `apply_mls`.
-    pub(super) fn check_mls(&self, head: &RoomHead, pdu: &Pdu) -> Result<MlsStep, HubError> {
-        let meta = pdu.meta();
-        if head.chain.next_position() == 0 {
-            let Some(encryption) = RoomEncryption::from_create(pdu.content()).map_err(MlsCheckError::from)? else {
-                return Ok(MlsStep::None);
-            };
-            if head.mls.is_some() {
-                return Ok(MlsStep::None);
-            }
-            let view = PublicView::for_create(&encryption.group_info, &meta.room_id, &meta.sender, pdu.event_id())?;
-            return Ok(MlsStep::Create(Box::new(view)));
-        }
-        if meta.event_type != COMMIT && meta.event_type != ENCRYPTED {
-            return Ok(MlsStep::None);
-        }
-        let mls = head.mls.as_ref().ok_or(MlsCheckError::NotEncrypted)?;
-        if meta.event_type == ENCRYPTED {
-            let content = EncryptedContent::parse(pdu.content()).map_err(MlsCheckError::from)?;
-            mls.view.check_encrypted(&content)?;
-            return Ok(MlsStep::Encrypted(content));
-        }
-        let content = CommitContent::parse(pdu.content()).map_err(MlsCheckError::from)?;
+    pub(super) fn check_mls(&self, head: &RoomHead, pdu: &Pdu) -> Result<Step, HubError> {
         let keys = self.key_ring();
         // Only the hub holds the device directory; a follower checks what the log itself shows.
         let devices = (head.chain.hub() == self.server_name)
             .then_some((&self.directory as &dyn crate::mls::identity::DeviceDirectory, &keys));
-        Ok(MlsStep::Commit(mls.view.check_commit(&meta.sender, &content, head.chain.state(), devices)?))
+        let view = head.mls.as_ref().map(|m| &m.view);
+        Ok(check_event(view, head.chain.next_position(), pdu, head.chain.state(), devices)?)
     }
 
     /// Lets this server's clients observe the event into `batch` and takes their MLS writes.
     pub(super) fn observe_mls(
-        &self,
         head: &mut RoomHead,
         pdu: &Pdu,
         position: u64,
-        step: &MlsStep,
+        step: &Step,
         batch: &mut Batch,
     ) -> Vec<(Arc<MlsProvider>, Flush)> {
-        if matches!(step, MlsStep::Commit(_)) {
+        if matches!(step, Step::Commit(_)) {
             batch.set_latest_commit(head.short, position);
         }
         let Some(mls) = head.mls.as_mut() else { return Vec::new() };
@@ -89,7 +60,7 @@ impl Hub {
         for member in mls.members.values_mut() {
             match member.observe(&meta.event_type, pdu.content(), pdu.event_id(), batch) {
                 Seen::Failed(reason) => {
-                    tracing::warn!(event_id = pdu.event_id(), %reason, "MLS client skipped an event")
+                    tracing::warn!(event_id = pdu.event_id(), %reason, "MLS client skipped an event");
                 }
                 Seen::Removed => tracing::info!(event_id = pdu.event_id(), "MLS client removed from the group"),
                 _ => {}
@@ -100,20 +71,17 @@ impl Hub {
     }
 
     /// Moves the room's group along once the event's batch is queued.
-    pub(super) fn apply_mls(&self, head: &mut RoomHead, step: MlsStep, pdu: &Pdu) -> Result<(), HubError> {
-        match step {
-            MlsStep::None => {}
-            MlsStep::Encrypted(content) => {
-                head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?.view.note_encrypted(&content);
-            }
-            MlsStep::Create(view) => head.mls = Some(RoomMls { view: *view, members: BTreeMap::new() }),
-            MlsStep::Commit(checked) => {
-                let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
-                mls.view.apply(checked, pdu.event_id())?;
-                mls.members.retain(|_, member| member.epoch().is_some());
-            }
+    pub(super) fn apply_mls(head: &mut RoomHead, step: Step, pdu: &Pdu) -> Result<(), HubError> {
+        let (mut view, members) = match head.mls.take() {
+            Some(mls) => (Some(mls.view), mls.members),
+            None => (None, BTreeMap::new()),
+        };
+        let result = apply_step(&mut view, step, pdu.event_id());
+        head.mls = view.map(|view| RoomMls { view, members });
+        if let Some(mls) = head.mls.as_mut() {
+            mls.members.retain(|_, member| member.epoch().is_some());
         }
-        Ok(())
+        Ok(result?)
     }
 
     /// The group of a room being loaded: the view from its latest commit (or create event), and
@@ -174,7 +142,6 @@ impl Hub {
     /// Installs the creator's client before the create event is appended, so that the group's
     /// state lands in the create event's batch.
     pub(super) fn install_group(
-        &self,
         head: &mut RoomHead,
         member: Member,
         create: &Pdu,
@@ -274,7 +241,7 @@ impl Hub {
     }
 
     /// The Welcome a commit appended here produced, and the (user, device) pairs it is for.
-    pub fn welcome(&self, commit_event_id: &str) -> Result<Option<(Vec<u8>, Vec<(String, String)>)>, HubError> {
+    pub fn welcome(&self, commit_event_id: &str) -> Result<Option<Welcome>, HubError> {
         Ok(self.store.welcome(commit_event_id)?.as_deref().and_then(parse_welcome))
     }
 

@@ -290,8 +290,17 @@ fn welcome_json(welcome: &[u8], commit_event_id: &str, targets: &[(String, Strin
     serde_json::to_vec(&value).unwrap_or_default()
 }
 
-/// Reads a stored Welcome back: its TLS bytes and its (user, device) targets.
-pub fn parse_welcome(json: &[u8]) -> Option<(Vec<u8>, Vec<(String, String)>)> {
+/// A Welcome stored for delivery to the added devices' servers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    /// The Welcome (TLS `MlsMessage`).
+    pub message: Vec<u8>,
+    /// The (user, device) pairs it adds.
+    pub targets: Vec<(String, String)>,
+}
+
+/// Reads a stored Welcome back.
+pub fn parse_welcome(json: &[u8]) -> Option<Welcome> {
     use base64::Engine as _;
     let value: serde_json::Value = serde_json::from_slice(json).ok()?;
     let welcome = base64::engine::general_purpose::STANDARD_NO_PAD.decode(value.get("ciphertext")?.as_str()?).ok()?;
@@ -301,5 +310,5 @@ pub fn parse_welcome(json: &[u8]) -> Option<(Vec<u8>, Vec<(String, String)>)> {
         .iter()
         .filter_map(|t| Some((t.get(0)?.as_str()?.to_owned(), t.get(1)?.as_str()?.to_owned())))
         .collect();
-    Some((welcome, targets))
+    Some(Welcome { message: welcome, targets })
 }

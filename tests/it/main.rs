@@ -18,6 +18,7 @@ mod mls_crash;
 mod mls_group;
 mod mls_identity;
 mod mls_key_package;
+mod mls_log;
 mod mls_rooms;
 mod properties;
 mod replay;

@@ -14,6 +14,7 @@ use mimi_bridge::replay;
 use crate::common::*;
 
 pub(crate) const CAROL: &str = "@carol:part.example";
+const DAVE: &str = "@dave:part.example";
 
 /// A valid MIMI content message, distinct per `n` (its salt).
 pub(crate) fn mimi(n: u64) -> Vec<u8> {
@@ -98,10 +99,10 @@ impl Pair {
         let claimed = self.part.claim_key_package(user, device).unwrap().unwrap();
         let package = self.hub.check_key_package(&claimed, user, device).unwrap();
         let commit = self.hub.commit_add(&self.room, ALICE, &[package], TS).unwrap().wait().unwrap();
-        let (welcome, targets) = self.hub.welcome(&commit.event_id).unwrap().unwrap();
-        assert_eq!(targets, [(user.to_owned(), device.to_owned())]);
+        let welcome = self.hub.welcome(&commit.event_id).unwrap().unwrap();
+        assert_eq!(welcome.targets, [(user.to_owned(), device.to_owned())]);
         self.sync();
-        self.part.join_group(&self.room, user, &welcome).unwrap();
+        self.part.join_group(&self.room, user, &welcome.message).unwrap();
         commit.event_id
     }
 
@@ -113,9 +114,10 @@ impl Pair {
         self.hub.send_encrypted(&self.room, ALICE, &mimi(n), TS).unwrap().wait().unwrap();
     }
 
-    pub(crate) fn part_sends(&self, user: &str, n: u64) -> Result<(), LpduRejection> {
+    pub(crate) fn part_sends(&self, user: &str, n: u64) -> Result<(), Box<HubError>> {
         let lpdu = self.part.encrypt_lpdu(&self.room, user, &mimi(n), TS).unwrap();
-        self.hub.submit_lpdu(lpdu)?.wait().map(|_| ()).map_err(|error| LpduRejection { lpdu_id: String::new(), error })
+        let pending = self.hub.submit_lpdu(lpdu).map_err(|rejection| Box::new(rejection.error))?;
+        pending.wait().map(|_| ()).map_err(Box::new)
     }
 
     /// Both stores hold `expected` as the plaintexts of the room's messages, in log order.
@@ -215,7 +217,6 @@ fn replays_stale_epochs_non_members_and_foreign_credentials_are_refused() {
     pair.assert_plaintexts(&[1, 2]);
 
     // A commit adding a user who is not joined.
-    const DAVE: &str = "@dave:part.example";
     pair.part.register_device(DAVE, "DAVEDEV").unwrap();
     pair.hub.publish_device(&pair.part.device_object(DAVE, "DAVEDEV").unwrap().unwrap()).unwrap();
     pair.part.publish_key_packages(DAVE, 1).unwrap();
