@@ -35,10 +35,9 @@ fn client_error(error: impl std::fmt::Display) -> HubError {
 impl Hub {
     /// The hub's checks (see the module documentation); nothing changes until `apply_mls`.
     pub(super) fn check_mls(&self, head: &RoomHead, pdu: &Pdu) -> Result<Step, HubError> {
-        let keys = self.key_ring();
         // Only the hub holds the device directory; a follower checks what the log itself shows.
-        let devices = (head.chain.hub() == self.server_name)
-            .then_some((&self.directory as &dyn crate::mls::identity::DeviceDirectory, &keys));
+        let keys = (pdu.meta().event_type == COMMIT && head.chain.hub() == self.server_name).then(|| self.key_ring());
+        let devices = keys.as_ref().map(|keys| (&self.directory as &dyn crate::mls::identity::DeviceDirectory, keys));
         let view = head.mls.as_ref().map(|m| &m.view);
         Ok(check_event(view, head.chain.next_position(), pdu, head.chain.state(), devices)?)
     }

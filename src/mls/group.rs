@@ -73,8 +73,9 @@ pub enum GroupError {
     /// There is no pending commit to merge.
     #[error("no commit of ours is pending")]
     NoPendingCommit,
-    /// The ciphertext was already decrypted (its key is deleted for forward secrecy).
-    #[error("message already processed (replay)")]
+    /// The ciphertext's key is gone: the message was already decrypted (keys are deleted for
+    /// forward secrecy), or its generation is behind the window kept for late messages.
+    #[error("message already processed or too old (replay)")]
     Replay,
     /// [`RoomGroup::decrypt`] got something other than an application message.
     #[error("not an application message")]
@@ -312,7 +313,7 @@ impl RoomGroup {
             // openmls does not export `SecretTreeError`; its Debug form names the variant.
             ProcessMessageError::ValidationError(ValidationError::UnableToDecrypt(
                 MessageDecryptionError::SecretTreeError(e),
-            )) if format!("{e:?}") == "SecretReuseError" => GroupError::Replay,
+            )) if matches!(format!("{e:?}").as_str(), "SecretReuseError" | "TooDistantInThePast") => GroupError::Replay,
             other => openmls_error(other),
         }
     }
