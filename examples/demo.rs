@@ -69,7 +69,10 @@ fn mimi_text(room: &str, sender: &str, text: &str) -> Result<Vec<u8>> {
         "type": "m.room.message", "sender": sender, "room_id": room, "event_id": format!("$demo{}", now_ms()),
         "origin_server_ts": now_ms(), "content": {"msgtype": "m.text", "body": text},
     });
-    let ctx = OutboundContext { room_uri: format!("mimi://{HUB}/r/{}", room.trim_start_matches('!').split(':').next().unwrap_or_default()), salt: Salt::Random };
+    let ctx = OutboundContext {
+        room_uri: format!("mimi://{HUB}/r/{}", room.trim_start_matches('!').split(':').next().unwrap_or_default()),
+        salt: Salt::Random,
+    };
     match to_mimi(&event, &ctx, &MemoryIdMap::new())?.pop() {
         Some(Outcome::Message(content)) => Ok(content.encode()),
         other => bail!("text did not translate to a message: {other:?}"),
@@ -118,7 +121,11 @@ fn main() -> Result<()> {
     let welcome = hub.welcome(&commit.event_id)?.context("the Welcome")?;
     follow(&hub, &follower, &room)?;
     follower.join_group(&room, BOB, &welcome.message)?;
-    println!("  #{:<2} m.mls.commit adds @bob's device; the group is at epoch {:?}", commit.position, hub.mls_epoch(&room)?);
+    println!(
+        "  #{:<2} m.mls.commit adds @bob's device; the group is at epoch {:?}",
+        commit.position,
+        hub.mls_epoch(&room)?
+    );
 
     let lines = [
         (ALICE, "Welcome, Bob. This room lives on hub.test."),
