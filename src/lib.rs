@@ -10,11 +10,16 @@
 //! - [`hub`] — the single writer of each room's log: completes LPDUs, authors local events,
 //!   follows other hubs.
 //! - [`replay`] — `log list|show|state|verify|export|import`: offline, bit-for-bit checks.
+//! - [`appservice`] — the homeserver side: durable transaction intake, portals, ghosts, and the
+//!   client-server API client.
+//! - [`http`] — the hyper server: routing, authentication, Matrix errors, health, metrics.
 //! - [`cli`] — the command-line tool's commands (the binary only parses arguments).
 //!
 //! The feature `store` (default) brings in everything that needs RocksDB; without it the crate is
 //! the pure half, which the fuzz targets build.
 
+#[cfg(feature = "store")]
+pub mod appservice;
 #[cfg(feature = "store")]
 pub mod cli;
 pub mod event;

@@ -1,0 +1,1 @@
+//! The client-server API as the appservice uses it.
