@@ -1,0 +1,78 @@
+//! The documented example configuration that `mimi-bridge generate-config` prints.
+//!
+//! `bridge-config/config.example.yaml` is this text, checked in; tests check that the file and the
+//! command's output are byte-identical, that the example loads, and that every key it marks
+//! `(default)` holds the value the struct defaults to.
+
+/// The example `config.yaml`, with a comment on every key.
+pub const EXAMPLE: &str = r"# mimi-bridge configuration (printed by `mimi-bridge generate-config`).
+#
+# Setup: edit this file, run `mimi-bridge generate-registration -c config.yaml -r registration.yaml`
+# (it generates the two tokens and writes them back here), add registration.yaml to Synapse's
+# `app_service_config_files`, restart Synapse, then start `mimi-bridge serve -c config.yaml`.
+#
+# Nothing is reloaded while running: restart the bridge after any change. Keys marked
+# (registration) are also copied into registration.yaml: after changing one, run
+# generate-registration again (the tokens are kept) and restart Synapse.
+# Keys marked (default) may be left out. The schema is schemas/config.schema.json.
+
+homeserver:
+  # URL of the homeserver's client-server API as the bridge reaches it (http or https).
+  address: http://127.0.0.1:8008
+  # The homeserver's server name: the part after ':' in its user IDs. (registration)
+  domain: hs.test
+
+appservice:
+  # URL the homeserver uses to reach the bridge; may carry a path. (registration)
+  address: http://127.0.0.1:29340
+  # IP address and port the bridge listens on for the homeserver. (default)
+  hostname: 127.0.0.1
+  port: 29340
+  # Registration ID: unique on the homeserver, never change it. (default, registration)
+  id: mimi
+  bot:
+    # Localpart of the bridge bot, here @mimibot:hs.test. (default, registration)
+    username: mimibot
+  # Tokens between bridge and homeserver. `generate` asks generate-registration to write
+  # 64 random letters and digits here; existing tokens are kept. (registration)
+  as_token: generate
+  hs_token: generate
+  # Localpart of the ghost user standing for a remote MIMI user: a fixed prefix, {server}, fixed
+  # text containing `_`, then {localpart}. @bob:part.test appears as @mimi_part.test_bob:hs.test.
+  # (default, registration)
+  username_template: mimi_{server}_{localpart}
+  # Also accept the homeserver's token as a legacy `?access_token=` query parameter (homeservers
+  # older than Matrix v1.4); otherwise only `Authorization: Bearer`. (default)
+  legacy_access_token_query: false
+
+mimi:
+  # The bridge's own server name in MIMI rooms, different from homeserver.domain; local users
+  # appear as @alice:mimi.hs.test. Never change it once rooms exist.
+  server_name: mimi.hs.test
+  # Signing key in Synapse's key-file format; create it with
+  # `mimi-bridge keygen --out /var/lib/mimi-bridge/signing.key`.
+  signing_key: /var/lib/mimi-bridge/signing.key
+  # IP address and port of the server-server (federation) listener. It speaks plain HTTP: put
+  # a TLS reverse proxy in front of it. (default)
+  federation_listen: 127.0.0.1:29341
+
+database:
+  # The RocksDB data directory, created on first start.
+  path: /var/lib/mimi-bridge/data
+  # `sync`: every write reaches the disk before it is acknowledged. `nosync` leaves that to the
+  # operating system, so a power cut can lose acknowledged messages (tests only). (default)
+  sync: sync
+
+logging:
+  # A level (error, warn, info, debug, trace) or tracing filter directives such as
+  # `info,mimi_bridge::hub=debug`. (default)
+  level: info
+  # `text` (human-readable lines) or `json` (one object per line), on standard error. (default)
+  format: text
+
+metrics:
+  # Serve Prometheus metrics at /metrics. (default)
+  enabled: false
+  # IP address and port of the metrics listener. (default)
+  listen: 127.0.0.1:29342
+";
