@@ -22,7 +22,15 @@
 pub mod appservice;
 #[cfg(feature = "store")]
 pub mod cli;
+#[cfg(feature = "store")]
+pub mod config;
+#[cfg(feature = "store")]
+pub mod daemon;
 pub mod event;
+#[cfg(feature = "store")]
+pub mod federation;
+#[cfg(feature = "store")]
+pub mod http;
 #[cfg(feature = "store")]
 pub mod hub;
 pub mod mimi;

@@ -26,6 +26,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the bridge: the appservice and federation listeners, and the bridging between them.
+    Serve {
+        /// The configuration file.
+        #[arg(short = 'c', long = "config", default_value = "config.yaml")]
+        config: PathBuf,
+    },
+    /// Print a documented example configuration (bridge-config/config.example.yaml).
+    GenerateConfig,
+    /// Write the homeserver's registration file, generating the tokens still set to `generate`
+    /// in the configuration and writing them back into it (existing tokens are kept).
+    GenerateRegistration {
+        /// The configuration file.
+        #[arg(short = 'c', long = "config", default_value = "config.yaml")]
+        config: PathBuf,
+        /// Where to write the registration (`-` for standard output).
+        #[arg(short = 'r', long = "registration", default_value = "registration.yaml")]
+        registration: PathBuf,
+    },
     /// Generate a server signing key in Synapse's key-file format.
     Keygen {
         /// Where to write the key (never overwritten).
@@ -188,6 +206,17 @@ enum LogCommand {
 fn run(command: Command) -> Result<Option<String>, CliError> {
     let stdin = || cli::read_limited(&mut std::io::stdin().lock(), cli::MAX_STDIN_EVENT, "stdin");
     match command {
+        Command::Serve { config } => cli::serve(&config).map(|()| None),
+        Command::GenerateConfig => {
+            std::io::stdout()
+                .lock()
+                .write_all(cli::generate_config().as_bytes())
+                .map_err(|e| CliError::usage(format!("stdout: {e}")))?;
+            Ok(None)
+        }
+        Command::GenerateRegistration { config, registration } => {
+            cli::generate_registration(&config, &registration).map(Some)
+        }
         Command::Keygen { out, key_id } => cli::keygen(&out, key_id.as_deref()).map(Some),
         Command::Event(EventCommand::Sign { server_name, key_file, version }) => {
             cli::event_sign(&stdin()?, &server_name, &key_file, &version.room_version).map(Some)
@@ -230,11 +259,14 @@ fn run(command: Command) -> Result<Option<String>, CliError> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .init();
     let cli = Cli::parse();
+    // `serve` sets up logging from its configuration.
+    if !matches!(cli.command, Command::Serve { .. }) {
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .init();
+    }
     match run(cli.command) {
         Ok(output) => {
             if let Some(text) = output {

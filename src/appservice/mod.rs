@@ -5,4 +5,15 @@
 //! the bridge sends to the homeserver goes from a durable queue with a transaction ID kept with
 //! it, so neither a crash nor a retry loses or duplicates a message.
 
+pub mod bridge;
+pub mod ghost;
 pub mod homeserver;
+pub mod ids;
+pub mod intake;
+pub mod outbound;
+pub mod ping;
+pub mod portal;
+pub mod rooms;
+pub mod service;
+pub mod transactions;
+pub mod users;

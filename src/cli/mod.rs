@@ -3,18 +3,22 @@
 //!
 //! Exit codes are part of the interface: 0 success, 1 a check failed, 2 bad usage or input.
 
+mod config_cmd;
 mod event_cmd;
 mod keygen;
 mod log_cmd;
 mod mimi_cmd;
+mod serve;
 
 use std::io::Read;
 use std::path::Path;
 
+pub use config_cmd::{generate_config, generate_registration};
 pub use event_cmd::{event_check, event_sign};
 pub use keygen::keygen;
 pub use log_cmd::{ShowOptions, log_export, log_import, log_list, log_show, log_state, log_verify};
 pub use mimi_cmd::{mimi_decode, mimi_encode, mimi_id};
+pub use serve::serve;
 
 use crate::event::{KeyRing, RoomVersion};
 use crate::store::Store;

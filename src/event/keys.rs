@@ -167,7 +167,7 @@ impl ServerKey {
     }
 
     /// Signs bytes.
-    pub(crate) fn sign(&self, message: &[u8]) -> String {
+    pub fn sign(&self, message: &[u8]) -> String {
         use ed25519_dalek::Signer as _;
         STANDARD_NO_PAD.encode(self.signing.sign(message).to_bytes())
     }

@@ -19,14 +19,16 @@ impl Hub {
         }
         let head = self.head(&template.room_id)?;
         let mut head = lock(&head);
-        self.append_template(&mut head, template)
+        self.append_template(&mut head, template, |_| Batch::new())
     }
 
     /// Builds, signs and appends a local event under the room's lock.
+    /// `extra` gives, for the new event's ID, writes to make durable in the event's batch.
     pub(super) fn append_template(
         &self,
         head: &mut RoomHead,
         template: EventTemplate,
+        extra: impl FnOnce(&str) -> Batch,
     ) -> Result<PendingAppend, HubError> {
         let chain = &head.chain;
         let meta = crate::event::EventMeta {
@@ -43,7 +45,8 @@ impl Hub {
         let auth_events = chain.select_auth(&meta, &template.content);
         let pdu =
             build_local(chain.version(), template, &auth_events, &chain.prev_events(), &self.key, &self.server_name)?;
-        self.append_built(head, &pdu, None)
+        let extra = extra(pdu.event_id());
+        self.append_built(head, &pdu, None, extra)
     }
 
     /// Appends an event authored by a user of this server and waits until it is durable.
@@ -104,7 +107,7 @@ impl Hub {
         let prev_events = chain.prev_events();
         let pdu = complete_lpdu(chain.version(), lpdu, &auth_events, &prev_events, &self.key, &self.server_name)
             .map_err(|e| reject(e.into()))?;
-        self.append_built(&mut head, &pdu, Some(&lpdu_id)).map_err(reject)
+        self.append_built(&mut head, &pdu, Some(&lpdu_id), Batch::new()).map_err(reject)
     }
 
     /// `submit_lpdu`, then waits until the event is durable.
@@ -140,12 +143,13 @@ impl Hub {
         head: &mut RoomHead,
         pdu: &Pdu,
         lpdu_id: Option<&str>,
+        extra: Batch,
     ) -> Result<PendingAppend, HubError> {
         head.chain.check(pdu)?;
         let step = self.check_mls(head, pdu)?;
         let position = head.chain.next_position();
         let meta = pdu.meta();
-        let mut batch = Batch::new();
+        let mut batch = extra;
         if position == 0 {
             batch.add_room(head.short, &meta.room_id);
         }
@@ -159,7 +163,7 @@ impl Hub {
         let flushes = Self::observe_mls(head, pdu, position, &step, &mut batch);
         let ticket = self.store.submit(batch);
         head.chain.apply(pdu);
-        Self::apply_mls(head, step, pdu)?;
+        Self::apply_mls(head, step, pdu);
         if let Some(lpdu_id) = lpdu_id {
             if head.recent_lpdus.len() >= RECENT_LPDUS {
                 // Only durable entries may go: the store answers for those.

@@ -116,7 +116,7 @@ impl Hub {
         if let Some((member, encryption)) = group {
             Self::install_group(&mut head, member, &create, &encryption)?;
         }
-        let mut pending = vec![self.append_built(&mut head, &create, None)?];
+        let mut pending = vec![self.append_built(&mut head, &create, None, crate::store::Batch::new())?];
         drop(head);
         let users = object(vec![(creator, int(100))]);
         for t in [

@@ -14,11 +14,8 @@ use crate::mls::key_package;
 use crate::mls::member::Member;
 use crate::store::{Batch, StoreError};
 
+use super::mls::client_error;
 use super::{Hub, HubError};
-
-fn client_error(error: impl std::fmt::Display) -> HubError {
-    HubError::MlsClient(error.to_string())
-}
 
 impl Hub {
     /// This server's registered devices, with their signing keys.

@@ -26,7 +26,7 @@ impl Hub {
             }
             let chain = Chain::for_create(&pdu)?;
             let head = self.insert_head(&meta.room_id, RoomHead::new(self.store.allocate_short_room(), chain))?;
-            return self.append_built(&mut lock(&head), &pdu, None);
+            return self.append_built(&mut lock(&head), &pdu, None, crate::store::Batch::new());
         }
         let head = self.head(&meta.room_id)?;
         let version = lock(&head).chain.version();
@@ -48,7 +48,7 @@ impl Hub {
             };
             return Ok(PendingAppend::new(appended, Some(self.store.submit(crate::store::Batch::new()))));
         }
-        self.append_built(&mut head, &pdu, None)
+        self.append_built(&mut head, &pdu, None, crate::store::Batch::new())
     }
 
     /// `submit_followed`, then waits until the event is durable.

@@ -28,7 +28,7 @@ pub(crate) struct RoomMls {
     members: BTreeMap<String, Member>,
 }
 
-fn client_error(error: impl std::fmt::Display) -> HubError {
+pub(super) fn client_error(error: impl std::fmt::Display) -> HubError {
     HubError::MlsClient(error.to_string())
 }
 
@@ -57,7 +57,7 @@ impl Hub {
         let meta = pdu.meta();
         let mut flushes = Vec::with_capacity(mls.members.len());
         for member in mls.members.values_mut() {
-            match member.observe(&meta.event_type, pdu.content(), pdu.event_id(), batch) {
+            match member.observe(&meta.event_type, &meta.sender, pdu.content(), pdu.event_id(), batch) {
                 Seen::Failed(reason) => {
                     tracing::warn!(event_id = pdu.event_id(), %reason, "MLS client skipped an event");
                 }
@@ -70,17 +70,19 @@ impl Hub {
     }
 
     /// Moves the room's group along once the event's batch is queued.
-    pub(super) fn apply_mls(head: &mut RoomHead, step: Step, pdu: &Pdu) -> Result<(), HubError> {
+    pub(super) fn apply_mls(head: &mut RoomHead, step: Step, pdu: &Pdu) {
         let (mut view, members) = match head.mls.take() {
             Some(mls) => (Some(mls.view), mls.members),
             None => (None, BTreeMap::new()),
         };
-        let result = apply_step(&mut view, step, pdu.event_id());
+        // The checks passed before the batch was queued; applying cannot refuse the event now.
+        if let Err(error) = apply_step(&mut view, step, pdu.event_id()) {
+            tracing::error!(event_id = pdu.event_id(), %error, "MLS state not advanced for an appended event");
+        }
         head.mls = view.map(|view| RoomMls { view, members });
         if let Some(mls) = head.mls.as_mut() {
             mls.members.retain(|_, member| member.epoch().is_some());
         }
-        Ok(result?)
     }
 
     /// The group of a room being loaded: the view from its latest commit (or create event), and
@@ -159,13 +161,14 @@ impl Hub {
         room_id: &str,
         sender: &str,
         build: impl FnOnce(&mut Member, &PublicView) -> Result<EventTemplate, HubError>,
+        extra: impl FnOnce(&str) -> Batch,
     ) -> Result<PendingAppend, HubError> {
         let head = self.head(room_id)?;
         let mut head = lock(&head);
         let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
         let member = mls.members.get_mut(sender).ok_or_else(|| HubError::NoMlsDevice { user: sender.to_owned() })?;
         let template = build(member, &mls.view);
-        let result = template.and_then(|t| self.append_template(&mut head, t));
+        let result = template.and_then(|t| self.append_template(&mut head, t, extra));
         if result.is_err()
             && let Some(member) = head.mls.as_mut().and_then(|m| m.members.get_mut(sender))
         {
@@ -183,11 +186,29 @@ impl Hub {
         mimi_cbor: &[u8],
         ts: i64,
     ) -> Result<PendingAppend, HubError> {
-        self.with_member(room_id, sender, |member, view| {
-            let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
-            let content = EncryptedContent { ciphertext, commit_event_id: view.latest_commit().to_owned() };
-            Ok(template(room_id, sender, ENCRYPTED, content.to_json(), ts))
-        })
+        self.send_encrypted_with(room_id, sender, mimi_cbor, ts, |_| Batch::new())
+    }
+
+    /// [`send_encrypted`](Self::send_encrypted), with `extra(event_id)` written in the event's
+    /// batch (e.g. the Matrix event it came from, mapped, and its intake entry deleted).
+    pub fn send_encrypted_with(
+        &self,
+        room_id: &str,
+        sender: &str,
+        mimi_cbor: &[u8],
+        ts: i64,
+        extra: impl FnOnce(&str) -> Batch,
+    ) -> Result<PendingAppend, HubError> {
+        self.with_member(
+            room_id,
+            sender,
+            |member, view| {
+                let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
+                let content = EncryptedContent { ciphertext, commit_event_id: view.latest_commit().to_owned() };
+                Ok(template(room_id, sender, ENCRYPTED, content.to_json(), ts))
+            },
+            extra,
+        )
     }
 
     /// Commits adding the devices of `key_packages` (validated and claimed by the caller) as
@@ -199,10 +220,15 @@ impl Hub {
         key_packages: &[KeyPackage],
         ts: i64,
     ) -> Result<PendingAppend, HubError> {
-        self.with_member(room_id, committer, |member, _| {
-            let content = member.stage_add(key_packages).map_err(client_error)?;
-            Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
-        })
+        self.with_member(
+            room_id,
+            committer,
+            |member, _| {
+                let content = member.stage_add(key_packages).map_err(client_error)?;
+                Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
+            },
+            |_| Batch::new(),
+        )
     }
 
     /// Commits removing every device of `user_id` as `committer`.
@@ -213,13 +239,18 @@ impl Hub {
         user_id: &str,
         ts: i64,
     ) -> Result<PendingAppend, HubError> {
-        self.with_member(room_id, committer, |member, _| {
-            let content = member
-                .stage_remove(user_id)
-                .map_err(client_error)?
-                .ok_or_else(|| HubError::MlsClient(format!("{user_id} has no device in the group")))?;
-            Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
-        })
+        self.with_member(
+            room_id,
+            committer,
+            |member, _| {
+                let content = member
+                    .stage_remove(user_id)
+                    .map_err(client_error)?
+                    .ok_or_else(|| HubError::MlsClient(format!("{user_id} has no device in the group")))?;
+                Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
+            },
+            |_| Batch::new(),
+        )
     }
 
     /// Joins `user_id`'s device (a user of this server) to a room's group from the Welcome its
@@ -231,6 +262,17 @@ impl Hub {
         let head = self.head(room_id)?;
         let mut head = lock(&head);
         let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        // The Welcome must be for this room and for the epoch the log is at: a member behind
+        // the log could never catch up (commits are applied only as they are appended).
+        if member.room_id().as_deref() != Some(room_id) || member.epoch() != Some(mls.view.epoch()) {
+            member.provider().storage().discard_pending();
+            return Err(HubError::MlsClient(format!(
+                "the Welcome is for {:?} at epoch {:?}, but {room_id}'s log is at epoch {}; follow the log to the Welcome's commit first",
+                member.room_id(),
+                member.epoch(),
+                mls.view.epoch()
+            )));
+        }
         let mut batch = Batch::new();
         let flush = member.take_batch(&mut batch);
         self.store.write(batch)?;
@@ -274,6 +316,13 @@ impl Hub {
             &self.key,
             &self.server_name,
         )?)
+    }
+
+    /// Whether `user_id` (a user of this server) has a client in the room's group here.
+    pub fn in_group(&self, room_id: &str, user_id: &str) -> Result<bool, HubError> {
+        let head = self.head(room_id)?;
+        let in_group = lock(&head).mls.as_ref().is_some_and(|m| m.members.contains_key(user_id));
+        Ok(in_group)
     }
 
     /// The epoch of a room's group as this server's log has it.

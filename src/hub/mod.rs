@@ -158,6 +158,13 @@ impl Hub {
         &self.store
     }
 
+    /// A user's current membership in a room (`join`, `invite`, `leave`, …).
+    pub fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<String>, HubError> {
+        let head = self.head(room_id)?;
+        let membership = lock(&head).chain.state().membership(user_id).map(str::to_owned);
+        Ok(membership)
+    }
+
     /// Trusts (and persists) a server's public key; logs keep the keys their signatures need.
     pub fn trust_key(&self, server: &str, key_id: &str, key: ed25519_dalek::VerifyingKey) -> Result<(), HubError> {
         match self.keys.read().ok().and_then(|ring| ring.get(server, key_id).copied()) {
@@ -173,6 +180,11 @@ impl Hub {
             ring.insert(server, key_id, key);
         }
         Ok(())
+    }
+
+    /// The keys this server trusts (its own, pinned peers', and those its logs carry).
+    pub fn trusted_keys(&self) -> KeyRing {
+        self.key_ring()
     }
 
     fn key_ring(&self) -> KeyRing {

@@ -142,6 +142,12 @@ impl Member {
         &self.provider
     }
 
+    /// The room (group ID) of the group, if in one.
+    pub fn room_id(&self) -> Option<String> {
+        let group = self.group.as_ref()?;
+        Some(String::from_utf8_lossy(group.mls_group().group_id().as_slice()).into_owned())
+    }
+
     /// The group's epoch, if in the group.
     pub fn epoch(&self) -> Option<u64> {
         self.group.as_ref().map(RoomGroup::epoch)
@@ -190,6 +196,7 @@ impl Member {
     pub fn roll_back(&mut self, room_id: &str) -> Result<(), MemberError> {
         self.provider.storage().discard_pending();
         self.pending = None;
+        self.sent.clear();
         self.group = RoomGroup::load(&self.provider, room_id)?;
         Ok(())
     }
@@ -204,13 +211,18 @@ impl Member {
     pub fn observe(
         &mut self,
         event_type: &str,
+        sender: &str,
         content: &CanonicalJsonObject,
         event_id: &str,
         batch: &mut Batch,
     ) -> Seen {
         let seen = match event_type {
-            COMMIT => self.observe_commit(content, event_id, batch),
-            ENCRYPTED => self.observe_message(content, event_id, batch),
+            COMMIT => self.observe_commit(content, event_id, batch).inspect_err(|_| {
+                // A commit this client cannot apply leaves it behind the log for good: it leaves
+                // the room's clients (its user can be added again).
+                self.group = None;
+            }),
+            ENCRYPTED => self.observe_message(sender, content, event_id, batch),
             _ => Ok(Seen::Nothing),
         };
         seen.unwrap_or_else(|e| Seen::Failed(e.to_string()))
@@ -249,6 +261,7 @@ impl Member {
 
     fn observe_message(
         &mut self,
+        sender: &str,
         content: &CanonicalJsonObject,
         event_id: &str,
         batch: &mut Batch,
@@ -266,6 +279,17 @@ impl Member {
         }
         let Some(group) = self.group.as_mut() else { return Ok(Seen::Nothing) };
         match group.decrypt(&self.provider, &message.ciphertext) {
+            // The MLS sender must be a device of the event's sender: otherwise one user's
+            // ciphertext could be relayed as another's message.
+            Ok(decrypted)
+                if DeviceCredential::from_identity(&decrypted.sender_identity)
+                    .ok()
+                    .as_ref()
+                    .map(DeviceCredential::user_id)
+                    != Some(sender) =>
+            {
+                Err(GroupError::Malformed("the MLS sender is not a device of the event's sender".into()).into())
+            }
             Ok(decrypted) => {
                 batch.put_plaintext(event_id, &decrypted.mimi_cbor);
                 Ok(Seen::Plaintext(decrypted.mimi_cbor))

@@ -120,12 +120,11 @@ fn malformed(error: impl std::fmt::Display) -> MlsCheckError {
 
 /// A commit that passed [`PublicView::check_commit`], to apply once its event is appended.
 #[derive(Debug)]
-pub struct CheckedCommit(Box<StagedCommit>);
+pub struct CheckedCommit(Box<PublicView>);
 
 /// The public state of a room's group (see the module documentation).
 pub struct PublicView {
     group: PublicGroup,
-    storage: MemoryStorage,
     crypto: RustCrypto,
     latest_commit: String,
     /// SHA-256 of every ciphertext of the current epoch.
@@ -149,6 +148,9 @@ fn group_info(bytes: &[u8], room_id: &str) -> Result<VerifiableGroupInfo, MlsChe
     };
     if info.group_id().as_slice() != room_id.as_bytes() {
         return Err(MlsCheckError::WrongGroup);
+    }
+    if info.ciphersuite() != super::CIPHERSUITE {
+        return Err(MlsCheckError::Malformed(format!("ciphersuite {:?} is not the room's", info.ciphersuite())));
     }
     Ok(info)
 }
@@ -188,7 +190,7 @@ impl PublicView {
         let (crypto, storage) = (RustCrypto::default(), MemoryStorage::default());
         let (group, _) =
             PublicGroup::from_external(&crypto, &storage, tree, info, ProposalStore::new()).map_err(malformed)?;
-        Ok(Self { group, storage, crypto, latest_commit: latest_commit.to_owned(), ciphertexts: BTreeSet::new() })
+        Ok(Self { group, crypto, latest_commit: latest_commit.to_owned(), ciphertexts: BTreeSet::new() })
     }
 
     /// The group of a new room: epoch 0 with one member, a device of the room's creator.
@@ -259,6 +261,7 @@ impl PublicView {
         let MlsMessageBodyIn::PublicMessage(public) = message.extract() else {
             return Err(MlsCheckError::NotPublicCommit);
         };
+        let confirmation_tag = public.confirmation_tag().cloned();
         let message = ProtocolMessage::from(public);
         if message.content_type() != ContentType::Commit {
             return Err(MlsCheckError::NotPublicCommit);
@@ -280,12 +283,17 @@ impl PublicView {
             return Err(MlsCheckError::NotPublicCommit);
         };
         self.check_proposals(&staged, &committer, state, devices)?;
-        let after =
-            group_info(&content.public_group_state, &String::from_utf8_lossy(self.group.group_id().as_slice()))?;
-        if after.group_context() != staged.group_context() {
+        // The declared group after the commit must load on its own (signature, ratchet tree
+        // matching the tree hash: a restart reloads from it) and be exactly the group the commit
+        // produces, down to the confirmation tag, which the public state cannot recompute.
+        let room_id = String::from_utf8_lossy(self.group.group_id().as_slice()).into_owned();
+        let after = Self::from_group_info(&content.public_group_state, &room_id, &self.latest_commit)?;
+        if after.group.group_context() != staged.group_context()
+            || Some(after.group.confirmation_tag()) != confirmation_tag.as_ref()
+        {
             return Err(MlsCheckError::StateMismatch);
         }
-        Ok(CheckedCommit(staged))
+        Ok(CheckedCommit(Box::new(after)))
     }
 
     fn check_proposals(
@@ -341,11 +349,11 @@ impl PublicView {
     }
 
     /// Moves the group to the epoch `commit` opens; `event_id` is its event.
-    pub fn apply(&mut self, commit: CheckedCommit, event_id: &str) -> Result<(), MlsCheckError> {
-        self.group.merge_commit(&self.storage, *commit.0).map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
+    /// The group becomes the one the commit's group info describes (checked equal to what the
+    /// commit produces), as a reload from that group info would.
+    pub fn apply(&mut self, commit: CheckedCommit, event_id: &str) {
+        *self = *commit.0;
         event_id.clone_into(&mut self.latest_commit);
-        self.ciphertexts.clear();
-        Ok(())
     }
 
     /// Records an appended `m.room.encrypted` of the current epoch, so a replay is refused.
@@ -432,7 +440,7 @@ pub fn apply_step(view: &mut Option<PublicView>, step: Step, event_id: &str) -> 
         Step::None => {}
         Step::Create(created) => *view = Some(*created),
         Step::Encrypted(content) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.note_encrypted(&content),
-        Step::Commit(checked) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.apply(checked, event_id)?,
+        Step::Commit(checked) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.apply(checked, event_id),
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 //! be ahead of the disk.
 #![deny(missing_docs)]
 
+mod appservice;
 pub mod batch;
 mod commit;
 pub mod keys;
@@ -27,9 +28,9 @@ pub use read::StateDelta;
 
 /// The schema this build writes. Bump it (and add a fixture) whenever a layout changes.
 ///
-/// Version 2 added the MLS families after `mlskey_value`; a version-1 store has no MLS data, so
-/// opening it for writing creates them empty and records version 2. Read-only opens of a
-/// version-1 store read those families as empty.
+/// Version 2 added the MLS and appservice families after `mlskey_value`; a version-1 store has
+/// neither, so opening it for writing creates them empty and records version 2. Read-only opens
+/// of a version-1 store read those families as empty.
 pub const SCHEMA_VERSION: u32 = 2;
 
 /// The column families, named `<key>_<value>`.
@@ -75,11 +76,35 @@ pub enum Cf {
     UserdevicerefKeypackage,
     /// `user \0 device` → canonical JSON device object (signed by the user's server).
     UserdeviceDeviceobject,
+    /// Homeserver transaction ID → u64 BE milliseconds when it was made durable: transactions
+    /// already taken in (a redelivery is answered 200 with nothing new).
+    TxnidSeen,
+    /// u64 BE intake sequence number → a Matrix event (JSON) taken in and not yet bridged.
+    IntakeseqEvent,
+    /// Matrix event ID → u64 BE intake sequence number: every Matrix event ever taken in, so the
+    /// same event in another transaction is stored once.
+    MatrixidIntakeseq,
+    /// Matrix event ID → the log event ID it became.
+    MatrixidEventid,
+    /// Log event ID → the Matrix event ID it is (sent by a user, or by the bridge as a ghost).
+    EventidMatrixid,
+    /// Matrix room ID → MIMI room ID of a portal.
+    MatrixroomMimiroom,
+    /// MIMI room ID → portal JSON (`matrix_room`, `cursor`: next log position to bridge to Matrix).
+    MimiroomPortal,
+    /// u64 BE queue sequence number → a client-server request for the homeserver (JSON with its
+    /// transaction ID), sent and deleted in order.
+    HsqueueRequest,
+    /// Matrix event ID → what translation needs to know of it (JSON: MIMI message ID, sender,
+    /// kind, reply target, topic).
+    MatrixidMapped,
+    /// MIMI message ID (32 bytes) → the Matrix event ID of that message.
+    MimiidMatrixid,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 17] = [
+    pub const ALL: [Cf; 27] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -97,6 +122,16 @@ impl Cf {
         Cf::CommitidWelcome,
         Cf::UserdevicerefKeypackage,
         Cf::UserdeviceDeviceobject,
+        Cf::TxnidSeen,
+        Cf::IntakeseqEvent,
+        Cf::MatrixidIntakeseq,
+        Cf::MatrixidEventid,
+        Cf::EventidMatrixid,
+        Cf::MatrixroomMimiroom,
+        Cf::MimiroomPortal,
+        Cf::HsqueueRequest,
+        Cf::MatrixidMapped,
+        Cf::MimiidMatrixid,
     ];
 
     /// The RocksDB name.
@@ -119,6 +154,16 @@ impl Cf {
             Cf::CommitidWelcome => "commitid_welcome",
             Cf::UserdevicerefKeypackage => "userdeviceref_keypackage",
             Cf::UserdeviceDeviceobject => "userdevice_deviceobject",
+            Cf::TxnidSeen => "txnid_seen",
+            Cf::IntakeseqEvent => "intakeseq_event",
+            Cf::MatrixidIntakeseq => "matrixid_intakeseq",
+            Cf::MatrixidEventid => "matrixid_eventid",
+            Cf::EventidMatrixid => "eventid_matrixid",
+            Cf::MatrixroomMimiroom => "matrixroom_mimiroom",
+            Cf::MimiroomPortal => "mimiroom_portal",
+            Cf::HsqueueRequest => "hsqueue_request",
+            Cf::MatrixidMapped => "matrixid_mapped",
+            Cf::MimiidMatrixid => "mimiid_matrixid",
         }
     }
 }

@@ -2,11 +2,16 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
+mod appservice_http;
+mod bridge_peer;
+mod bridge_synapse;
 mod cli;
 mod common;
+mod config;
 mod crash;
 mod edn;
 mod fixtures;
+mod homeserver;
 mod hub;
 mod mimi_cli;
 mod mimi_discard;
@@ -22,6 +27,7 @@ mod mls_log;
 mod mls_rooms;
 mod properties;
 mod replay;
+mod synapse;
 mod translate;
 mod translate_relations;
 mod translate_support;

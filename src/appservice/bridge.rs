@@ -1,0 +1,224 @@
+//! Matrix → MIMI: works the intake queue, one task per Matrix room (a room's events in order,
+//! rooms in parallel).
+//!
+//! Each event's effect and the deletion of its intake entry are one batch: the appended
+//! `m.room.encrypted` with its Matrix ⇄ log ⇄ MIMI mappings, or just the deletion for an event
+//! that is deliberately not bridged (counted by reason). Events sent by the bridge's own
+//! namespace (the bot, ghosts) are never bridged again, so nothing echoes between bridges.
+//! Failures talking to the homeserver are retried; the entry stays queued until it has an
+//! effect, so a crash at any point leaves it to be worked again after the restart.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::homeserver::HomeserverClient;
+use super::ids::{StoreIds, record};
+use super::intake::Queued;
+use super::service::Settings;
+use crate::http::metrics::Metrics;
+use crate::hub::{Hub, HubError};
+use crate::store::{Batch, Store, StoreError};
+use crate::translate::{MappedEvent, OutboundContext, Outcome, Salt, encode_with_id, to_mimi};
+
+/// Why an event could not be bridged (yet).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// The hub refused or failed.
+    #[error(transparent)]
+    Hub(#[from] HubError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The homeserver failed (retried).
+    #[error("homeserver: {0}")]
+    Homeserver(#[from] super::homeserver::HomeserverError),
+    /// The event is malformed.
+    #[error("malformed event: {0}")]
+    Malformed(&'static str),
+}
+
+impl BridgeError {
+    /// Worth trying again later (the homeserver or the store may recover).
+    fn is_transient(&self) -> bool {
+        match self {
+            Self::Homeserver(e) => e.is_retryable(),
+            Self::Hub(HubError::Store(_)) | Self::Store(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// The Matrix → MIMI side (see the module documentation).
+#[derive(Debug)]
+pub struct Bridge {
+    /// The log writer.
+    pub hub: Arc<Hub>,
+    /// Configuration shared with the endpoints.
+    pub settings: Settings,
+    /// The homeserver.
+    pub homeserver: Arc<HomeserverClient>,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+}
+
+fn str_of<'a>(event: &'a Value, name: &'static str) -> Result<&'a str, BridgeError> {
+    event.get(name).and_then(Value::as_str).ok_or(BridgeError::Malformed(name))
+}
+
+impl Bridge {
+    fn store(&self) -> &Arc<Store> {
+        self.hub.store()
+    }
+
+    /// The MIMI user standing for a homeserver user: the same localpart on the bridge's server.
+    pub fn mimi_user(&self, matrix_user: &str) -> Option<String> {
+        let (localpart, domain) = matrix_user.strip_prefix('@')?.split_once(':')?;
+        (domain == self.settings.domain).then(|| format!("@{localpart}:{}", self.hub.server_name()))
+    }
+
+    /// Works `receiver` until it closes.
+    pub async fn run(self: Arc<Self>, mut receiver: tokio::sync::mpsc::UnboundedReceiver<Queued>) {
+        let mut rooms: BTreeMap<String, tokio::sync::mpsc::UnboundedSender<Queued>> = BTreeMap::new();
+        while let Some(queued) = receiver.recv().await {
+            let room = queued.event.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+            let sender = rooms.entry(room).or_insert_with(|| {
+                let (sender, mut room_receiver) = tokio::sync::mpsc::unbounded_channel::<Queued>();
+                let bridge = Arc::clone(&self);
+                tokio::spawn(async move {
+                    while let Some(queued) = room_receiver.recv().await {
+                        bridge.work(queued).await;
+                    }
+                });
+                sender
+            });
+            let _ = sender.send(queued);
+        }
+    }
+
+    /// Bridges one queued event, retrying transient failures with backoff.
+    async fn work(&self, queued: Queued) {
+        let started = Instant::now();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match self.process(&queued).await {
+                Ok(()) => break,
+                Err(error) if error.is_transient() => {
+                    self.metrics.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(seq = queued.seq, %error, "bridging an event failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+                Err(error) => {
+                    tracing::warn!(seq = queued.seq, %error, "event not bridged");
+                    self.metrics.dropped("bridge_error");
+                    if self.finish(queued.seq, Batch::new()).is_err() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        self.metrics.intake_depth.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.append_latency(started.elapsed());
+    }
+
+    /// Deletes an intake entry (with `batch`), durably.
+    fn finish(&self, seq: u64, mut batch: Batch) -> Result<(), BridgeError> {
+        batch.intake(seq, None);
+        Ok(self.store().write(batch)?)
+    }
+
+    pub(super) fn drop_event_pub(&self, seq: u64, reason: &'static str) -> Result<(), BridgeError> {
+        self.drop_event(seq, reason)
+    }
+
+    fn drop_event(&self, seq: u64, reason: &'static str) -> Result<(), BridgeError> {
+        self.metrics.dropped(reason);
+        self.finish(seq, Batch::new())
+    }
+
+    async fn process(&self, queued: &Queued) -> Result<(), BridgeError> {
+        let event = &queued.event;
+        let (sender, room, event_type) = (str_of(event, "sender")?, str_of(event, "room_id")?, str_of(event, "type")?);
+        if self.settings.is_ours(sender) {
+            return self.drop_event(queued.seq, "own_namespace");
+        }
+        if event_type == "m.room.member" {
+            let target = str_of(event, "state_key")?;
+            let membership = event.pointer("/content/membership").and_then(Value::as_str).unwrap_or_default();
+            if membership == "invite" && self.settings.is_ours(target) {
+                return self.open_portal(queued.seq, room, sender, target).await;
+            }
+        }
+        let Some(mimi_room) = self.store().portal_of(room)? else {
+            return self.drop_event(queued.seq, "not_a_portal");
+        };
+        if event_type == "m.room.member" {
+            return self.drop_event(queued.seq, "membership");
+        }
+        let mimi_sender = self.mimi_user(sender).ok_or(BridgeError::Malformed("sender"))?;
+        self.ensure_member(&mimi_room, &mimi_sender).await?;
+        self.translate_and_append(queued, &mimi_room, &mimi_sender).await
+    }
+
+    async fn translate_and_append(
+        &self,
+        queued: &Queued,
+        mimi_room: &str,
+        mimi_sender: &str,
+    ) -> Result<(), BridgeError> {
+        let matrix_event_id = str_of(&queued.event, "event_id")?;
+        let mut event = queued.event.clone();
+        event["sender"] = Value::String(mimi_sender.to_owned());
+        let opaque = mimi_room.trim_start_matches('!').split(':').next().unwrap_or_default();
+        let ctx =
+            OutboundContext { room_uri: format!("mimi://{}/r/{opaque}", self.hub.server_name()), salt: Salt::Random };
+        let ids = StoreIds(Arc::clone(self.store()));
+        let outcomes = match to_mimi(&event, &ctx, &ids) {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                tracing::info!(%error, matrix_event_id, "event cannot be translated");
+                return self.drop_event(queued.seq, "untranslatable");
+            }
+        };
+        let ts = queued.event.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0);
+        let mut appended = false;
+        for outcome in outcomes {
+            let content = match outcome {
+                Outcome::Message(content) => *content,
+                Outcome::Dropped(reason) => {
+                    self.metrics.dropped(reason.counter_name());
+                    continue;
+                }
+                Outcome::Media(_) => {
+                    self.metrics.dropped("media_not_yet_bridged");
+                    continue;
+                }
+            };
+            let Ok((bytes, message_id)) = encode_with_id(&content) else {
+                self.metrics.dropped("untranslatable");
+                continue;
+            };
+            let mapped = MappedEvent::from_content(message_id, mimi_sender, &content);
+            let seq = queued.seq;
+            let pending = self.hub.send_encrypted_with(mimi_room, mimi_sender, &bytes, ts, |event_id| {
+                let mut batch = Batch::new();
+                batch.intake(seq, None);
+                batch.map_event(matrix_event_id, event_id);
+                record(&mut batch, matrix_event_id, &mapped);
+                batch
+            })?;
+            pending.durable().await?;
+            appended = true;
+        }
+        if !appended {
+            self.finish(queued.seq, Batch::new())?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,105 @@
+//! [`Appservice`]: the handler behind the appservice port, and what its endpoints share.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use super::ghost::GhostTemplate;
+use super::homeserver::HomeserverClient;
+use super::intake::Intake;
+use crate::http::metrics::Metrics;
+use crate::http::{Handler, MatrixError, Request, Response, auth, health};
+
+/// What the appservice endpoints need from the configuration.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The token the homeserver sends (compared in constant time; never logged).
+    pub hs_token: String,
+    /// Accept the token in the legacy `access_token` query parameter too.
+    pub legacy_access_token_query: bool,
+    /// The homeserver's domain.
+    pub domain: String,
+    /// The bot's localpart.
+    pub bot_localpart: String,
+    /// How ghosts are named.
+    pub ghosts: GhostTemplate,
+}
+
+impl Settings {
+    /// The bot's user ID.
+    pub fn bot(&self) -> String {
+        format!("@{}:{}", self.bot_localpart, self.domain)
+    }
+
+    /// Whether `user` is in the bridge's exclusive namespace (the bot or a ghost): events they
+    /// send are the bridge's own and are never bridged again.
+    pub fn is_ours(&self, user: &str) -> bool {
+        user == self.bot() || self.ghosts.is_ghost(user)
+    }
+}
+
+/// The appservice endpoints' shared state.
+#[derive(Debug)]
+pub struct Appservice {
+    /// Configuration.
+    pub settings: Settings,
+    /// Durable intake.
+    pub intake: Intake,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// The homeserver.
+    pub homeserver: Arc<HomeserverClient>,
+    ready: AtomicBool,
+}
+
+impl Appservice {
+    /// The appservice; not ready until [`set_ready`](Self::set_ready).
+    pub fn new(settings: Settings, intake: Intake, metrics: Arc<Metrics>, homeserver: Arc<HomeserverClient>) -> Self {
+        Self { settings, intake, metrics, homeserver, ready: AtomicBool::new(false) }
+    }
+
+    /// Marks startup checks as passed (`/_matrix/mau/ready` answers 200).
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
+    async fn route(&self, request: Request) -> Result<Response, MatrixError> {
+        use hyper::Method;
+        let path = request.path.clone();
+        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let method = request.method.clone();
+        match segments.as_slice() {
+            ["_matrix", "mau", "live"] if method == Method::GET => return Ok(health::live()),
+            ["_matrix", "mau", "ready"] if method == Method::GET => {
+                return Ok(health::ready(self.ready.load(Ordering::SeqCst)));
+            }
+            ["_matrix", "mau", "live" | "ready"] => return Err(MatrixError::method_not_allowed()),
+            ["_matrix", "app", "v1", ..] => {}
+            _ => return Err(MatrixError::unrecognized()),
+        }
+        let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+        let allowed = match segments.as_slice() {
+            ["_matrix", "app", "v1", "transactions", _] => Method::PUT,
+            ["_matrix", "app", "v1", "users" | "rooms", _] => Method::GET,
+            ["_matrix", "app", "v1", "ping"] => Method::POST,
+            _ => return Err(MatrixError::unrecognized()),
+        };
+        if method != allowed {
+            return Err(MatrixError::method_not_allowed());
+        }
+        auth::check_bearer(&request, &self.settings.hs_token, self.settings.legacy_access_token_query)?;
+        match segments.as_slice() {
+            ["_matrix", "app", "v1", "transactions", txn] => {
+                super::transactions::put(self, &decode(txn), &request).await
+            }
+            ["_matrix", "app", "v1", "users", user] => super::users::get(self, &decode(user)).await,
+            ["_matrix", "app", "v1", "rooms", alias] => super::rooms::get(self, &decode(alias)),
+            _ => super::ping::post(&request),
+        }
+    }
+}
+
+impl Handler for Appservice {
+    async fn handle(&self, request: Request) -> Response {
+        self.route(request).await.unwrap_or_else(|error| error.response())
+    }
+}

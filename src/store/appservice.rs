@@ -1,0 +1,138 @@
+//! The appservice's durable state: transactions taken in, the intake queue, the maps between
+//! Matrix and log event IDs, portals, and the queue of requests for the homeserver.
+//!
+//! Queues are keyed by u64 big-endian sequence numbers, so iteration is arrival order; an entry
+//! is deleted in the same batch as the effect it had, which makes processing exactly-once.
+
+use rocksdb::IteratorMode;
+
+use super::batch::Batch;
+use super::{Cf, Store, StoreError, rocks};
+
+fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
+    <[u8; 8]>::try_from(key).map(u64::from_be_bytes).map_err(|_| StoreError::corrupt("queue key is not 8 bytes"))
+}
+
+impl Batch {
+    /// Sets a counter in `metaname_value` (sequence numbers that must never repeat, even after
+    /// their queue drained: they name transactions).
+    pub fn counter(&mut self, name: &str, value: u64) {
+        self.put(Cf::MetanameValue, name.as_bytes().to_vec(), value.to_be_bytes().to_vec());
+    }
+
+    /// Records a homeserver transaction as taken in.
+    pub fn txn_seen(&mut self, txn_id: &str, ms: u64) {
+        self.put(Cf::TxnidSeen, txn_id.as_bytes().to_vec(), ms.to_be_bytes().to_vec());
+    }
+
+    /// Queues (`Some`) or removes (`None`) a Matrix event on the intake queue.
+    pub fn intake(&mut self, seq: u64, event_json: Option<&[u8]>) {
+        self.ops.push((Cf::IntakeseqEvent, seq.to_be_bytes().to_vec(), event_json.map(<[u8]>::to_vec)));
+    }
+
+    /// Records that a Matrix event was taken in (under its intake sequence number).
+    pub fn matrix_taken_in(&mut self, matrix_event_id: &str, seq: u64) {
+        self.put(Cf::MatrixidIntakeseq, matrix_event_id.as_bytes().to_vec(), seq.to_be_bytes().to_vec());
+    }
+
+    /// Maps a Matrix event ID and a log event ID to each other.
+    pub fn map_event(&mut self, matrix_event_id: &str, log_event_id: &str) {
+        self.put(Cf::MatrixidEventid, matrix_event_id.as_bytes().to_vec(), log_event_id.as_bytes().to_vec());
+        self.put(Cf::EventidMatrixid, log_event_id.as_bytes().to_vec(), matrix_event_id.as_bytes().to_vec());
+    }
+
+    /// Records (or updates) a portal: the Matrix room and the portal's JSON record.
+    pub fn portal(&mut self, matrix_room: &str, mimi_room: &str, record_json: &[u8]) {
+        self.put(Cf::MatrixroomMimiroom, matrix_room.as_bytes().to_vec(), mimi_room.as_bytes().to_vec());
+        self.put(Cf::MimiroomPortal, mimi_room.as_bytes().to_vec(), record_json.to_vec());
+    }
+
+    /// Records a Matrix event's translation facts and its MIMI message ID.
+    pub fn map_message(&mut self, matrix_event_id: &str, message_id: &[u8; 32], record_json: &[u8]) {
+        self.put(Cf::MatrixidMapped, matrix_event_id.as_bytes().to_vec(), record_json.to_vec());
+        self.put(Cf::MimiidMatrixid, message_id.to_vec(), matrix_event_id.as_bytes().to_vec());
+    }
+
+    /// Queues (`Some`) or removes (`None`) a request for the homeserver.
+    pub fn hs_request(&mut self, seq: u64, request_json: Option<&[u8]>) {
+        self.ops.push((Cf::HsqueueRequest, seq.to_be_bytes().to_vec(), request_json.map(<[u8]>::to_vec)));
+    }
+}
+
+impl Store {
+    /// Whether a homeserver transaction was already taken in.
+    pub fn txn_seen(&self, txn_id: &str) -> Result<bool, StoreError> {
+        Ok(self.get(Cf::TxnidSeen, txn_id.as_bytes())?.is_some())
+    }
+
+    /// The intake sequence number a Matrix event was taken in under, if it was.
+    pub fn matrix_taken_in(&self, matrix_event_id: &str) -> Result<Option<u64>, StoreError> {
+        self.get(Cf::MatrixidIntakeseq, matrix_event_id.as_bytes())?.map(|b| seq_of(&b)).transpose()
+    }
+
+    /// The whole intake queue, oldest first.
+    pub fn intake_queue(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.queue(Cf::IntakeseqEvent)
+    }
+
+    /// A counter kept in `metaname_value` (0 if never set).
+    pub fn counter(&self, name: &str) -> Result<u64, StoreError> {
+        self.get(Cf::MetanameValue, name.as_bytes())?.map_or(Ok(0), |b| seq_of(&b))
+    }
+
+    /// The log event a Matrix event became.
+    pub fn log_event_of(&self, matrix_event_id: &str) -> Result<Option<String>, StoreError> {
+        self.text(Cf::MatrixidEventid, matrix_event_id.as_bytes())
+    }
+
+    /// The Matrix event a log event is.
+    pub fn matrix_event_of(&self, log_event_id: &str) -> Result<Option<String>, StoreError> {
+        self.text(Cf::EventidMatrixid, log_event_id.as_bytes())
+    }
+
+    /// A Matrix event's translation facts (JSON), if it was mapped.
+    pub fn mapped(&self, matrix_event_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Cf::MatrixidMapped, matrix_event_id.as_bytes())
+    }
+
+    /// The Matrix event of a MIMI message.
+    pub fn matrix_event_of_message(&self, message_id: &[u8; 32]) -> Result<Option<String>, StoreError> {
+        self.text(Cf::MimiidMatrixid, message_id)
+    }
+
+    /// The MIMI room a Matrix room is a portal to.
+    pub fn portal_of(&self, matrix_room: &str) -> Result<Option<String>, StoreError> {
+        self.text(Cf::MatrixroomMimiroom, matrix_room.as_bytes())
+    }
+
+    /// Every portal: (MIMI room, record JSON).
+    pub fn portals(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(Cf::MimiroomPortal)?, IteratorMode::Start) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let room = String::from_utf8(key.to_vec()).map_err(|_| StoreError::corrupt("room ID is not UTF-8"))?;
+            out.push((room, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The queue of homeserver requests, oldest first.
+    pub fn hs_queue(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        self.queue(Cf::HsqueueRequest)
+    }
+
+    fn queue(&self, cf: Cf) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.cf(cf)?, IteratorMode::Start) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            out.push((seq_of(&key)?, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn text(&self, cf: Cf, key: &[u8]) -> Result<Option<String>, StoreError> {
+        self.get(cf, key)?
+            .map(|b| String::from_utf8(b).map_err(|_| StoreError::corrupt("stored ID is not UTF-8")))
+            .transpose()
+    }
+}

@@ -1,0 +1,165 @@
+//! The appservice port over real HTTP on 127.0.0.1: authentication, Matrix errors, size limits,
+//! and durable, deduplicated intake — checked in the store after each request.
+
+use std::sync::Arc;
+
+use mimi_bridge::appservice::ghost::GhostTemplate;
+use mimi_bridge::appservice::homeserver::HomeserverClient;
+use mimi_bridge::appservice::intake::{Intake, Queued};
+use mimi_bridge::appservice::service::{Appservice, Settings};
+use mimi_bridge::http::metrics::Metrics;
+use mimi_bridge::store::Store;
+
+const HS_TOKEN: &str = "hs-token-0123456789";
+const AS_TOKEN: &str = "as-token-9876543210";
+
+/// (path, token, body, expected status, expected errcode).
+type Case<'a> = (&'a str, Option<&'a str>, &'a [u8], u16, &'a str);
+
+struct Served {
+    base: String,
+    store: Arc<Store>,
+    receiver: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    _shutdown: tokio::sync::watch::Sender<bool>,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn serve(legacy_query: bool) -> Served {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (intake, receiver) = Intake::open(Arc::clone(&store)).unwrap();
+    let settings = Settings {
+        hs_token: HS_TOKEN.into(),
+        legacy_access_token_query: legacy_query,
+        domain: "hs.test".into(),
+        bot_localpart: "mimibot".into(),
+        ghosts: GhostTemplate::parse("mimi_{server}_{localpart}", "hs.test").unwrap(),
+    };
+    // Nothing listens there: these endpoints never call the homeserver.
+    let homeserver = Arc::new(HomeserverClient::new("http://127.0.0.1:9", AS_TOKEN, "mimi").unwrap());
+    let app = Arc::new(Appservice::new(settings, intake, Arc::new(Metrics::default()), homeserver));
+    let (shutdown, watch) = tokio::sync::watch::channel(false);
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    runtime.spawn(mimi_bridge::http::serve(listener, app, 64 * 1024, watch));
+    Served { base, store, receiver, _shutdown: shutdown, _runtime: runtime, _dir: dir }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder().http_status_as_error(false).build().into()
+}
+
+/// (status, errcode) of a response.
+fn put(served: &Served, path: &str, token: Option<&str>, body: &[u8]) -> (u16, serde_json::Value) {
+    let mut request = agent().put(format!("{}{path}", served.base));
+    if let Some(token) = token {
+        request = request.header("Authorization", &format!("Bearer {token}"));
+    }
+    let mut response = request.header("Content-Type", "application/json").send(body).unwrap();
+    let status = response.status().as_u16();
+    let value = response.body_mut().read_json().unwrap_or(serde_json::Value::Null);
+    (status, value)
+}
+
+fn message(id: &str, body: &str) -> serde_json::Value {
+    serde_json::json!({"event_id": id, "room_id": "!r:hs.test", "type": "m.room.message", "sender": "@alice:hs.test",
+                       "origin_server_ts": 1, "content": {"msgtype": "m.text", "body": body}})
+}
+
+fn txn(events: &[serde_json::Value]) -> Vec<u8> {
+    serde_json::json!({"events": events}).to_string().into_bytes()
+}
+
+#[test]
+fn bad_tokens_bodies_and_paths_get_matrix_errors_and_store_nothing() {
+    let served = serve(false);
+    let body = txn(&[message("$a", "hi")]);
+    let cases: [Case; 7] = [
+        ("/_matrix/app/v1/transactions/1", Some("wrong"), &body, 403, "M_FORBIDDEN"),
+        ("/_matrix/app/v1/transactions/1", Some(AS_TOKEN), &body, 403, "M_FORBIDDEN"),
+        ("/_matrix/app/v1/transactions/1", None, &body, 401, "M_MISSING_TOKEN"),
+        ("/_matrix/app/v1/transactions/1", Some(HS_TOKEN), b"{not json", 400, "M_NOT_JSON"),
+        ("/_matrix/app/v1/transactions/1", Some(HS_TOKEN), br#"{"events": [{"event_id": 5}]}"#, 400, "M_BAD_JSON"),
+        ("/_matrix/app/v1/nothing", Some(HS_TOKEN), &body, 404, "M_UNRECOGNIZED"),
+        ("/_matrix/app/v1/ping", Some(HS_TOKEN), b"{}", 405, "M_UNRECOGNIZED"),
+    ];
+    for (path, token, body, status, errcode) in cases {
+        let (got, value) = put(&served, path, token, body);
+        assert_eq!((got, value["errcode"].as_str().unwrap_or_default()), (status, errcode), "{path} {token:?}");
+        assert!(value["error"].is_string());
+    }
+    let oversized = txn(&[message("$big", &"x".repeat(70 * 1024))]);
+    let (status, value) = put(&served, "/_matrix/app/v1/transactions/1", Some(HS_TOKEN), &oversized);
+    assert_eq!((status, value["errcode"].as_str().unwrap()), (413, "M_TOO_LARGE"));
+    // The legacy query token is refused unless configured.
+    let (status, _) = put(&served, &format!("/_matrix/app/v1/transactions/1?access_token={HS_TOKEN}"), None, &body);
+    assert_eq!(status, 401);
+    assert!(served.store.intake_queue().unwrap().is_empty());
+    assert!(!served.store.txn_seen("1").unwrap());
+}
+
+#[test]
+fn transactions_are_durable_before_200_and_deduplicated() {
+    let mut served = serve(true);
+    let first = txn(&[message("$a", "one"), message("$b", "two")]);
+    assert_eq!(put(&served, "/_matrix/app/v1/transactions/7", Some(HS_TOKEN), &first).0, 200);
+    // The same transaction again: 200, nothing new.
+    assert_eq!(put(&served, "/_matrix/app/v1/transactions/7", Some(HS_TOKEN), &first).0, 200);
+    // The same event in another transaction (legacy query token allowed here): stored once.
+    let second = txn(&[message("$b", "two"), message("$c", "three")]);
+    let path = format!("/_matrix/app/v1/transactions/8?access_token={HS_TOKEN}");
+    assert_eq!(put(&served, &path, None, &second).0, 200);
+    let queue = served.store.intake_queue().unwrap();
+    let ids: Vec<String> = queue
+        .iter()
+        .map(|(_, bytes)| {
+            serde_json::from_slice::<serde_json::Value>(bytes).unwrap()["event_id"].as_str().unwrap().into()
+        })
+        .collect();
+    assert_eq!(ids, ["$a", "$b", "$c"]);
+    assert!(served.store.txn_seen("7").unwrap() && served.store.txn_seen("8").unwrap());
+    let mut delivered = Vec::new();
+    while let Ok(q) = served.receiver.try_recv() {
+        delivered.push(q.event["event_id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(delivered, ["$a", "$b", "$c"]);
+
+    // Health, and the other endpoints.
+    let mut live = agent().get(format!("{}/_matrix/mau/live", served.base)).call().unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+    assert_eq!(live.body_mut().read_json::<serde_json::Value>().unwrap()["ok"], true);
+    let ready = agent().get(format!("{}/_matrix/mau/ready", served.base)).call().unwrap();
+    assert_eq!(ready.status().as_u16(), 503, "not ready before the startup checks");
+    let ping = agent()
+        .post(format!("{}/_matrix/app/v1/ping", served.base))
+        .header("Authorization", &format!("Bearer {HS_TOKEN}"))
+        .send(br#"{"transaction_id": "t"}"#.as_slice())
+        .unwrap();
+    assert_eq!(ping.status().as_u16(), 200);
+    let mut alias = agent()
+        .get(format!("{}/_matrix/app/v1/rooms/%23x%3Ahs.test", served.base))
+        .header("Authorization", &format!("Bearer {HS_TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(alias.status().as_u16(), 404);
+    assert_eq!(alias.body_mut().read_json::<serde_json::Value>().unwrap()["errcode"], "M_NOT_FOUND");
+    let mut stranger = agent()
+        .get(format!("{}/_matrix/app/v1/users/%40alice%3Ahs.test", served.base))
+        .header("Authorization", &format!("Bearer {HS_TOKEN}"))
+        .call()
+        .unwrap();
+    assert_eq!(stranger.status().as_u16(), 404);
+    assert_eq!(stranger.body_mut().read_json::<serde_json::Value>().unwrap()["errcode"], "M_NOT_FOUND");
+
+    // A reopened intake hands back what is still queued, in order.
+    drop(served.receiver);
+    let store = Arc::clone(&served.store);
+    let (_, mut again) = Intake::open(store).unwrap();
+    let mut replayed = Vec::new();
+    while let Ok(q) = again.try_recv() {
+        replayed.push(q.seq);
+    }
+    assert_eq!(replayed, [1, 2, 3]);
+}

@@ -1,0 +1,191 @@
+//! The bridge attached to a real Synapse (from `PyPI`, `SQLite`, 127.0.0.1): a user opens a portal by
+//! inviting the bot, talks, edits, replies, reacts and redacts; every event lands in the MIMI log
+//! exactly once, in order, MLS-encrypted, and the log verifies. An encrypted Matrix room is
+//! refused with a notice.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use mimi_bridge::config::Config;
+use mimi_bridge::daemon::{self, Running};
+use mimi_bridge::event::{KeyRing, UnverifiedPdu, room_version::LINEARIZED_02};
+use mimi_bridge::mimi::MimiContent;
+use mimi_bridge::replay;
+use serde_json::{Value, json};
+
+use crate::synapse::Synapse;
+
+pub(crate) const BOT: &str = "@mimibot:hs.test";
+
+/// A bridge configuration for a Synapse on `hs_port`, the appservice on `as_port`.
+pub(crate) fn config_yaml(dir: &Path, hs_port: u16, as_port: u16) -> String {
+    format!(
+        "homeserver:\n  address: http://127.0.0.1:{hs_port}\n  domain: hs.test\n\
+         appservice:\n  address: http://127.0.0.1:{as_port}\n  hostname: 127.0.0.1\n  port: {as_port}\n  id: mimi\n  \
+         bot:\n    username: mimibot\n  as_token: as_0123456789abcdef0123456789abcdef\n  \
+         hs_token: hs_0123456789abcdef0123456789abcdef\n  username_template: mimi_{{server}}_{{localpart}}\n\
+         mimi:\n  server_name: mimi.hs.test\n  signing_key: {key}\n  federation_listen: 127.0.0.1:{fed}\n\
+         database:\n  path: {data}\n  sync: sync\n",
+        key = dir.join("signing.key").display(),
+        data = dir.join("data").display(),
+        fed = as_port.wrapping_add(1).max(1),
+    )
+}
+
+/// A bridge directory: its signing key, its registration (for Synapse) and a free port.
+pub(crate) struct BridgeDir {
+    pub dir: tempfile::TempDir,
+    pub as_port: u16,
+    pub registration: std::path::PathBuf,
+}
+
+impl BridgeDir {
+    pub(crate) fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let out = crate::common::run(&["keygen", "--out", dir.path().join("signing.key").to_str().unwrap()], b"");
+        assert!(out.status.success());
+        let as_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let config = Config::from_yaml(&config_yaml(dir.path(), 1, as_port), Path::new("test.yaml")).unwrap();
+        let registration = dir.path().join("registration.yaml");
+        std::fs::write(&registration, config.registration().to_yaml()).unwrap();
+        Self { dir, as_port, registration }
+    }
+
+    pub(crate) fn config(&self, synapse: &Synapse) -> Config {
+        Config::from_yaml(&config_yaml(self.dir.path(), synapse.port, self.as_port), Path::new("test.yaml")).unwrap()
+    }
+}
+
+pub(crate) fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !ready() {
+        assert!(started.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The MIMI contents of the room's `m.room.encrypted` events, in log order.
+pub(crate) fn mimi_messages(store: &mimi_bridge::store::Store, room: &str) -> Vec<(String, MimiContent)> {
+    let short = store.short_room(room).unwrap().unwrap();
+    let mut out = Vec::new();
+    for item in store.pdus(short, 0).unwrap() {
+        let (_, bytes) = item.unwrap();
+        let pdu = UnverifiedPdu::parse(&bytes).unwrap();
+        if pdu.meta().event_type == "m.room.encrypted" {
+            let event_id = pdu.event_id(&LINEARIZED_02);
+            let plaintext = store.plaintext(&event_id).unwrap().expect("plaintext stored with the event");
+            out.push((event_id, MimiContent::decode(&plaintext).unwrap()));
+        }
+    }
+    out
+}
+
+fn text_of(content: &MimiContent) -> Option<String> {
+    let json = mimi_bridge::mimi::json::content_to_json(content);
+    json["body"]["text"].as_str().map(str::to_owned)
+}
+
+pub(crate) fn message_id(store: &mimi_bridge::store::Store, matrix_event_id: &str) -> String {
+    let bytes = store.mapped(matrix_event_id).unwrap().expect("mapped");
+    serde_json::from_slice::<Value>(&bytes).unwrap()["message_id"].as_str().unwrap().to_owned()
+}
+
+fn hex(id: Option<mimi_bridge::mimi::MessageId>) -> Option<String> {
+    id.map(|m| m.to_hex())
+}
+
+pub(crate) struct Portal {
+    /// Runs the bridge; dropped last.
+    pub _runtime: tokio::runtime::Runtime,
+    pub running: Running,
+    pub token: String,
+    pub matrix_room: String,
+    pub mimi_room: String,
+}
+
+/// Starts the bridge in-process, registers Alice and opens a portal by inviting `invitee` (the
+/// bot or a ghost).
+pub(crate) fn open_portal(synapse: &Synapse, bridge: &BridgeDir, invitee: &str) -> Portal {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = runtime.block_on(daemon::start(&bridge.config(synapse))).unwrap();
+    synapse.register("alice", "alice-password");
+    let token = synapse.login("alice", "alice-password");
+    let matrix_room = synapse.create_room(&token, &json!({"preset": "private_chat", "name": "portal"}));
+    synapse.invite(&token, &matrix_room, invitee);
+    let store = Arc::clone(running.hub.store());
+    wait_for("the portal", Duration::from_secs(30), || store.portal_of(&matrix_room).unwrap().is_some());
+    let mimi_room = store.portal_of(&matrix_room).unwrap().unwrap();
+    Portal { _runtime: runtime, running, token, matrix_room, mimi_room }
+}
+
+#[test]
+fn a_portal_carries_messages_edits_replies_reactions_and_redactions_into_the_mimi_log_once() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let portal = open_portal(&synapse, &bridge, BOT);
+    let store = Arc::clone(portal.running.hub.store());
+    let room = &portal.matrix_room;
+
+    let mut sent = Vec::new();
+    for i in 0..200 {
+        sent.push(synapse.send_text(&portal.token, room, &format!("message {i}")));
+    }
+    let edit = json!({"msgtype": "m.text", "body": "* message 0, edited",
+        "m.new_content": {"msgtype": "m.text", "body": "message 0, edited"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": sent[0]}});
+    synapse.send(&portal.token, room, "m.room.message", &edit);
+    let reply =
+        json!({"msgtype": "m.text", "body": "a reply to 1", "m.relates_to": {"m.in_reply_to": {"event_id": sent[1]}}});
+    synapse.send(&portal.token, room, "m.room.message", &reply);
+    let reaction = json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": sent[2], "key": "👍"}});
+    synapse.send(&portal.token, room, "m.reaction", &reaction);
+    synapse.post(
+        Some(&portal.token),
+        &format!(
+            "/_matrix/client/v3/rooms/{}/redact/{}",
+            crate::synapse::encode(room),
+            crate::synapse::encode(&sent[3])
+        ),
+        &json!({}),
+    );
+
+    wait_for("204 messages in the MIMI log", Duration::from_mins(2), || {
+        store.short_room(&portal.mimi_room).unwrap().is_some() && mimi_messages(&store, &portal.mimi_room).len() >= 204
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let messages = mimi_messages(&store, &portal.mimi_room);
+    assert_eq!(messages.len(), 204, "each Matrix event exactly once");
+    for (i, (_, content)) in messages.iter().take(200).enumerate() {
+        assert_eq!(text_of(content).as_deref(), Some(format!("message {i}").as_str()), "in order");
+    }
+    let id = |n: usize| Some(message_id(&store, &sent[n]));
+    let (edit, reply, reaction, deletion) = (&messages[200].1, &messages[201].1, &messages[202].1, &messages[203].1);
+    assert_eq!((hex(edit.replaces), text_of(edit).as_deref()), (id(0), Some("message 0, edited")));
+    assert_eq!((hex(reply.in_reply_to), text_of(reply).as_deref()), (id(1), Some("a reply to 1")));
+    assert_eq!(hex(reaction.in_reply_to), id(2));
+    assert_eq!(hex(deletion.replaces), id(3));
+    assert!(store.intake_queue().unwrap().is_empty());
+    assert!(portal.running.appservice.metrics.dropped_count("own_namespace") >= 1, "the bot's own join is not bridged");
+    let summary = replay::verify_store(&store, None, &KeyRing::new(), false).unwrap();
+    assert_eq!(summary.rooms, 1);
+}
+
+#[test]
+fn an_encrypted_matrix_room_is_refused_with_a_notice() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = runtime.block_on(daemon::start(&bridge.config(&synapse))).unwrap();
+    synapse.register("alice", "alice-password");
+    let token = synapse.login("alice", "alice-password");
+    let encryption =
+        json!({"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}});
+    let room = synapse.create_room(&token, &json!({"preset": "private_chat", "initial_state": [encryption]}));
+    synapse.invite(&token, &room, BOT);
+    wait_for("the refusal notice", Duration::from_secs(30), || {
+        synapse.messages(&token, &room).iter().any(|e| e["sender"] == BOT && e["content"]["msgtype"] == "m.notice")
+    });
+    assert_eq!(running.hub.store().portal_of(&room).unwrap(), None);
+    assert!(running.hub.store().portals().unwrap().is_empty());
+}
