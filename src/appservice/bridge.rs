@@ -71,7 +71,7 @@ fn str_of<'a>(event: &'a Value, name: &'static str) -> Result<&'a str, BridgeErr
 }
 
 impl Bridge {
-    fn store(&self) -> &Arc<Store> {
+    pub(super) fn store(&self) -> &Arc<Store> {
         self.hub.store()
     }
 
@@ -128,16 +128,12 @@ impl Bridge {
     }
 
     /// Deletes an intake entry (with `batch`), durably.
-    fn finish(&self, seq: u64, mut batch: Batch) -> Result<(), BridgeError> {
+    pub(super) fn finish(&self, seq: u64, mut batch: Batch) -> Result<(), BridgeError> {
         batch.intake(seq, None);
         Ok(self.store().write(batch)?)
     }
 
-    pub(super) fn drop_event_pub(&self, seq: u64, reason: &'static str) -> Result<(), BridgeError> {
-        self.drop_event(seq, reason)
-    }
-
-    fn drop_event(&self, seq: u64, reason: &'static str) -> Result<(), BridgeError> {
+    pub(super) fn drop_event(&self, seq: u64, reason: &'static str) -> Result<(), BridgeError> {
         self.metrics.dropped(reason);
         self.finish(seq, Batch::new())
     }
@@ -151,9 +147,17 @@ impl Bridge {
         if event_type == "m.room.member" {
             let target = str_of(event, "state_key")?;
             let membership = event.pointer("/content/membership").and_then(Value::as_str).unwrap_or_default();
+            let direct = event.pointer("/content/is_direct").and_then(Value::as_bool) == Some(true);
+            if membership == "invite" && direct && target == self.settings.bot() {
+                return self.open_management(queued.seq, room, sender).await;
+            }
             if membership == "invite" && self.settings.is_ours(target) {
                 return self.open_portal(queued.seq, room, sender, target).await;
             }
+        }
+        if event_type == "m.room.message" && self.store().is_management_room(room)? {
+            let body = event.pointer("/content/body").and_then(Value::as_str).unwrap_or_default();
+            return self.command(queued.seq, room, sender, body).await;
         }
         let Some(mimi_room) = self.store().portal_of(room)? else {
             return self.drop_event(queued.seq, "not_a_portal");

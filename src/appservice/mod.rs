@@ -6,6 +6,7 @@
 //! it, so neither a crash nor a retry loses or duplicates a message.
 
 pub mod bridge;
+pub mod commands;
 pub mod ghost;
 pub mod homeserver;
 pub mod ids;

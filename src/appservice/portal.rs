@@ -49,7 +49,7 @@ impl Bridge {
         }
         self.homeserver.join(room, as_user).await?;
         if self.hub.store().portal_of(room)?.is_some() {
-            return self.drop_event_pub(seq, "already_a_portal");
+            return self.drop_event(seq, "already_a_portal");
         }
         if self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some() {
             let notice = "This room is end-to-end encrypted with Megolm, which the MIMI bridge cannot read. \
@@ -58,19 +58,34 @@ impl Bridge {
             let content = json!({"msgtype": "m.notice", "body": notice});
             self.homeserver.send_event(room, "m.room.message", &txn, &content, as_user, None).await?;
             self.homeserver.leave(room, as_user).await?;
-            return self.drop_event_pub(seq, "encrypted_matrix_room");
+            return self.drop_event(seq, "encrypted_matrix_room");
         }
+        let remote = self.settings.ghosts.mimi_user_of(guest);
+        self.create_portal(room, inviter, remote.as_deref(), Some(seq)).await
+    }
+
+    /// Creates the MIMI room for the Matrix room `room` with `inviter` as creator, invites
+    /// `remote` there if given, and records the portal (with the deletion of intake entry `seq`).
+    pub(super) async fn create_portal(
+        &self,
+        room: &str,
+        inviter: &str,
+        remote: Option<&str>,
+        seq: Option<u64>,
+    ) -> Result<(), BridgeError> {
         let creator = self.mimi_user(inviter).ok_or(BridgeError::Malformed("inviter"))?;
         self.hub.register_device(&creator, DEVICE_ID)?;
         let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
         let (mimi_room, _) = self.hub.create_room(&creator, &preset, now_ms()).await?;
-        if let Some(remote) = self.settings.ghosts.mimi_user_of(guest) {
-            self.hub.submit_local(member_event(&mimi_room, &creator, &remote, "invite"))?.durable().await?;
+        if let Some(remote) = remote {
+            self.hub.submit_local(member_event(&mimi_room, &creator, remote, "invite"))?.durable().await?;
         }
         let record = json!({"matrix_room": room, "mimi_room": mimi_room, "creator": creator, "cursor": 0});
         let mut batch = Batch::new();
         batch.portal(room, &mimi_room, record.to_string().as_bytes());
-        batch.intake(seq, None);
+        if let Some(seq) = seq {
+            batch.intake(seq, None);
+        }
         self.hub.store().write(batch)?;
         tracing::info!(matrix_room = room, mimi_room, "portal opened");
         Ok(())

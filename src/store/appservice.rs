@@ -53,6 +53,11 @@ impl Batch {
         self.put(Cf::MimiidMatrixid, message_id.to_vec(), matrix_event_id.as_bytes().to_vec());
     }
 
+    /// Records a management room (a direct chat with the bot).
+    pub fn management_room(&mut self, matrix_room: &str, record_json: &[u8]) {
+        self.put(Cf::MatrixroomManagement, matrix_room.as_bytes().to_vec(), record_json.to_vec());
+    }
+
     /// Queues (`Some`) or removes (`None`) a request for the homeserver.
     pub fn hs_request(&mut self, seq: u64, request_json: Option<&[u8]>) {
         self.ops.push((Cf::HsqueueRequest, seq.to_be_bytes().to_vec(), request_json.map(<[u8]>::to_vec)));
@@ -98,6 +103,11 @@ impl Store {
     /// The Matrix event of a MIMI message.
     pub fn matrix_event_of_message(&self, message_id: &[u8; 32]) -> Result<Option<String>, StoreError> {
         self.text(Cf::MimiidMatrixid, message_id)
+    }
+
+    /// Whether a Matrix room is a management room.
+    pub fn is_management_room(&self, matrix_room: &str) -> Result<bool, StoreError> {
+        Ok(self.get(Cf::MatrixroomManagement, matrix_room.as_bytes())?.is_some())
     }
 
     /// The MIMI room a Matrix room is a portal to.

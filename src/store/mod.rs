@@ -100,11 +100,13 @@ pub enum Cf {
     MatrixidMapped,
     /// MIMI message ID (32 bytes) → the Matrix event ID of that message.
     MimiidMatrixid,
+    /// Matrix room ID → JSON record of a management room (a direct chat with the bot).
+    MatrixroomManagement,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 27] = [
+    pub const ALL: [Cf; 28] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -132,6 +134,7 @@ impl Cf {
         Cf::HsqueueRequest,
         Cf::MatrixidMapped,
         Cf::MimiidMatrixid,
+        Cf::MatrixroomManagement,
     ];
 
     /// The RocksDB name.
@@ -164,6 +167,7 @@ impl Cf {
             Cf::HsqueueRequest => "hsqueue_request",
             Cf::MatrixidMapped => "matrixid_mapped",
             Cf::MimiidMatrixid => "mimiid_matrixid",
+            Cf::MatrixroomManagement => "matrixroom_management",
         }
     }
 }

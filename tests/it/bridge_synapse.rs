@@ -189,3 +189,40 @@ fn an_encrypted_matrix_room_is_refused_with_a_notice() {
     assert_eq!(running.hub.store().portal_of(&room).unwrap(), None);
     assert!(running.hub.store().portals().unwrap().is_empty());
 }
+
+#[test]
+fn a_direct_chat_with_the_bot_is_a_management_room() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = runtime.block_on(daemon::start(&bridge.config(&synapse))).unwrap();
+    synapse.register("alice", "alice-password");
+    let token = synapse.login("alice", "alice-password");
+    let dm =
+        synapse.create_room(&token, &json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [BOT]}));
+    let notices = || -> Vec<String> {
+        synapse
+            .messages(&token, &dm)
+            .iter()
+            .filter(|e| e["sender"] == BOT && e["content"]["msgtype"] == "m.notice")
+            .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    wait_for("the bot's greeting", Duration::from_secs(30), || !notices().is_empty());
+    for command in ["version", "ping", "rooms", "open"] {
+        let before = notices().len();
+        synapse.send_text(&token, &dm, command);
+        wait_for(command, Duration::from_secs(30), || notices().len() > before);
+    }
+    let answers = notices();
+    assert!(answers[1].starts_with("mimi-bridge "), "{answers:?}");
+    assert!(answers[2].starts_with("pong"), "{answers:?}");
+    assert!(answers[3].starts_with("No portals yet"), "{answers:?}");
+    assert!(answers[4].starts_with("Opened a portal"), "{answers:?}");
+    // The management room is not a portal; the opened room is, and Alice is invited to it.
+    let store = running.hub.store();
+    assert_eq!(store.portal_of(&dm).unwrap(), None);
+    assert_eq!(store.portals().unwrap().len(), 1);
+    let sync = synapse.get(Some(&token), "/_matrix/client/v3/sync?timeout=0");
+    assert_eq!(sync["rooms"]["invite"].as_object().map(serde_json::Map::len), Some(1));
+}

@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 mod appservice_http;
+mod bridge_crash;
 mod bridge_peer;
 mod bridge_synapse;
 mod cli;

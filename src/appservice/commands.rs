@@ -1,0 +1,70 @@
+//! The bot's management room: a direct chat with `@<bot>:<domain>` where an admin or user types
+//! commands, as in the bridges they already run. Inviting the bot to a direct chat makes one;
+//! inviting it (or a ghost) to any other room makes that room a portal.
+
+use serde_json::{Value, json};
+
+use super::bridge::{Bridge, BridgeError};
+use crate::store::Batch;
+
+const HELP: &str = "Commands: help · ping (round trip to the homeserver) · version · rooms (this bridge's portals) · \
+                    open (a new portal room, with you in it)";
+
+impl Bridge {
+    /// Joins a direct chat the bot was invited to and records it as a management room.
+    pub(super) async fn open_management(&self, seq: u64, room: &str, inviter: &str) -> Result<(), BridgeError> {
+        self.homeserver.join(room, None).await?;
+        let mut batch = Batch::new();
+        batch.management_room(room, json!({"user": inviter}).to_string().as_bytes());
+        self.store().write(batch)?;
+        self.reply(seq, room, &format!("Hello! I bridge this homeserver to MIMI rooms. {HELP}")).await?;
+        self.finish(seq, Batch::new())
+    }
+
+    /// Runs one command from a management room and answers it there.
+    pub(super) async fn command(&self, seq: u64, room: &str, sender: &str, body: &str) -> Result<(), BridgeError> {
+        let answer = match body.trim().trim_start_matches("!mimi").trim() {
+            "help" | "" => HELP.to_owned(),
+            "ping" => match self.homeserver.ping(Some(&format!("cmd.{seq}"))).await {
+                Ok(rtt) => format!("pong — the homeserver reached the bridge in {} ms", rtt.as_millis()),
+                Err(e) => format!("the homeserver could not reach the bridge: {e}"),
+            },
+            "version" => format!(
+                "mimi-bridge {} · room version org.matrix.i-d.ralston-mimi-linearized-matrix.02 · MLS {}",
+                env!("CARGO_PKG_VERSION"),
+                crate::mls::events::ALGORITHM
+            ),
+            "rooms" => self.rooms_list()?,
+            "open" => {
+                let content = json!({"preset": "private_chat", "name": "MIMI portal", "invite": [sender]});
+                let room = self.homeserver.create_room(None, &content).await?;
+                self.create_portal(&room, sender, None, None).await?;
+                format!("Opened a portal: {room} (you are invited).")
+            }
+            other => format!("Unknown command {other:?}. {HELP}"),
+        };
+        self.reply(seq, room, &answer).await?;
+        self.finish(seq, Batch::new())
+    }
+
+    fn rooms_list(&self) -> Result<String, BridgeError> {
+        let portals = self.store().portals()?;
+        if portals.is_empty() {
+            return Ok("No portals yet: invite me (or a ghost) to an unencrypted room.".into());
+        }
+        let lines: Vec<String> = portals
+            .iter()
+            .filter_map(|(mimi_room, record)| {
+                let record: Value = serde_json::from_slice(record).ok()?;
+                Some(format!("{} ⇄ {mimi_room}", record["matrix_room"].as_str()?))
+            })
+            .collect();
+        Ok(format!("{} portal(s):\n{}", lines.len(), lines.join("\n")))
+    }
+
+    async fn reply(&self, seq: u64, room: &str, text: &str) -> Result<(), BridgeError> {
+        let content = json!({"msgtype": "m.notice", "body": text});
+        self.homeserver.send_event(room, "m.room.message", &format!("cmd.{seq}"), &content, None, None).await?;
+        Ok(())
+    }
+}
