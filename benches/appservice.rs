@@ -450,7 +450,7 @@ fn main() {
         if quick {
             ([250, 50, 10], [200, 50, 10], 50, 10, Duration::from_millis(300))
         } else {
-            ([2500, 500, 100], [2000, 500, 100], 200, 40, Duration::from_secs(1))
+            ([5000, 1000, 200], [5000, 2000, 300], 500, 100, Duration::from_secs(1))
         };
     let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let command = if args.is_empty() {

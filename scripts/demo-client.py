@@ -11,6 +11,10 @@
   demo-client.py wait-log BIN DATA_DIR COUNT TIMEOUT
         poll `BIN log list/show --json --decrypt` until a room holds COUNT decrypted MIMI
         messages; prints the MIMI room ID
+  demo-client.py summary BIN DATA_DIR ROOM
+        one line per decrypted MIMI message: its kind, text, and the log position of the message
+        it edits, answers, reacts to or deletes (message IDs recomputed with `BIN mimi encode`
+        and `BIN mimi id`); fails unless the log holds what `talk` sent, in order
 
 Every wait is bounded and fails with a message saying what it waited for.
 """
@@ -136,7 +140,7 @@ def talk(hs, session):
          "reaction 👍 to the third message")
     txn = f"demo-{os.getpid()}-redact"
     redaction = call("PUT", hs, f"/_matrix/client/v3/rooms/{q(room)}/redact/{q(oops)}/{txn}", token,
-                     {"reason": "demo"})["event_id"]
+                     {})["event_id"]
     print(f"  {redaction}  redaction of the fourth message")
 
 
@@ -165,8 +169,49 @@ def wait_log(binary, data_dir, count, timeout):
     die(f"the MIMI log did not reach {count} decrypted messages within {timeout}s ({where})")
 
 
+def summary(binary, data_dir, room):
+    shown = subprocess.run([binary, "log", "show", "--data-dir", data_dir, "--room", room, "--json", "--decrypt"],
+                           capture_output=True, text=True, check=True)
+    by_id, rows = {}, []
+    for line in shown.stdout.splitlines():
+        e = json.loads(line)
+        if "decrypted" not in e:
+            continue
+        d = e["decrypted"]
+        cbor = subprocess.run([binary, "mimi", "encode"], input=json.dumps(d).encode(), capture_output=True,
+                              check=True).stdout
+        message_id = subprocess.run([binary, "mimi", "id"], input=cbor, capture_output=True,
+                                    check=True).stdout.decode().strip()
+        by_id[message_id] = e["position"]
+        body = d.get("body") or {}
+        if d.get("replaces") and body.get("cardinality") == "nullpart":
+            kind, target = "deletion", d["replaces"]
+        elif d.get("replaces"):
+            kind, target = "edit", d["replaces"]
+        elif d.get("inReplyTo") and body.get("disposition") == 2:
+            kind, target = "reaction", d["inReplyTo"]
+        elif d.get("inReplyTo"):
+            kind, target = "reply", d["inReplyTo"]
+        else:
+            kind, target = "message", None
+        rows.append((e["position"], message_id, kind, body.get("text"), target))
+    verbs = {"edit": "replaces", "deletion": "deletes", "reply": "in reply to", "reaction": "reacts to"}
+    for position, message_id, kind, text, target in rows:
+        refers = f"  {verbs[kind]} #{by_id.get(target, '?')}" if target else ""
+        shown_text = json.dumps(text, ensure_ascii=False) if text is not None else "(no body)"
+        print(f"  #{position:<3} {kind:<9} {message_id[:12]}…  {shown_text}{refers}")
+    got = [(kind, by_id.get(target) if target else None) for _, _, kind, _, target in rows]
+    first = [r[0] for r in rows[:4]]
+    want = [("message", None)] * 4 + [("edit", first[0] if first else None), ("reply", first[1:2] and first[1]),
+                                     ("reaction", first[2:3] and first[2]), ("deletion", first[3:4] and first[3])]
+    if got != want:
+        die(f"the MIMI log does not hold what alice sent: {got} instead of {want}")
+    print("each edit, reply, reaction and deletion points at the MIMI message ID of the message it concerns")
+
+
 COMMANDS = {"wait-ready": (wait_ready, 3), "get": (get, None), "portal": (portal, 6), "talk": (talk, 2),
-            "wait-log": (wait_log, 4)}
+            "wait-log": (wait_log, 4),
+            "summary": (summary, 3)}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

@@ -78,6 +78,7 @@ fn verify_room(
     // The group's public state, from the create event's group info, moved by every commit.
     let mut mls: Option<PublicView> = None;
     let mut commits = 0u64;
+    let mut last_commit = None;
     let mut expected = 0u64;
     let check = |(seq, bytes): (u64, Vec<u8>)| {
         let checked = check_event_bytes(&bytes, version, keys);
@@ -100,7 +101,10 @@ fn verify_room(
         };
         let mls_fail = |e: MlsCheckError| fail(Some(seq), id(), format!("MLS: {e}"));
         let step = check_event(mls.as_ref(), seq, &pdu, chain.state(), None).map_err(mls_fail)?;
-        commits += u64::from(matches!(step, Step::Commit(_)));
+        if matches!(step, Step::Commit(_)) {
+            commits += 1;
+            last_commit = Some(seq);
+        }
         chain.push(&pdu).map_err(|e| fail(Some(seq), id(), e.to_string()))?;
         apply_step(&mut mls, step, pdu.event_id()).map_err(mls_fail)?;
         if let Some(Err(reason)) = indexed {
@@ -118,6 +122,11 @@ fn verify_room(
             Some(tail.event_id),
             format!("tail record says position {} but the log ends at {last}", tail.seq),
         ));
+    }
+    // The hub reloads a room's group from the latest commit the index names.
+    let indexed = store.latest_commit(short)?;
+    if indexed != last_commit {
+        return Err(fail(last_commit, None, format!("latest-commit index says {indexed:?}, the log's last commit is at {last_commit:?}")));
     }
     Ok((expected, commits))
 }
