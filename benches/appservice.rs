@@ -86,6 +86,12 @@ fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The 1, 5 and 15 minute load averages, from /proc (Linux).
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
 /// Percent-encodes one path segment.
 fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -465,6 +471,7 @@ fn main() {
          events ~{} bytes of JSON with 200-byte bodies over {ROOMS} rooms",
         event().to_string().len()
     );
+    let load_before = load_average();
     let (http, sync) = floors(window);
     println!(
         "floors: GET /_matrix/mau/live on one connection {http:.0} req/s; raw RocksDB synced 1-record put {sync:.0} /s"
@@ -477,6 +484,7 @@ fn main() {
         }
     }
     let synapse = baseline.then(|| synapse_runs(sequential, per_sender));
+    let load_after = load_average();
 
     println!();
     println!(
@@ -493,6 +501,9 @@ fn main() {
     println!(
         "(reqs: measured requests, after {WARMUP} unmeasured per connection; time-to-200 per request; cores: CPU \
          of this process — clients and server — for bridge rows, of the Synapse process for synapse rows)"
+    );
+    println!(
+        "machine load average (1, 5, 15 min; other work shares these cores): before {load_before}, after {load_after}"
     );
 
     let Some((one, many)) = &synapse else {

@@ -201,9 +201,8 @@ def summary(binary, data_dir, room):
         shown_text = json.dumps(text, ensure_ascii=False) if text is not None else "(no body)"
         print(f"  #{position:<3} {kind:<9} {message_id[:12]}…  {shown_text}{refers}")
     got = [(kind, by_id.get(target) if target else None) for _, _, kind, _, target in rows]
-    first = [r[0] for r in rows[:4]]
-    want = [("message", None)] * 4 + [("edit", first[0] if first else None), ("reply", first[1:2] and first[1]),
-                                     ("reaction", first[2:3] and first[2]), ("deletion", first[3:4] and first[3])]
+    p = [r[0] for r in rows[:4]] + [None] * 4
+    want = [("message", None)] * 4 + [("edit", p[0]), ("reply", p[1]), ("reaction", p[2]), ("deletion", p[3])]
     if got != want:
         die(f"the MIMI log does not hold what alice sent: {got} instead of {want}")
     print("each edit, reply, reaction and deletion points at the MIMI message ID of the message it concerns")

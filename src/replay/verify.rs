@@ -126,7 +126,11 @@ fn verify_room(
     // The hub reloads a room's group from the latest commit the index names.
     let indexed = store.latest_commit(short)?;
     if indexed != last_commit {
-        return Err(fail(last_commit, None, format!("latest-commit index says {indexed:?}, the log's last commit is at {last_commit:?}")));
+        return Err(fail(
+            last_commit,
+            None,
+            format!("latest-commit index says {indexed:?}, the log's last commit is at {last_commit:?}"),
+        ));
     }
     Ok((expected, commits))
 }

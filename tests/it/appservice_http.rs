@@ -18,6 +18,7 @@ type Case<'a> = (&'a str, Option<&'a str>, &'a [u8], u16, &'a str);
 
 struct Served {
     base: String,
+    metrics: String,
     store: Arc<Store>,
     receiver: tokio::sync::mpsc::UnboundedReceiver<Queued>,
     _shutdown: tokio::sync::watch::Sender<bool>,
@@ -39,12 +40,17 @@ fn serve(legacy_query: bool) -> Served {
     };
     // Nothing listens there: these endpoints never call the homeserver.
     let homeserver = Arc::new(HomeserverClient::new("http://127.0.0.1:9", AS_TOKEN, "mimi").unwrap());
-    let app = Arc::new(Appservice::new(settings, intake, Arc::new(Metrics::default()), homeserver));
+    let counters = Arc::new(Metrics::default());
+    let app = Arc::new(Appservice::new(settings, intake, Arc::clone(&counters), homeserver));
     let (shutdown, watch) = tokio::sync::watch::channel(false);
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    runtime.spawn(mimi_bridge::http::serve(listener, app, 64 * 1024, watch));
-    Served { base, store, receiver, _shutdown: shutdown, _runtime: runtime, _dir: dir }
+    runtime.spawn(mimi_bridge::http::serve(listener, app, 64 * 1024, watch.clone()));
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let metrics = format!("http://{}/metrics", listener.local_addr().unwrap());
+    let handler = Arc::new(mimi_bridge::http::metrics::MetricsHandler(counters));
+    runtime.spawn(mimi_bridge::http::serve(listener, handler, 1024, watch));
+    Served { base, metrics, store, receiver, _shutdown: shutdown, _runtime: runtime, _dir: dir }
 }
 
 fn agent() -> ureq::Agent {
@@ -152,6 +158,17 @@ fn transactions_are_durable_before_200_and_deduplicated() {
         .unwrap();
     assert_eq!(stranger.status().as_u16(), 404);
     assert_eq!(stranger.body_mut().read_json::<serde_json::Value>().unwrap()["errcode"], "M_NOT_FOUND");
+
+    // Prometheus counters on their own listener.
+    let text = agent().get(&served.metrics).call().unwrap().body_mut().read_to_string().unwrap();
+    for line in [
+        "mimi_bridge_transactions_total 2",
+        "mimi_bridge_transactions_duplicate_total 1",
+        "mimi_bridge_events_in_total 3",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+    }
+    assert_eq!(agent().get(served.metrics.replace("/metrics", "/other")).call().unwrap().status().as_u16(), 404);
 
     // A reopened intake hands back what is still queued, in order.
     drop(served.receiver);
