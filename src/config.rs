@@ -126,6 +126,12 @@ pub struct MimiSection {
     /// put a TLS reverse proxy in front of it. Default `127.0.0.1:29341`.
     #[serde(default = "default_federation_listen", deserialize_with = "check::socket_addr")]
     pub federation_listen: SocketAddr,
+    /// Other servers' signing keys to trust, each `server=ed25519:ID=base64 public key`, as
+    /// `mimi-bridge log verify --key` takes them: their X-Matrix requests and signatures are
+    /// accepted. (Key fetching from `/_matrix/key/v2/server` comes with outbound federation.)
+    /// Default: none.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
 }
 
 /// `database`: the RocksDB data directory.

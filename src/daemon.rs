@@ -72,6 +72,13 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     let key = ServerKey::parse_synapse(&key_text).map_err(|e| setup("mimi.signing_key")(&e))?;
     let hub =
         Arc::new(Hub::new(&config.mimi.server_name, &key, Arc::clone(&store)).map_err(|e| setup("database.path")(&e))?);
+    let mut pinned = crate::event::KeyRing::new();
+    for trusted in &config.mimi.trusted_keys {
+        pinned.add_argument(trusted).map_err(|e| setup("mimi.trusted_keys")(&e))?;
+    }
+    for (server, key_id, key) in pinned.iter() {
+        hub.trust_key(server, key_id, *key).map_err(|e| setup("mimi.trusted_keys")(&e))?;
+    }
     let homeserver = Arc::new(
         HomeserverClient::new(&config.homeserver.address, &config.appservice.as_token, config.appservice.id.clone())
             .map_err(|e| setup("homeserver.address")(&e))?,

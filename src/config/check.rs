@@ -142,6 +142,14 @@ pub(super) fn check(config: &Config) -> Vec<FieldError> {
     );
     let key = mimi.signing_key.to_string_lossy();
     need(!key.is_empty(), "mimi.signing_key", &key, "the path of a signing key file (`mimi-bridge keygen`)");
+    for (index, trusted) in mimi.trusted_keys.iter().enumerate() {
+        need(
+            crate::event::KeyRing::new().add_argument(trusted).is_ok(),
+            &format!("mimi.trusted_keys[{index}]"),
+            trusted,
+            "server=ed25519:ID=base64 public key (32 bytes)",
+        );
+    }
     let path = config.database.path.to_string_lossy();
     need(!path.is_empty(), "database.path", &path, "the path of the data directory");
     let level = &config.logging.level;

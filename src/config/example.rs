@@ -55,6 +55,9 @@ mimi:
   # IP address and port of the server-server (federation) listener. It speaks plain HTTP: put
   # a TLS reverse proxy in front of it. (default)
   federation_listen: 127.0.0.1:29341
+  # Other servers' signing keys to trust (X-Matrix requests, event signatures), each
+  # `server=ed25519:ID=base64 public key`. (default: none)
+  trusted_keys: []
 
 database:
   # The RocksDB data directory, created on first start.

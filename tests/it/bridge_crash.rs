@@ -12,6 +12,9 @@ use serde_json::json;
 use crate::bridge_synapse::{BOT, BridgeDir, config_yaml, mimi_messages, wait_for};
 use crate::synapse::Synapse;
 
+/// Messages the user sends.
+const TOTAL: usize = 200;
+
 /// Starts `mimi-bridge serve` and waits until it is ready.
 fn start_bridge(config: &std::path::Path, as_port: u16, log: &std::path::Path) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
@@ -23,7 +26,7 @@ fn start_bridge(config: &std::path::Path, as_port: u16, log: &std::path::Path) -
         .spawn()
         .unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    wait_for("the bridge to be ready", Duration::from_secs(60), || {
+    wait_for("the bridge to be ready", Duration::from_mins(1), || {
         agent
             .get(format!("http://127.0.0.1:{as_port}/_matrix/mau/ready"))
             .call()
@@ -55,7 +58,6 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     let mimi_room = read_only(bridge.dir.path()).unwrap().portal_of(&room).unwrap().unwrap();
 
     // 200 messages; the bridge is killed with SIGKILL three times while they flow.
-    const TOTAL: usize = 200;
     let kills = [37, 91, 150];
     let mut seed = 0x9e37_79b9_u32;
     for i in 0..TOTAL {

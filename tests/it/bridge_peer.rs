@@ -4,7 +4,7 @@
 //! reactions pointing at the right Matrix events.
 //!
 //! Until federation fetches keys and fans out, the test plays those parts through hooks: the
-//! peer's key is pinned in the bridge, its device object and key package are handed to the
+//! peer's key is pinned in the bridge's config (`mimi.trusted_keys`), its device object and key package are handed to the
 //! bridge, its Welcome is read from the bridge's store, and it reads the hub's PDUs directly.
 
 use std::sync::Arc;
@@ -74,8 +74,10 @@ impl Peer {
             .header("Content-Type", "application/json")
             .send(body.to_string().as_bytes())
             .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        response.body_mut().read_json::<Value>().unwrap()["failed_pdus"].clone()
+        let status = response.status().as_u16();
+        let body = response.body_mut().read_json::<Value>().unwrap();
+        assert_eq!(status, 200, "{body}");
+        body["failed_pdus"].clone()
     }
 }
 
@@ -106,7 +108,9 @@ fn lpdu(peer: &Peer, room: &str, event_type: &str, state_key: Option<&str>, cont
 
 #[test]
 fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
-    let bridge = BridgeDir::new();
+    let mut bridge = BridgeDir::new();
+    let peer_key = ServerKey::from_seed("peer1", [5; 32]).unwrap();
+    bridge.trusted.push(format!("{PEER}={}={}", peer_key.key_id(), peer_key.public_b64()));
     let synapse = Synapse::start(&[&bridge.registration]);
     let bridge_key =
         ServerKey::parse_synapse(&std::fs::read_to_string(bridge.dir.path().join("signing.key")).unwrap()).unwrap();
@@ -115,7 +119,6 @@ fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
     let room = portal.mimi_room.clone();
     let address = portal.running.federation_address;
     let peer = Peer::new(&bridge_key);
-    hub.trust_key(PEER, peer.key.key_id(), peer.key.verifying_key()).unwrap();
 
     // Alice writes first, on Synapse.
     let hello = synapse.send_text(&portal.token, &portal.matrix_room, "hello Bob");

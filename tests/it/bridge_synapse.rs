@@ -20,12 +20,18 @@ pub(crate) const BOT: &str = "@mimibot:hs.test";
 
 /// A bridge configuration for a Synapse on `hs_port`, the appservice on `as_port`.
 pub(crate) fn config_yaml(dir: &Path, hs_port: u16, as_port: u16) -> String {
+    config_yaml_trusting(dir, hs_port, as_port, &[])
+}
+
+/// [`config_yaml`] with `mimi.trusted_keys` (peers' keys pinned in the config).
+pub(crate) fn config_yaml_trusting(dir: &Path, hs_port: u16, as_port: u16, trusted: &[String]) -> String {
+    let trusted = if trusted.is_empty() { "[]".to_owned() } else { format!("{trusted:?}") };
     format!(
         "homeserver:\n  address: http://127.0.0.1:{hs_port}\n  domain: hs.test\n\
          appservice:\n  address: http://127.0.0.1:{as_port}\n  hostname: 127.0.0.1\n  port: {as_port}\n  id: mimi\n  \
          bot:\n    username: mimibot\n  as_token: as_0123456789abcdef0123456789abcdef\n  \
          hs_token: hs_0123456789abcdef0123456789abcdef\n  username_template: mimi_{{server}}_{{localpart}}\n\
-         mimi:\n  server_name: mimi.hs.test\n  signing_key: {key}\n  federation_listen: 127.0.0.1:{fed}\n\
+         mimi:\n  server_name: mimi.hs.test\n  signing_key: {key}\n  federation_listen: 127.0.0.1:{fed}\n  trusted_keys: {trusted}\n\
          database:\n  path: {data}\n  sync: sync\n",
         key = dir.join("signing.key").display(),
         data = dir.join("data").display(),
@@ -36,6 +42,8 @@ pub(crate) fn config_yaml(dir: &Path, hs_port: u16, as_port: u16) -> String {
 /// A bridge directory: its signing key, its registration (for Synapse) and a free port.
 pub(crate) struct BridgeDir {
     pub dir: tempfile::TempDir,
+    /// `mimi.trusted_keys`.
+    pub trusted: Vec<String>,
     pub as_port: u16,
     pub registration: std::path::PathBuf,
 }
@@ -49,11 +57,12 @@ impl BridgeDir {
         let config = Config::from_yaml(&config_yaml(dir.path(), 1, as_port), Path::new("test.yaml")).unwrap();
         let registration = dir.path().join("registration.yaml");
         std::fs::write(&registration, config.registration().to_yaml()).unwrap();
-        Self { dir, as_port, registration }
+        Self { dir, trusted: Vec::new(), as_port, registration }
     }
 
     pub(crate) fn config(&self, synapse: &Synapse) -> Config {
-        Config::from_yaml(&config_yaml(self.dir.path(), synapse.port, self.as_port), Path::new("test.yaml")).unwrap()
+        let yaml = config_yaml_trusting(self.dir.path(), synapse.port, self.as_port, &self.trusted);
+        Config::from_yaml(&yaml, Path::new("test.yaml")).unwrap()
     }
 }
 

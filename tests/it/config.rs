@@ -215,6 +215,7 @@ fn compare(schema: &Value, full: &Value, value: &Value, path: &mut Vec<String>) 
         },
         Value::Number(_) => assert_eq!(schema["type"], "integer", "{at}"),
         Value::Bool(_) => assert_eq!(schema["type"], "boolean", "{at}"),
+        Value::Array(_) => assert_eq!(schema["type"], "array", "{at}"),
         other => panic!("{at}: unexpected {other}"),
     }
 }
@@ -234,8 +235,17 @@ fn remove(value: &mut Value, path: &[String]) {
 fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
     const ANNOTATIONS: [&str; 6] = ["$schema", "$id", "title", "description", "default", "examples"];
     for key in schema.as_object().unwrap().keys() {
-        let known =
-            ["type", "properties", "required", "additionalProperties", "enum", "minimum", "maximum", "minLength"];
+        let known = [
+            "type",
+            "properties",
+            "required",
+            "additionalProperties",
+            "enum",
+            "minimum",
+            "maximum",
+            "minLength",
+            "items",
+        ];
         assert!(known.contains(&key.as_str()) || ANNOTATIONS.contains(&key.as_str()), "checker lacks {key}");
     }
     let type_ok = match schema["type"].as_str() {
@@ -243,6 +253,7 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
         Some("string") => value.is_string(),
         Some("integer") => value.is_i64() || value.is_u64(),
         Some("boolean") => value.is_boolean(),
+        Some("array") => value.is_array(),
         other => panic!("{at}: type {other:?}"),
     };
     if !type_ok {
@@ -265,6 +276,11 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
         && u64::try_from(s.chars().count()).unwrap() < min
     {
         errors.push(format!("{at}: shorter than {min}"));
+    }
+    if let (Some(items), Some(values)) = (schema.get("items"), value.as_array()) {
+        for (index, item) in values.iter().enumerate() {
+            validate(items, item, &format!("{at}[{index}]"), errors);
+        }
     }
     if let Some(fields) = value.as_object() {
         for key in schema["required"].as_array().unwrap() {
