@@ -221,4 +221,7 @@ if __name__ == "__main__":
     if arity is not None and len(args) != arity or arity is None and not args:
         print(__doc__, file=sys.stderr)
         sys.exit(2)
-    fn(*args)
+    try:
+        fn(*args)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -193,16 +193,16 @@ impl Bridge {
         let ts = queued.event.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0);
         let mut appended = false;
         for outcome in outcomes {
-            let content = match outcome {
-                Outcome::Message(content) => *content,
+            let (content, hosted) = match outcome {
+                Outcome::Message(content) => (*content, None),
                 Outcome::Dropped(reason) => {
                     self.metrics.dropped(reason.counter_name());
                     continue;
                 }
-                Outcome::Media(_) => {
-                    self.metrics.dropped("media_not_yet_bridged");
-                    continue;
-                }
+                Outcome::Media(pending) => match self.host_media(*pending).await? {
+                    Some((content, hosted)) => (content, Some(hosted)),
+                    None => continue,
+                },
             };
             let Ok((bytes, message_id)) = encode_with_id(&content) else {
                 self.metrics.dropped("untranslatable");
@@ -215,6 +215,9 @@ impl Bridge {
                 batch.intake(seq, None);
                 batch.map_event(matrix_event_id, event_id);
                 record(&mut batch, matrix_event_id, &mapped);
+                if let Some((media_id, ciphertext)) = &hosted {
+                    batch.media(media_id, ciphertext);
+                }
                 batch
             })?;
             pending.durable().await?;
@@ -225,4 +228,38 @@ impl Bridge {
         }
         Ok(())
     }
+
+    /// Downloads a Matrix attachment from the homeserver's authenticated media API, encrypts it
+    /// as MIMI requires (a fresh AES-128-GCM key per file) and returns the message pointing at
+    /// the ciphertext this server will host, with that ciphertext to store beside the event.
+    async fn host_media(
+        &self,
+        pending: crate::translate::PendingMedia,
+    ) -> Result<Option<(crate::mimi::MimiContent, (String, Vec<u8>))>, BridgeError> {
+        let (_, plaintext) = match self.homeserver.download_media(&pending.mxc_url, MAX_MEDIA_BYTES).await {
+            Ok(downloaded) => downloaded,
+            Err(error) if error.is_retryable() => return Err(error.into()),
+            Err(error) => {
+                tracing::info!(%error, mxc = pending.mxc_url, "attachment not downloadable");
+                self.metrics.dropped("media_unavailable");
+                return Ok(None);
+            }
+        };
+        let (Ok(blob), Some(media_id)) =
+            (crate::translate::media::encrypt_for_mimi(&plaintext), crate::event::keys::random_letters(24))
+        else {
+            self.metrics.dropped("media_unavailable");
+            return Ok(None);
+        };
+        let url = crate::federation::media::url(self.hub.server_name(), &media_id);
+        if let Ok(content) = pending.finish(&url, &blob) {
+            Ok(Some((content, (media_id, blob.ciphertext))))
+        } else {
+            self.metrics.dropped("untranslatable");
+            Ok(None)
+        }
+    }
 }
+
+/// Largest attachment the bridge carries (the homeserver's default upload limit).
+pub const MAX_MEDIA_BYTES: u64 = 50 << 20;

@@ -108,7 +108,7 @@ impl Bridge {
         };
         let message_id = encode_with_id(&content).ok().map(|(_, id)| id.to_hex());
         let mut requests = Vec::new();
-        for out in outs {
+        for (index, out) in outs.into_iter().enumerate() {
             let request = match out {
                 MatrixOut::Event { sender, event_type, content: body } => json!({
                     "kind": "send", "room": matrix_room, "mimi_sender": sender, "event_type": event_type,
@@ -122,10 +122,10 @@ impl Bridge {
                     self.metrics.dropped("read_receipt_not_yet_bridged");
                     continue;
                 }
-                MatrixOut::Media(_) => {
-                    self.metrics.dropped("media_not_yet_bridged");
-                    continue;
-                }
+                MatrixOut::Media(upload) => json!({
+                    "kind": "media", "room": matrix_room, "mimi_sender": upload.sender, "index": index,
+                    "log_event_id": event_id, "message_id": message_id,
+                }),
                 MatrixOut::Dropped(reason) => {
                     self.metrics.dropped(reason.counter_name());
                     continue;
@@ -187,7 +187,19 @@ impl Bridge {
         let txn_id = format!("mimi.{seq}");
         let mut batch = Batch::new();
         batch.hs_request(seq, None);
-        if request["kind"] == "redact" {
+        if request["kind"] == "media" {
+            let Some((event_type, content)) = self.upload_attachment(request, &ghost).await? else {
+                self.metrics.dropped("media_unavailable");
+                self.hub.store().write(batch)?;
+                return Ok(());
+            };
+            let matrix_event_id =
+                self.homeserver.send_event(room, &event_type, &txn_id, &content, Some(&ghost), None).await?;
+            batch.map_event(&matrix_event_id, log_event_id);
+            if let Some(mapped) = self.mapped_for(request, mimi_sender, log_event_id)? {
+                record(&mut batch, &matrix_event_id, &mapped);
+            }
+        } else if request["kind"] == "redact" {
             let redacts = field("redacts")?;
             self.homeserver.redact(room, redacts, &txn_id, Some(&ghost), None).await?;
         } else {
@@ -218,6 +230,38 @@ impl Bridge {
         let Ok(content) = MimiContent::decode(&plaintext) else { return Ok(None) };
         let Ok((_, message_id)) = encode_with_id(&content) else { return Ok(None) };
         Ok(Some(MappedEvent::from_content(message_id, mimi_sender, &content)))
+    }
+
+    /// Fetches, verifies and decrypts the attachment of a queued media request and uploads the
+    /// plaintext to the homeserver as the ghost; returns the event to send. Attachments hosted
+    /// here are read from the store; fetching other servers' comes with the outbound HTTPS
+    /// client (until then they are counted as unavailable).
+    async fn upload_attachment(&self, request: &Value, ghost: &str) -> Result<Option<(String, Value)>, BridgeError> {
+        let log_event_id = request["log_event_id"].as_str().ok_or(BridgeError::Malformed("log_event_id"))?;
+        let index = request["index"].as_u64().and_then(|i| usize::try_from(i).ok()).unwrap_or(usize::MAX);
+        let Some(plaintext) = self.hub.store().plaintext(log_event_id)? else { return Ok(None) };
+        let Ok(content) = MimiContent::decode(&plaintext) else { return Ok(None) };
+        let ids = StoreIds(Arc::clone(self.hub.store()));
+        let Some(MatrixOut::Media(upload)) =
+            to_matrix(&content, &ids).ok().and_then(|mut o| (index < o.len()).then(|| o.swap_remove(index)))
+        else {
+            return Ok(None);
+        };
+        let Some(external) = upload.external() else { return Ok(None) };
+        let Some(media_id) = crate::federation::media::local_id(self.hub.server_name(), &external.url) else {
+            return Ok(None);
+        };
+        let Some(ciphertext) = self.hub.store().media(media_id)? else { return Ok(None) };
+        let Ok(file) = crate::translate::media::decrypt_from_mimi(&ciphertext, external) else {
+            tracing::warn!(log_event_id, "attachment does not match its hash or key");
+            return Ok(None);
+        };
+        let content_type = external.content_type.clone();
+        let mxc = self.homeserver.upload_media(file, &content_type, None, Some(ghost)).await?;
+        match upload.finish(&mxc) {
+            Ok(MatrixOut::Event { event_type, content, .. }) => Ok(Some((event_type, content))),
+            _ => Ok(None),
+        }
     }
 
     /// Registers the ghost and brings it into the portal (the bot invites, the ghost joins).

@@ -2,6 +2,7 @@
 //! LPDUs reach the hub, and a hub's PDUs reach the rooms this server follows. Requests are
 //! authenticated with X-Matrix signatures checked against the keys this server trusts.
 
+pub mod media;
 pub mod send;
 pub mod x_matrix;
 
@@ -23,6 +24,9 @@ pub struct Federation {
 impl Handler for Federation {
     async fn handle(&self, request: Request) -> Response {
         let path = request.path.clone();
+        if let Some(id) = path.strip_prefix(media::PATH) {
+            return media::get(self, id, &request).unwrap_or_else(|error| error.response());
+        }
         let txn = path
             .strip_prefix(&format!("{UNSTABLE_PREFIX}/send/"))
             .or_else(|| path.strip_prefix("/_matrix/federation/v2/send/"))

@@ -53,6 +53,11 @@ impl Batch {
         self.put(Cf::MimiidMatrixid, message_id.to_vec(), matrix_event_id.as_bytes().to_vec());
     }
 
+    /// Stores an encrypted attachment this server hosts.
+    pub fn media(&mut self, media_id: &str, ciphertext: &[u8]) {
+        self.put(Cf::MediaidBlob, media_id.as_bytes().to_vec(), ciphertext.to_vec());
+    }
+
     /// Records a management room (a direct chat with the bot).
     pub fn management_room(&mut self, matrix_room: &str, record_json: &[u8]) {
         self.put(Cf::MatrixroomManagement, matrix_room.as_bytes().to_vec(), record_json.to_vec());
@@ -103,6 +108,11 @@ impl Store {
     /// The Matrix event of a MIMI message.
     pub fn matrix_event_of_message(&self, message_id: &[u8; 32]) -> Result<Option<String>, StoreError> {
         self.text(Cf::MimiidMatrixid, message_id)
+    }
+
+    /// An encrypted attachment this server hosts.
+    pub fn media(&self, media_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Cf::MediaidBlob, media_id.as_bytes())
     }
 
     /// Whether a Matrix room is a management room.

@@ -102,11 +102,14 @@ pub enum Cf {
     MimiidMatrixid,
     /// Matrix room ID → JSON record of a management room (a direct chat with the bot).
     MatrixroomManagement,
+    /// Media ID (random letters) → an encrypted attachment (AES-128-GCM ciphertext and tag) this
+    /// server hosts for MIMI rooms.
+    MediaidBlob,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 28] = [
+    pub const ALL: [Cf; 29] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -135,6 +138,7 @@ impl Cf {
         Cf::MatrixidMapped,
         Cf::MimiidMatrixid,
         Cf::MatrixroomManagement,
+        Cf::MediaidBlob,
     ];
 
     /// The RocksDB name.
@@ -168,6 +172,7 @@ impl Cf {
             Cf::MatrixidMapped => "matrixid_mapped",
             Cf::MimiidMatrixid => "mimiid_matrixid",
             Cf::MatrixroomManagement => "matrixroom_management",
+            Cf::MediaidBlob => "mediaid_blob",
         }
     }
 }

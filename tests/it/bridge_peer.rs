@@ -216,6 +216,76 @@ fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
     assert_eq!(from_ghost[4]["content"]["m.relates_to"]["key"], "🎉");
 
     an_untrusted_key_is_refused(address, &store, &room);
+    let forward = |mimi: Vec<u8>| send("m6", mimi);
+    attachments_travel_both_ways(&synapse, &portal, address, forward);
+}
+
+/// Alice sends an image: the bridge downloads it from Synapse's authenticated media API,
+/// encrypts it as MIMI requires and hosts the ciphertext; the MIMI message points at it. Bob
+/// forwards the same attachment back: the bridge fetches, verifies and decrypts it, uploads the
+/// plaintext to Synapse as the ghost and sends the image.
+fn attachments_travel_both_ways(
+    synapse: &Synapse,
+    portal: &crate::bridge_synapse::Portal,
+    address: std::net::SocketAddr,
+    forward: impl Fn(Vec<u8>),
+) {
+    let store = portal.running.hub.store();
+    let image: Vec<u8> = (0..3000u32).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
+    let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+    let uploaded: Value = agent
+        .post(format!("{}/_matrix/media/v3/upload?filename=pic.png", synapse.base_url))
+        .header("Authorization", &format!("Bearer {}", portal.token))
+        .header("Content-Type", "image/png")
+        .send(image.as_slice())
+        .unwrap()
+        .body_mut()
+        .read_json()
+        .unwrap();
+    let mxc = uploaded["content_uri"].as_str().unwrap();
+    let sent = synapse.send(
+        &portal.token,
+        &portal.matrix_room,
+        "m.room.message",
+        &json!({"msgtype": "m.image", "body": "pic.png", "url": mxc, "info": {"mimetype": "image/png", "size": 3000}}),
+    );
+    wait_for("the image in the MIMI log", Duration::from_secs(30), || store.mapped(&sent).unwrap().is_some());
+    let log_event = store.log_event_of(&sent).unwrap().unwrap();
+    let content = mimi_bridge::mimi::MimiContent::decode(&store.plaintext(&log_event).unwrap().unwrap()).unwrap();
+    let mimi_bridge::mimi::Part::External(external) = &content.body.part else { panic!("{content:?}") };
+    assert_eq!(external.content_type, "image/png");
+    let id = mimi_bridge::federation::media::local_id("mimi.hs.test", &external.url).expect("hosted here");
+    let hosted =
+        agent.get(format!("http://{address}/_mimi/media/v1/{id}")).call().unwrap().body_mut().read_to_vec().unwrap();
+    let digest: [u8; 32] = sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&hosted)).into();
+    assert_eq!(external.content_hash, digest, "the hash names the ciphertext");
+    assert_eq!(mimi_bridge::translate::media::decrypt_from_mimi(&hosted, external).unwrap(), image);
+
+    let mut forwarded = content.clone();
+    forwarded.salt = [9; 16];
+    forwarded.set_extension(
+        mimi_bridge::mimi::ExtensionKey::Int(1),
+        mimi_bridge::mimi::cbor::Value::Text("mimi://part.test/u/bob".into()),
+    );
+    forward(forwarded.encode());
+    let ghost_image = || {
+        synapse
+            .messages(&portal.token, &portal.matrix_room)
+            .into_iter()
+            .find(|e| e["sender"] == GHOST && e["content"]["msgtype"] == "m.image")
+    };
+    wait_for("the forwarded image on Synapse", Duration::from_secs(30), || ghost_image().is_some());
+    let url = ghost_image().unwrap()["content"]["url"].as_str().unwrap().to_owned();
+    let path = url.strip_prefix("mxc://").unwrap();
+    let downloaded = agent
+        .get(format!("{}/_matrix/client/v1/media/download/{path}", synapse.base_url))
+        .header("Authorization", &format!("Bearer {}", portal.token))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(downloaded, image, "the ghost's upload is the original file");
 }
 
 /// A request signed by a key the bridge does not trust is refused and appends nothing.
