@@ -119,7 +119,6 @@ fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
     let room = portal.mimi_room.clone();
     let address = portal.running.federation_address;
     let peer = Peer::new(&bridge_key);
-
     // Alice writes first, on Synapse.
     let hello = synapse.send_text(&portal.token, &portal.matrix_room, "hello Bob");
     wait_for("Alice's message in the log", Duration::from_secs(30), || store.mapped(&hello).unwrap().is_some());
@@ -216,8 +215,7 @@ fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
     assert_eq!(from_ghost[4]["content"]["m.relates_to"]["key"], "🎉");
 
     an_untrusted_key_is_refused(address, &store, &room);
-    let forward = |mimi: Vec<u8>| send("m6", mimi);
-    attachments_travel_both_ways(&synapse, &portal, address, forward);
+    attachments_travel_both_ways(&synapse, &portal, address, |mimi| send("m6", mimi));
 }
 
 /// Alice sends an image: the bridge downloads it from Synapse's authenticated media API,
