@@ -33,14 +33,24 @@ impl Bridge {
     /// Follows every portal's log and works the homeserver queue, forever.
     pub async fn run_outbound(self: Arc<Self>) {
         let mut joined: BTreeSet<(String, String)> = BTreeSet::new();
+        // Backoff while the homeserver fails: 100 ms doubling to 30 s, reset by a success.
+        let mut backoff = Duration::ZERO;
         loop {
             let queued = self.follow_portals().unwrap_or_else(|error| {
                 tracing::warn!(%error, "following the portals failed");
                 false
             });
-            let sent = self.send_queued(&mut joined).await;
-            if !queued && !sent {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+            match self.send_queued(&mut joined).await {
+                Err(()) => {
+                    backoff = (backoff * 2).clamp(Duration::from_millis(100), Duration::from_secs(30));
+                    tokio::time::sleep(backoff).await;
+                }
+                Ok(sent) => {
+                    backoff = Duration::ZERO;
+                    if !queued && !sent {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
             }
         }
     }
@@ -136,10 +146,10 @@ impl Bridge {
         Ok(requests)
     }
 
-    /// Sends queued requests in order until the queue is empty or a request keeps failing.
-    /// Returns whether anything was sent.
-    async fn send_queued(&self, joined: &mut BTreeSet<(String, String)>) -> bool {
-        let Ok(queue) = self.hub.store().hs_queue() else { return false };
+    /// Sends queued requests in order until the queue is empty (`Ok`: whether anything was
+    /// sent) or a request fails in a way worth retrying (`Err`: back off, keep the order).
+    async fn send_queued(&self, joined: &mut BTreeSet<(String, String)>) -> Result<bool, ()> {
+        let Ok(queue) = self.hub.store().hs_queue() else { return Err(()) };
         let mut sent = false;
         for (seq, bytes) in queue {
             let Ok(request) = serde_json::from_slice::<Value>(&bytes) else { continue };
@@ -152,8 +162,7 @@ impl Bridge {
                 Err(error) if error.is_transient_error() => {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(seq, %error, "sending to the homeserver failed; will retry");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    return sent;
+                    return Err(());
                 }
                 Err(error) => {
                     tracing::warn!(seq, %error, "request dropped");
@@ -161,12 +170,12 @@ impl Bridge {
                     let mut batch = Batch::new();
                     batch.hs_request(seq, None);
                     if self.hub.store().write(batch).is_err() {
-                        return sent;
+                        return Err(());
                     }
                 }
             }
         }
-        sent
+        Ok(sent)
     }
 
     async fn send_one(
