@@ -127,7 +127,14 @@ async fn check_homeserver(homeserver: &HomeserverClient, bot: &str) -> Result<()
     let versions = loop {
         match homeserver.versions().await {
             Ok(v) => break v,
-            Err(e) if waited < Duration::from_secs(30) => {
+            // Synapse checks a token sent even to /versions: a refusal is about the token.
+            Err(e) if matches!(e.errcode(), Some("M_UNKNOWN_TOKEN" | "M_FORBIDDEN" | "M_MISSING_TOKEN")) => {
+                return Err(DaemonError::Check(format!(
+                    "appservice.as_token: the homeserver refused it ({e}); is the registration file in its \
+                     app_service_config_files, with the same tokens?"
+                )));
+            }
+            Err(e) if e.is_retryable() && waited < Duration::from_secs(30) => {
                 tracing::info!(error = %e, "waiting for the homeserver");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 waited += Duration::from_millis(500);

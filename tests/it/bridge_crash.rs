@@ -91,3 +91,18 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     synapse.stop();
 }
+
+#[test]
+fn serve_stops_naming_the_field_when_the_homeserver_refuses_the_token() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let config = bridge.dir.path().join("config.yaml");
+    let yaml = config_yaml(bridge.dir.path(), synapse.port, bridge.as_port)
+        .replace("as_0123456789abcdef0123456789abcdef", "as_not_the_registered_token_0123456789");
+    std::fs::write(&config, yaml).unwrap();
+    let out = crate::common::run(&["serve", "-c", config.to_str().unwrap()], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("appservice.as_token"), "{stderr}");
+    assert!(stderr.contains("config.yaml"), "{stderr}");
+}
