@@ -27,6 +27,10 @@ use std::collections::BTreeSet;
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 
+mod step;
+
+pub use step::{Step, apply_step, check_event};
+
 use super::events::{CommitContent, ContentError, EncryptedContent};
 use super::identity::{DeviceCredential, DeviceDirectory, IdentityError, validate_new_leaf};
 use crate::event::KeyRing;
@@ -384,63 +388,4 @@ impl PublicView {
         }
         Ok(())
     }
-}
-
-/// What an event does to a room's group, once [`check_event`] passed it.
-#[derive(Debug)]
-pub enum Step {
-    /// Nothing: not an MLS event.
-    None,
-    /// The create event of an encrypted room: the group at epoch 0.
-    Create(Box<PublicView>),
-    /// An application message to remember (replays are refused).
-    Encrypted(EncryptedContent),
-    /// A commit to apply.
-    Commit(CheckedCommit),
-}
-
-/// The MLS checks for the event at `position` of a room whose group is `view` (`None` before
-/// the create event and in rooms without MLS), against the room's `state` before the event.
-pub fn check_event(
-    view: Option<&PublicView>,
-    position: u64,
-    pdu: &crate::event::Pdu,
-    state: &RoomState,
-    devices: Option<(&dyn DeviceDirectory, &KeyRing)>,
-) -> Result<Step, MlsCheckError> {
-    let meta = pdu.meta();
-    if position == 0 {
-        return match super::events::RoomEncryption::from_create(pdu.content())? {
-            Some(encryption) if view.is_none() => Ok(Step::Create(Box::new(PublicView::for_create(
-                &encryption.group_info,
-                &meta.room_id,
-                &meta.sender,
-                pdu.event_id(),
-            )?))),
-            _ => Ok(Step::None),
-        };
-    }
-    let (commit, encrypted) = (meta.event_type == super::events::COMMIT, meta.event_type == super::events::ENCRYPTED);
-    if !commit && !encrypted {
-        return Ok(Step::None);
-    }
-    let view = view.ok_or(MlsCheckError::NotEncrypted)?;
-    if encrypted {
-        let content = EncryptedContent::parse(pdu.content())?;
-        view.check_encrypted(&content)?;
-        return Ok(Step::Encrypted(content));
-    }
-    let content = CommitContent::parse(pdu.content())?;
-    Ok(Step::Commit(view.check_commit(&meta.sender, &content, state, devices)?))
-}
-
-/// Applies a checked [`Step`] to the room's group.
-pub fn apply_step(view: &mut Option<PublicView>, step: Step, event_id: &str) -> Result<(), MlsCheckError> {
-    match step {
-        Step::None => {}
-        Step::Create(created) => *view = Some(*created),
-        Step::Encrypted(content) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.note_encrypted(&content),
-        Step::Commit(checked) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.apply(checked, event_id),
-    }
-    Ok(())
 }

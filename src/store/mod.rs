@@ -11,6 +11,7 @@
 
 mod appservice;
 pub mod batch;
+mod cf;
 mod commit;
 pub mod keys;
 mod read;
@@ -22,6 +23,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use batch::Batch;
+pub use cf::Cf;
 pub use commit::{CommitStats, Ticket};
 pub use keys::{RoomSeq, ShortRoomId, Tail};
 pub use read::StateDelta;
@@ -32,150 +34,6 @@ pub use read::StateDelta;
 /// neither, so opening it for writing creates them empty and records version 2. Read-only opens
 /// of a version-1 store read those families as empty.
 pub const SCHEMA_VERSION: u32 = 2;
-
-/// The column families, named `<key>_<value>`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Cf {
-    /// `schema_version` → u32 BE.
-    MetanameValue,
-    /// Room ID → [`ShortRoomId`].
-    RoomidShortroomid,
-    /// [`ShortRoomId`] → room ID.
-    ShortroomidRoomid,
-    /// [`RoomSeq`] → the PDU's canonical JSON bytes.
-    RoomseqPdu,
-    /// Event ID → [`RoomSeq`].
-    EventidRoomseq,
-    /// [`ShortRoomId`] → [`Tail`].
-    RoomTail,
-    /// [`RoomSeq`] of a state event → its (type, state key) as a [`StateDelta`].
-    RoomseqStatedelta,
-    /// An LPDU's reference ID → the event ID the hub completed it into (idempotent retries).
-    LpduidEventid,
-    /// `server \0 key ID` → 32-byte ed25519 public key the hub trusts.
-    ServerkeyidVerifykey,
-    /// `server \0 key ID` → 32-byte public key that came with an imported log: used to verify
-    /// that log, never trusted by the hub.
-    ImportkeyidVerifykey,
-    /// openmls storage key (label ‖ JSON key ‖ u16 BE storage version) → JSON value: the MLS
-    /// state of this server's clients (groups, ratchets, key material).
-    MlskeyValue,
-    /// [`ShortRoomId`] → u64 BE position of the room's latest `m.mls.commit`.
-    ShortroomidCommitseq,
-    /// Event ID → the MIMI content (CBOR) of an `m.room.encrypted` event, as this server
-    /// encrypted or first decrypted it (MLS keeps no keys to decrypt it again).
-    EventidPlaintext,
-    /// SHA-256 of a ciphertext this server sent to another hub → its MIMI content, until the
-    /// event carrying it comes back in that hub's log.
-    CiphertexthashPlaintext,
-    /// Commit event ID → the Welcome (JSON) for the members that commit added, for delivery to
-    /// their servers.
-    CommitidWelcome,
-    /// `user \0 device \0 key package reference (hex)` → 1 byte last-resort flag ‖ the TLS
-    /// `KeyPackage`: key packages published for this server's devices, to be claimed.
-    UserdevicerefKeypackage,
-    /// `user \0 device` → canonical JSON device object (signed by the user's server).
-    UserdeviceDeviceobject,
-    /// Homeserver transaction ID → u64 BE milliseconds when it was made durable: transactions
-    /// already taken in (a redelivery is answered 200 with nothing new).
-    TxnidSeen,
-    /// u64 BE intake sequence number → a Matrix event (JSON) taken in and not yet bridged.
-    IntakeseqEvent,
-    /// Matrix event ID → u64 BE intake sequence number: every Matrix event ever taken in, so the
-    /// same event in another transaction is stored once.
-    MatrixidIntakeseq,
-    /// Matrix event ID → the log event ID it became.
-    MatrixidEventid,
-    /// Log event ID → the Matrix event ID it is (sent by a user, or by the bridge as a ghost).
-    EventidMatrixid,
-    /// Matrix room ID → MIMI room ID of a portal.
-    MatrixroomMimiroom,
-    /// MIMI room ID → portal JSON (`matrix_room`, `cursor`: next log position to bridge to Matrix).
-    MimiroomPortal,
-    /// u64 BE queue sequence number → a client-server request for the homeserver (JSON with its
-    /// transaction ID), sent and deleted in order.
-    HsqueueRequest,
-    /// Matrix event ID → what translation needs to know of it (JSON: MIMI message ID, sender,
-    /// kind, reply target, topic).
-    MatrixidMapped,
-    /// MIMI message ID (32 bytes) → the Matrix event ID of that message.
-    MimiidMatrixid,
-    /// Matrix room ID → JSON record of a management room (a direct chat with the bot).
-    MatrixroomManagement,
-    /// Media ID (random letters) → an encrypted attachment (AES-128-GCM ciphertext and tag) this
-    /// server hosts for MIMI rooms.
-    MediaidBlob,
-}
-
-impl Cf {
-    /// Every column family, in catalog order.
-    pub const ALL: [Cf; 29] = [
-        Cf::MetanameValue,
-        Cf::RoomidShortroomid,
-        Cf::ShortroomidRoomid,
-        Cf::RoomseqPdu,
-        Cf::EventidRoomseq,
-        Cf::RoomTail,
-        Cf::RoomseqStatedelta,
-        Cf::LpduidEventid,
-        Cf::ServerkeyidVerifykey,
-        Cf::ImportkeyidVerifykey,
-        Cf::MlskeyValue,
-        Cf::ShortroomidCommitseq,
-        Cf::EventidPlaintext,
-        Cf::CiphertexthashPlaintext,
-        Cf::CommitidWelcome,
-        Cf::UserdevicerefKeypackage,
-        Cf::UserdeviceDeviceobject,
-        Cf::TxnidSeen,
-        Cf::IntakeseqEvent,
-        Cf::MatrixidIntakeseq,
-        Cf::MatrixidEventid,
-        Cf::EventidMatrixid,
-        Cf::MatrixroomMimiroom,
-        Cf::MimiroomPortal,
-        Cf::HsqueueRequest,
-        Cf::MatrixidMapped,
-        Cf::MimiidMatrixid,
-        Cf::MatrixroomManagement,
-        Cf::MediaidBlob,
-    ];
-
-    /// The RocksDB name.
-    pub fn name(self) -> &'static str {
-        match self {
-            Cf::MetanameValue => "metaname_value",
-            Cf::RoomidShortroomid => "roomid_shortroomid",
-            Cf::ShortroomidRoomid => "shortroomid_roomid",
-            Cf::RoomseqPdu => "roomseq_pdu",
-            Cf::EventidRoomseq => "eventid_roomseq",
-            Cf::RoomTail => "room_tail",
-            Cf::RoomseqStatedelta => "roomseq_statedelta",
-            Cf::LpduidEventid => "lpduid_eventid",
-            Cf::ServerkeyidVerifykey => "serverkeyid_verifykey",
-            Cf::ImportkeyidVerifykey => "importkeyid_verifykey",
-            Cf::MlskeyValue => "mlskey_value",
-            Cf::ShortroomidCommitseq => "shortroomid_commitseq",
-            Cf::EventidPlaintext => "eventid_plaintext",
-            Cf::CiphertexthashPlaintext => "ciphertexthash_plaintext",
-            Cf::CommitidWelcome => "commitid_welcome",
-            Cf::UserdevicerefKeypackage => "userdeviceref_keypackage",
-            Cf::UserdeviceDeviceobject => "userdevice_deviceobject",
-            Cf::TxnidSeen => "txnid_seen",
-            Cf::IntakeseqEvent => "intakeseq_event",
-            Cf::MatrixidIntakeseq => "matrixid_intakeseq",
-            Cf::MatrixidEventid => "matrixid_eventid",
-            Cf::EventidMatrixid => "eventid_matrixid",
-            Cf::MatrixroomMimiroom => "matrixroom_mimiroom",
-            Cf::MimiroomPortal => "mimiroom_portal",
-            Cf::HsqueueRequest => "hsqueue_request",
-            Cf::MatrixidMapped => "matrixid_mapped",
-            Cf::MimiidMatrixid => "mimiid_matrixid",
-            Cf::MatrixroomManagement => "matrixroom_management",
-            Cf::MediaidBlob => "mediaid_blob",
-        }
-    }
-}
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

@@ -1,0 +1,68 @@
+//! One event's effect on a room's group, as the hub (before queueing the event), followers and
+//! `log verify` all compute it: check first, apply once the event is in the log.
+
+use super::{CheckedCommit, MlsCheckError, PublicView};
+use crate::event::KeyRing;
+use crate::event::state::RoomState;
+use crate::mls::events::{CommitContent, EncryptedContent};
+use crate::mls::identity::DeviceDirectory;
+
+/// What an event does to a room's group, once [`check_event`] passed it.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing: not an MLS event.
+    None,
+    /// The create event of an encrypted room: the group at epoch 0.
+    Create(Box<PublicView>),
+    /// An application message to remember (replays are refused).
+    Encrypted(EncryptedContent),
+    /// A commit to apply.
+    Commit(CheckedCommit),
+}
+
+/// The MLS checks for the event at `position` of a room whose group is `view` (`None` before
+/// the create event and in rooms without MLS), against the room's `state` before the event.
+pub fn check_event(
+    view: Option<&PublicView>,
+    position: u64,
+    pdu: &crate::event::Pdu,
+    state: &RoomState,
+    devices: Option<(&dyn DeviceDirectory, &KeyRing)>,
+) -> Result<Step, MlsCheckError> {
+    let meta = pdu.meta();
+    if position == 0 {
+        return match crate::mls::events::RoomEncryption::from_create(pdu.content())? {
+            Some(encryption) if view.is_none() => Ok(Step::Create(Box::new(PublicView::for_create(
+                &encryption.group_info,
+                &meta.room_id,
+                &meta.sender,
+                pdu.event_id(),
+            )?))),
+            _ => Ok(Step::None),
+        };
+    }
+    let (commit, encrypted) =
+        (meta.event_type == crate::mls::events::COMMIT, meta.event_type == crate::mls::events::ENCRYPTED);
+    if !commit && !encrypted {
+        return Ok(Step::None);
+    }
+    let view = view.ok_or(MlsCheckError::NotEncrypted)?;
+    if encrypted {
+        let content = EncryptedContent::parse(pdu.content())?;
+        view.check_encrypted(&content)?;
+        return Ok(Step::Encrypted(content));
+    }
+    let content = CommitContent::parse(pdu.content())?;
+    Ok(Step::Commit(view.check_commit(&meta.sender, &content, state, devices)?))
+}
+
+/// Applies a checked [`Step`] to the room's group.
+pub fn apply_step(view: &mut Option<PublicView>, step: Step, event_id: &str) -> Result<(), MlsCheckError> {
+    match step {
+        Step::None => {}
+        Step::Create(created) => *view = Some(*created),
+        Step::Encrypted(content) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.note_encrypted(&content),
+        Step::Commit(checked) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.apply(checked, event_id),
+    }
+    Ok(())
+}
