@@ -6,6 +6,8 @@ use std::io::{BufRead, Read as _};
 use crate::event::canonical::{parse_object, to_bytes};
 use crate::event::keys::decode_public;
 use crate::event::{Chain, KeyRing, Pdu};
+use crate::mls::events::COMMIT;
+use crate::mls::public::{MlsCheckError, PublicView, apply_step, check_event};
 use crate::store::batch::EventRecord;
 use crate::store::{Batch, RoomSeq, Store};
 
@@ -63,6 +65,8 @@ pub fn import_log(
         })
     };
     let mut chain: Option<Chain> = None;
+    // The MLS layer is checked as `log verify` checks it: an import is all or nothing.
+    let mut mls: Option<PublicView> = None;
     let mut pdus: Vec<Pdu> = Vec::with_capacity(events.len());
     let input = events.iter().enumerate().map(Ok::<_, ReplayError>);
     pipeline(
@@ -87,7 +91,11 @@ pub fn import_log(
                 let reason = format!("create event declares {}, header says {}", chain.version().id, version.id);
                 return Err(fail(line, id(), reason));
             }
+            let seq = u64::try_from(pdus.len()).unwrap_or(u64::MAX);
+            let mls_fail = |e: MlsCheckError| fail(line, id(), format!("MLS: {e}"));
+            let step = check_event(mls.as_ref(), seq, &pdu, chain.state(), None).map_err(mls_fail)?;
             chain.push(&pdu).map_err(|e| fail(line, id(), e.to_string()))?;
+            apply_step(&mut mls, step, pdu.event_id()).map_err(mls_fail)?;
             pdus.push(pdu);
             bar.inc(1);
             Ok(())
@@ -212,6 +220,10 @@ fn write_room(store: &Store, header: &ExportHeader, keys: &KeyRing, pdus: &[Pdu]
     batch.add_room(short, &header.room_id);
     for (seq, pdu) in (0u64..).zip(pdus) {
         let meta = pdu.meta();
+        if meta.event_type == COMMIT {
+            // The hub reloads the group from the latest commit; `log verify` checks this index.
+            batch.set_latest_commit(short, seq);
+        }
         batch.append_event(&EventRecord {
             pos: RoomSeq { room: short, seq },
             event_id: pdu.event_id(),

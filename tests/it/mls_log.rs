@@ -44,6 +44,15 @@ fn log_show_decrypt_prints_the_stored_mimi_content_and_verify_replays_the_commit
         let verify = stdout(&["log", "verify", "--data-dir", dir]);
         assert!(verify.contains("1 MLS commit(s) replayed"), "{verify}");
     }
+    // Export → import → verify keeps the MLS layer checkable.
+    let export = run(&["log", "export", "--data-dir", hub_dir.path().to_str().unwrap(), "--room", &pair.room], b"");
+    assert!(export.status.success());
+    let imported = tempfile::tempdir().unwrap();
+    let target = imported.path().join("db");
+    let out = run(&["log", "import", "--data-dir", target.to_str().unwrap()], &export.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let verify = stdout(&["log", "verify", "--data-dir", target.to_str().unwrap()]);
+    assert!(verify.contains("1 MLS commit(s) replayed"), "{verify}");
 }
 
 /// The room's create group info and commits, in log order, as `log verify` reads them.
