@@ -268,16 +268,14 @@ impl Member {
     ) -> Result<Seen, MemberError> {
         let message = EncryptedContent::parse(content).map_err(|e| GroupError::Malformed(e.to_string()))?;
         let hash = ciphertext_hash(&message.ciphertext);
-        let own = match self.sent.remove(&hash) {
-            Some(plaintext) => Some(plaintext),
-            None => self.provider.storage().store().sent_plaintext(&hash)?,
-        };
-        if let Some(plaintext) = own {
+        if let Some(plaintext) = self.sent.remove(&hash) {
             batch.put_plaintext(event_id, &plaintext);
             batch.sent_plaintext(&hash, None);
             return Ok(Seen::Plaintext(plaintext));
         }
         let Some(group) = self.group.as_mut() else { return Ok(Seen::Nothing) };
+        // Decrypt first even when a plaintext is stored under this hash: another client of this
+        // server may have sent it, and this client must consume (and so delete) its key.
         match group.decrypt(&self.provider, &message.ciphertext) {
             // The MLS sender must be a device of the event's sender: otherwise one user's
             // ciphertext could be relayed as another's message.
@@ -296,7 +294,16 @@ impl Member {
             }
             // Sent before we joined.
             Err(GroupError::StaleEpoch { .. }) => Ok(Seen::Nothing),
-            Err(e) => Err(e.into()),
+            // Our own message (MLS cannot decrypt it), sent before a restart: its plaintext was
+            // made durable before the ciphertext left.
+            Err(error) => match self.provider.storage().store().sent_plaintext(&hash)? {
+                Some(plaintext) => {
+                    batch.put_plaintext(event_id, &plaintext);
+                    batch.sent_plaintext(&hash, None);
+                    Ok(Seen::Plaintext(plaintext))
+                }
+                None => Err(error.into()),
+            },
         }
     }
 }

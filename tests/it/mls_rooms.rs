@@ -245,6 +245,13 @@ fn replays_stale_epochs_non_members_and_foreign_credentials_are_refused() {
     // Every refusal left Alice's client able to carry on.
     pair.alice_sends(3);
     pair.assert_plaintexts(&[1, 2, 3]);
+
+    // Bob's server restarts between sending and seeing its message in the hub's log: the
+    // plaintext it made durable before the LPDU left is what it stores for the event.
+    let lpdu = pair.part.encrypt_lpdu(&pair.room, BOB, &mimi(4), TS).unwrap();
+    pair.hub.submit_lpdu(lpdu).unwrap().wait().unwrap();
+    let pair = pair.reopen(hub_dir.path(), part_dir.path());
+    pair.assert_plaintexts(&[1, 2, 3, 4]);
 }
 
 /// A key package for (`user`, `device`) signed with a fresh key the user's server never vouched for.
