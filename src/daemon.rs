@@ -93,6 +93,10 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         ghosts,
     };
     let metrics = Arc::new(Metrics::default());
+    // Work left from before a restart counts in the queue gauges.
+    let pending = |queue: Result<Vec<(u64, Vec<u8>)>, _>| queue.map_or(0, |q| u64::try_from(q.len()).unwrap_or(0));
+    metrics.intake_depth.store(pending(store.intake_queue()), std::sync::atomic::Ordering::Relaxed);
+    metrics.hs_queue_depth.store(pending(store.hs_queue()), std::sync::atomic::Ordering::Relaxed);
     let (intake, receiver) = Intake::open(Arc::clone(&store)).map_err(|e| setup("database.path")(&e))?;
     let appservice = Arc::new(Appservice::new(settings.clone(), intake, Arc::clone(&metrics), Arc::clone(&homeserver)));
     let (shutdown, watch) = tokio::sync::watch::channel(false);

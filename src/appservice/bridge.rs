@@ -123,7 +123,7 @@ impl Bridge {
                 }
             }
         }
-        self.metrics.intake_depth.fetch_sub(1, Ordering::Relaxed);
+        Metrics::decrement(&self.metrics.intake_depth);
         self.metrics.append_latency(started.elapsed());
     }
 

@@ -157,7 +157,7 @@ impl Bridge {
                 Ok(()) => {
                     sent = true;
                     self.metrics.events_out.fetch_add(1, Ordering::Relaxed);
-                    self.metrics.hs_queue_depth.fetch_sub(1, Ordering::Relaxed);
+                    crate::http::metrics::Metrics::decrement(&self.metrics.hs_queue_depth);
                 }
                 Err(error) if error.is_transient_error() => {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);

@@ -37,6 +37,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Lowers a gauge by one, never below zero.
+    pub fn decrement(gauge: &AtomicU64) {
+        let _ = gauge.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| Some(v.saturating_sub(1)));
+    }
+
     /// Counts an event that was deliberately not bridged.
     pub fn dropped(&self, reason: &'static str) {
         if let Ok(mut dropped) = self.dropped.lock() {
