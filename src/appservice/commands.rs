@@ -13,6 +13,9 @@ const HELP: &str = "Commands: help · ping (round trip to the homeserver) · ver
 impl Bridge {
     /// Joins a direct chat the bot was invited to and records it as a management room.
     pub(super) async fn open_management(&self, seq: u64, room: &str, inviter: &str) -> Result<(), BridgeError> {
+        if self.mimi_user(inviter).is_none() {
+            return self.drop_event(seq, "invite_from_another_server");
+        }
         self.homeserver.join(room, None).await?;
         let mut batch = Batch::new();
         batch.management_room(room, json!({"user": inviter}).to_string().as_bytes());
@@ -23,6 +26,9 @@ impl Bridge {
 
     /// Runs one command from a management room and answers it there.
     pub(super) async fn command(&self, seq: u64, room: &str, sender: &str, body: &str) -> Result<(), BridgeError> {
+        if self.mimi_user(sender).is_none() {
+            return self.drop_event(seq, "command_from_another_server");
+        }
         let answer = match body.trim().trim_start_matches("!mimi").trim() {
             "help" | "" => HELP.to_owned(),
             "ping" => match self.homeserver.ping(Some(&format!("cmd.{seq}"))).await {
@@ -43,7 +49,10 @@ impl Bridge {
             }
             other => format!("Unknown command {other:?}. {HELP}"),
         };
-        self.reply(seq, room, &answer).await?;
+        // The command has run: a failed answer is logged, not retried (that would run it again).
+        if let Err(error) = self.reply(seq, room, &answer).await {
+            tracing::warn!(%error, room, "could not answer a command");
+        }
         self.finish(seq, Batch::new())
     }
 

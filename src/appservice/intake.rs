@@ -113,27 +113,36 @@ impl Intake {
         }
         let mut batch = Batch::new();
         let mut queued = Vec::new();
-        {
+        // Sequence numbers are handed out and the batch queued under one lock, so batches reach
+        // the store in sequence order; a request that skips an event another request is still
+        // writing waits on its own batch, which the store writes after that one.
+        let ticket = {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
             let (next, in_flight) = &mut *state;
+            let mut seq = *next;
             for event in events {
                 let event_id = field(&event, "event_id", 0)?.to_owned();
                 if in_flight.contains_key(&event_id)
                     || self.store.matrix_taken_in(&event_id).map_err(storage)?.is_some()
+                    || queued.iter().any(|q: &Queued| q.event.get("event_id") == event.get("event_id"))
                 {
                     continue;
                 }
-                let seq = *next;
-                *next += 1;
                 batch.intake(seq, Some(event.to_string().as_bytes()));
                 batch.matrix_taken_in(&event_id, seq);
-                in_flight.insert(event_id, seq);
                 queued.push(Queued { seq, event });
+                seq += 1;
             }
-            batch.counter(NEXT_SEQ, *next);
+            *next = seq;
+            for q in &queued {
+                if let Some(id) = q.event.get("event_id").and_then(Value::as_str) {
+                    in_flight.insert(id.to_owned(), q.seq);
+                }
+            }
+            batch.counter(NEXT_SEQ, seq);
             batch.txn_seen(txn_id, now_ms());
-        }
-        let ticket = self.store.submit(batch);
+            self.store.submit(batch)
+        };
         let durable = ticket.wait().await;
         {
             let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);

@@ -273,12 +273,26 @@ impl Bridge {
         }
     }
 
-    /// Registers the ghost and brings it into the portal (the bot invites, the ghost joins).
+    /// The bridge user that opened a portal (and so is in its Matrix room).
+    fn opener_of(&self, matrix_room: &str) -> Result<String, BridgeError> {
+        for (_, record) in self.hub.store().portals()? {
+            let record: Value = serde_json::from_slice(&record).map_err(|_| BridgeError::Malformed("portal record"))?;
+            if record["matrix_room"] == matrix_room {
+                return Ok(record["opener"].as_str().map_or_else(|| self.settings.bot(), str::to_owned));
+            }
+        }
+        Ok(self.settings.bot())
+    }
+
+    /// Registers the ghost and brings it into the portal (the portal's opener invites, the ghost
+    /// joins).
     async fn enter(&self, room: &str, ghost: &str) -> Result<(), BridgeError> {
         if let Some(localpart) = GhostTemplate::localpart_of(ghost) {
             self.homeserver.register_ghost(localpart).await?;
         }
-        if let Err(error) = self.homeserver.invite(room, None, ghost).await {
+        let opener = self.opener_of(room)?;
+        let inviter = (opener != self.settings.bot()).then_some(opener.as_str());
+        if let Err(error) = self.homeserver.invite(room, inviter, ghost).await {
             tracing::debug!(%error, ghost, "invite before join failed (already invited or joined?)");
         }
         self.homeserver.join(room, Some(ghost)).await?;

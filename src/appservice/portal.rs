@@ -43,6 +43,10 @@ impl Bridge {
         inviter: &str,
         guest: &str,
     ) -> Result<(), BridgeError> {
+        // Only this homeserver's users open portals (they become the MIMI room's creator).
+        if self.mimi_user(inviter).is_none() {
+            return self.drop_event(seq, "invite_from_another_server");
+        }
         let as_user = (guest != self.settings.bot()).then_some(guest);
         if let Some(localpart) = super::ghost::GhostTemplate::localpart_of(guest).filter(|_| as_user.is_some()) {
             self.homeserver.register_ghost(localpart).await?;
@@ -73,6 +77,9 @@ impl Bridge {
         remote: Option<&str>,
         seq: Option<u64>,
     ) -> Result<(), BridgeError> {
+        // Who of the bridge's users is in the Matrix room and can invite ghosts: the ghost that
+        // was invited, or the bot.
+        let opener = remote.and_then(|r| self.settings.ghosts.ghost_of(r)).unwrap_or_else(|| self.settings.bot());
         let creator = self.mimi_user(inviter).ok_or(BridgeError::Malformed("inviter"))?;
         self.hub.register_device(&creator, DEVICE_ID)?;
         let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
@@ -80,7 +87,8 @@ impl Bridge {
         if let Some(remote) = remote {
             self.hub.submit_local(member_event(&mimi_room, &creator, remote, "invite"))?.durable().await?;
         }
-        let record = json!({"matrix_room": room, "mimi_room": mimi_room, "creator": creator, "cursor": 0});
+        let record = json!({"matrix_room": room, "mimi_room": mimi_room, "creator": creator, "cursor": 0,
+                            "opener": opener});
         let mut batch = Batch::new();
         batch.portal(room, &mimi_room, record.to_string().as_bytes());
         if let Some(seq) = seq {

@@ -10,7 +10,7 @@ use crate::http::metrics::Metrics;
 use crate::http::{Handler, MatrixError, Request, Response, auth, health};
 
 /// What the appservice endpoints need from the configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     /// The token the homeserver sends (compared in constant time; never logged).
     pub hs_token: String,
@@ -22,6 +22,19 @@ pub struct Settings {
     pub bot_localpart: String,
     /// How ghosts are named.
     pub ghosts: GhostTemplate,
+}
+
+impl std::fmt::Debug for Settings {
+    /// Without the token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("hs_token", &"<redacted>")
+            .field("legacy_access_token_query", &self.legacy_access_token_query)
+            .field("domain", &self.domain)
+            .field("bot_localpart", &self.bot_localpart)
+            .field("ghosts", &self.ghosts)
+            .finish()
+    }
 }
 
 impl Settings {

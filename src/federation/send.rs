@@ -72,6 +72,16 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
                 }
             };
             let id = pdu.event_id(&LINEARIZED_02);
+            // A room's events come from its hub: the create event's sender's server.
+            let room_hub = match hub.room_hub(&pdu.meta().room_id) {
+                Some(room_hub) => room_hub,
+                None if pdu.meta().event_type == "m.room.create" => server_of(&pdu.meta().sender).to_owned(),
+                None => String::new(),
+            };
+            if room_hub != origin {
+                failed.insert(id, json!({"error": format!("{origin} is not this room's hub")}));
+                continue;
+            }
             if let Err(error) = hub.follow(pdu).await {
                 failed.insert(id, json!({"error": error.to_string()}));
             }

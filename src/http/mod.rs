@@ -95,32 +95,58 @@ async fn read(request: hyper::Request<Incoming>, max_body: usize) -> Result<Requ
     })
 }
 
+/// Most connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 1024;
+/// Time allowed for a request's headers, and then for its body.
+const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves `handler` on `listener` until `shutdown` turns true. Bodies over `max_body` bytes are
-/// refused with 413 `M_TOO_LARGE`.
+/// refused with 413 `M_TOO_LARGE`; slow clients are cut off after [`READ_TIMEOUT`], and at most
+/// [`MAX_CONNECTIONS`] are served at once.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     max_body: usize,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.changed() => return,
         };
-        let Ok((stream, _)) = accepted else { continue };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(error) => {
+                // Out of file descriptors, say: do not spin.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let handler = Arc::clone(&handler);
         tokio::spawn(async move {
+            let _slot = slot;
             let service = service_fn(move |request| {
                 let handler = Arc::clone(&handler);
                 async move {
-                    Ok::<_, Infallible>(match read(request, max_body).await {
-                        Ok(request) => handler.handle(request).await,
-                        Err(error) => error.response(),
+                    let read = tokio::time::timeout(READ_TIMEOUT, read(request, max_body)).await;
+                    Ok::<_, Infallible>(match read {
+                        Ok(Ok(request)) => handler.handle(request).await,
+                        Ok(Err(error)) => error.response(),
+                        Err(_) => {
+                            MatrixError::new(hyper::StatusCode::REQUEST_TIMEOUT, "M_UNKNOWN", "request body too slow")
+                                .response()
+                        }
                     })
                 }
             });
-            if let Err(error) = http1::Builder::new().serve_connection(TokioIo::new(stream), service).await {
+            let connection = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(READ_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service);
+            if let Err(error) = connection.await {
                 tracing::debug!(%error, "HTTP connection ended with an error");
             }
         });

@@ -158,6 +158,13 @@ impl Hub {
         &self.store
     }
 
+    /// The hub of a room this server has, if it has it.
+    pub fn room_hub(&self, room_id: &str) -> Option<String> {
+        let head = self.head(room_id).ok()?;
+        let hub = lock(&head).chain.hub().to_owned();
+        Some(hub)
+    }
+
     /// A user's current membership in a room (`join`, `invite`, `leave`, …).
     pub fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<String>, HubError> {
         let head = self.head(room_id)?;
