@@ -111,6 +111,16 @@ impl Bridge {
             hub.submit_local(member_event(mimi_room, creator, user, "invite"))?.durable().await?;
             hub.submit_local(member_event(mimi_room, user, user, "join"))?.durable().await?;
         }
+        // A crash after the commit adding the device but before its client joined: join from
+        // the stored Welcome (the device is already in the group and cannot be added again).
+        for (_, json) in hub.store().welcomes()? {
+            let Some(welcome) = crate::mls::member::parse_welcome(&json) else { continue };
+            if welcome.targets.iter().any(|(u, d)| u == user && d == DEVICE_ID)
+                && hub.join_group(mimi_room, user, &welcome.message).is_ok()
+            {
+                return Ok(());
+            }
+        }
         hub.register_device(user, DEVICE_ID)?;
         hub.publish_key_packages(user, 1)?;
         let claimed = hub.claim_key_package(user, DEVICE_ID)?.ok_or(BridgeError::Malformed("key package"))?;

@@ -163,6 +163,17 @@ impl Store {
         self.get_added(Cf::CommitidWelcome, commit_event_id.as_bytes())
     }
 
+    /// Every stored Welcome: (commit event ID, JSON).
+    pub fn welcomes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let Some(cf) = self.db.cf_handle(Cf::CommitidWelcome.name()) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            out.push((String::from_utf8_lossy(&key).into_owned(), value.to_vec()));
+        }
+        Ok(out)
+    }
+
     /// A device's published key packages, in key order: (reference hex, stored value).
     pub fn key_packages(&self, user_id: &str, device_id: &str) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut prefix = super::keys::user_device_ref(user_id, device_id, None);
