@@ -4,7 +4,8 @@
 //! Two steps, each durable. A follower of every portal's log reads past the portal's cursor,
 //! translates each message from another server (its plaintext, stored when this server's client
 //! decrypted it) and queues the resulting client-server requests in `hsqueue_request`, in the
-//! batch that moves the cursor. A sender works that queue in order: it makes sure the ghost
+//! batch that moves the cursor. A sender works that queue, each room in order (a room the
+//! homeserver keeps refusing for now waits without holding up the others): it makes sure the ghost
 //! exists and is in the room, sends with the transaction ID fixed at queueing time (so a retry
 //! after a crash cannot double-post), and deletes the entry in the batch that records the
 //! Matrix ⇄ log ⇄ MIMI mappings.
@@ -146,13 +147,19 @@ impl Bridge {
         Ok(requests)
     }
 
-    /// Sends queued requests in order until the queue is empty (`Ok`: whether anything was
-    /// sent) or a request fails in a way worth retrying (`Err`: back off, keep the order).
+    /// Sends queued requests, each room's in order. A room whose request fails in a way worth
+    /// retrying is held back (its later requests wait) while other rooms go on; `Err` asks the
+    /// caller to back off before the next pass. `Ok` says whether anything was sent.
     async fn send_queued(&self, joined: &mut BTreeSet<(String, String)>) -> Result<bool, ()> {
         let Ok(queue) = self.hub.store().hs_queue() else { return Err(()) };
         let mut sent = false;
+        let mut held: BTreeSet<String> = BTreeSet::new();
         for (seq, bytes) in queue {
             let Ok(request) = serde_json::from_slice::<Value>(&bytes) else { continue };
+            let room = request["room"].as_str().unwrap_or_default().to_owned();
+            if held.contains(&room) {
+                continue;
+            }
             match self.send_one(seq, &request, joined).await {
                 Ok(()) => {
                     sent = true;
@@ -162,7 +169,7 @@ impl Bridge {
                 Err(error) if error.is_transient_error() => {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(seq, %error, "sending to the homeserver failed; will retry");
-                    return Err(());
+                    held.insert(room);
                 }
                 Err(error) => {
                     tracing::warn!(seq, %error, "request dropped");
@@ -175,7 +182,7 @@ impl Bridge {
                 }
             }
         }
-        Ok(sent)
+        if held.is_empty() { Ok(sent) } else { Err(()) }
     }
 
     async fn send_one(
