@@ -116,7 +116,7 @@ impl Bridge {
                 Err(error) => {
                     tracing::warn!(seq = queued.seq, %error, "event not bridged");
                     self.metrics.dropped("bridge_error");
-                    if self.finish(queued.seq, Batch::new()).is_err() {
+                    if self.finish(queued.seq, Batch::new()).await.is_err() {
                         return;
                     }
                     break;
@@ -128,21 +128,21 @@ impl Bridge {
     }
 
     /// Deletes an intake entry (with `batch`), durably.
-    pub(super) fn finish(&self, seq: u64, mut batch: Batch) -> Result<(), BridgeError> {
+    pub(super) async fn finish(&self, seq: u64, mut batch: Batch) -> Result<(), BridgeError> {
         batch.intake(seq, None);
-        Ok(self.store().write(batch)?)
+        Ok(self.store().submit(batch).wait().await?)
     }
 
-    pub(super) fn drop_event(&self, seq: u64, reason: &'static str) -> Result<(), BridgeError> {
+    pub(super) async fn drop_event(&self, seq: u64, reason: &'static str) -> Result<(), BridgeError> {
         self.metrics.dropped(reason);
-        self.finish(seq, Batch::new())
+        self.finish(seq, Batch::new()).await
     }
 
     async fn process(&self, queued: &Queued) -> Result<(), BridgeError> {
         let event = &queued.event;
         let (sender, room, event_type) = (str_of(event, "sender")?, str_of(event, "room_id")?, str_of(event, "type")?);
         if self.settings.is_ours(sender) {
-            return self.drop_event(queued.seq, "own_namespace");
+            return self.drop_event(queued.seq, "own_namespace").await;
         }
         if event_type == "m.room.member" {
             let target = str_of(event, "state_key")?;
@@ -160,10 +160,10 @@ impl Bridge {
             return self.command(queued.seq, room, sender, body).await;
         }
         let Some(mimi_room) = self.store().portal_of(room)? else {
-            return self.drop_event(queued.seq, "not_a_portal");
+            return self.drop_event(queued.seq, "not_a_portal").await;
         };
         if event_type == "m.room.member" {
-            return self.drop_event(queued.seq, "membership");
+            return self.drop_event(queued.seq, "membership").await;
         }
         let mimi_sender = self.mimi_user(sender).ok_or(BridgeError::Malformed("sender"))?;
         self.ensure_member(&mimi_room, &mimi_sender).await?;
@@ -187,7 +187,7 @@ impl Bridge {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 tracing::info!(%error, matrix_event_id, "event cannot be translated");
-                return self.drop_event(queued.seq, "untranslatable");
+                return self.drop_event(queued.seq, "untranslatable").await;
             }
         };
         let ts = queued.event.get("origin_server_ts").and_then(Value::as_i64).unwrap_or(0);
@@ -224,7 +224,7 @@ impl Bridge {
             appended = true;
         }
         if !appended {
-            self.finish(queued.seq, Batch::new())?;
+            self.finish(queued.seq, Batch::new()).await?;
         }
         Ok(())
     }

@@ -14,20 +14,20 @@ impl Bridge {
     /// Joins a direct chat the bot was invited to and records it as a management room.
     pub(super) async fn open_management(&self, seq: u64, room: &str, inviter: &str) -> Result<(), BridgeError> {
         if self.mimi_user(inviter).is_none() {
-            return self.drop_event(seq, "invite_from_another_server");
+            return self.drop_event(seq, "invite_from_another_server").await;
         }
         self.homeserver.join(room, None).await?;
         let mut batch = Batch::new();
         batch.management_room(room, json!({"user": inviter}).to_string().as_bytes());
-        self.store().write(batch)?;
+        self.store().submit(batch).wait().await?;
         self.reply(seq, room, &format!("Hello! I bridge this homeserver to MIMI rooms. {HELP}")).await?;
-        self.finish(seq, Batch::new())
+        self.finish(seq, Batch::new()).await
     }
 
     /// Runs one command from a management room and answers it there.
     pub(super) async fn command(&self, seq: u64, room: &str, sender: &str, body: &str) -> Result<(), BridgeError> {
         if self.mimi_user(sender).is_none() {
-            return self.drop_event(seq, "command_from_another_server");
+            return self.drop_event(seq, "command_from_another_server").await;
         }
         let answer = match body.trim().trim_start_matches("!mimi").trim() {
             "help" | "" => HELP.to_owned(),
@@ -53,7 +53,7 @@ impl Bridge {
         if let Err(error) = self.reply(seq, room, &answer).await {
             tracing::warn!(%error, room, "could not answer a command");
         }
-        self.finish(seq, Batch::new())
+        self.finish(seq, Batch::new()).await
     }
 
     fn rooms_list(&self) -> Result<String, BridgeError> {

@@ -176,7 +176,7 @@ impl Bridge {
                     self.metrics.dropped("homeserver_refused");
                     let mut batch = Batch::new();
                     batch.hs_request(seq, None);
-                    if self.hub.store().write(batch).is_err() {
+                    if self.hub.store().submit(batch).wait().await.is_err() {
                         return Err(());
                     }
                 }
@@ -206,7 +206,7 @@ impl Bridge {
         if request["kind"] == "media" {
             let Some((event_type, content)) = self.upload_attachment(request, &ghost).await? else {
                 self.metrics.dropped("media_unavailable");
-                self.hub.store().write(batch)?;
+                self.hub.store().submit(batch).wait().await?;
                 return Ok(());
             };
             let matrix_event_id =
@@ -227,7 +227,7 @@ impl Bridge {
                 record(&mut batch, &matrix_event_id, &mapped);
             }
         }
-        self.hub.store().write(batch)?;
+        self.hub.store().submit(batch).wait().await?;
         Ok(())
     }
 

@@ -45,7 +45,7 @@ impl Bridge {
     ) -> Result<(), BridgeError> {
         // Only this homeserver's users open portals (they become the MIMI room's creator).
         if self.mimi_user(inviter).is_none() {
-            return self.drop_event(seq, "invite_from_another_server");
+            return self.drop_event(seq, "invite_from_another_server").await;
         }
         let as_user = (guest != self.settings.bot()).then_some(guest);
         if let Some(localpart) = super::ghost::GhostTemplate::localpart_of(guest).filter(|_| as_user.is_some()) {
@@ -53,7 +53,7 @@ impl Bridge {
         }
         self.homeserver.join(room, as_user).await?;
         if self.hub.store().portal_of(room)?.is_some() {
-            return self.drop_event(seq, "already_a_portal");
+            return self.drop_event(seq, "already_a_portal").await;
         }
         if self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some() {
             let notice = "This room is end-to-end encrypted with Megolm, which the MIMI bridge cannot read. \
@@ -62,7 +62,7 @@ impl Bridge {
             let content = json!({"msgtype": "m.notice", "body": notice});
             self.homeserver.send_event(room, "m.room.message", &txn, &content, as_user, None).await?;
             self.homeserver.leave(room, as_user).await?;
-            return self.drop_event(seq, "encrypted_matrix_room");
+            return self.drop_event(seq, "encrypted_matrix_room").await;
         }
         let remote = self.settings.ghosts.mimi_user_of(guest);
         self.create_portal(room, inviter, remote.as_deref(), Some(seq)).await
@@ -94,7 +94,7 @@ impl Bridge {
         if let Some(seq) = seq {
             batch.intake(seq, None);
         }
-        self.hub.store().write(batch)?;
+        self.hub.store().submit(batch).wait().await?;
         tracing::info!(matrix_room = room, mimi_room, "portal opened");
         Ok(())
     }
