@@ -44,7 +44,7 @@ pub enum BridgeError {
 
 impl BridgeError {
     /// Worth trying again later (the homeserver or the store may recover).
-    fn is_transient(&self) -> bool {
+    pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::Homeserver(e) => e.is_retryable(),
             Self::Hub(HubError::Store(_)) | Self::Store(_) => true,

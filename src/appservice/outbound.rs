@@ -166,7 +166,7 @@ impl Bridge {
                     self.metrics.events_out.fetch_add(1, Ordering::Relaxed);
                     crate::http::metrics::Metrics::decrement(&self.metrics.hs_queue_depth);
                 }
-                Err(error) if error.is_transient_error() => {
+                Err(error) if error.is_transient() => {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(seq, %error, "sending to the homeserver failed; will retry");
                     held.insert(room);
@@ -304,16 +304,5 @@ impl Bridge {
         }
         self.homeserver.join(room, Some(ghost)).await?;
         Ok(())
-    }
-}
-
-impl BridgeError {
-    /// Worth retrying later.
-    pub(crate) fn is_transient_error(&self) -> bool {
-        match self {
-            Self::Homeserver(e) => e.is_retryable(),
-            Self::Hub(crate::hub::HubError::Store(_)) | Self::Store(_) => true,
-            _ => false,
-        }
     }
 }

@@ -19,11 +19,12 @@ use super::{Hub, HubError};
 
 impl Hub {
     /// This server's registered devices, with their signing keys.
-    pub(super) fn local_devices(&self) -> Result<Vec<(String, LocalDevice)>, HubError> {
+    /// Only users `wanted` says yes to are loaded (each costs a signature check and a read).
+    pub(super) fn local_devices(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<(String, LocalDevice)>, HubError> {
         let keys = self.key_ring();
         let mut out = Vec::new();
         for (user_id, _device_id, bytes) in self.store.device_objects()? {
-            if server_of(&user_id) != self.server_name {
+            if server_of(&user_id) != self.server_name || !wanted(&user_id) {
                 continue;
             }
             let object = crate::event::canonical::parse_object(&bytes)
@@ -37,7 +38,7 @@ impl Hub {
     }
 
     pub(super) fn local_device(&self, user_id: &str) -> Result<LocalDevice, HubError> {
-        self.local_devices()?
+        self.local_devices(|user| user == user_id)?
             .into_iter()
             .find(|(user, _)| user == user_id)
             .map(|(_, device)| device)

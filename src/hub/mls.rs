@@ -92,12 +92,14 @@ impl Hub {
         short: ShortRoomId,
         create: &Pdu,
         version: &'static crate::event::RoomVersion,
+        state: &crate::event::state::RoomState,
     ) -> Result<Option<RoomMls>, HubError> {
         let Some(encryption) = RoomEncryption::from_create(create.content()).map_err(MlsCheckError::from)? else {
             return Ok(None);
         };
         let room_id = &create.meta().room_id;
-        let view = match self.store.latest_commit(short)? {
+        let latest_commit = self.store.latest_commit(short)?;
+        let mut view = match latest_commit {
             None => PublicView::from_group_info(&encryption.group_info, room_id, create.event_id())?,
             Some(seq) => {
                 let bytes = self
@@ -109,9 +111,7 @@ impl Hub {
                 PublicView::from_group_info(&content.public_group_state, room_id, commit.event_id())?
             }
         };
-        let mut view = view;
-        let since = self.store.latest_commit(short)?.unwrap_or(0);
-        for item in self.store.pdus(short, since)? {
+        for item in self.store.pdus(short, latest_commit.unwrap_or(0))? {
             let (_, bytes) = item?;
             let pdu = trusted_pdu(&bytes, Some(version))?;
             if pdu.meta().event_type == ENCRYPTED
@@ -121,7 +121,8 @@ impl Hub {
             }
         }
         let mut members = BTreeMap::new();
-        for (user_id, device) in self.local_devices()? {
+        // Only users with a membership in the room can have a client in its group.
+        for (user_id, device) in self.local_devices(|user| state.membership(user).is_some())? {
             let provider =
                 Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
             if let Some(member) = Member::load(provider, device, room_id).map_err(client_error)? {

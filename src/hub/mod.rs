@@ -238,8 +238,9 @@ impl Hub {
             chain.apply(&trusted_pdu(&bytes, Some(version))?);
         }
         chain.restore_tail(tail.events()?, tail.event_id);
+        let mls = self.load_mls(short, &create, version, chain.state())?;
         let mut head = RoomHead::new(short, chain);
-        head.mls = self.load_mls(short, &create, version)?;
+        head.mls = mls;
         Ok(head)
     }
 }
