@@ -113,13 +113,19 @@ pub(crate) struct Portal {
     pub mimi_room: String,
 }
 
-/// Starts the bridge in-process, registers Alice and opens a portal by inviting `invitee` (the
-/// bot or a ghost).
-pub(crate) fn open_portal(synapse: &Synapse, bridge: &BridgeDir, invitee: &str) -> Portal {
+/// Starts the bridge in-process and registers and logs in Alice; returns her access token.
+fn start_with_alice(synapse: &Synapse, bridge: &BridgeDir) -> (tokio::runtime::Runtime, Running, String) {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let running = runtime.block_on(daemon::start(&bridge.config(synapse))).unwrap();
     synapse.register("alice", "alice-password");
     let token = synapse.login("alice", "alice-password");
+    (runtime, running, token)
+}
+
+/// Starts the bridge in-process, registers Alice and opens a portal by inviting `invitee` (the
+/// bot or a ghost).
+pub(crate) fn open_portal(synapse: &Synapse, bridge: &BridgeDir, invitee: &str) -> Portal {
+    let (runtime, running, token) = start_with_alice(synapse, bridge);
     let matrix_room = synapse.create_room(&token, &json!({"preset": "private_chat", "name": "portal"}));
     synapse.invite(&token, &matrix_room, invitee);
     let store = Arc::clone(running.hub.store());
@@ -184,10 +190,7 @@ fn a_portal_carries_messages_edits_replies_reactions_and_redactions_into_the_mim
 fn an_encrypted_matrix_room_is_refused_with_a_notice() {
     let bridge = BridgeDir::new();
     let synapse = Synapse::start(&[&bridge.registration]);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let running = runtime.block_on(daemon::start(&bridge.config(&synapse))).unwrap();
-    synapse.register("alice", "alice-password");
-    let token = synapse.login("alice", "alice-password");
+    let (_runtime, running, token) = start_with_alice(&synapse, &bridge);
     let encryption =
         json!({"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}});
     let room = synapse.create_room(&token, &json!({"preset": "private_chat", "initial_state": [encryption]}));
@@ -203,10 +206,7 @@ fn an_encrypted_matrix_room_is_refused_with_a_notice() {
 fn a_direct_chat_with_the_bot_is_a_management_room() {
     let bridge = BridgeDir::new();
     let synapse = Synapse::start(&[&bridge.registration]);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let running = runtime.block_on(daemon::start(&bridge.config(&synapse))).unwrap();
-    synapse.register("alice", "alice-password");
-    let token = synapse.login("alice", "alice-password");
+    let (_runtime, running, token) = start_with_alice(&synapse, &bridge);
     let dm =
         synapse.create_room(&token, &json!({"preset": "trusted_private_chat", "is_direct": true, "invite": [BOT]}));
     let notices = || -> Vec<String> {
