@@ -10,15 +10,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::appservice::bridge::Bridge;
+use crate::appservice::delivery::{HomeserverDelivery, NEXT_SEQ};
 use crate::appservice::ghost::GhostTemplate;
 use crate::appservice::homeserver::HomeserverClient;
-use crate::appservice::intake::Intake;
+use crate::appservice::intake::{DEFAULT_BACKLOG, Intake};
 use crate::appservice::service::{Appservice, Settings};
 use crate::config::Config;
 use crate::event::ServerKey;
 use crate::http::metrics::{Metrics, MetricsHandler};
 use crate::hub::Hub;
-use crate::store::{Store, SyncPolicy};
+use crate::queue::{Queue, QueueOptions, RetryPolicy};
+use crate::store::{QueueId, Store, SyncPolicy};
 
 /// Largest request body the appservice port accepts (Synapse's transactions are ≤ 100 events of
 /// ≤ 64 KiB each).
@@ -59,8 +61,32 @@ pub struct Running {
     pub address: std::net::SocketAddr,
     /// Where the federation listener listens.
     pub federation_address: std::net::SocketAddr,
-    /// Turn to `true` to stop the listeners.
+    /// The homeserver queue.
+    pub queue: Arc<crate::appservice::delivery::HomeserverQueue>,
+    /// Turn to `true` to stop the listeners and the queue's workers.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// The listeners' tasks: each ends once its connections have finished after shutdown.
+    pub listeners: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// How long a stopping daemon waits for in-flight requests and deliveries.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+impl Running {
+    /// Stops accepting, lets in-flight requests and deliveries finish (at most
+    /// [`SHUTDOWN_GRACE`]), and returns whether everything finished in time. Whatever was
+    /// acknowledged is durable either way; what did not finish is resumed at the next start.
+    pub async fn stop(self) -> bool {
+        let _ = self.shutdown.send(true);
+        let queue = Arc::clone(&self.queue);
+        let drained = async move {
+            for listener in self.listeners {
+                let _ = listener.await;
+            }
+            queue.drained().await;
+        };
+        tokio::time::timeout(SHUTDOWN_GRACE, drained).await.is_ok()
+    }
 }
 
 /// Opens everything and starts serving; the startup checks run after the listener is up.
@@ -93,37 +119,58 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         ghosts,
     };
     let metrics = Arc::new(Metrics::default());
-    // Work left from before a restart counts in the queue gauges.
-    let pending = |queue: Result<Vec<(u64, Vec<u8>)>, _>| queue.map_or(0, |q| u64::try_from(q.len()).unwrap_or(0));
-    metrics.intake_depth.store(pending(store.intake_queue()), std::sync::atomic::Ordering::Relaxed);
-    metrics.hs_queue_depth.store(pending(store.hs_queue()), std::sync::atomic::Ordering::Relaxed);
-    let (intake, receiver) = Intake::open(Arc::clone(&store)).map_err(|e| setup("database.path")(&e))?;
+    let (intake, reader) = Intake::open(Arc::clone(&store), DEFAULT_BACKLOG).map_err(|e| setup("database.path")(&e))?;
+    // Work left from before a restart counts in the intake gauge.
+    let pending = intake.backlog().capacity().saturating_sub(intake.backlog().available());
+    metrics.intake_depth.store(u64::try_from(pending).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let appservice = Arc::new(Appservice::new(settings.clone(), intake, Arc::clone(&metrics), Arc::clone(&homeserver)));
+    let health = Arc::clone(appservice.health());
     let (shutdown, watch) = tokio::sync::watch::channel(false);
     let listener = tokio::net::TcpListener::bind(config.appservice.bind_addr())
         .await
         .map_err(|e| setup("appservice.port")(&format!("binding {}: {e}", config.appservice.bind_addr())))?;
     let address = listener.local_addr().map_err(|e| setup("appservice.port")(&e))?;
-    tokio::spawn(crate::http::serve(listener, Arc::clone(&appservice), MAX_BODY, watch.clone()));
+    let mut listeners =
+        vec![tokio::spawn(crate::http::serve(listener, Arc::clone(&appservice), MAX_BODY, watch.clone()))];
     if config.metrics.enabled {
         let listener = tokio::net::TcpListener::bind(config.metrics.listen)
             .await
             .map_err(|e| setup("metrics.listen")(&format!("binding {}: {e}", config.metrics.listen)))?;
-        tokio::spawn(crate::http::serve(listener, Arc::new(MetricsHandler(Arc::clone(&metrics))), 1024, watch.clone()));
+        let handler = Arc::new(MetricsHandler(Arc::clone(&metrics)));
+        listeners.push(tokio::spawn(crate::http::serve(listener, handler, 1024, watch.clone())));
     }
     let federation_listener = tokio::net::TcpListener::bind(config.mimi.federation_listen)
         .await
         .map_err(|e| setup("mimi.federation_listen")(&format!("binding {}: {e}", config.mimi.federation_listen)))?;
     let federation_address = federation_listener.local_addr().map_err(|e| setup("mimi.federation_listen")(&e))?;
     let federation = Arc::new(crate::federation::Federation { hub: Arc::clone(&hub) });
-    tokio::spawn(crate::http::serve(federation_listener, federation, MAX_FEDERATION_BODY, watch.clone()));
-    let bridge = Arc::new(Bridge { hub: Arc::clone(&hub), settings, homeserver: Arc::clone(&homeserver), metrics });
+    listeners.push(tokio::spawn(crate::http::serve(
+        federation_listener,
+        federation,
+        MAX_FEDERATION_BODY,
+        watch.clone(),
+    )));
+    let advances = store.advances();
+    let bridge = Arc::new(Bridge {
+        hub: Arc::clone(&hub),
+        settings,
+        homeserver: Arc::clone(&homeserver),
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        advances: advances.clone(),
+    });
+    let options = QueueOptions { counter: NEXT_SEQ, policy: RetryPolicy::default(), max_in_flight: 32 };
+    let delivery = HomeserverDelivery::new(Arc::clone(&bridge));
+    let queue = Queue::open(QueueId::Homeserver, Arc::clone(&store), delivery, options, watch.clone())
+        .map_err(|e| setup("database.path")(&e))?;
+    metrics.add_queue(Arc::clone(&queue) as Arc<dyn crate::http::metrics::QueueStats>);
     check_homeserver(&homeserver, &config.bot_user_id()).await?;
+    queue.resume().await.map_err(|e| setup("database.path")(&e))?;
     appservice.set_ready();
-    tokio::spawn(Arc::clone(&bridge).run_outbound());
-    tokio::spawn(bridge.run(receiver));
+    health.supervise("portal follower", tokio::spawn(Arc::clone(&bridge).run_follower(advances, Arc::clone(&queue))));
+    health.supervise("intake", tokio::spawn(bridge.run(reader)));
     tracing::info!(%address, server_name = %config.mimi.server_name, "mimi-bridge is ready");
-    Ok(Running { appservice, hub, address, federation_address, shutdown })
+    Ok(Running { appservice, hub, address, federation_address, queue, shutdown, listeners })
 }
 
 async fn check_homeserver(homeserver: &HomeserverClient, bot: &str) -> Result<(), DaemonError> {
@@ -177,7 +224,14 @@ pub async fn serve(config: &Config) -> Result<(), DaemonError> {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
-    let _ = running.shutdown.send(true);
-    tracing::info!("mimi-bridge stopped");
+    tracing::info!("stopping: no new requests; finishing what is in flight");
+    if running.stop().await {
+        tracing::info!("mimi-bridge stopped");
+    } else {
+        tracing::warn!(
+            grace_s = SHUTDOWN_GRACE.as_secs(),
+            "stopped with work still in flight; it resumes at the next start"
+        );
+    }
     Ok(())
 }

@@ -6,13 +6,18 @@
 //! - [`mimi`] — pure: MIMI content (deterministic CBOR), message IDs, status reports.
 //! - [`translate`] — pure: Matrix event content ⇄ MIMI content, media encryption, receipts.
 //! - [`mls`] — openmls with its state in the store, written in the same batch as the event.
-//! - [`store`] — the only module that touches RocksDB: column families, typed keys, group commit.
+//! - [`store`] — the only module that touches RocksDB: column families, typed keys, group commit,
+//!   and the "room R is durable up to N" announcements the commit thread makes.
+//! - [`queue`] — durable delivery queues, one ordered lane per destination with its own backoff
+//!   (the one retry policy); the homeserver's requests now, deliveries to providers next.
 //! - [`hub`] — the single writer of each room's log: completes LPDUs, authors local events,
-//!   follows other hubs.
+//!   follows other hubs, admits this server's users into rooms' MLS groups in one call.
 //! - [`replay`] — `log list|show|state|verify|export|import`: offline, bit-for-bit checks.
-//! - [`appservice`] — the homeserver side: durable transaction intake, portals, ghosts, and the
-//!   client-server API client.
-//! - [`http`] — the hyper server: routing, authentication, Matrix errors, health, metrics.
+//! - [`appservice`] — the homeserver side: bounded durable intake read in pages, per-room
+//!   workers, portals, ghosts, the portal follower woken by the store's announcements, the
+//!   homeserver queue's delivery, and the client-server API client.
+//! - [`http`] — the hyper server: requests admitted on their headers before any body is read, a
+//!   body budget across connections, graceful shutdown, Matrix errors, readiness, metrics.
 //! - [`cli`] — the command-line tool's commands (the binary only parses arguments).
 //!
 //! The feature `store` (default) brings in everything that needs RocksDB; without it the crate is
@@ -36,6 +41,8 @@ pub mod hub;
 pub mod mimi;
 #[cfg(feature = "store")]
 pub mod mls;
+#[cfg(feature = "store")]
+pub mod queue;
 #[cfg(feature = "store")]
 pub mod replay;
 #[cfg(feature = "store")]

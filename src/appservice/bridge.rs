@@ -14,13 +14,16 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use tokio::sync::mpsc;
 
 use super::homeserver::HomeserverClient;
 use super::ids::{StoreIds, record};
-use super::intake::Queued;
+use super::intake::{Backlog, IntakeReader, Queued};
 use super::service::Settings;
+use crate::http::health::Health;
 use crate::http::metrics::Metrics;
 use crate::hub::{Hub, HubError};
+use crate::queue::{Backoff, RetryPolicy, Retryable};
 use crate::store::{Batch, Store, StoreError};
 use crate::translate::{MappedEvent, OutboundContext, Outcome, Salt, encode_with_id, to_mimi};
 
@@ -40,6 +43,17 @@ pub enum BridgeError {
     /// The event is malformed.
     #[error("malformed event: {0}")]
     Malformed(&'static str),
+    /// A task the work ran on failed (panicked).
+    #[error("internal error: {0}")]
+    Internal(&'static str),
+}
+
+/// Runs hub work on a blocking thread: it may load a cold room, run MLS, or wait on synced
+/// writes, none of which belongs on a runtime thread.
+pub(super) async fn off_runtime<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, BridgeError> + Send + 'static,
+) -> Result<T, BridgeError> {
+    tokio::task::spawn_blocking(work).await.map_err(|_| BridgeError::Internal("a blocking task panicked"))?
 }
 
 impl BridgeError {
@@ -53,6 +67,24 @@ impl BridgeError {
     }
 }
 
+impl Retryable for BridgeError {
+    fn is_retryable(&self) -> bool {
+        self.is_transient()
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::Homeserver(e) => e.retry_after(),
+            _ => None,
+        }
+    }
+}
+
+/// Events handed to one room's worker and not yet taken up.
+const ROOM_CHANNEL: usize = 64;
+/// How long a room's worker waits for more work before it stops.
+const IDLE_WORKER: Duration = Duration::from_secs(30);
+
 /// The Matrix → MIMI side (see the module documentation).
 #[derive(Debug)]
 pub struct Bridge {
@@ -64,6 +96,10 @@ pub struct Bridge {
     pub homeserver: Arc<HomeserverClient>,
     /// Counters.
     pub metrics: Arc<Metrics>,
+    /// Where workers that stop for good say so (readiness turns 503).
+    pub health: Arc<Health>,
+    /// Wakes the portal follower (a portal recorded, a retry put off).
+    pub advances: crate::store::Advances,
 }
 
 fn str_of<'a>(event: &'a Value, name: &'static str) -> Result<&'a str, BridgeError> {
@@ -81,48 +117,90 @@ impl Bridge {
         (domain == self.settings.domain).then(|| format!("@{localpart}:{}", self.hub.server_name()))
     }
 
-    /// Works `receiver` until it closes.
-    pub async fn run(self: Arc<Self>, mut receiver: tokio::sync::mpsc::UnboundedReceiver<Queued>) {
-        let mut rooms: BTreeMap<String, tokio::sync::mpsc::UnboundedSender<Queued>> = BTreeMap::new();
-        while let Some(queued) = receiver.recv().await {
-            let room = queued.event.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let sender = rooms.entry(room).or_insert_with(|| {
-                let (sender, mut room_receiver) = tokio::sync::mpsc::unbounded_channel::<Queued>();
-                let bridge = Arc::clone(&self);
-                tokio::spawn(async move {
-                    while let Some(queued) = room_receiver.recv().await {
-                        bridge.work(queued).await;
+    /// Works the intake queue until the process ends: reads it a page at a time and hands each
+    /// entry to its room's worker. A room's worker exists while the room has work and stops
+    /// after [`IDLE_WORKER`] without any; its channel is bounded, so a busy room holds the
+    /// reader (and, through the backlog, the homeserver's transactions) back.
+    pub async fn run(self: Arc<Self>, mut reader: IntakeReader) {
+        let backlog = reader.backlog();
+        let mut rooms: BTreeMap<String, mpsc::Sender<Queued>> = BTreeMap::new();
+        loop {
+            let page = match reader.next_page(256).await {
+                Ok(page) => page,
+                Err(error) => {
+                    tracing::error!(%error, "reading the intake queue failed; bridging stopped");
+                    self.health.failed("intake");
+                    return;
+                }
+            };
+            for queued in page {
+                let room = queued.event.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
+                let mut queued = Some(queued);
+                while let Some(item) = queued.take() {
+                    let sender =
+                        rooms.entry(room.clone()).or_insert_with(|| self.spawn_room_worker(Arc::clone(&backlog)));
+                    if let Err(mpsc::error::SendError(item)) = sender.send(item).await {
+                        // The worker stopped for idleness just now: start another.
+                        rooms.remove(&room);
+                        queued = Some(item);
                     }
-                });
-                sender
-            });
-            let _ = sender.send(queued);
+                }
+            }
+            if rooms.len() > 1024 {
+                rooms.retain(|_, sender| !sender.is_closed());
+            }
         }
     }
 
-    /// Bridges one queued event, retrying transient failures with backoff.
-    async fn work(&self, queued: Queued) {
+    fn spawn_room_worker(self: &Arc<Self>, backlog: Arc<Backlog>) -> mpsc::Sender<Queued> {
+        let (sender, mut receiver) = mpsc::channel::<Queued>(ROOM_CHANNEL);
+        let bridge = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let queued = match tokio::time::timeout(IDLE_WORKER, receiver.recv()).await {
+                    Ok(Some(queued)) => queued,
+                    Ok(None) => return,
+                    Err(_) => {
+                        // Idle: refuse further sends, then finish what was already handed over.
+                        receiver.close();
+                        while let Some(queued) = receiver.recv().await {
+                            bridge.work(queued, &backlog).await;
+                        }
+                        return;
+                    }
+                };
+                bridge.work(queued, &backlog).await;
+            }
+        });
+        sender
+    }
+
+    /// Bridges one queued event, retrying transient failures with the queue's backoff; frees
+    /// its place in the backlog once its entry is gone.
+    async fn work(&self, queued: Queued, backlog: &Backlog) {
         let started = Instant::now();
-        let mut delay = Duration::from_millis(100);
+        let mut backoff = Backoff::new(RetryPolicy::default());
         loop {
             match self.process(&queued).await {
                 Ok(()) => break,
                 Err(error) if error.is_transient() => {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(seq = queued.seq, %error, "bridging an event failed; retrying");
+                    let delay = backoff.failed(&error);
+                    tracing::warn!(seq = queued.seq, %error, delay_ms = delay.as_millis(), "bridging an event failed; retrying");
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(30));
                 }
                 Err(error) => {
                     tracing::warn!(seq = queued.seq, %error, "event not bridged");
                     self.metrics.dropped("bridge_error");
                     if self.finish(queued.seq, Batch::new()).await.is_err() {
+                        self.health.failed("intake");
                         return;
                     }
                     break;
                 }
             }
         }
+        backlog.release(1);
         Metrics::decrement(&self.metrics.intake_depth);
         self.metrics.append_latency(started.elapsed());
     }
@@ -210,16 +288,23 @@ impl Bridge {
             };
             let mapped = MappedEvent::from_content(message_id, mimi_sender, &content);
             let seq = queued.seq;
-            let pending = self.hub.send_encrypted_with(mimi_room, mimi_sender, &bytes, ts, |event_id| {
-                let mut batch = Batch::new();
-                batch.intake(seq, None);
-                batch.map_event(matrix_event_id, event_id);
-                record(&mut batch, matrix_event_id, &mapped);
-                if let Some((media_id, ciphertext)) = &hosted {
-                    batch.media(media_id, ciphertext);
-                }
-                batch
-            })?;
+            let (hub, room, sender, matrix_id) =
+                (Arc::clone(&self.hub), mimi_room.to_owned(), mimi_sender.to_owned(), matrix_event_id.to_owned());
+            // A cold room loads its state and MLS group, and encrypting is CPU work: off the
+            // runtime threads. Only the wait for durability is async.
+            let pending = off_runtime(move || {
+                Ok(hub.send_encrypted_with(&room, &sender, &bytes, ts, |event_id| {
+                    let mut batch = Batch::new();
+                    batch.intake(seq, None);
+                    batch.map_event(&matrix_id, event_id);
+                    record(&mut batch, &matrix_id, &mapped);
+                    if let Some((media_id, ciphertext)) = &hosted {
+                        batch.media(media_id, ciphertext);
+                    }
+                    batch
+                })?)
+            })
+            .await?;
             pending.durable().await?;
             appended = true;
         }

@@ -42,8 +42,7 @@ impl Bridge {
             ),
             "rooms" => self.rooms_list()?,
             "open" => {
-                let content = json!({"preset": "private_chat", "name": "MIMI portal", "invite": [sender]});
-                let room = self.homeserver.create_room(None, &content).await?;
+                let room = self.open_command_room(seq, sender).await?;
                 self.create_portal(&room, sender, None, None).await?;
                 format!("Opened a portal: {room} (you are invited).")
             }
@@ -56,8 +55,29 @@ impl Bridge {
         self.finish(seq, Batch::new()).await
     }
 
+    /// The Matrix room for an `open` command, made once: createRoom is not idempotent, so the
+    /// room gets an alias named after the command's intake entry, and a retry after a crash finds
+    /// the room under that alias instead of making another.
+    async fn open_command_room(&self, seq: u64, sender: &str) -> Result<String, BridgeError> {
+        let alias_name = format!("{}_open_{seq}", self.settings.bot_localpart);
+        let content = json!({"preset": "private_chat", "name": "MIMI portal", "invite": [sender],
+                             "room_alias_name": alias_name});
+        match self.homeserver.create_room(None, &content).await {
+            Ok(room) => {
+                super::portal::crash_point("open-room");
+                Ok(room)
+            }
+            Err(error) if error.errcode() == Some("M_ROOM_IN_USE") => {
+                let alias = format!("#{alias_name}:{}", self.settings.domain);
+                Ok(self.homeserver.join(&alias, None).await?)
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
     fn rooms_list(&self) -> Result<String, BridgeError> {
-        let portals = self.store().portals()?;
+        const SHOWN: usize = 50;
+        let portals = self.store().portals_page(None, SHOWN + 1)?;
         if portals.is_empty() {
             return Ok("No portals yet: invite me (or a ghost) to an unencrypted room.".into());
         }
@@ -67,8 +87,10 @@ impl Bridge {
                 let record: Value = serde_json::from_slice(record).ok()?;
                 Some(format!("{} ⇄ {mimi_room}", record["matrix_room"].as_str()?))
             })
+            .take(SHOWN)
             .collect();
-        Ok(format!("{} portal(s):\n{}", lines.len(), lines.join("\n")))
+        let more = if portals.len() > SHOWN { "\n… and more" } else { "" };
+        Ok(format!("{} portal(s):\n{}{more}", lines.len(), lines.join("\n")))
     }
 
     async fn reply(&self, seq: u64, room: &str, text: &str) -> Result<(), BridgeError> {

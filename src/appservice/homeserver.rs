@@ -14,13 +14,12 @@
 //! - Calls do not retry by themselves: the caller knows whether a request is idempotent (a send
 //!   with a persisted txnId is; `createRoom` is not) and wraps it in [`retry`] if so.
 //!
-//! Layout: `error` (the error enum and the ping diagnostics), `retry` (backoff loop), `transport`
+//! Layout: `error` (the error enum and the ping diagnostics), `transport`
 //! (hyper, the one place that picks the connector), `rooms` (membership, events, state) and
 //! `media` (authenticated download, upload).
 
 mod error;
 mod media;
-mod retry;
 mod rooms;
 mod transport;
 
@@ -30,8 +29,8 @@ use std::time::Duration;
 use hyper::Method;
 use serde_json::{Value, json};
 
+pub use crate::queue::{Retried, RetryPolicy, Retryable, retry};
 pub use error::{HomeserverError, PingFailure};
-pub use retry::{Retried, RetryPolicy, Retryable, retry};
 use transport::{Payload, Transport, enc};
 
 /// Default deadline for one JSON request, body included.

@@ -7,10 +7,18 @@
 //! transaction ID. The same transaction again is answered with nothing new; an event already
 //! taken in (Synapse may put it in another transaction after a restart) is stored once. The
 //! bridge then works the queue per room, deleting each entry in the batch of its effect.
+//!
+//! The queue is bounded by a [`Backlog`]: a transaction waits for room before it is stored, so
+//! under a flood the bridge slows its answers (and so the homeserver) instead of growing without
+//! bound. The bridge reads the queue a page at a time through an [`IntakeReader`], woken when a
+//! transaction lands.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{Notify, Semaphore};
 
 use serde_json::Value;
 
@@ -40,14 +48,99 @@ pub struct Queued {
     pub event: Value,
 }
 
+/// Events the intake queue holds at most by default (taken in, not yet bridged).
+pub const DEFAULT_BACKLOG: usize = 10_000;
+
+/// The bound on events taken in and not yet bridged.
+#[derive(Debug)]
+pub struct Backlog {
+    permits: Semaphore,
+    /// Entries found at start beyond the bound: finishing them frees no room.
+    debt: AtomicU64,
+    capacity: usize,
+}
+
+impl Backlog {
+    fn new(capacity: usize, pending: u64) -> Self {
+        let capacity = capacity.max(MAX_EVENTS);
+        let held = usize::try_from(pending).unwrap_or(usize::MAX).min(capacity);
+        Self {
+            permits: Semaphore::new(capacity - held),
+            debt: AtomicU64::new(pending.saturating_sub(capacity as u64)),
+            capacity,
+        }
+    }
+
+    /// Frees room for `events` more (their entries were deleted, durably).
+    pub fn release(&self, events: usize) {
+        let mut free = 0;
+        for _ in 0..events {
+            let paid = self.debt.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |d| d.checked_sub(1)).is_ok();
+            if !paid {
+                free += 1;
+            }
+        }
+        self.permits.add_permits(free);
+    }
+
+    /// Room left before `take` waits.
+    pub fn available(&self) -> usize {
+        self.permits.available_permits()
+    }
+
+    /// The bound.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+}
+
 /// The intake (see the module documentation).
 #[derive(Debug)]
 pub struct Intake {
     store: Arc<Store>,
     /// The next sequence number, and events queued whose batch may not be durable yet.
     state: Mutex<(u64, BTreeMap<String, u64>)>,
-    /// New entries for the bridge to work.
-    sender: tokio::sync::mpsc::UnboundedSender<Queued>,
+    /// Wakes the reader when a transaction landed.
+    arrived: Arc<Notify>,
+    backlog: Arc<Backlog>,
+}
+
+/// Reads the intake queue in order, a page at a time (see the module documentation).
+#[derive(Debug)]
+pub struct IntakeReader {
+    store: Arc<Store>,
+    next: u64,
+    arrived: Arc<Notify>,
+    backlog: Arc<Backlog>,
+}
+
+impl IntakeReader {
+    /// The next entries, at most `limit`, oldest first; waits while there are none. Entries
+    /// are handed out once each (a restart hands out again what was not deleted).
+    pub async fn next_page(&mut self, limit: usize) -> Result<Vec<Queued>, StoreError> {
+        loop {
+            let notified = self.arrived.notified();
+            let (store, from) = (Arc::clone(&self.store), self.next);
+            let page = crate::queue::blocking(move || store.intake_page(from, limit)).await?;
+            if let Some((last, _)) = page.last() {
+                self.next = last + 1;
+                return page
+                    .into_iter()
+                    .map(|(seq, bytes)| {
+                        let event = serde_json::from_slice(&bytes)
+                            .map_err(|_| StoreError::corrupt("intake entry is not JSON"))?;
+                        Ok(Queued { seq, event })
+                    })
+                    .collect();
+            }
+            notified.await;
+        }
+    }
+
+    /// The bound the bridge frees room in as it finishes entries.
+    pub fn backlog(&self) -> Arc<Backlog> {
+        Arc::clone(&self.backlog)
+    }
 }
 
 fn field<'a>(event: &'a Value, name: &str, index: usize) -> Result<&'a str, MatrixError> {
@@ -68,16 +161,24 @@ fn storage(error: StoreError) -> MatrixError {
 }
 
 impl Intake {
-    /// The intake over `store`; new entries (and, first, every entry left from before a restart,
-    /// in order) go to the returned receiver.
-    pub fn open(store: Arc<Store>) -> Result<(Self, tokio::sync::mpsc::UnboundedReceiver<Queued>), StoreError> {
-        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-        for (seq, bytes) in store.intake_queue()? {
-            let event = serde_json::from_slice(&bytes).map_err(|_| StoreError::corrupt("intake entry is not JSON"))?;
-            let _ = sender.send(Queued { seq, event });
-        }
+    /// The intake over `store`, holding at most `backlog` events (at least [`MAX_EVENTS`]); the
+    /// reader hands out, first, every entry left from before a restart, in order.
+    pub fn open(store: Arc<Store>, backlog: usize) -> Result<(Self, IntakeReader), StoreError> {
         let next = store.counter(NEXT_SEQ)?.max(1);
-        Ok((Self { store, state: Mutex::new((next, BTreeMap::new())), sender }, receiver))
+        let backlog = Arc::new(Backlog::new(backlog, store.intake_len()?));
+        let arrived = Arc::new(Notify::new());
+        let reader = IntakeReader {
+            store: Arc::clone(&store),
+            next: 0,
+            arrived: Arc::clone(&arrived),
+            backlog: Arc::clone(&backlog),
+        };
+        Ok((Self { store, state: Mutex::new((next, BTreeMap::new())), arrived, backlog }, reader))
+    }
+
+    /// Events queued and not yet bridged (from the bound's point of view).
+    pub fn backlog(&self) -> &Backlog {
+        &self.backlog
     }
 
     /// Checks a transaction body: `events` an array of objects with string `event_id`,
@@ -111,6 +212,22 @@ impl Intake {
         if self.store.txn_seen(txn_id).map_err(storage)? {
             return Ok(Taken { new_events: 0, duplicate: true });
         }
+        // Room for every event first: under a flood this is where the answer slows down.
+        let wanted = u32::try_from(events.len()).unwrap_or(u32::MAX);
+        let permits = self
+            .backlog
+            .permits
+            .acquire_many(wanted)
+            .await
+            .map_err(|_| MatrixError::internal("the bridge is shutting down; retry"))?;
+        permits.forget();
+        let result = self.queue(txn_id, events).await;
+        let used = result.as_ref().map_or(0, |t| t.new_events);
+        self.backlog.permits.add_permits(usize::try_from(wanted).unwrap_or(usize::MAX) - used);
+        result
+    }
+
+    async fn queue(&self, txn_id: &str, events: Vec<Value>) -> Result<Taken, MatrixError> {
         let mut batch = Batch::new();
         let mut queued = Vec::new();
         // Sequence numbers are handed out and the batch queued under one lock, so batches reach
@@ -153,10 +270,7 @@ impl Intake {
             }
         }
         durable.map_err(storage)?;
-        let new_events = queued.len();
-        for q in queued {
-            let _ = self.sender.send(q);
-        }
-        Ok(Taken { new_events, duplicate: false })
+        self.arrived.notify_one();
+        Ok(Taken { new_events: queued.len(), duplicate: false })
     }
 }

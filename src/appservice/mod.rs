@@ -7,6 +7,7 @@
 
 pub mod bridge;
 pub mod commands;
+pub mod delivery;
 pub mod ghost;
 pub mod homeserver;
 pub mod ids;

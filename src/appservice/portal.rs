@@ -10,8 +10,10 @@
 
 use serde_json::{Value, json};
 
-use super::bridge::{Bridge, BridgeError};
-use crate::hub::RoomPreset;
+use super::bridge::{Bridge, BridgeError, off_runtime};
+use std::sync::Arc;
+
+use crate::hub::{Admission, RoomPreset, member_event};
 use crate::store::Batch;
 
 /// The MLS device every local user's client uses (one per user).
@@ -22,15 +24,12 @@ fn now_ms() -> i64 {
     now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-fn member_event(room: &str, sender: &str, target: &str, membership: &str) -> crate::event::EventTemplate {
-    let value = ruma::CanonicalJsonValue::String(membership.to_owned());
-    crate::event::EventTemplate {
-        room_id: room.to_owned(),
-        event_type: "m.room.member".into(),
-        sender: sender.to_owned(),
-        state_key: Some(target.to_owned()),
-        content: ruma::CanonicalJsonObject::from([("membership".to_owned(), value)]),
-        origin_server_ts: now_ms(),
+/// Test hook for the kill -9 tests of each step of opening a portal: with
+/// `MIMI_BRIDGE_CRASH_AT=<step>` the process aborts right after that step is durable.
+pub(super) fn crash_point(step: &str) {
+    if std::env::var("MIMI_BRIDGE_CRASH_AT").is_ok_and(|at| at == step) {
+        tracing::warn!(step, "MIMI_BRIDGE_CRASH_AT: aborting");
+        std::process::abort();
     }
 }
 
@@ -70,6 +69,10 @@ impl Bridge {
 
     /// Creates the MIMI room for the Matrix room `room` with `inviter` as creator, invites
     /// `remote` there if given, and records the portal (with the deletion of intake entry `seq`).
+    ///
+    /// Each step is durable before the next and resumable: the intent (with the MIMI room ID
+    /// chosen for it) is recorded first, so a retry after a crash at any point opens that same
+    /// room, completing whatever it lacks, and never a second one.
     pub(super) async fn create_portal(
         &self,
         room: &str,
@@ -77,63 +80,80 @@ impl Bridge {
         remote: Option<&str>,
         seq: Option<u64>,
     ) -> Result<(), BridgeError> {
-        // Who of the bridge's users is in the Matrix room and can invite ghosts: the ghost that
-        // was invited, or the bot.
-        let opener = remote.and_then(|r| self.settings.ghosts.ghost_of(r)).unwrap_or_else(|| self.settings.bot());
-        let creator = self.mimi_user(inviter).ok_or(BridgeError::Malformed("inviter"))?;
-        self.hub.register_device(&creator, DEVICE_ID)?;
-        let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
-        let (mimi_room, _) = self.hub.create_room(&creator, &preset, now_ms()).await?;
-        if let Some(remote) = remote {
-            self.hub.submit_local(member_event(&mimi_room, &creator, remote, "invite"))?.durable().await?;
-        }
-        let record = json!({"matrix_room": room, "mimi_room": mimi_room, "creator": creator, "cursor": 0,
-                            "opener": opener});
+        let intent = self.portal_intent(room, inviter, remote).await?;
+        crash_point("portal-intent");
+        let field = |name: &'static str| intent[name].as_str().map(str::to_owned).ok_or(BridgeError::Malformed(name));
+        let (mimi_room, creator) = (field("mimi_room")?, field("creator")?);
+        let (hub, room_id, room_creator) = (Arc::clone(&self.hub), mimi_room.clone(), creator.clone());
+        let remote_user = intent["remote"].as_str().map(str::to_owned);
+        // Device registration and room creation wait on synced writes: a blocking thread's work.
+        off_runtime(move || {
+            hub.register_device(&room_creator, DEVICE_ID)?;
+            let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
+            hub.open_room_blocking(&room_id, &room_creator, &preset, now_ms())?;
+            crash_point("portal-room");
+            if let Some(remote) = remote_user.filter(|r| hub.membership(&room_id, r).ok().flatten().is_none()) {
+                hub.submit_local(member_event(&room_id, &room_creator, &remote, "invite", now_ms()))?.wait()?;
+            }
+            crash_point("portal-invite");
+            Ok(())
+        })
+        .await?;
+        let record =
+            json!({"matrix_room": room, "mimi_room": mimi_room, "creator": creator, "opener": intent["opener"]});
         let mut batch = Batch::new();
         batch.portal(room, &mimi_room, record.to_string().as_bytes());
+        batch.portal_intent(room, None);
         if let Some(seq) = seq {
             batch.intake(seq, None);
         }
         self.hub.store().submit(batch).wait().await?;
+        // Whatever the room's log already holds is bridged from position 0.
+        if let Some(short) = self.hub.store().short_room(&mimi_room)? {
+            self.advances.mark(short, 0);
+        }
         tracing::info!(matrix_room = room, mimi_room, "portal opened");
         Ok(())
     }
 
-    /// Makes a local user a joined member of the MIMI room with a device in its group.
+    /// The recorded intent to open a portal for `room`, recorded now if there is none yet.
+    async fn portal_intent(&self, room: &str, inviter: &str, remote: Option<&str>) -> Result<Value, BridgeError> {
+        if let Some(bytes) = self.hub.store().portal_intent(room)? {
+            tracing::info!(matrix_room = room, "resuming a portal whose opening was interrupted");
+            return serde_json::from_slice(&bytes).map_err(|_| BridgeError::Malformed("portal intent"));
+        }
+        // Who of the bridge's users is in the Matrix room and can invite ghosts: the ghost that
+        // was invited, or the bot.
+        let opener = remote.and_then(|r| self.settings.ghosts.ghost_of(r)).unwrap_or_else(|| self.settings.bot());
+        let creator = self.mimi_user(inviter).ok_or(BridgeError::Malformed("inviter"))?;
+        let intent =
+            json!({"mimi_room": self.hub.new_room_id()?, "creator": creator, "remote": remote, "opener": opener});
+        let mut batch = Batch::new();
+        batch.portal_intent(room, Some(intent.to_string().as_bytes()));
+        self.hub.store().submit(batch).wait().await?;
+        Ok(intent)
+    }
+
+    /// Makes a local user a joined member of the MIMI room with a device in its group (the
+    /// hub's admission, on a blocking thread: it waits on several synced writes).
     pub(super) async fn ensure_member(&self, mimi_room: &str, user: &str) -> Result<(), BridgeError> {
-        let hub = &self.hub;
-        if hub.in_group(mimi_room, user)? {
+        if self.hub.in_group(mimi_room, user)? {
             return Ok(());
         }
         let record = self.portal_record(mimi_room)?;
-        let creator = record.get("creator").and_then(Value::as_str).ok_or(BridgeError::Malformed("portal creator"))?;
-        if hub.membership(mimi_room, user)?.as_deref() != Some("join") {
-            hub.submit_local(member_event(mimi_room, creator, user, "invite"))?.durable().await?;
-            hub.submit_local(member_event(mimi_room, user, user, "join"))?.durable().await?;
-        }
-        // A crash after the commit adding the device but before its client joined: join from
-        // the stored Welcome (the device is already in the group and cannot be added again).
-        for (_, json) in hub.store().welcomes()? {
-            let Some(welcome) = crate::mls::member::parse_welcome(&json) else { continue };
-            if welcome.targets.iter().any(|(u, d)| u == user && d == DEVICE_ID)
-                && hub.join_group(mimi_room, user, &welcome.message).is_ok()
-            {
-                return Ok(());
-            }
-        }
-        hub.register_device(user, DEVICE_ID)?;
-        hub.publish_key_packages(user, 1)?;
-        let claimed = hub.claim_key_package(user, DEVICE_ID)?.ok_or(BridgeError::Malformed("key package"))?;
-        let package = hub.check_key_package(&claimed, user, DEVICE_ID)?;
-        let commit = hub.commit_add(mimi_room, creator, &[package], now_ms())?.durable().await?;
-        let welcome = hub.welcome(&commit.event_id)?.ok_or(BridgeError::Malformed("welcome"))?;
-        hub.join_group(mimi_room, user, &welcome.message)?;
-        Ok(())
+        let sponsor =
+            record.get("creator").and_then(Value::as_str).ok_or(BridgeError::Malformed("portal creator"))?.to_owned();
+        let (hub, room, user) = (Arc::clone(&self.hub), mimi_room.to_owned(), user.to_owned());
+        off_runtime(move || {
+            let admission =
+                Admission { room_id: &room, user_id: &user, device_id: DEVICE_ID, sponsor: &sponsor, ts: now_ms() };
+            Ok(hub.admit_local_user(&admission)?)
+        })
+        .await
     }
 
     fn portal_record(&self, mimi_room: &str) -> Result<Value, BridgeError> {
-        let portals = self.hub.store().portals()?;
-        let bytes = portals.into_iter().find(|(room, _)| room == mimi_room).map(|(_, b)| b);
+        let bytes = self.hub.store().portal_record(mimi_room)?;
         bytes.and_then(|b| serde_json::from_slice(&b).ok()).ok_or(BridgeError::Malformed("portal record"))
     }
 }

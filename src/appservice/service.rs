@@ -1,7 +1,6 @@
 //! [`Appservice`]: the handler behind the appservice port, and what its endpoints share.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::ghost::GhostTemplate;
 use super::homeserver::HomeserverClient;
@@ -61,18 +60,23 @@ pub struct Appservice {
     pub metrics: Arc<Metrics>,
     /// The homeserver.
     pub homeserver: Arc<HomeserverClient>,
-    ready: AtomicBool,
+    health: Arc<health::Health>,
 }
 
 impl Appservice {
     /// The appservice; not ready until [`set_ready`](Self::set_ready).
     pub fn new(settings: Settings, intake: Intake, metrics: Arc<Metrics>, homeserver: Arc<HomeserverClient>) -> Self {
-        Self { settings, intake, metrics, homeserver, ready: AtomicBool::new(false) }
+        Self { settings, intake, metrics, homeserver, health: Arc::default() }
     }
 
-    /// Marks startup checks as passed (`/_matrix/mau/ready` answers 200).
+    /// Marks startup checks as passed (`/_matrix/mau/ready` answers 200 while no worker died).
     pub fn set_ready(&self) {
-        self.ready.store(true, Ordering::SeqCst);
+        self.health.set_started();
+    }
+
+    /// Readiness, shared with the workers.
+    pub fn health(&self) -> &Arc<health::Health> {
+        &self.health
     }
 
     async fn route(&self, request: Request) -> Result<Response, MatrixError> {
@@ -83,7 +87,7 @@ impl Appservice {
         match segments.as_slice() {
             ["_matrix", "mau", "live"] if method == Method::GET => return Ok(health::live()),
             ["_matrix", "mau", "ready"] if method == Method::GET => {
-                return Ok(health::ready(self.ready.load(Ordering::SeqCst)));
+                return Ok(health::ready(&self.health));
             }
             ["_matrix", "mau", "live" | "ready"] => return Err(MatrixError::method_not_allowed()),
             ["_matrix", "app", "v1", ..] => {}
@@ -112,6 +116,14 @@ impl Appservice {
 }
 
 impl Handler for Appservice {
+    /// The homeserver's token is checked before a transaction's body is read.
+    fn admit(&self, request: &Request) -> Result<(), MatrixError> {
+        if request.path.starts_with("/_matrix/app/") {
+            auth::check_bearer(request, &self.settings.hs_token, self.settings.legacy_access_token_query)?;
+        }
+        Ok(())
+    }
+
     async fn handle(&self, request: Request) -> Response {
         self.route(request).await.unwrap_or_else(|error| error.response())
     }

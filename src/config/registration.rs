@@ -12,7 +12,7 @@ use super::check::{Piece, pieces};
 use super::{Config, ConfigError};
 
 /// A Synapse-compatible application-service registration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 pub struct Registration {
     /// The appservice ID (`appservice.id`).
     pub id: String,
@@ -36,6 +36,20 @@ pub struct Registration {
     /// Any other keys, kept when a registration is read and written again.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_norway::Value>,
+}
+
+impl std::fmt::Debug for Registration {
+    /// Without the tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registration")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("as_token", &"<redacted>")
+            .field("hs_token", &"<redacted>")
+            .field("sender_localpart", &self.sender_localpart)
+            .field("namespaces", &self.namespaces)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `namespaces`.

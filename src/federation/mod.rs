@@ -21,17 +21,36 @@ pub struct Federation {
     pub hub: Arc<Hub>,
 }
 
+/// The transaction ID of a `send` path.
+fn send_txn(path: &str) -> Option<&str> {
+    path.strip_prefix(UNSTABLE_PREFIX)
+        .and_then(|p| p.strip_prefix("/send/"))
+        .or_else(|| path.strip_prefix("/_matrix/federation/v2/send/"))
+        .filter(|t| !t.is_empty() && !t.contains('/'))
+}
+
 impl Handler for Federation {
+    /// Before any body is read: a known route with its method, and for `send` X-Matrix headers
+    /// from a trusted origin key (the signature itself covers the body and is checked after).
+    fn admit(&self, request: &Request) -> Result<(), MatrixError> {
+        if request.path.starts_with(media::PATH) {
+            return Ok(());
+        }
+        match send_txn(&request.path) {
+            Some(_) if request.method == hyper::Method::PUT => {
+                x_matrix::precheck(&request.headers, self.hub.server_name(), &self.hub.trusted_keys())
+            }
+            Some(_) => Err(MatrixError::method_not_allowed()),
+            None => Err(MatrixError::unrecognized()),
+        }
+    }
+
     async fn handle(&self, request: Request) -> Response {
         let path = request.path.clone();
         if let Some(id) = path.strip_prefix(media::PATH) {
             return media::get(self, id, &request).unwrap_or_else(|error| error.response());
         }
-        let txn = path
-            .strip_prefix(&format!("{UNSTABLE_PREFIX}/send/"))
-            .or_else(|| path.strip_prefix("/_matrix/federation/v2/send/"))
-            .filter(|t| !t.is_empty() && !t.contains('/'));
-        let result = match txn {
+        let result = match send_txn(&path) {
             Some(txn) if request.method == hyper::Method::PUT => send::put(self, txn, &request).await,
             Some(_) => Err(MatrixError::method_not_allowed()),
             None => Err(MatrixError::unrecognized()),

@@ -3,7 +3,9 @@
 //! An LPDU must come from its origin (the sender's server, authenticated by X-Matrix) and is
 //! completed and appended if this server is its room's hub; a PDU from a room's hub extends this
 //! server's copy. Rejections are reported per event in `failed_pdus`, keyed by the ID of the
-//! object as received; retries are idempotent (a second copy is recognised, not appended).
+//! object as received; retries are idempotent (a second copy is recognised, not appended). A
+//! failure of this server's own storage fails the whole request with a 5xx instead, because a
+//! peer takes a per-event rejection as final.
 
 use serde_json::{Value, json};
 
@@ -13,10 +15,21 @@ use crate::event::meta::server_of;
 use crate::event::room_version::LINEARIZED_02;
 use crate::event::{UnverifiedLpdu, UnverifiedPdu};
 use crate::http::{MatrixError, Request, Response};
+use crate::hub::HubError;
 
 /// Most PDUs and EDUs one transaction may carry.
 const MAX_PDUS: usize = 50;
 const MAX_EDUS: usize = 100;
+
+/// A failure of this server's storage is no verdict on the event: the whole request fails with
+/// a 5xx so that the peer retries it (events already appended are recognised as duplicates).
+fn local_failure(error: &HubError) -> Result<(), MatrixError> {
+    if let HubError::Store(store) = error {
+        tracing::error!(error = %store, "storing a federation transaction failed");
+        return Err(MatrixError::internal("the server could not store the transaction; retry"));
+    }
+    Ok(())
+}
 
 /// Processes one transaction.
 pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> Result<Response, MatrixError> {
@@ -61,6 +74,7 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
                 continue;
             }
             if let Err(rejection) = hub.append_lpdu(lpdu).await {
+                local_failure(&rejection.error)?;
                 failed.insert(rejection.lpdu_id, json!({"error": rejection.error.to_string()}));
             }
         } else {
@@ -83,6 +97,7 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
                 continue;
             }
             if let Err(error) = hub.follow(pdu).await {
+                local_failure(&error)?;
                 failed.insert(id, json!({"error": error.to_string()}));
             }
         }

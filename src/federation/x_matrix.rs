@@ -57,6 +57,48 @@ fn params(header: &str) -> Option<Vec<(String, String)>> {
         .collect()
 }
 
+/// One X-Matrix header, checked as far as it can be without the body.
+struct Claim {
+    origin: String,
+    key: ed25519_dalek::VerifyingKey,
+    sig: String,
+}
+
+fn forbidden(why: &str) -> MatrixError {
+    MatrixError::new(hyper::StatusCode::UNAUTHORIZED, "M_FORBIDDEN", why.to_owned())
+}
+
+/// Every `Authorization` header well formed, for `destination`, naming one origin and a key this
+/// server trusts.
+fn claims(headers: &hyper::HeaderMap, destination: &str, keys: &KeyRing) -> Result<Vec<Claim>, MatrixError> {
+    let mut claims: Vec<Claim> = Vec::new();
+    for header in headers.get_all(hyper::header::AUTHORIZATION) {
+        let params = header.to_str().ok().and_then(params).ok_or_else(|| forbidden("malformed X-Matrix header"))?;
+        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+        let (Some(from), Some(key_id), Some(sig)) = (get("origin"), get("key"), get("sig")) else {
+            return Err(forbidden("X-Matrix header lacks origin, key or sig"));
+        };
+        if get("destination").is_some_and(|d| d != destination) {
+            return Err(forbidden("X-Matrix destination is not this server"));
+        }
+        if claims.first().is_some_and(|c| c.origin != from) {
+            return Err(forbidden("X-Matrix headers name different origins"));
+        }
+        let key = *keys.get(from, key_id).ok_or_else(|| forbidden("unknown origin key"))?;
+        claims.push(Claim { origin: from.to_owned(), key, sig: sig.to_owned() });
+    }
+    if claims.is_empty() {
+        return Err(forbidden("no X-Matrix authorization"));
+    }
+    Ok(claims)
+}
+
+/// What can be checked before the body is read: the headers are X-Matrix, for this server, from
+/// one origin whose key is trusted. A request failing this is refused without reading its body.
+pub fn precheck(headers: &hyper::HeaderMap, destination: &str, keys: &KeyRing) -> Result<(), MatrixError> {
+    claims(headers, destination, keys).map(|_| ())
+}
+
 /// Verifies the X-Matrix headers of a request to `destination` (this server); returns the
 /// origin. Missing or malformed headers, another destination, an unknown key or a bad signature
 /// are 401 `M_FORBIDDEN`.
@@ -68,37 +110,24 @@ pub fn verify_request(
     body: &[u8],
     keys: &KeyRing,
 ) -> Result<String, MatrixError> {
-    let forbidden = |why: &str| MatrixError::new(hyper::StatusCode::UNAUTHORIZED, "M_FORBIDDEN", why.to_owned());
+    let claims = claims(headers, destination, keys)?;
     let content = if body.is_empty() {
         None
     } else {
         Some(parse_object(body).map_err(|e| MatrixError::bad_request("M_NOT_JSON", format!("body: {e}")))?)
     };
-    let mut origin: Option<String> = None;
-    for header in headers.get_all(hyper::header::AUTHORIZATION) {
-        let params = header.to_str().ok().and_then(params).ok_or_else(|| forbidden("malformed X-Matrix header"))?;
-        let get = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-        let (Some(from), Some(key_id), Some(sig)) = (get("origin"), get("key"), get("sig")) else {
-            return Err(forbidden("X-Matrix header lacks origin, key or sig"));
-        };
-        if get("destination").is_some_and(|d| d != destination) {
-            return Err(forbidden("X-Matrix destination is not this server"));
-        }
-        if origin.as_deref().is_some_and(|o| o != from) {
-            return Err(forbidden("X-Matrix headers name different origins"));
-        }
-        let key = keys.get(from, key_id).ok_or_else(|| forbidden("unknown origin key"))?;
+    for claim in &claims {
         let candidates = match &content {
             Some(c) => vec![Some(c.clone())],
             None => vec![None, Some(CanonicalJsonObject::new())],
         };
         let verified = candidates.into_iter().any(|content| {
-            verify_bytes(key, sig, &object_to_bytes(&signed_object(method, uri, from, destination, content)))
+            let signed = signed_object(method, uri, &claim.origin, destination, content);
+            verify_bytes(&claim.key, &claim.sig, &object_to_bytes(&signed))
         });
         if !verified {
             return Err(forbidden("X-Matrix signature does not verify"));
         }
-        origin = Some(from.to_owned());
     }
-    origin.ok_or_else(|| forbidden("no X-Matrix authorization"))
+    Ok(claims[0].origin.clone())
 }

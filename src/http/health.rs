@@ -1,15 +1,72 @@
 //! `/_matrix/mau/live` and `/_matrix/mau/ready`, as mautrix bridges answer them, so existing
-//! monitoring works unchanged: live while the process serves, ready once startup checks passed.
+//! monitoring works unchanged: live while the process serves; ready once startup checks passed
+//! and for as long as every worker runs. A worker that stops for good (its store refuses
+//! writes, it panicked) is named in the answer and in an error log line.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 use super::{Response, json};
+
+/// Whether the bridge is ready, and which workers died.
+#[derive(Debug, Default)]
+pub struct Health {
+    started: AtomicBool,
+    dead: Mutex<Vec<&'static str>>,
+}
+
+impl Health {
+    /// Startup checks passed.
+    pub fn set_started(&self) {
+        self.started.store(true, Ordering::SeqCst);
+    }
+
+    /// A worker stopped for good.
+    pub fn failed(&self, worker: &'static str) {
+        tracing::error!(worker, "a bridge worker stopped; /_matrix/mau/ready now answers 503");
+        let mut dead = self.dead.lock().unwrap_or_else(PoisonError::into_inner);
+        if !dead.contains(&worker) {
+            dead.push(worker);
+        }
+    }
+
+    /// Ready: started, and no worker died.
+    pub fn is_ready(&self) -> bool {
+        self.started.load(Ordering::SeqCst) && self.dead.lock().unwrap_or_else(PoisonError::into_inner).is_empty()
+    }
+
+    /// The workers that died.
+    pub fn dead(&self) -> Vec<&'static str> {
+        self.dead.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// Watches a spawned worker: if it ends by panicking, or at all while it should run
+    /// forever, readiness goes.
+    pub fn supervise(self: &std::sync::Arc<Self>, worker: &'static str, handle: tokio::task::JoinHandle<()>) {
+        let health = std::sync::Arc::clone(self);
+        tokio::spawn(async move {
+            match handle.await {
+                Err(error) if error.is_panic() => health.failed(worker),
+                Err(_) => {}
+                Ok(()) => health.failed(worker),
+            }
+        });
+    }
+}
 
 /// `GET /_matrix/mau/live`.
 pub fn live() -> Response {
     json(hyper::StatusCode::OK, &serde_json::json!({"ok": true}))
 }
 
-/// `GET /_matrix/mau/ready`: 503 until `ready`.
-pub fn ready(ready: bool) -> Response {
+/// `GET /_matrix/mau/ready`: 503 until started, and again once a worker died.
+pub fn ready(health: &Health) -> Response {
+    let ready = health.is_ready();
     let status = if ready { hyper::StatusCode::OK } else { hyper::StatusCode::SERVICE_UNAVAILABLE };
-    json(status, &serde_json::json!({"ok": ready}))
+    let mut body = serde_json::json!({"ok": ready});
+    let dead = health.dead();
+    if !dead.is_empty() {
+        body["dead_workers"] = serde_json::json!(dead);
+    }
+    json(status, &body)
 }

@@ -4,12 +4,59 @@
 //! Plain atomics: the hot paths only add, and a scrape reads a snapshot good enough for rates.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Upper bounds (seconds) of the append-latency histogram's buckets.
-const LATENCY_BUCKETS: [f64; 10] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 2.5];
+/// Upper bounds (seconds) of the latency histograms' buckets.
+const LATENCY_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5];
+
+/// A latency histogram: counts per bucket, the count and the sum in µs.
+#[derive(Debug, Default)]
+pub struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Records one observation.
+    pub fn observe(&self, elapsed: Duration) {
+        let seconds = elapsed.as_secs_f64();
+        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            if seconds <= bound {
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let _ = writeln!(out, "# HELP mimi_bridge_{name} {help}\n# TYPE mimi_bridge_{name} histogram");
+        for (bucket, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            let _ = writeln!(out, "mimi_bridge_{name}_bucket{{le=\"{bound}\"}} {}", load(bucket));
+        }
+        let count = load(&self.count);
+        let sum = Duration::from_micros(load(&self.sum_us)).as_secs_f64();
+        let _ = writeln!(out, "mimi_bridge_{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "mimi_bridge_{name}_sum {sum}\nmimi_bridge_{name}_count {count}");
+    }
+}
+
+/// What a durable queue shows (`queue::Queue` implements it).
+pub trait QueueStats: Send + Sync + std::fmt::Debug {
+    /// The queue's name (the `queue` label).
+    fn name(&self) -> &'static str;
+    /// Entries waiting, delivered, failed attempts, entries given up on.
+    fn counts(&self) -> [u64; 4];
+    /// Age of the oldest entry being worked on.
+    fn oldest_age(&self) -> Duration;
+    /// Destinations with entries (and a worker).
+    fn destinations(&self) -> usize;
+}
 
 /// The bridge's counters and gauges.
 #[derive(Debug, Default)]
@@ -28,12 +75,12 @@ pub struct Metrics {
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     /// Events waiting in the intake queue.
     pub intake_depth: AtomicU64,
-    /// Requests waiting in the homeserver queue.
-    pub hs_queue_depth: AtomicU64,
-    /// Append latency histogram: counts per bucket, plus the +Inf count and the sum in µs.
-    latency_buckets: [AtomicU64; LATENCY_BUCKETS.len()],
-    latency_count: AtomicU64,
-    latency_sum_us: AtomicU64,
+    /// From taking an event in to its append being durable.
+    append: Histogram,
+    /// From an append being durable to the ghost's send starting.
+    handoff: Histogram,
+    /// The durable delivery queues.
+    queues: Mutex<Vec<Arc<dyn QueueStats>>>,
 }
 
 impl Metrics {
@@ -56,20 +103,23 @@ impl Metrics {
 
     /// Records the time from taking an event in to its append being durable.
     pub fn append_latency(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
-            if seconds <= bound {
-                bucket.fetch_add(1, Ordering::Relaxed);
-            }
+        self.append.observe(elapsed);
+    }
+
+    /// Records the time from an append being durable to the ghost's send starting.
+    pub fn handoff_latency(&self, elapsed: Duration) {
+        self.handoff.observe(elapsed);
+    }
+
+    /// Shows a durable queue's figures.
+    pub fn add_queue(&self, queue: Arc<dyn QueueStats>) {
+        if let Ok(mut queues) = self.queues.lock() {
+            queues.push(queue);
         }
-        self.latency_count.fetch_add(1, Ordering::Relaxed);
-        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
-        self.latency_sum_us.fetch_add(micros, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
-        use std::fmt::Write as _;
         let mut out = String::new();
         let mut counter = |name: &str, help: &str, kind: &str, value: u64| {
             let _ = writeln!(
@@ -89,7 +139,6 @@ impl Metrics {
         );
         counter("homeserver_retries_total", "Retried requests to the homeserver.", "counter", load(&self.retries));
         counter("intake_queue_depth", "Matrix events waiting to be bridged.", "gauge", load(&self.intake_depth));
-        counter("homeserver_queue_depth", "Requests waiting for the homeserver.", "gauge", load(&self.hs_queue_depth));
         let _ = writeln!(
             out,
             "# HELP mimi_bridge_dropped_total Events not bridged, by reason.\n# TYPE mimi_bridge_dropped_total counter"
@@ -99,24 +148,54 @@ impl Metrics {
                 let _ = writeln!(out, "mimi_bridge_dropped_total{{reason=\"{reason}\"}} {count}");
             }
         }
+        self.append.render(&mut out, "append_seconds", "From intake to durable append.");
+        self.handoff.render(&mut out, "handoff_seconds", "From a durable append to the ghost's send starting.");
+        self.render_queues(&mut out);
+        out
+    }
+}
+
+impl Metrics {
+    fn render_queues(&self, out: &mut String) {
+        let Ok(queues) = self.queues.lock() else { return };
+        let families = [
+            ("queue_depth", "gauge", "Entries waiting in a durable delivery queue."),
+            ("queue_delivered_total", "counter", "Entries delivered."),
+            ("queue_failures_total", "counter", "Failed delivery attempts."),
+            ("queue_dropped_total", "counter", "Entries given up on after a final error (reported)."),
+        ];
+        for (index, (name, kind, help)) in families.iter().enumerate() {
+            let _ = writeln!(out, "# HELP mimi_bridge_{name} {help}\n# TYPE mimi_bridge_{name} {kind}");
+            for queue in queues.iter() {
+                let _ = writeln!(out, "mimi_bridge_{name}{{queue=\"{}\"}} {}", queue.name(), queue.counts()[index]);
+            }
+        }
         let _ = writeln!(
             out,
-            "# HELP mimi_bridge_append_seconds From intake to durable append.\n# TYPE mimi_bridge_append_seconds histogram"
+            "# HELP mimi_bridge_queue_oldest_seconds Age of the oldest entry being delivered.\n# TYPE mimi_bridge_queue_oldest_seconds gauge"
         );
-        for (bucket, bound) in self.latency_buckets.iter().zip(LATENCY_BUCKETS) {
-            let _ = writeln!(out, "mimi_bridge_append_seconds_bucket{{le=\"{bound}\"}} {}", load(bucket));
+        for queue in queues.iter() {
+            let _ = writeln!(
+                out,
+                "mimi_bridge_queue_oldest_seconds{{queue=\"{}\"}} {}",
+                queue.name(),
+                queue.oldest_age().as_secs_f64()
+            );
         }
-        let count = load(&self.latency_count);
-        let sum = Duration::from_micros(load(&self.latency_sum_us)).as_secs_f64();
-        let _ = writeln!(out, "mimi_bridge_append_seconds_bucket{{le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "mimi_bridge_append_seconds_sum {sum}\nmimi_bridge_append_seconds_count {count}");
-        out
+        let _ = writeln!(
+            out,
+            "# HELP mimi_bridge_queue_destinations Destinations with entries.\n# TYPE mimi_bridge_queue_destinations gauge"
+        );
+        for queue in queues.iter() {
+            let _ =
+                writeln!(out, "mimi_bridge_queue_destinations{{queue=\"{}\"}} {}", queue.name(), queue.destinations());
+        }
     }
 }
 
 /// Serves `GET /metrics` (and nothing else) for the metrics listener.
 #[derive(Debug)]
-pub struct MetricsHandler(pub std::sync::Arc<Metrics>);
+pub struct MetricsHandler(pub Arc<Metrics>);
 
 impl super::Handler for MetricsHandler {
     async fn handle(&self, request: super::Request) -> super::Response {

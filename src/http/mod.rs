@@ -1,9 +1,12 @@
 //! The HTTP server the homeserver and peers talk to: hyper over plain TCP on loopback (TLS is
 //! the reverse proxy's job, as with every bridge an admin runs).
 //!
-//! A request is read completely, within a size limit, before any handler sees it: handlers get
-//! bytes, not streams, and a body over the limit is refused with `M_TOO_LARGE` before anything
-//! is parsed or stored. Handlers answer with Matrix errors (`errcode`, `error`), never panics.
+//! A request's head is shown to the handler's `admit` before its body is read, so a request
+//! without credentials or to no route is refused without buffering anything. The body is then
+//! read completely, within a size limit and within the listener's budget for bodies in memory
+//! across all connections (a flood waits instead of growing memory): handlers get bytes, not
+//! streams, and a body over the limit is refused with `M_TOO_LARGE` before anything is parsed or
+//! stored. Handlers answer with Matrix errors (`errcode`, `error`), never panics.
 
 pub mod auth;
 pub mod error;
@@ -55,6 +58,14 @@ impl Request {
 
 /// What serves requests.
 pub trait Handler: Send + Sync + 'static {
+    /// Looks at a request before its body is read (`request.body` is empty): refuse here what
+    /// can be refused on the method, path and headers alone (no credentials, an unknown route),
+    /// so an unauthenticated client never makes the server buffer a body.
+    fn admit(&self, request: &Request) -> Result<(), MatrixError> {
+        let _ = request;
+        Ok(())
+    }
+
     /// Answers one request.
     fn handle(&self, request: Request) -> impl Future<Output = Response> + Send;
 }
@@ -77,8 +88,42 @@ pub fn text(status: hyper::StatusCode, body: String, content_type: &'static str)
     response
 }
 
-async fn read(request: hyper::Request<Incoming>, max_body: usize) -> Result<Request, MatrixError> {
+/// Bytes of request bodies one listener holds in memory at once, across connections.
+pub const BODY_BUDGET: usize = 64 << 20;
+
+/// Reads a request: head first (refused early by `admit`), then the body within `max_body`
+/// bytes and the listener's body budget. The budget's share is held until the answer is ready.
+async fn read<H: Handler>(
+    request: hyper::Request<Incoming>,
+    handler: &H,
+    max_body: usize,
+    budget: &Arc<tokio::sync::Semaphore>,
+) -> Result<(Request, Option<tokio::sync::OwnedSemaphorePermit>), MatrixError> {
     let (parts, body) = request.into_parts();
+    let mut head = Request {
+        method: parts.method,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().map(str::to_owned),
+        headers: parts.headers,
+        body: Bytes::new(),
+    };
+    handler.admit(&head)?;
+    let declared = head
+        .headers
+        .get(hyper::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max_body as u64) {
+        return Err(MatrixError::too_large(max_body));
+    }
+    // A body of unknown length may grow to the limit: reserve that much.
+    let share = declared.map_or(max_body, |n| usize::try_from(n).unwrap_or(max_body)).min(BODY_BUDGET);
+    let permit = if share == 0 {
+        None
+    } else {
+        let share = u32::try_from(share.div_ceil(1024)).unwrap_or(u32::MAX);
+        Some(Arc::clone(budget).acquire_many_owned(share).await.map_err(|_| MatrixError::internal("shutting down"))?)
+    };
     let body = Limited::new(body, max_body).collect().await.map_err(|e| {
         if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             MatrixError::too_large(max_body)
@@ -86,13 +131,8 @@ async fn read(request: hyper::Request<Incoming>, max_body: usize) -> Result<Requ
             MatrixError::bad_request("M_UNKNOWN", "could not read the request body")
         }
     })?;
-    Ok(Request {
-        method: parts.method,
-        path: parts.uri.path().to_owned(),
-        query: parts.uri.query().map(str::to_owned),
-        headers: parts.headers,
-        body: body.to_bytes(),
-    })
+    head.body = body.to_bytes();
+    Ok((head, permit))
 }
 
 /// Most connections served at once; more wait in the listen backlog.
@@ -100,9 +140,11 @@ const MAX_CONNECTIONS: usize = 1024;
 /// Time allowed for a request's headers, and then for its body.
 const READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves `handler` on `listener` until `shutdown` turns true. Bodies over `max_body` bytes are
-/// refused with 413 `M_TOO_LARGE`; slow clients are cut off after [`READ_TIMEOUT`], and at most
-/// [`MAX_CONNECTIONS`] are served at once.
+/// Serves `handler` on `listener` until `shutdown` turns true, then stops accepting, lets every
+/// open connection finish the request it is in (idle keep-alive connections are closed) and
+/// returns once none is left. Bodies over `max_body` bytes are refused with 413 `M_TOO_LARGE`;
+/// slow clients are cut off after [`READ_TIMEOUT`], and at most [`MAX_CONNECTIONS`] are served
+/// at once.
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
@@ -110,11 +152,16 @@ pub async fn serve<H: Handler>(
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // In KiB, so that a u32 request for a share always fits.
+    let budget = Arc::new(tokio::sync::Semaphore::new(BODY_BUDGET / 1024));
     loop {
-        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else { return };
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => match slot { Ok(slot) => slot, Err(_) => return },
+            () = stopped(&mut shutdown) => break,
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            _ = shutdown.changed() => return,
+            () = stopped(&mut shutdown) => break,
         };
         let stream = match accepted {
             Ok((stream, _)) => stream,
@@ -125,30 +172,53 @@ pub async fn serve<H: Handler>(
                 continue;
             }
         };
-        let handler = Arc::clone(&handler);
-        tokio::spawn(async move {
-            let _slot = slot;
-            let service = service_fn(move |request| {
-                let handler = Arc::clone(&handler);
-                async move {
-                    let read = tokio::time::timeout(READ_TIMEOUT, read(request, max_body)).await;
-                    Ok::<_, Infallible>(match read {
-                        Ok(Ok(request)) => handler.handle(request).await,
-                        Ok(Err(error)) => error.response(),
-                        Err(_) => {
-                            MatrixError::new(hyper::StatusCode::REQUEST_TIMEOUT, "M_UNKNOWN", "request body too slow")
-                                .response()
-                        }
-                    })
-                }
-            });
-            let connection = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(READ_TIMEOUT)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "HTTP connection ended with an error");
-            }
-        });
+        let limits = (max_body, Arc::clone(&budget));
+        tokio::spawn(connection(stream, Arc::clone(&handler), limits, shutdown.clone(), slot));
+    }
+    drop(listener);
+    // Every slot back: every connection has finished.
+    let all = u32::try_from(MAX_CONNECTIONS).unwrap_or(u32::MAX);
+    let _ = slots.acquire_many(all).await;
+}
+
+/// Resolves once `shutdown` is true (or its sender is gone).
+pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+async fn connection<H: Handler>(
+    stream: tokio::net::TcpStream,
+    handler: Arc<H>,
+    (max_body, budget): (usize, Arc<tokio::sync::Semaphore>),
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+) {
+    let service = service_fn(move |request| {
+        let (handler, budget) = (Arc::clone(&handler), Arc::clone(&budget));
+        async move {
+            let read = tokio::time::timeout(READ_TIMEOUT, read(request, &*handler, max_body, &budget)).await;
+            Ok::<_, Infallible>(match read {
+                Ok(Ok((request, _share))) => handler.handle(request).await,
+                Ok(Err(error)) => error.response(),
+                Err(_) => MatrixError::new(hyper::StatusCode::REQUEST_TIMEOUT, "M_UNKNOWN", "request body too slow")
+                    .response(),
+            })
+        }
+    });
+    let connection = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(READ_TIMEOUT)
+        .serve_connection(TokioIo::new(stream), service);
+    let mut connection = std::pin::pin!(connection);
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = stopped(&mut shutdown) => {
+            // Finish the request in progress, then close.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(%error, "HTTP connection ended with an error");
     }
 }

@@ -75,8 +75,57 @@ impl Hub {
         Ok((room_id, appended))
     }
 
+    /// A fresh room ID on this server, for a caller that records it before creating the room
+    /// (so that a retry after a crash opens the same room; see [`open_room_blocking`](Self::open_room_blocking)).
+    pub fn new_room_id(&self) -> Result<String, HubError> {
+        new_room_id(&self.server_name).ok_or_else(|| {
+            HubError::Store(crate::store::StoreError::Corrupt(
+                "the system random number generator is unavailable".into(),
+            ))
+        })
+    }
+
+    /// Opens the room `room_id` (an ID from [`new_room_id`](Self::new_room_id)) created by
+    /// `creator`, idempotently: creates it if it does not exist; if an earlier attempt was cut
+    /// short after the create event, appends whichever opening events it lacks. Blocks on the
+    /// writes: call it from a blocking thread.
+    pub fn open_room_blocking(
+        &self,
+        room_id: &str,
+        creator: &str,
+        preset: &RoomPreset,
+        ts: i64,
+    ) -> Result<(), HubError> {
+        if self.store.short_room(room_id)?.is_none() && !lock(&self.rooms).contains_key(room_id) {
+            let (_, pending) = self.submit_create_room_as(room_id.to_owned(), creator, preset, ts)?;
+            for p in pending {
+                p.wait()?;
+            }
+            return Ok(());
+        }
+        let head = self.head(room_id)?;
+        for template in opening_events(room_id, creator, preset, ts) {
+            let state_key = template.state_key.clone().unwrap_or_default();
+            let already = lock(&head).chain.state().get(&template.event_type, &state_key).is_some();
+            if !already {
+                self.submit_local(template)?.wait()?;
+            }
+        }
+        Ok(())
+    }
+
     fn submit_create_room(
         &self,
+        creator: &str,
+        preset: &RoomPreset,
+        ts: i64,
+    ) -> Result<(String, Vec<super::PendingAppend>), HubError> {
+        self.submit_create_room_as(self.new_room_id()?, creator, preset, ts)
+    }
+
+    fn submit_create_room_as(
+        &self,
+        room_id: String,
         creator: &str,
         preset: &RoomPreset,
         ts: i64,
@@ -84,11 +133,6 @@ impl Hub {
         if crate::event::meta::server_of(creator) != self.server_name {
             return Err(HubError::NotLocalSender { sender: creator.to_owned(), server: self.server_name.clone() });
         }
-        let room_id = new_room_id(&self.server_name).ok_or_else(|| {
-            HubError::Store(crate::store::StoreError::Corrupt(
-                "the system random number generator is unavailable".into(),
-            ))
-        })?;
         let template = |event_type: &str, state_key: &str, content| EventTemplate {
             room_id: room_id.clone(),
             event_type: event_type.to_owned(),
@@ -118,32 +162,46 @@ impl Hub {
         }
         let mut pending = vec![self.append_built(&mut head, &create, None, crate::store::Batch::new())?];
         drop(head);
-        let users = object(vec![(creator, int(100))]);
-        for t in [
-            template("m.room.member", creator, object(vec![("membership", text("join"))])),
-            template(
-                "m.room.power_levels",
-                "",
-                object(vec![
-                    ("ban", int(50)),
-                    ("events_default", int(0)),
-                    ("invite", int(50)),
-                    ("kick", int(50)),
-                    ("redact", int(50)),
-                    ("state_default", int(50)),
-                    ("users", CanonicalJsonValue::Object(users)),
-                    ("users_default", int(0)),
-                ]),
-            ),
-            template("m.room.join_rules", "", object(vec![("join_rule", text(&preset.join_rule))])),
-            template(
-                "m.room.history_visibility",
-                "",
-                object(vec![("history_visibility", text(&preset.history_visibility))]),
-            ),
-        ] {
+        for t in opening_events(&room_id, creator, preset, ts) {
             pending.push(self.submit_local(t)?);
         }
         Ok((room_id, pending))
     }
+}
+
+/// The events after the create event that open a room: the creator's join, power levels (creator
+/// 100), join rules and history visibility.
+fn opening_events(room_id: &str, creator: &str, preset: &RoomPreset, ts: i64) -> Vec<EventTemplate> {
+    let template = |event_type: &str, state_key: &str, content| EventTemplate {
+        room_id: room_id.to_owned(),
+        event_type: event_type.to_owned(),
+        sender: creator.to_owned(),
+        state_key: Some(state_key.to_owned()),
+        content,
+        origin_server_ts: ts,
+    };
+    let users = object(vec![(creator, int(100))]);
+    vec![
+        template("m.room.member", creator, object(vec![("membership", text("join"))])),
+        template(
+            "m.room.power_levels",
+            "",
+            object(vec![
+                ("ban", int(50)),
+                ("events_default", int(0)),
+                ("invite", int(50)),
+                ("kick", int(50)),
+                ("redact", int(50)),
+                ("state_default", int(50)),
+                ("users", CanonicalJsonValue::Object(users)),
+                ("users_default", int(0)),
+            ]),
+        ),
+        template("m.room.join_rules", "", object(vec![("join_rule", text(&preset.join_rule))])),
+        template(
+            "m.room.history_visibility",
+            "",
+            object(vec![("history_visibility", text(&preset.history_visibility))]),
+        ),
+    ]
 }

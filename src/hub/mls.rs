@@ -276,9 +276,13 @@ impl Hub {
         }
         let mut batch = Batch::new();
         let flush = member.take_batch(&mut batch);
-        self.store.write(batch)?;
-        member.provider().storage().mark_durable(flush);
+        // Queued under the lock (the room's later appends queue behind it), synced outside it.
+        let ticket = self.store.submit(batch);
+        let provider = Arc::clone(member.provider());
         mls.members.insert(user_id.to_owned(), member);
+        drop(head);
+        ticket.blocking_wait()?;
+        provider.storage().mark_durable(flush);
         Ok(())
     }
 
@@ -307,9 +311,13 @@ impl Hub {
         let mut batch = Batch::new();
         batch.sent_plaintext(&ciphertext_hash(&ciphertext), Some(mimi_cbor));
         let flush = member.take_batch(&mut batch);
-        self.store.write(batch)?;
-        member.provider().storage().mark_durable(flush);
+        // Queued under the lock, synced outside it: the LPDU leaves only once this is durable.
+        let ticket = self.store.submit(batch);
+        let provider = Arc::clone(member.provider());
         let content = EncryptedContent { ciphertext, commit_event_id: mls.view.latest_commit().to_owned() };
+        drop(head);
+        ticket.blocking_wait()?;
+        provider.storage().mark_durable(flush);
         Ok(build_lpdu(
             version,
             template(room_id, sender, ENCRYPTED, content.to_json(), ts),

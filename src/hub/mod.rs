@@ -9,6 +9,7 @@
 //! durable; if a write fails the store is poisoned, so nothing built on the lost head is ever
 //! acknowledged. Rooms proceed in parallel.
 
+mod admit;
 mod append;
 mod create;
 mod devices;
@@ -27,6 +28,7 @@ use crate::mls::{Flush, MlsProvider};
 use crate::store::{RoomSeq, ShortRoomId, Store, StoreError, Ticket};
 use openmls::prelude::OpenMlsProvider as _;
 
+pub use admit::{Admission, member_event};
 pub use create::RoomPreset;
 pub use error::{HubError, LpduRejection};
 

@@ -431,7 +431,6 @@ pub fn validate_new_leaf(
 
 /// A device of one of the bridge's own users: its signing key (also written to MLS storage), its
 /// credential and its signed device object.
-#[derive(Debug)]
 pub struct LocalDevice {
     /// The device's MLS signing key; it is also in the provider's storage.
     pub signer: SignatureKeyPair,
@@ -441,6 +440,17 @@ pub struct LocalDevice {
     pub credential_with_key: CredentialWithKey,
     /// The device object, signed by the user's server.
     pub object: DeviceObject,
+}
+
+impl std::fmt::Debug for LocalDevice {
+    /// Without the signing key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalDevice")
+            .field("signer", &"<redacted>")
+            .field("credential", &self.credential)
+            .field("object", &self.object)
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalDevice {

@@ -1,5 +1,6 @@
 //! The appservice's durable state: transactions taken in, the intake queue, the maps between
-//! Matrix and log event IDs, portals, and the queue of requests for the homeserver.
+//! Matrix and log event IDs, and portals (the homeserver's requests are on a delivery queue,
+//! `queue`).
 //!
 //! Queues are keyed by u64 big-endian sequence numbers, so iteration is arrival order; an entry
 //! is deleted in the same batch as the effect it had, which makes processing exactly-once.
@@ -58,14 +59,14 @@ impl Batch {
         self.put(Cf::MediaidBlob, media_id.as_bytes().to_vec(), ciphertext.to_vec());
     }
 
+    /// Records (`Some`) or clears (`None`) the intent to open a portal for a Matrix room.
+    pub fn portal_intent(&mut self, matrix_room: &str, intent_json: Option<&[u8]>) {
+        self.ops.push((Cf::MatrixroomPortalintent, matrix_room.as_bytes().to_vec(), intent_json.map(<[u8]>::to_vec)));
+    }
+
     /// Records a management room (a direct chat with the bot).
     pub fn management_room(&mut self, matrix_room: &str, record_json: &[u8]) {
         self.put(Cf::MatrixroomManagement, matrix_room.as_bytes().to_vec(), record_json.to_vec());
-    }
-
-    /// Queues (`Some`) or removes (`None`) a request for the homeserver.
-    pub fn hs_request(&mut self, seq: u64, request_json: Option<&[u8]>) {
-        self.ops.push((Cf::HsqueueRequest, seq.to_be_bytes().to_vec(), request_json.map(<[u8]>::to_vec)));
     }
 }
 
@@ -80,9 +81,26 @@ impl Store {
         self.get(Cf::MatrixidIntakeseq, matrix_event_id.as_bytes())?.map(|b| seq_of(&b)).transpose()
     }
 
-    /// The whole intake queue, oldest first.
-    pub fn intake_queue(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.queue(Cf::IntakeseqEvent)
+    /// Up to `limit` intake entries from sequence number `from`, oldest first.
+    pub fn intake_page(&self, from: u64, limit: usize) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let start = from.to_be_bytes();
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(Cf::IntakeseqEvent)?, mode).take(limit) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            out.push((seq_of(&key)?, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// How many entries the intake queue holds (a scan: for startup gauges).
+    pub fn intake_len(&self) -> Result<u64, StoreError> {
+        let mut count = 0u64;
+        for item in self.db.iterator_cf(self.cf(Cf::IntakeseqEvent)?, IteratorMode::Start) {
+            item.map_err(rocks(&self.path))?;
+            count += 1;
+        }
+        Ok(count)
     }
 
     /// A counter kept in `metaname_value` (0 if never set).
@@ -136,16 +154,28 @@ impl Store {
         Ok(out)
     }
 
-    /// The queue of homeserver requests, oldest first.
-    pub fn hs_queue(&self) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
-        self.queue(Cf::HsqueueRequest)
+    /// The intent to open a portal for a Matrix room (JSON), if one is under way.
+    pub fn portal_intent(&self, matrix_room: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_added(Cf::MatrixroomPortalintent, matrix_room.as_bytes())
     }
 
-    fn queue(&self, cf: Cf) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    /// A portal's record (JSON), by its MIMI room.
+    pub fn portal_record(&self, mimi_room: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Cf::MimiroomPortal, mimi_room.as_bytes())
+    }
+
+    /// Up to `limit` portals after the MIMI room `after`, in key order: (MIMI room, record JSON).
+    pub fn portals_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let mut start = after.map(|a| a.as_bytes().to_vec()).unwrap_or_default();
+        if after.is_some() {
+            start.push(0);
+        }
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.cf(cf)?, IteratorMode::Start) {
+        let mode = IteratorMode::From(&start, rocksdb::Direction::Forward);
+        for item in self.db.iterator_cf(self.cf(Cf::MimiroomPortal)?, mode).take(limit) {
             let (key, value) = item.map_err(rocks(&self.path))?;
-            out.push((seq_of(&key)?, value.to_vec()));
+            let room = String::from_utf8(key.to_vec()).map_err(|_| StoreError::corrupt("room ID is not UTF-8"))?;
+            out.push((room, value.to_vec()));
         }
         Ok(out)
     }

@@ -11,6 +11,8 @@ use super::keys::{RoomSeq, ShortRoomId, Tail, server_key_id};
 pub struct Batch {
     /// `(family, key, Some(value))` puts, `(family, key, None)` deletes, applied in order.
     pub(super) ops: Vec<(Cf, Vec<u8>, Option<Vec<u8>>)>,
+    /// Log positions this batch appends, announced to subscribers once it is durable.
+    pub(super) appends: Vec<RoomSeq>,
 }
 
 /// What `Batch::append_event` records about one event.
@@ -62,6 +64,7 @@ impl Batch {
 
     /// Appends one event and moves the room's tail to it.
     pub fn append_event(&mut self, record: &EventRecord<'_>) {
+        self.appends.push(record.pos);
         let pos = record.pos.to_bytes().to_vec();
         self.put(Cf::RoomseqPdu, pos.clone(), record.bytes.to_vec());
         self.put(Cf::EventidRoomseq, record.event_id.as_bytes().to_vec(), pos.clone());

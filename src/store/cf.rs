@@ -60,8 +60,8 @@ pub enum Cf {
     MatrixroomMimiroom,
     /// MIMI room ID → portal JSON (`matrix_room`, `cursor`: next log position to bridge to Matrix).
     MimiroomPortal,
-    /// u64 BE queue sequence number → a client-server request for the homeserver (JSON with its
-    /// transaction ID), sent and deleted in order.
+    /// Dropped in schema 3 (its entries moved to `queuedestseq_entry`): u64 BE sequence number →
+    /// a request for the homeserver. Kept so that the migration can read it.
     HsqueueRequest,
     /// Matrix event ID → what translation needs to know of it (JSON: MIMI message ID, sender,
     /// kind, reply target, topic).
@@ -73,11 +73,20 @@ pub enum Cf {
     /// Media ID (random letters) → an encrypted attachment (AES-128-GCM ciphertext and tag) this
     /// server hosts for MIMI rooms.
     MediaidBlob,
+    /// [`QueueKey`](super::keys::QueueKey) → u64 BE ms when queued ‖ the entry: every durable
+    /// delivery queue (homeserver requests per Matrix room; provider deliveries), in order per
+    /// destination.
+    QueuedestseqEntry,
+    /// [`ShortRoomId`] of a portal's MIMI room → u64 BE next log position to bridge to Matrix.
+    ShortroomidPortalcursor,
+    /// Matrix room ID → JSON intent of a portal being opened (the MIMI room ID chosen for it),
+    /// recorded before the MIMI room is created and deleted with the portal's record.
+    MatrixroomPortalintent,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 29] = [
+    pub const ALL: [Cf; 32] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -107,6 +116,9 @@ impl Cf {
         Cf::MimiidMatrixid,
         Cf::MatrixroomManagement,
         Cf::MediaidBlob,
+        Cf::QueuedestseqEntry,
+        Cf::ShortroomidPortalcursor,
+        Cf::MatrixroomPortalintent,
     ];
 
     /// The RocksDB name.
@@ -141,6 +153,9 @@ impl Cf {
             Cf::MimiidMatrixid => "mimiid_matrixid",
             Cf::MatrixroomManagement => "matrixroom_management",
             Cf::MediaidBlob => "mediaid_blob",
+            Cf::QueuedestseqEntry => "queuedestseq_entry",
+            Cf::ShortroomidPortalcursor => "shortroomid_portalcursor",
+            Cf::MatrixroomPortalintent => "matrixroom_portalintent",
         }
     }
 }

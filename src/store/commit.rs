@@ -13,6 +13,7 @@ use std::sync::{Condvar, Mutex};
 use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::Notify;
 
+use super::advance::Announcer;
 use super::{Batch, Poison, StoreError, SyncPolicy};
 
 /// Most batches merged into one write.
@@ -96,13 +97,19 @@ impl Counters {
 }
 
 impl Committer {
-    pub(super) fn start(db: Arc<DB>, poison: Arc<Poison>, sync: SyncPolicy, path: PathBuf) -> Self {
+    pub(super) fn start(
+        db: Arc<DB>,
+        poison: Arc<Poison>,
+        sync: SyncPolicy,
+        path: PathBuf,
+        announcer: Arc<Announcer>,
+    ) -> Self {
         let (queue, receiver) = mpsc::channel::<Pending>();
         let stats = Arc::new(Counters::default());
         let counters = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("store-commit".into())
-            .spawn(move || run(&db, &poison, sync, &path, &receiver, &counters))
+            .spawn(move || run(&db, &poison, sync, &path, &receiver, &counters, &announcer))
             .ok();
         Self { queue: Some(queue), thread, stats }
     }
@@ -134,6 +141,7 @@ fn run(
     path: &std::path::Path,
     receiver: &mpsc::Receiver<Pending>,
     counters: &Counters,
+    announcer: &Announcer,
 ) {
     let mut options = WriteOptions::default();
     options.set_sync(sync == SyncPolicy::Sync);
@@ -153,7 +161,8 @@ fn run(
         counters.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         counters.batches.fetch_add(u64::try_from(group.len()).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         match &result {
-            Err(StoreError::Poisoned(_)) | Ok(()) => {}
+            Ok(()) => announcer.announce(group.iter().flat_map(|p| p.batch.appends.iter().copied())),
+            Err(StoreError::Poisoned(_)) => {}
             Err(other) => poison.set(&other.to_string()),
         }
         for pending in group {

@@ -48,6 +48,77 @@ impl RoomSeq {
     }
 }
 
+/// Which durable queue an entry is on. The byte is the first of every [`QueueKey`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
+pub enum QueueId {
+    /// Client-server requests for the homeserver; the destination is the Matrix room.
+    Homeserver,
+}
+
+impl QueueId {
+    /// The key byte.
+    pub fn to_byte(self) -> u8 {
+        match self {
+            QueueId::Homeserver => 1,
+        }
+    }
+
+    /// A short name for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            QueueId::Homeserver => "homeserver",
+        }
+    }
+}
+
+/// An entry of a durable queue: queue, destination, then the entry's sequence number, so one
+/// destination's entries sort together in the order they were queued.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct QueueKey {
+    /// The queue.
+    pub queue: QueueId,
+    /// The destination (a Matrix room, a provider), at most 65,535 bytes of UTF-8.
+    pub dest: String,
+    /// The entry's sequence number (unique within the queue, never reused).
+    pub seq: u64,
+}
+
+impl QueueKey {
+    /// The bytes every entry of (`queue`, `dest`) starts with: the queue byte, the destination's
+    /// length (u16 BE) and the destination.
+    pub fn prefix(queue: QueueId, dest: &str) -> Vec<u8> {
+        let bytes = dest.as_bytes();
+        let len = u16::try_from(bytes.len()).unwrap_or(u16::MAX);
+        let mut out = Vec::with_capacity(3 + bytes.len() + 8);
+        out.push(queue.to_byte());
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&bytes[..usize::from(len)]);
+        out
+    }
+
+    /// Prefix ‖ sequence number (u64 BE).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Self::prefix(self.queue, &self.dest);
+        out.extend_from_slice(&self.seq.to_be_bytes());
+        out
+    }
+
+    /// Reads the layout of [`to_bytes`](Self::to_bytes) for a key of `queue`.
+    pub fn from_bytes(queue: QueueId, bytes: &[u8]) -> Result<Self, StoreError> {
+        let corrupt = || StoreError::corrupt("queue key does not have the queue key layout");
+        let (&first, rest) = bytes.split_first().ok_or_else(corrupt)?;
+        if first != queue.to_byte() || rest.len() < 10 {
+            return Err(corrupt());
+        }
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let dest = rest.get(2..2 + len).ok_or_else(corrupt)?;
+        let seq = <[u8; 8]>::try_from(&rest[2 + len..]).map_err(|_| corrupt())?;
+        let dest = String::from_utf8(dest.to_vec()).map_err(|_| corrupt())?;
+        Ok(Self { queue, dest, seq: u64::from_be_bytes(seq) })
+    }
+}
+
 /// The tail of a room: its last position and that event's ID.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tail {
@@ -132,6 +203,25 @@ mod tests {
             prop_assert_eq!(ka.cmp(&kb), ka.to_bytes().cmp(&kb.to_bytes()));
             prop_assert_eq!(RoomSeq::from_bytes(&ka.to_bytes()).unwrap(), ka);
         }
+    }
+
+    proptest! {
+        #[test]
+        fn queue_keys_of_one_destination_sort_by_sequence(dest in "[a-z!:.]{0,40}", a: u64, b: u64) {
+            let ka = QueueKey { queue: QueueId::Homeserver, dest: dest.clone(), seq: a };
+            let kb = QueueKey { queue: QueueId::Homeserver, dest, seq: b };
+            prop_assert_eq!(a.cmp(&b), ka.to_bytes().cmp(&kb.to_bytes()));
+            prop_assert_eq!(QueueKey::from_bytes(QueueId::Homeserver, &ka.to_bytes()).unwrap(), ka.clone());
+            prop_assert!(ka.to_bytes().starts_with(&QueueKey::prefix(QueueId::Homeserver, &ka.dest)));
+        }
+    }
+
+    #[test]
+    fn queue_keys_refuse_other_layouts() {
+        assert!(QueueKey::from_bytes(QueueId::Homeserver, &[1, 0, 5, b'a']).is_err());
+        assert!(QueueKey::from_bytes(QueueId::Homeserver, &[2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]).is_err());
+        let key = QueueKey { queue: QueueId::Homeserver, dest: "!a:b".into(), seq: 9 };
+        assert_eq!(QueueKey::from_bytes(QueueId::Homeserver, &key.to_bytes()).unwrap(), key);
     }
 
     #[test]

@@ -9,11 +9,14 @@
 //! be ahead of the disk.
 #![deny(missing_docs)]
 
+mod advance;
 mod appservice;
 pub mod batch;
 mod cf;
 mod commit;
 pub mod keys;
+mod migrate;
+mod queue;
 mod read;
 
 use std::path::{Path, PathBuf};
@@ -22,18 +25,22 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
+pub use advance::Advances;
 pub use batch::Batch;
 pub use cf::Cf;
 pub use commit::{CommitStats, Ticket};
-pub use keys::{RoomSeq, ShortRoomId, Tail};
+pub use keys::{QueueId, QueueKey, RoomSeq, ShortRoomId, Tail};
+pub use queue::QueueEntry;
 pub use read::StateDelta;
 
 /// The schema this build writes. Bump it (and add a fixture) whenever a layout changes.
 ///
 /// Version 2 added the MLS and appservice families after `mlskey_value`; a version-1 store has
 /// neither, so opening it for writing creates them empty and records version 2. Read-only opens
-/// of a version-1 store read those families as empty.
-pub const SCHEMA_VERSION: u32 = 2;
+/// of a version-1 store read those families as empty. Version 3 moved the homeserver requests
+/// into the per-destination queue family and the portals' cursors into typed keys (see
+/// `migrate`).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -97,6 +104,7 @@ pub struct Store {
     /// `None` for a read-only store.
     committer: Option<commit::Committer>,
     next_short: AtomicU64,
+    announcer: Arc<advance::Announcer>,
 }
 
 impl std::fmt::Debug for Store {
@@ -158,6 +166,7 @@ impl Store {
             poison: Arc::new(Poison::default()),
             committer: None,
             next_short: AtomicU64::new(0),
+            announcer: Arc::default(),
         };
         store.check_schema()?;
         Ok(store)
@@ -188,8 +197,15 @@ impl Store {
         let descriptors = names.iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, descriptors).map_err(rocks(path))?);
         let poison = Arc::new(Poison::default());
-        let committer = Some(commit::Committer::start(Arc::clone(&db), Arc::clone(&poison), sync, path.to_owned()));
-        let store = Self { db, path: path.to_owned(), poison, committer, next_short: AtomicU64::new(0) };
+        let announcer = Arc::new(advance::Announcer::default());
+        let committer = Some(commit::Committer::start(
+            Arc::clone(&db),
+            Arc::clone(&poison),
+            sync,
+            path.to_owned(),
+            Arc::clone(&announcer),
+        ));
+        let store = Self { db, path: path.to_owned(), poison, committer, next_short: AtomicU64::new(0), announcer };
         store.check_schema()?;
         let next = store.last_short_room()?.map_or(1, |s| s.0 + 1);
         store.next_short.store(next, Ordering::SeqCst);
@@ -220,12 +236,19 @@ impl Store {
             });
         }
         if found < SCHEMA_VERSION && self.committer.is_some() {
-            // Every upgrade so far only added (empty) column families, created by the open.
-            let mut batch = Batch::new();
+            // New column families were created (empty) by the open; what moved, moves now, in the
+            // batch that records the new version.
+            let mut batch = self.migrate(found)?;
             batch.put(Cf::MetanameValue, key.to_vec(), SCHEMA_VERSION.to_be_bytes().to_vec());
             return self.submit(batch).blocking_wait();
         }
         Ok(())
+    }
+
+    /// A subscription to "room R is durable up to position N", announced after each synced write
+    /// that appended to R's log.
+    pub fn advances(&self) -> Advances {
+        self.announcer.subscribe()
     }
 
     /// Group-commit counters since the store was opened.

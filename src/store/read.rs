@@ -23,6 +23,13 @@ impl Store {
         self.get(Cf::RoomidShortroomid, room_id.as_bytes())?.map(|b| ShortRoomId::from_bytes(&b)).transpose()
     }
 
+    /// The room ID of a short ID.
+    pub fn room_id_of(&self, short: ShortRoomId) -> Result<Option<String>, StoreError> {
+        self.get(Cf::ShortroomidRoomid, &short.to_bytes())?
+            .map(|b| String::from_utf8(b).map_err(|_| StoreError::corrupt("room ID is not UTF-8")))
+            .transpose()
+    }
+
     pub(super) fn last_short_room(&self) -> Result<Option<ShortRoomId>, StoreError> {
         let mut iter = self.db.iterator_cf(self.cf(Cf::ShortroomidRoomid)?, IteratorMode::End);
         iter.next().transpose().map_err(rocks(&self.path))?.map(|(k, _)| ShortRoomId::from_bytes(&k)).transpose()

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use mimi_bridge::appservice::ghost::GhostTemplate;
 use mimi_bridge::appservice::homeserver::HomeserverClient;
-use mimi_bridge::appservice::intake::{Intake, Queued};
+use mimi_bridge::appservice::intake::{DEFAULT_BACKLOG, Intake, IntakeReader};
 use mimi_bridge::appservice::service::{Appservice, Settings};
 use mimi_bridge::http::metrics::Metrics;
 use mimi_bridge::store::Store;
@@ -20,7 +20,7 @@ struct Served {
     base: String,
     metrics: String,
     store: Arc<Store>,
-    receiver: tokio::sync::mpsc::UnboundedReceiver<Queued>,
+    receiver: IntakeReader,
     _shutdown: tokio::sync::watch::Sender<bool>,
     _runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -30,7 +30,7 @@ fn serve(legacy_query: bool) -> Served {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let (intake, receiver) = Intake::open(Arc::clone(&store)).unwrap();
+    let (intake, receiver) = Intake::open(Arc::clone(&store), DEFAULT_BACKLOG).unwrap();
     let settings = Settings {
         hs_token: HS_TOKEN.into(),
         legacy_access_token_query: legacy_query,
@@ -102,7 +102,7 @@ fn bad_tokens_bodies_and_paths_get_matrix_errors_and_store_nothing() {
     // The legacy query token is refused unless configured.
     let (status, _) = put(&served, &format!("/_matrix/app/v1/transactions/1?access_token={HS_TOKEN}"), None, &body);
     assert_eq!(status, 401);
-    assert!(served.store.intake_queue().unwrap().is_empty());
+    assert!(served.store.intake_len().unwrap() == 0);
     assert!(!served.store.txn_seen("1").unwrap());
 }
 
@@ -117,7 +117,7 @@ fn transactions_are_durable_before_200_and_deduplicated() {
     let second = txn(&[message("$b", "two"), message("$c", "three")]);
     let path = format!("/_matrix/app/v1/transactions/8?access_token={HS_TOKEN}");
     assert_eq!(put(&served, &path, None, &second).0, 200);
-    let queue = served.store.intake_queue().unwrap();
+    let queue = served.store.intake_page(0, 100).unwrap();
     let ids: Vec<String> = queue
         .iter()
         .map(|(_, bytes)| {
@@ -126,11 +126,14 @@ fn transactions_are_durable_before_200_and_deduplicated() {
         .collect();
     assert_eq!(ids, ["$a", "$b", "$c"]);
     assert!(served.store.txn_seen("7").unwrap() && served.store.txn_seen("8").unwrap());
-    let mut delivered = Vec::new();
-    while let Ok(q) = served.receiver.try_recv() {
-        delivered.push(q.event["event_id"].as_str().unwrap().to_owned());
-    }
+    let reader = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let page = reader.block_on(served.receiver.next_page(100)).unwrap();
+    let delivered: Vec<&str> = page.iter().map(|q| q.event["event_id"].as_str().unwrap()).collect();
     assert_eq!(delivered, ["$a", "$b", "$c"]);
+    let nothing_new = reader.block_on(async {
+        tokio::time::timeout(std::time::Duration::from_millis(100), served.receiver.next_page(100)).await
+    });
+    assert!(nothing_new.is_err(), "entries are handed out once");
 
     // Health, and the other endpoints.
     let mut live = agent().get(format!("{}/_matrix/mau/live", served.base)).call().unwrap();
@@ -173,10 +176,8 @@ fn transactions_are_durable_before_200_and_deduplicated() {
     // A reopened intake hands back what is still queued, in order.
     drop(served.receiver);
     let store = Arc::clone(&served.store);
-    let (_, mut again) = Intake::open(store).unwrap();
-    let mut replayed = Vec::new();
-    while let Ok(q) = again.try_recv() {
-        replayed.push(q.seq);
-    }
+    let (again, mut again_reader) = Intake::open(store, DEFAULT_BACKLOG).unwrap();
+    let replayed: Vec<u64> = reader.block_on(again_reader.next_page(100)).unwrap().iter().map(|q| q.seq).collect();
     assert_eq!(replayed, [1, 2, 3]);
+    assert_eq!(again.backlog().capacity() - again.backlog().available(), 3, "the backlog counts what was left");
 }

@@ -1,7 +1,8 @@
 //! Kill -9 the bridge (the real `mimi-bridge serve` process) while a user talks in a portal on a
 //! real Synapse, restart it, and check that every message reached the MIMI log exactly once, in
 //! order: what the bridge acknowledged was durable, and what it had not acknowledged Synapse
-//! delivered again.
+//! delivered again. The same with SIGTERM, where the bridge must also stop by itself, in
+//! bounded time, with exit status 0.
 
 use std::process::{Child, Stdio};
 use std::time::Duration;
@@ -17,10 +18,16 @@ const TOTAL: usize = 200;
 
 /// Starts `mimi-bridge serve` and waits until it is ready.
 fn start_bridge(config: &std::path::Path, as_port: u16, log: &std::path::Path) -> Child {
+    start_bridge_crashing_at(config, as_port, log, "")
+}
+
+/// [`start_bridge`], aborting at `step` of opening a portal (`MIMI_BRIDGE_CRASH_AT`).
+fn start_bridge_crashing_at(config: &std::path::Path, as_port: u16, log: &std::path::Path, step: &str) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let child = crate::common::bin()
         .args(["serve", "-c", config.to_str().unwrap()])
         .env("RUST_LOG", "warn")
+        .env("MIMI_BRIDGE_CRASH_AT", step)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -41,6 +48,24 @@ fn read_only(dir: &std::path::Path) -> Option<Store> {
 
 #[test]
 fn kill_9_mid_stream_loses_and_duplicates_nothing() {
+    interrupted_mid_stream(|child| child.kill().unwrap());
+}
+
+#[test]
+fn sigterm_mid_stream_drains_exits_0_and_loses_nothing() {
+    interrupted_mid_stream(|child| {
+        let pid = child.id().to_string();
+        assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+        let started = std::time::Instant::now();
+        let status = child.wait().unwrap();
+        assert!(status.success(), "SIGTERM exits 0: {status}");
+        let grace = mimi_bridge::daemon::SHUTDOWN_GRACE + Duration::from_secs(5);
+        assert!(started.elapsed() < grace, "stopped within the grace period ({:?})", started.elapsed());
+    });
+}
+
+/// 200 messages; the bridge is stopped by `stop` three times while they flow and restarted.
+fn interrupted_mid_stream(stop: impl Fn(&mut Child)) {
     let bridge = BridgeDir::new();
     let mut synapse = Synapse::start(&[&bridge.registration]);
     let config = bridge.dir.path().join("config.yaml");
@@ -57,7 +82,6 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
     });
     let mimi_room = read_only(bridge.dir.path()).unwrap().portal_of(&room).unwrap().unwrap();
 
-    // 200 messages; the bridge is killed with SIGKILL three times while they flow.
     let kills = [37, 91, 150];
     let mut seed = 0x9e37_79b9_u32;
     for i in 0..TOTAL {
@@ -67,8 +91,8 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
             seed ^= seed >> 17;
             seed ^= seed << 5;
             std::thread::sleep(Duration::from_millis(u64::from(seed % 200)));
-            child.kill().unwrap();
-            child.wait().unwrap();
+            stop(&mut child);
+            let _ = child.wait();
             child = start_bridge(&config, bridge.as_port, &log);
         }
     }
@@ -90,6 +114,46 @@ fn kill_9_mid_stream_loses_and_duplicates_nothing() {
         crate::common::run(&["log", "verify", "--data-dir", bridge.dir.path().join("data").to_str().unwrap()], b"");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     synapse.stop();
+}
+
+/// The bridge dies (abort, as kill -9 would leave it) right after each step of opening a portal
+/// is durable; restarted, it finishes opening the same MIMI room: one per portal, ever.
+#[test]
+fn a_crash_at_each_step_of_opening_a_portal_leaves_exactly_one_mimi_room() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let config = bridge.dir.path().join("config.yaml");
+    std::fs::write(&config, config_yaml(bridge.dir.path(), synapse.port, bridge.as_port)).unwrap();
+    let log = bridge.dir.path().join("bridge.log");
+    synapse.register("alice", "alice-password");
+    let token = synapse.login("alice", "alice-password");
+    let ghost = crate::bridge_peer::GHOST;
+    for (done, step) in ["portal-intent", "portal-room", "portal-invite"].into_iter().enumerate() {
+        let mut child = start_bridge_crashing_at(&config, bridge.as_port, &log, step);
+        let room = synapse.create_room(&token, &json!({"preset": "private_chat"}));
+        synapse.invite(&token, &room, ghost);
+        wait_for("the crash", Duration::from_secs(30), || child.try_wait().unwrap().is_some());
+        assert!(!child.wait().unwrap().success(), "{step}: aborted");
+        let store = read_only(bridge.dir.path()).unwrap();
+        assert!(store.portal_of(&room).unwrap().is_none(), "{step}: the crash came before the portal was recorded");
+        drop(store);
+        let mut child = start_bridge(&config, bridge.as_port, &log);
+        wait_for("the portal", Duration::from_secs(30), || {
+            read_only(bridge.dir.path()).is_some_and(|s| s.portal_of(&room).unwrap().is_some())
+        });
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let store = read_only(bridge.dir.path()).unwrap();
+        let rooms = mimi_bridge::replay::list_rooms(&store).unwrap();
+        assert_eq!(rooms.len(), done + 1, "{step}: one MIMI room per portal: {rooms:?}");
+        let mimi_room = store.portal_of(&room).unwrap().unwrap();
+        let state = mimi_bridge::replay::state_at(&store, &mimi_room, None);
+        assert!(state.is_ok(), "{step}: the room's state reads back");
+        assert!(store.portal_intent(&room).unwrap().is_none(), "{step}: the intent is cleared with the record");
+    }
+    let out =
+        crate::common::run(&["log", "verify", "--data-dir", bridge.dir.path().join("data").to_str().unwrap()], b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 #[test]

@@ -21,20 +21,20 @@ use serde_json::{Value, json};
 use crate::bridge_synapse::{BridgeDir, open_portal, wait_for};
 use crate::synapse::Synapse;
 
-const PEER: &str = "part.test";
-const BOB: &str = "@bob:part.test";
-const GHOST: &str = "@mimi_part.test_bob:hs.test";
-const ALICE_MIMI: &str = "@alice:mimi.hs.test";
+pub(crate) const PEER: &str = "part.test";
+pub(crate) const BOB: &str = "@bob:part.test";
+pub(crate) const GHOST: &str = "@mimi_part.test_bob:hs.test";
+pub(crate) const ALICE_MIMI: &str = "@alice:mimi.hs.test";
 
 /// The peer's view: its own store following the bridge's hub.
-struct Peer {
-    hub: Hub,
+pub(crate) struct Peer {
+    pub hub: Hub,
     key: ServerKey,
     _dir: tempfile::TempDir,
 }
 
 impl Peer {
-    fn new(bridge_key: &ServerKey) -> Self {
+    pub(crate) fn new(bridge_key: &ServerKey) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let key = ServerKey::from_seed("peer1", [5; 32]).unwrap();
         let hub = Hub::new(PEER, &key, Arc::new(Store::open(dir.path()).unwrap())).unwrap();
@@ -43,7 +43,7 @@ impl Peer {
     }
 
     /// Follows the hub's log (a hook until the hub fans out).
-    fn follow(&self, hub: &Hub, room: &str) {
+    pub(crate) fn follow(&self, hub: &Hub, room: &str) {
         let from = self
             .hub
             .store()
@@ -83,7 +83,7 @@ impl Peer {
 
 /// MIMI content Bob writes, as a Matrix event would translate (replies and edits resolved
 /// through the bridge's maps).
-fn bob_mimi(bridge_store: &Arc<Store>, room: &str, content: &Value) -> Vec<u8> {
+pub(crate) fn bob_mimi(bridge_store: &Arc<Store>, room: &str, content: &Value) -> Vec<u8> {
     let event = json!({"type": content.get("type").and_then(Value::as_str).unwrap_or("m.room.message"),
         "sender": BOB, "room_id": room, "event_id": "$peer", "origin_server_ts": 1, "content": content["content"]});
     let ctx = OutboundContext { room_uri: "mimi://mimi.hs.test/r/x".into(), salt: Salt::Random };
@@ -94,7 +94,13 @@ fn bob_mimi(bridge_store: &Arc<Store>, room: &str, content: &Value) -> Vec<u8> {
     }
 }
 
-fn lpdu(peer: &Peer, room: &str, event_type: &str, state_key: Option<&str>, content: Value) -> UnverifiedLpdu {
+pub(crate) fn lpdu(
+    peer: &Peer,
+    room: &str,
+    event_type: &str,
+    state_key: Option<&str>,
+    content: Value,
+) -> UnverifiedLpdu {
     let template = mimi_bridge::event::EventTemplate {
         room_id: room.to_owned(),
         event_type: event_type.to_owned(),

@@ -4,6 +4,7 @@
 
 mod appservice_http;
 mod bridge_crash;
+mod bridge_isolation;
 mod bridge_peer;
 mod bridge_synapse;
 mod cli;
@@ -11,6 +12,7 @@ mod common;
 mod config;
 mod crash;
 mod edn;
+mod federation_limits;
 mod fixtures;
 mod homeserver;
 mod hub;

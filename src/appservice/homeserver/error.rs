@@ -198,3 +198,13 @@ fn excerpt(body: &[u8]) -> String {
         None => trimmed.to_owned(),
     }
 }
+
+impl crate::queue::Retryable for HomeserverError {
+    fn is_retryable(&self) -> bool {
+        HomeserverError::is_retryable(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        HomeserverError::retry_after(self)
+    }
+}

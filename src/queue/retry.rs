@@ -1,16 +1,16 @@
-//! A bounded retry loop with exponential backoff, for calls whose failure may be transient.
+//! The one retry policy: exponential backoff with jitter that honours what the other side asked
+//! for, used by the bounded [`retry`] loop around single calls and by the durable queues'
+//! per-destination [`Backoff`] (which never gives up: its entries are durable).
 //!
-//! The loop never retries an error its [`Retryable`] implementation calls final (a 4xx other than
-//! 429, a malformed answer), always waits at least what the server asked for (`retry_after_ms` on
-//! 429), and stops at whichever comes first: the attempt limit or the time budget. It reports how
-//! many retries it made, so callers can feed a "retries" metric.
+//! Neither retries an error its [`Retryable`] implementation calls final (a 4xx other than 429,
+//! a malformed answer); both wait at least what the server asked for (`retry_after_ms`,
+//! `Retry-After`). The loop stops at whichever comes first, the attempt limit or the time budget,
+//! and reports how many retries it made, so callers can feed a "retries" metric.
 
 use std::fmt::Display;
 use std::time::Duration;
 
 use tokio::time::Instant;
-
-use super::HomeserverError;
 
 /// When and how often to try again.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,16 +62,6 @@ pub trait Retryable {
     }
 }
 
-impl Retryable for HomeserverError {
-    fn is_retryable(&self) -> bool {
-        HomeserverError::is_retryable(self)
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        HomeserverError::retry_after(self)
-    }
-}
-
 /// The outcome of [`retry`]: the last attempt's result and how many retries preceded it.
 #[derive(Debug)]
 #[must_use = "the result of the retried call is inside"]
@@ -109,14 +99,55 @@ where
         if !error.is_retryable() || retries.saturating_add(1) >= policy.max_attempts {
             return Retried { result, retries };
         }
-        let backoff = jitter(policy.backoff(retries));
-        let delay = error.retry_after().map_or(backoff, |asked| asked.max(backoff));
+        let delay = policy.delay(retries, error);
         if start.elapsed().saturating_add(delay) > policy.max_elapsed {
             return Retried { result, retries };
         }
-        tracing::warn!(%error, retry = retries + 1, delay_ms = delay.as_millis(), "homeserver call failed, retrying");
+        tracing::warn!(%error, retry = retries + 1, delay_ms = delay.as_millis(), "call failed, retrying");
         tokio::time::sleep(delay).await;
         retries += 1;
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before retry number `retry` (0-based) after `error`: the jittered backoff, or
+    /// what the server asked for if that is longer.
+    pub fn delay(&self, retry: u32, error: &impl Retryable) -> Duration {
+        let backoff = jitter(self.backoff(retry));
+        error.retry_after().map_or(backoff, |asked| asked.max(backoff))
+    }
+}
+
+/// The backoff of one destination of a durable queue: the policy's delays, growing with each
+/// failure in a row and reset by a success. It ignores the policy's attempt limit and time
+/// budget, because what it retries is durable and must eventually go.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    policy: RetryPolicy,
+    failures: u32,
+}
+
+impl Backoff {
+    /// A backoff with no failures yet.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self { policy, failures: 0 }
+    }
+
+    /// Records a failure and returns how long to wait before trying again.
+    pub fn failed(&mut self, error: &impl Retryable) -> Duration {
+        let delay = self.policy.delay(self.failures, error);
+        self.failures = self.failures.saturating_add(1);
+        delay
+    }
+
+    /// Records a success: the next failure waits the initial delay again.
+    pub fn succeeded(&mut self) {
+        self.failures = 0;
+    }
+
+    /// Failures in a row so far.
+    pub fn failures(&self) -> u32 {
+        self.failures
     }
 }
 

@@ -1,0 +1,140 @@
+//! One destination's worker: reads the destination's entries a page at a time, delivers them in
+//! order with one request in flight, backs off alone when the other side fails, and stops when
+//! the destination has nothing left (or the queue shuts down).
+
+use std::sync::Arc;
+use std::sync::PoisonError;
+use std::sync::atomic::Ordering;
+
+use super::{Backoff, Deliver, PAGE, Queue, Retryable, blocking};
+use crate::store::{Batch, QueueEntry, QueueKey};
+
+/// Why a worker stops before its destination is empty.
+enum Stop {
+    Shutdown,
+    StoreFailed,
+}
+
+pub(super) async fn run<D: Deliver>(queue: Arc<Queue<D>>, dest: String) {
+    let mut backoff = Backoff::new(queue.policy.clone());
+    let stopped = loop {
+        if *queue.shutdown.borrow() {
+            break Some(Stop::Shutdown);
+        }
+        set_lane(&queue, &dest, |lane| lane.dirty = false);
+        let (store, id, from_dest) = (Arc::clone(&queue.store), queue.id, dest.clone());
+        // Always from the start of the destination: delivered entries are gone, and an entry
+        // made durable late (under a lower number) is still picked up in order.
+        let page = blocking(move || store.queue_page(id, &from_dest, 0, PAGE)).await;
+        let entries = match page {
+            Ok(entries) => entries,
+            Err(error) => {
+                tracing::error!(queue = queue.id.name(), dest, %error, "reading a delivery queue failed");
+                break Some(Stop::StoreFailed);
+            }
+        };
+        if entries.is_empty() {
+            if finished(&queue, &dest) {
+                break None;
+            }
+            continue;
+        }
+        let mut stop = None;
+        for entry in &entries {
+            if let Err(why) = deliver_one(&queue, &dest, entry, &mut backoff).await {
+                stop = Some(why);
+                break;
+            }
+        }
+        if stop.is_some() {
+            break stop;
+        }
+    };
+    if let Some(Stop::StoreFailed) = stopped {
+        tracing::error!(queue = queue.id.name(), dest, "delivery stopped: the store refuses writes");
+        queue.failed.store(true, Ordering::SeqCst);
+    }
+    if stopped.is_some() {
+        queue.lanes.lock().unwrap_or_else(PoisonError::into_inner).remove(&dest);
+    }
+    queue.workers.send_modify(|n| *n = n.saturating_sub(1));
+}
+
+fn set_lane<D>(queue: &Queue<D>, dest: &str, change: impl FnOnce(&mut super::Lane)) {
+    if let Some(lane) = queue.lanes.lock().unwrap_or_else(PoisonError::into_inner).get_mut(dest) {
+        change(lane);
+    }
+}
+
+/// The destination read empty: the worker ends unless entries were queued meanwhile.
+fn finished<D>(queue: &Queue<D>, dest: &str) -> bool {
+    let mut lanes = queue.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+    if lanes.get(dest).is_some_and(|lane| lane.dirty) {
+        return false;
+    }
+    lanes.remove(dest);
+    true
+}
+
+async fn deliver_one<D: Deliver>(
+    queue: &Queue<D>,
+    dest: &str,
+    entry: &QueueEntry,
+    backoff: &mut Backoff,
+) -> Result<(), Stop> {
+    let key = QueueKey { queue: queue.id, dest: dest.to_owned(), seq: entry.seq };
+    set_lane(queue, dest, |lane| lane.head_ms = Some(entry.queued_ms));
+    let mut shutdown = queue.shutdown.clone();
+    loop {
+        let permit = tokio::select! {
+            permit = queue.slots.acquire() => permit.map_err(|_| Stop::Shutdown)?,
+            () = crate::http::stopped(&mut shutdown) => return Err(Stop::Shutdown),
+        };
+        // A delivery that started finishes, shutdown or not: its effect must be recorded.
+        let result = queue.deliver.deliver(dest, entry).await;
+        drop(permit);
+        let error = match result {
+            Ok(mut batch) => {
+                backoff.succeeded();
+                batch.queue_remove(&key);
+                return remove(queue, batch, true).await;
+            }
+            Err(error) => error,
+        };
+        queue.metrics.failures.fetch_add(1, Ordering::Relaxed);
+        if !error.is_retryable() {
+            tracing::warn!(queue = queue.id.name(), dest, seq = entry.seq, %error, "delivery refused for good");
+            queue.deliver.undeliverable(dest, entry, &error).await;
+            queue.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+            let mut batch = Batch::new();
+            batch.queue_remove(&key);
+            return remove(queue, batch, false).await;
+        }
+        let delay = backoff.failed(&error);
+        tracing::warn!(
+            queue = queue.id.name(),
+            dest,
+            seq = entry.seq,
+            %error,
+            failures_in_a_row = backoff.failures(),
+            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            "delivery failed; this destination waits, the others go on"
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = crate::http::stopped(&mut shutdown) => return Err(Stop::Shutdown),
+        }
+    }
+}
+
+async fn remove<D>(queue: &Queue<D>, batch: Batch, delivered: bool) -> Result<(), Stop> {
+    if let Err(error) = queue.store.submit(batch).wait().await {
+        tracing::error!(queue = queue.id.name(), %error, "recording a delivery failed");
+        return Err(Stop::StoreFailed);
+    }
+    crate::http::metrics::Metrics::decrement(&queue.metrics.depth);
+    if delivered {
+        queue.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}
