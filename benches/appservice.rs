@@ -32,9 +32,10 @@
 
 #[path = "support/mod.rs"]
 mod support;
+#[path = "support/synapse.rs"]
+mod synapse;
 
 use std::fmt::Write as _;
-use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
@@ -49,6 +50,7 @@ use mimi_bridge::store::Store;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 use support::rate;
+use synapse::{Synapse, agent};
 
 /// The allocator the `mimi-bridge` binary uses.
 #[global_allocator]
@@ -56,7 +58,6 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const HS_TOKEN: &str = "hs-token-0123456789";
 const AS_TOKEN: &str = "as-token-9876543210";
-const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/synapse");
 /// Rooms the pushed events are spread over.
 const ROOMS: u64 = 16;
 /// Concurrent client connections (and Synapse senders) in the concurrent scenarios.
@@ -68,14 +69,6 @@ const WARMUP: usize = 5;
 
 /// Every event ID in the run is distinct.
 static NEXT_EVENT: AtomicU64 = AtomicU64::new(0);
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_mins(1)))
-        .build()
-        .into()
-}
 
 /// CPU seconds (user + system) of a process (`self` or a pid), from /proc (Linux).
 fn cpu_seconds(pid: &str) -> f64 {
@@ -308,127 +301,16 @@ fn floors(window: Duration) -> (f64, f64) {
     (http, sync)
 }
 
-fn describe(what: &str, out: &Output) -> String {
-    format!(
-        "{what} failed ({})\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-fn script(args: &[&str]) -> Output {
-    Command::new(SCRIPT).args(args).output().unwrap_or_else(|e| panic!("cannot run {SCRIPT}: {e}"))
-}
-
-/// A real Synapse on a free loopback port, stopped on drop (also when unwinding from a panic).
-struct Synapse {
-    dir: tempfile::TempDir,
-    base: String,
-    agent: ureq::Agent,
-}
-
-impl Synapse {
-    fn start() -> Self {
-        let out = script(&["install"]);
-        assert!(out.status.success(), "{}", describe("scripts/synapse install", &out));
-        let dir = tempfile::Builder::new().prefix("synapse-bench-").tempdir().expect("dir");
-        let path = dir.path().to_str().expect("UTF-8 temporary path").to_owned();
-        for attempt in 0.. {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-            let out = Command::new(SCRIPT)
-                .args(["start", &path, &port.to_string()])
-                .env("MIMI_BRIDGE_SYNAPSE_SERVER_NAME", "hs.test")
-                .env("MIMI_BRIDGE_SYNAPSE_WATCH_PID", std::process::id().to_string())
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run {SCRIPT}: {e}"));
-            if out.status.success() {
-                return Synapse { dir, base: format!("http://127.0.0.1:{port}"), agent: agent() };
-            }
-            let message = describe(&format!("scripts/synapse start {path} {port}"), &out);
-            assert!(attempt < 4 && message.contains("Address already in use"), "{message}");
-        }
-        unreachable!("the loop returns or panics")
-    }
-
-    fn path(&self) -> &str {
-        self.dir.path().to_str().expect("UTF-8 temporary path")
-    }
-
-    /// The server's pid, for its CPU time.
-    fn pid(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("synapse.pid")).expect("synapse.pid").trim().to_owned()
-    }
-
-    fn register(&self, user: &str, password: &str) {
-        let out = script(&["register", self.path(), user, password]);
-        assert!(out.status.success(), "{}", describe(&format!("scripts/synapse register {user}"), &out));
-    }
-
-    /// POST or PUT a JSON body, expecting 200; returns the response.
-    fn call(agent: &ureq::Agent, put: bool, url: &str, token: Option<&str>, body: &Value) -> Value {
-        let mut request = if put { agent.put(url) } else { agent.post(url) };
-        if let Some(token) = token {
-            request = request.header("Authorization", &format!("Bearer {token}"));
-        }
-        let mut response = request.send_json(body).unwrap_or_else(|e| panic!("{url}: {e}"));
-        let status = response.status().as_u16();
-        let text = response.body_mut().read_to_string().expect("response body");
-        assert_eq!(status, 200, "{url} answered {status}: {text}");
-        serde_json::from_str(&text).expect("JSON response")
-    }
-
-    fn login(&self, user: &str, password: &str) -> String {
-        let body = json!({"type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
-                          "password": password});
-        let url = format!("{}/_matrix/client/v3/login", self.base);
-        Self::call(&self.agent, false, &url, None, &body)["access_token"].as_str().expect("access_token").to_owned()
-    }
-
-    fn create_room(&self, token: &str, name: &str) -> String {
-        let url = format!("{}/_matrix/client/v3/createRoom", self.base);
-        let body = json!({"preset": "private_chat", "name": name});
-        Self::call(&self.agent, false, &url, Some(token), &body)["room_id"].as_str().expect("room_id").to_owned()
-    }
-
-    /// `senders` threads, each with its own connection and room, send `per_sender` messages
-    /// sequentially (after a warm-up).
-    fn send_run(&self, token: &str, rooms: &[String], per_sender: usize) -> Run {
-        let pid = self.pid();
-        drive(rooms.len(), per_sender, 1, &pid, |c, agent, i| {
-            let url = format!(
-                "{}/_matrix/client/v3/rooms/{}/send/m.room.message/bench-{}-{c}-{i}",
-                self.base,
-                encode(&rooms[c]),
-                rooms.len()
-            );
-            let body = json!({"msgtype": "m.text", "body": text(i as u64)});
-            let response = Self::call(agent, true, &url, Some(token), &body);
-            assert!(response["event_id"].as_str().is_some_and(|e| e.starts_with('$')), "{response}");
-        })
-    }
-}
-
-impl Drop for Synapse {
-    fn drop(&mut self) {
-        match Command::new(SCRIPT).args(["stop", self.path()]).output() {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!("{}", describe("scripts/synapse stop", &out)),
-            Err(e) => eprintln!("cannot run {SCRIPT} stop: {e}"),
-        }
-    }
-}
-
 /// The Synapse baseline: (sequential sends, 8 concurrent senders).
 fn synapse_runs(sequential: usize, per_sender: usize) -> (Run, Run) {
     let started = Instant::now();
-    let synapse = Synapse::start();
+    let synapse = Synapse::start(&[]);
     synapse.register("bench", "bench-password");
     let token = synapse.login("bench", "bench-password");
     let rooms: Vec<String> = (0..CONNECTIONS).map(|r| synapse.create_room(&token, &format!("bench {r}"))).collect();
     eprintln!("synapse: started, user and {} rooms made in {:.1}s", rooms.len(), started.elapsed().as_secs_f64());
-    let one = synapse.send_run(&token, &rooms[..1], sequential);
-    let many = synapse.send_run(&token, &rooms, per_sender);
+    let one = send_run(&synapse, &token, &rooms[..1], sequential);
+    let many = send_run(&synapse, &token, &rooms, per_sender);
     drop(synapse);
     (one, many)
 }
@@ -522,4 +404,21 @@ fn main() {
             run.events_per_second() / base.events_per_second()
         );
     }
+}
+
+/// `senders` threads, each with its own connection and room, send `per_sender` messages
+/// sequentially (after a warm-up).
+fn send_run(synapse: &Synapse, token: &str, rooms: &[String], per_sender: usize) -> Run {
+    let pid = synapse.pid();
+    drive(rooms.len(), per_sender, 1, &pid, |c, agent, i| {
+        let url = format!(
+            "{}/_matrix/client/v3/rooms/{}/send/m.room.message/bench-{}-{c}-{i}",
+            synapse.base,
+            encode(&rooms[c]),
+            rooms.len()
+        );
+        let body = json!({"msgtype": "m.text", "body": text(i as u64)});
+        let response = Synapse::call(agent, true, &url, Some(token), &body);
+        assert!(response["event_id"].as_str().is_some_and(|e| e.starts_with('$')), "{response}");
+    })
 }

@@ -48,11 +48,18 @@ pub enum BridgeError {
     Internal(&'static str),
 }
 
+/// Hub work running at once on blocking threads: enough to keep both cores and the group commit
+/// busy, few enough that a flood over many rooms does not start a thread (and its allocator
+/// caches) per room.
+const HUB_WORKERS: usize = 8;
+static HUB_WORK: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HUB_WORKERS);
+
 /// Runs hub work on a blocking thread: it may load a cold room, run MLS, or wait on synced
-/// writes, none of which belongs on a runtime thread.
+/// writes, none of which belongs on a runtime thread. At most [`HUB_WORKERS`] at once.
 pub(super) async fn off_runtime<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, BridgeError> + Send + 'static,
 ) -> Result<T, BridgeError> {
+    let _turn = HUB_WORK.acquire().await.map_err(|_| BridgeError::Internal("hub work closed"))?;
     tokio::task::spawn_blocking(work).await.map_err(|_| BridgeError::Internal("a blocking task panicked"))?
 }
 

@@ -71,6 +71,13 @@ impl Bridge {
                 let alias = format!("#{alias_name}:{}", self.settings.domain);
                 Ok(self.homeserver.join(&alias, None).await?)
             }
+            Err(error) if error.errcode() == Some("M_EXCLUSIVE") => {
+                // A registration from before the alias namespace: still works, without the alias
+                // (a crash between creating the room and recording the portal may leave a spare).
+                tracing::warn!("the registration reserves no alias for `open`; regenerate it (generate-registration)");
+                let content = json!({"preset": "private_chat", "name": "MIMI portal", "invite": [sender]});
+                Ok(self.homeserver.create_room(None, &content).await?)
+            }
             Err(error) => Err(error.into()),
         }
     }

@@ -137,9 +137,6 @@ impl Bridge {
     /// Makes a local user a joined member of the MIMI room with a device in its group (the
     /// hub's admission, on a blocking thread: it waits on several synced writes).
     pub(super) async fn ensure_member(&self, mimi_room: &str, user: &str) -> Result<(), BridgeError> {
-        if self.hub.in_group(mimi_room, user)? {
-            return Ok(());
-        }
         let record = self.portal_record(mimi_room)?;
         let sponsor =
             record.get("creator").and_then(Value::as_str).ok_or(BridgeError::Malformed("portal creator"))?.to_owned();

@@ -57,7 +57,8 @@ impl std::fmt::Debug for Registration {
 pub struct Namespaces {
     /// User IDs: the bot and the ghosts.
     pub users: Vec<Namespace>,
-    /// Room aliases (none).
+    /// Room aliases: those of rooms the bot makes for `open` (`#<bot>_open_<n>`), which name
+    /// the room so that a retried command finds it instead of making another.
     pub aliases: Vec<Namespace>,
     /// Room IDs (none).
     pub rooms: Vec<Namespace>,
@@ -86,6 +87,7 @@ impl Registration {
             })
             .collect();
         let ghosts = format!("^@{ghost_localpart}:{domain}$");
+        let opened = format!("^#{}_open_[0-9]+:{domain}$", escape(&appservice.bot.username));
         Self {
             id: appservice.id.clone(),
             url: appservice.address.clone(),
@@ -94,7 +96,7 @@ impl Registration {
             sender_localpart: appservice.bot.username.clone(),
             namespaces: Namespaces {
                 users: vec![Namespace { exclusive: true, regex: bot }, Namespace { exclusive: true, regex: ghosts }],
-                aliases: Vec::new(),
+                aliases: vec![Namespace { exclusive: true, regex: opened }],
                 rooms: Vec::new(),
             },
             rate_limited: false,

@@ -1,8 +1,7 @@
 //! `PUT …/send/{txnId}`: PDUs and LPDUs from another server, each processed before the answer.
 //!
-//! An LPDU must come from its origin (the sender's server, authenticated by X-Matrix) and is
-//! completed and appended if this server is its room's hub; a PDU from a room's hub extends this
-//! server's copy. Rejections are reported per event in `failed_pdus`, keyed by the ID of the
+//! The request is authenticated (X-Matrix) and each object handed to the hub's one entry point
+//! (`Hub::receive`), which decides what it is and what this server's role in its room is. Rejections are reported per event in `failed_pdus`, keyed by the ID of the
 //! object as received; retries are idempotent (a second copy is recognised, not appended). A
 //! failure of this server's own storage fails the whole request with a 5xx instead, because a
 //! peer takes a per-event rejection as final.
@@ -11,11 +10,8 @@ use serde_json::{Value, json};
 
 use super::Federation;
 use crate::event::canonical::parse_object;
-use crate::event::meta::server_of;
-use crate::event::room_version::LINEARIZED_02;
-use crate::event::{UnverifiedLpdu, UnverifiedPdu};
 use crate::http::{MatrixError, Request, Response};
-use crate::hub::HubError;
+use crate::hub::{HubError, Refused};
 
 /// Most PDUs and EDUs one transaction may carry.
 const MAX_PDUS: usize = 50;
@@ -59,48 +55,22 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
                 continue;
             }
         };
-        let is_lpdu = object.contains_key("hub_server") && !object.contains_key("prev_events");
-        if is_lpdu {
-            let lpdu = match UnverifiedLpdu::from_object(object) {
-                Ok(lpdu) => lpdu,
-                Err(e) => {
-                    failed.insert(format!("#{index}"), json!({"error": e.to_string()}));
-                    continue;
-                }
-            };
-            if server_of(&lpdu.meta().sender) != origin {
-                let id = lpdu.reference_id(&LINEARIZED_02);
-                failed.insert(id, json!({"error": format!("sender is not a user of the origin {origin}")}));
-                continue;
-            }
-            if let Err(rejection) = hub.append_lpdu(lpdu).await {
-                local_failure(&rejection.error)?;
-                failed.insert(rejection.lpdu_id, json!({"error": rejection.error.to_string()}));
-            }
-        } else {
-            let pdu = match UnverifiedPdu::from_object(object) {
-                Ok(pdu) => pdu,
-                Err(e) => {
-                    failed.insert(format!("#{index}"), json!({"error": e.to_string()}));
-                    continue;
-                }
-            };
-            let id = pdu.event_id(&LINEARIZED_02);
-            // A room's events come from its hub: the create event's sender's server.
-            let room_hub = match hub.room_hub(&pdu.meta().room_id) {
-                Some(room_hub) => room_hub,
-                None if pdu.meta().event_type == "m.room.create" => server_of(&pdu.meta().sender).to_owned(),
-                None => String::new(),
-            };
-            if room_hub != origin {
-                failed.insert(id, json!({"error": format!("{origin} is not this room's hub")}));
-                continue;
-            }
-            if let Err(error) = hub.follow(pdu).await {
-                local_failure(&error)?;
-                failed.insert(id, json!({"error": error.to_string()}));
-            }
-        }
+        // Verifying, completing and (for a cold room) loading happen off the runtime threads;
+        // only the wait for durability is async.
+        let (hub, from) = (std::sync::Arc::clone(hub), origin.clone());
+        let received = tokio::task::spawn_blocking(move || hub.receive(&from, object))
+            .await
+            .map_err(|_| MatrixError::internal("the server failed while storing the transaction; retry"))?;
+        let refused = match received {
+            Ok(pending) => match pending.durable().await {
+                Ok(_) => continue,
+                Err(error) => Refused { id: String::new(), error },
+            },
+            Err(refused) => *refused,
+        };
+        local_failure(&refused.error)?;
+        let id = if refused.id.is_empty() { format!("#{index}") } else { refused.id };
+        failed.insert(id, json!({"error": refused.error.to_string()}));
     }
     Ok(crate::http::json(hyper::StatusCode::OK, &json!({"failed_pdus": failed})))
 }

@@ -188,11 +188,9 @@ impl Hub {
         head: RoomHead,
     ) -> Result<Arc<std::sync::Mutex<RoomHead>>, HubError> {
         let mut rooms = lock(&self.rooms);
-        if rooms.contains_key(room_id) || self.store.short_room(room_id)?.is_some() {
+        if rooms.contains(room_id) || self.store.short_room(room_id)?.is_some() {
             return Err(HubError::RoomExists(room_id.to_owned()));
         }
-        let head = Arc::new(std::sync::Mutex::new(head));
-        rooms.insert(room_id.to_owned(), Arc::clone(&head));
-        Ok(head)
+        Ok(rooms.insert(room_id, Arc::new(std::sync::Mutex::new(head)), &self.store))
     }
 }

@@ -96,7 +96,7 @@ impl Hub {
         preset: &RoomPreset,
         ts: i64,
     ) -> Result<(), HubError> {
-        if self.store.short_room(room_id)?.is_none() && !lock(&self.rooms).contains_key(room_id) {
+        if self.store.short_room(room_id)?.is_none() && !lock(&self.rooms).contains(room_id) {
             let (_, pending) = self.submit_create_room_as(room_id.to_owned(), creator, preset, ts)?;
             for p in pending {
                 p.wait()?;

@@ -50,6 +50,14 @@ pub enum HubError {
         /// The user.
         user: String,
     },
+    /// An object whose sender is not a user of the server that sent it.
+    #[error("sender {sender} is not a user of the origin {origin}")]
+    WrongOrigin {
+        /// The server that sent it.
+        origin: String,
+        /// The event's sender.
+        sender: String,
+    },
     /// A locally authored event whose sender is not a user of this server.
     #[error("sender {sender} is not a user of this server ({server}); remote users send LPDUs")]
     NotLocalSender {

@@ -15,7 +15,9 @@ mod create;
 mod devices;
 mod error;
 mod follow;
+mod heads;
 mod mls;
+mod receive;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -31,6 +33,8 @@ use openmls::prelude::OpenMlsProvider as _;
 pub use admit::{Admission, member_event};
 pub use create::RoomPreset;
 pub use error::{HubError, LpduRejection};
+pub use heads::MAX_LOADED_ROOMS;
+pub use receive::Refused;
 
 /// An event that is (or, for a `PendingAppend`, will be once durable) in a room's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,7 +112,7 @@ pub struct Hub {
     key: ServerKey,
     store: Arc<Store>,
     keys: RwLock<KeyRing>,
-    rooms: Mutex<BTreeMap<String, Arc<Mutex<RoomHead>>>>,
+    rooms: Mutex<heads::Heads>,
     /// Device objects, for admitting devices to rooms' groups.
     directory: StoreDirectory,
     /// Key packages of this server's devices, for claims.
@@ -141,7 +145,7 @@ impl Hub {
             server_name: server_name.to_owned(),
             key: key.clone(),
             keys: RwLock::new(ring),
-            rooms: Mutex::new(BTreeMap::new()),
+            rooms: Mutex::new(heads::Heads::new(MAX_LOADED_ROOMS)),
             directory: StoreDirectory::new(Arc::clone(&store)),
             key_packages: crate::mls::key_package::KeyPackageDirectory::new(Arc::clone(&store)),
             store,
@@ -158,6 +162,16 @@ impl Hub {
     /// The store.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// How many room heads are loaded (at most about [`MAX_LOADED_ROOMS`]).
+    pub fn loaded_rooms(&self) -> usize {
+        lock(&self.rooms).len()
+    }
+
+    /// Sets how many room heads stay loaded before idle ones are evicted.
+    pub fn set_max_loaded_rooms(&self, limit: usize) {
+        lock(&self.rooms).limit = limit.max(1);
     }
 
     /// The hub of a room this server has, if it has it.
@@ -203,14 +217,13 @@ impl Hub {
     /// The head of a room, loaded from the store on first use.
     fn head(&self, room_id: &str) -> Result<Arc<Mutex<RoomHead>>, HubError> {
         if let Some(head) = lock(&self.rooms).get(room_id) {
-            return Ok(Arc::clone(head));
+            return Ok(head);
         }
         // Loaded without holding the rooms lock, so a cold room does not stall the others. If
         // another thread loaded it meanwhile, its head (which may already be ahead) wins.
         let short = self.store.short_room(room_id)?.ok_or_else(|| HubError::UnknownRoom(room_id.to_owned()))?;
         let loaded = Arc::new(Mutex::new(self.load_head(short)?));
-        let mut rooms = lock(&self.rooms);
-        Ok(Arc::clone(rooms.entry(room_id.to_owned()).or_insert(loaded)))
+        Ok(lock(&self.rooms).insert(room_id, loaded, &self.store))
     }
 
     /// Rebuilds a room's chain from its stored log. Stored events were verified on the way in;

@@ -42,6 +42,11 @@ pub use read::StateDelta;
 /// `migrate`).
 pub const SCHEMA_VERSION: u32 = 3;
 
+/// Bytes all column families' memtables may hold together.
+pub const MEMTABLE_BUDGET: usize = 64 << 20;
+/// Bytes of the block cache all column families share (each would otherwise get its own 8 MiB).
+pub const BLOCK_CACHE: usize = 32 << 20;
+
 /// Storage failures.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -184,6 +189,10 @@ impl Store {
         opts.create_missing_column_families(true);
         opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
         opts.set_max_background_jobs(2);
+        // Memtables of every column family together, before RocksDB flushes the largest: without
+        // this cap each of the ~30 families may hold 2 × 64 MiB, and a busy bridge's memory grows
+        // with its write volume instead of staying flat.
+        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
         // Column families a newer build added are opened too, so that the schema check below,
         // not RocksDB, reports the version mismatch.
         let mut names: Vec<String> = Cf::ALL.iter().map(|cf| cf.name().to_owned()).collect();
@@ -194,7 +203,9 @@ impl Store {
                 }
             }
         }
-        let descriptors = names.iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options()));
+        // One block cache for every family, so reads are cached within one bound.
+        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
+        let descriptors = names.iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options(&cache)));
         let db = Arc::new(DB::open_cf_descriptors(&opts, path, descriptors).map_err(rocks(path))?);
         let poison = Arc::new(Poison::default());
         let announcer = Arc::new(advance::Announcer::default());
@@ -301,8 +312,11 @@ impl Store {
 }
 
 /// Column-family options: log keys are written in order, so the defaults with LZ4 serve well.
-fn cf_options() -> Options {
+fn cf_options(cache: &rocksdb::Cache) -> Options {
     let mut opts = Options::default();
+    let mut table = rocksdb::BlockBasedOptions::default();
+    table.set_block_cache(cache);
+    opts.set_block_based_table_factory(&table);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     opts
 }

@@ -70,7 +70,7 @@ fn generate_registration_writes_tokens_back_and_keeps_them() {
                 {"exclusive": true, "regex": "^@mimibot:hs\\.test$"},
                 {"exclusive": true, "regex": "^@mimi_.*_.*:hs\\.test$"},
             ],
-            "aliases": [], "rooms": [],
+            "aliases": [{"exclusive": true, "regex": "^#mimibot_open_[0-9]+:hs\\.test$"}], "rooms": [],
         },
         "rate_limited": false, "receive_ephemeral": true, "de.sorunome.msc2409.push_ephemeral": true,
     });

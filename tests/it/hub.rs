@@ -321,3 +321,23 @@ fn a_redelivered_tail_is_a_duplicate_even_before_it_is_durable() {
     let (a, b) = (first.wait().unwrap(), again.wait().unwrap());
     assert!(!a.duplicate && b.duplicate && a.position == b.position && a.event_id == b.event_id);
 }
+
+/// Loaded room heads are bounded: with room for 4, twelve rooms in use keep at most about 4
+/// loaded, evicted rooms load again on their next use, and every log stays whole and verifies.
+#[test]
+fn idle_room_heads_are_evicted_and_reloaded_on_demand() {
+    let dir = tempfile::tempdir().unwrap();
+    let hub = open_hub(dir.path());
+    hub.set_max_loaded_rooms(4);
+    let rooms: Vec<String> =
+        (0..12).map(|_| hub.create_room_blocking(ALICE, &RoomPreset::default(), TS).unwrap().0).collect();
+    assert!(hub.loaded_rooms() <= 5, "{} heads loaded", hub.loaded_rooms());
+    for round in 0..3 {
+        for room in &rooms {
+            let appended = hub.submit_local(message(room, ALICE, &format!("round {round}"))).unwrap().wait().unwrap();
+            assert_eq!(appended.position, 5 + round, "{room}: the reloaded head continues the log");
+        }
+        assert!(hub.loaded_rooms() <= 5, "{} heads loaded", hub.loaded_rooms());
+    }
+    assert_eq!(replay::verify_store(hub.store(), None, &KeyRing::default(), false).unwrap().events, 12 * 8);
+}
