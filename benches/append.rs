@@ -54,7 +54,7 @@ fn open(dir: &std::path::Path, sync: SyncPolicy) -> (Arc<Hub>, ServerKey) {
     let store = Arc::new(Store::open_with(dir, sync).expect("store"));
     let hub = Hub::new(HUB, &ServerKey::from_seed("hub1", [7; 32]).expect("key"), store).expect("hub");
     let part = ServerKey::from_seed("part1", [9; 32]).expect("key");
-    hub.trust_key(PART, part.key_id(), part.verifying_key()).expect("trust");
+    hub.directories().trust_key(PART, part.key_id(), part.verifying_key()).expect("trust");
     (Arc::new(hub), part)
 }
 

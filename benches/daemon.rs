@@ -82,7 +82,7 @@ fn config_yaml(dir: &Path, hs_port: u16, as_port: u16, trusted: &str) -> String 
 fn make_portals(dir: &Path, key: &ServerKey) {
     let store = Arc::new(Store::open(&dir.join("data")).expect("store"));
     let hub = Hub::new("mimi.hs.test", key, Arc::clone(&store)).expect("hub");
-    hub.register_device(ALICE, "MIMIBRIDGE").expect("device");
+    hub.directories().register_device(ALICE, "MIMIBRIDGE").expect("device");
     let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
     for i in 0..PORTALS {
         let (room, _) = hub.create_room_blocking(ALICE, &preset, 1).expect("room");
@@ -101,7 +101,7 @@ fn percentile(sorted: &[f64], percent: usize) -> f64 {
 /// Bob (a peer server, in-process) joins the MIMI room of a real portal; returns his hub.
 fn bob_joins(hub: &Hub, room: &str, peer_key: &ServerKey, peer_dir: &Path, bridge_key: &ServerKey) -> Hub {
     let peer = Hub::new(PEER, peer_key, Arc::new(Store::open(peer_dir).expect("peer store"))).expect("peer");
-    peer.trust_key("mimi.hs.test", bridge_key.key_id(), bridge_key.verifying_key()).expect("trust");
+    peer.directories().trust_key("mimi.hs.test", bridge_key.key_id(), bridge_key.verifying_key()).expect("trust");
     let Ok(ruma::CanonicalJsonValue::Object(content)) =
         ruma::CanonicalJsonValue::try_from(json!({"membership": "join"}))
     else {
@@ -133,11 +133,13 @@ fn bob_joins(hub: &Hub, room: &str, peer_key: &ServerKey, peer_dir: &Path, bridg
         }
     };
     follow(&peer);
-    peer.register_device(BOB, "BOBDEV").expect("device");
-    hub.publish_device(&peer.device_object(BOB, "BOBDEV").expect("read").expect("object")).expect("publish");
-    peer.publish_key_packages(BOB, 1).expect("key packages");
-    let claimed = peer.claim_key_package(BOB, "BOBDEV").expect("claim").expect("package");
-    let package = hub.check_key_package(&claimed, BOB, "BOBDEV").expect("valid");
+    peer.directories().register_device(BOB, "BOBDEV").expect("device");
+    hub.directories()
+        .publish_device(&peer.directories().device_object(BOB, "BOBDEV").expect("read").expect("object"))
+        .expect("publish");
+    peer.directories().publish_key_packages(BOB, 1).expect("key packages");
+    let claimed = peer.directories().claim_key_package(BOB, "BOBDEV").expect("claim").expect("package");
+    let package = hub.directories().check_key_package(&claimed, BOB, "BOBDEV").expect("valid");
     let commit = hub.commit_add(room, ALICE, &[package], 1).expect("commit").wait().expect("durable");
     follow(&peer);
     peer.join_group(room, BOB, &hub.welcome(&commit.event_id).expect("read").expect("welcome").message).expect("join");

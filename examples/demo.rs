@@ -92,11 +92,11 @@ fn main() -> Result<()> {
     let (hub_key, part_key) = (load_key(hub_key)?, load_key(part_key)?);
 
     let hub = Hub::new(HUB, &hub_key, Arc::new(Store::open(hub_dir.as_ref())?))?;
-    hub.trust_key(PART, part_key.key_id(), part_key.verifying_key())?;
+    hub.directories().trust_key(PART, part_key.key_id(), part_key.verifying_key())?;
     let follower = Hub::new(PART, &part_key, Arc::new(Store::open(part_dir.as_ref())?))?;
-    follower.trust_key(HUB, hub_key.key_id(), hub_key.verifying_key())?;
-    hub.register_device(ALICE, "ALICEPHONE")?;
-    follower.register_device(BOB, "BOBLAPTOP")?;
+    follower.directories().trust_key(HUB, hub_key.key_id(), hub_key.verifying_key())?;
+    hub.directories().register_device(ALICE, "ALICEPHONE")?;
+    follower.directories().register_device(BOB, "BOBLAPTOP")?;
     let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
     let (room, opening) = hub.create_room_blocking(ALICE, &preset, now_ms())?;
     println!("hub.test created {room} ({} opening events), MLS group at epoch 0", opening.len());
@@ -113,10 +113,11 @@ fn main() -> Result<()> {
 
     // Bob's device joins the group: part.test vouches for it and publishes key packages; Alice
     // claims one and commits; the Welcome goes to part.test once the commit is in the log.
-    hub.publish_device(&follower.device_object(BOB, "BOBLAPTOP")?.context("Bob's device object")?)?;
-    follower.publish_key_packages(BOB, 1)?;
-    let claimed = follower.claim_key_package(BOB, "BOBLAPTOP")?.context("a key package")?;
-    let package = hub.check_key_package(&claimed, BOB, "BOBLAPTOP")?;
+    hub.directories()
+        .publish_device(&follower.directories().device_object(BOB, "BOBLAPTOP")?.context("Bob's device object")?)?;
+    follower.directories().publish_key_packages(BOB, 1)?;
+    let claimed = follower.directories().claim_key_package(BOB, "BOBLAPTOP")?.context("a key package")?;
+    let package = hub.directories().check_key_package(&claimed, BOB, "BOBLAPTOP")?;
     let commit = hub.commit_add(&room, ALICE, &[package], now_ms())?.wait()?;
     let welcome = hub.welcome(&commit.event_id)?.context("the Welcome")?;
     follow(&hub, &follower, &room)?;

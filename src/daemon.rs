@@ -103,7 +103,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         pinned.add_argument(trusted).map_err(|e| setup("mimi.trusted_keys")(&e))?;
     }
     for (server, key_id, key) in pinned.iter() {
-        hub.trust_key(server, key_id, *key).map_err(|e| setup("mimi.trusted_keys")(&e))?;
+        hub.directories().trust_key(server, key_id, *key).map_err(|e| setup("mimi.trusted_keys")(&e))?;
     }
     let homeserver = Arc::new(
         HomeserverClient::new(&config.homeserver.address, &config.appservice.as_token, config.appservice.id.clone())
@@ -143,7 +143,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         .await
         .map_err(|e| setup("mimi.federation_listen")(&format!("binding {}: {e}", config.mimi.federation_listen)))?;
     let federation_address = federation_listener.local_addr().map_err(|e| setup("mimi.federation_listen")(&e))?;
-    let federation = Arc::new(crate::federation::Federation { hub: Arc::clone(&hub) });
+    let federation = Arc::new(crate::federation::Federation::new(Arc::clone(&hub)));
     listeners.push(tokio::spawn(crate::http::serve(
         federation_listener,
         federation,

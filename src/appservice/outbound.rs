@@ -7,6 +7,7 @@
 //! homeserver queue in the batch that moves the cursor. The queue (`delivery`) sends them, one
 //! Matrix room at a time, in order. An idle bridge does nothing here: no timer, no polling.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -48,18 +49,24 @@ impl Bridge {
         if let Err(error) = self.mark_every_portal(&advances).await {
             tracing::error!(%error, "listing the portals failed; following only new appends");
         }
-        let mut backoff = Backoff::new(RetryPolicy::default());
+        // A portal that fails to follow (a store error) is looked at again after its own backoff,
+        // from a timer, so the others are not held up.
+        let mut failing: BTreeMap<ShortRoomId, Backoff> = BTreeMap::new();
         loop {
             let rooms = advances.next().await;
             let durable_us = now_us();
             for (room, position) in rooms {
                 if let Err(error) = self.follow_portal(room, durable_us, &queue).await {
-                    let delay = backoff.failed(&error);
+                    let delay =
+                        failing.entry(room).or_insert_with(|| Backoff::new(RetryPolicy::default())).failed(&error);
                     tracing::warn!(%error, delay_ms = delay.as_millis(), "following a portal failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    advances.mark(room, position);
+                    let advances = advances.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        advances.mark(room, position);
+                    });
                 } else {
-                    backoff.succeeded();
+                    failing.remove(&room);
                 }
             }
         }

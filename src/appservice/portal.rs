@@ -88,7 +88,7 @@ impl Bridge {
         let remote_user = intent["remote"].as_str().map(str::to_owned);
         // Device registration and room creation wait on synced writes: a blocking thread's work.
         off_runtime(move || {
-            hub.register_device(&room_creator, DEVICE_ID)?;
+            hub.directories().register_device(&room_creator, DEVICE_ID)?;
             let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
             hub.open_room_blocking(&room_id, &room_creator, &preset, now_ms())?;
             crash_point("portal-room");

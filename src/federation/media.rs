@@ -4,12 +4,29 @@
 //! the SHA-256 of the ciphertext. What is stored and served here is only that ciphertext, under
 //! an unguessable ID; the key travels inside the MLS-encrypted message. So the endpoint needs no
 //! authentication, like a homeserver's media repository behind an unguessable media ID.
+//!
+//! An attachment is stored in chunks and streamed a chunk at a time (each read from the store on
+//! a blocking thread as the client takes the previous one), so a download holds one chunk in
+//! memory, never the whole file; at most [`MAX_DOWNLOADS`] are served at once, and further
+//! requests wait for a slot.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http_body_util::BodyExt as _;
+use hyper::body::{Bytes, Frame};
 
 use super::Federation;
 use crate::http::{MatrixError, Request, Response};
+use crate::store::{Store, StoreError};
 
 /// The path prefix.
 pub const PATH: &str = "/_mimi/media/v1/";
+
+/// Downloads served at once.
+pub const MAX_DOWNLOADS: usize = 16;
 
 /// The URL of a hosted attachment, on this server's public name.
 pub fn url(server_name: &str, media_id: &str) -> String {
@@ -21,18 +38,74 @@ pub fn local_id<'a>(server_name: &str, url: &'a str) -> Option<&'a str> {
     url.strip_prefix("https://")?.strip_prefix(server_name)?.strip_prefix(PATH).filter(|id| !id.contains('/'))
 }
 
+type ChunkRead = tokio::task::JoinHandle<Result<Option<Vec<u8>>, StoreError>>;
+
+/// The chunks of one attachment, read as the client takes them.
+struct Chunks {
+    store: Arc<Store>,
+    id: String,
+    next: u32,
+    reading: Option<ChunkRead>,
+    first: Option<Vec<u8>>,
+    _slot: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if let Some(first) = self.first.take() {
+            return Poll::Ready(Some(Ok(Frame::data(Bytes::from(first)))));
+        }
+        let this = &mut *self;
+        let reading = this.reading.get_or_insert_with(|| {
+            let (store, id, index) = (Arc::clone(&this.store), this.id.clone(), this.next);
+            tokio::task::spawn_blocking(move || store.media_chunk(&id, index))
+        });
+        let read = match Pin::new(reading).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(read) => read,
+        };
+        this.reading = None;
+        match read {
+            Ok(Ok(Some(chunk))) => {
+                this.next += 1;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+            }
+            // The end, or a failed read: the client sees the download cut short (and the hash
+            // will not match).
+            Ok(Err(error)) => {
+                tracing::error!(%error, "reading a hosted attachment failed");
+                Poll::Ready(None)
+            }
+            Ok(Ok(None)) | Err(_) => Poll::Ready(None),
+        }
+    }
+}
+
 /// Serves one attachment.
-pub fn get(federation: &Federation, id: &str, request: &Request) -> Result<Response, MatrixError> {
+pub async fn get(federation: &Federation, id: &str, request: &Request) -> Result<Response, MatrixError> {
     if request.method != hyper::Method::GET {
         return Err(MatrixError::method_not_allowed());
     }
-    let blob = federation
-        .hub
-        .store()
-        .media(id)
+    let slot =
+        Arc::clone(&federation.downloads).acquire_owned().await.map_err(|_| MatrixError::internal("shutting down"))?;
+    let (store, media_id) = (Arc::clone(federation.hub.store()), id.to_owned());
+    let first = tokio::task::spawn_blocking(move || store.media_chunk(&media_id, 0))
+        .await
+        .map_err(|_| MatrixError::internal("media store unavailable"))?
         .map_err(|_| MatrixError::internal("media store unavailable"))?
         .ok_or_else(|| MatrixError::not_found("no such media"))?;
-    let mut response = hyper::Response::new(http_body_util::Full::new(hyper::body::Bytes::from(blob)));
+    let chunks = Chunks {
+        store: Arc::clone(federation.hub.store()),
+        id: id.to_owned(),
+        next: 1,
+        reading: None,
+        first: Some(first),
+        _slot: slot,
+    };
+    let mut response = hyper::Response::new(chunks.boxed());
     response
         .headers_mut()
         .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/octet-stream"));

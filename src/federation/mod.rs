@@ -19,6 +19,15 @@ pub const UNSTABLE_PREFIX: &str = "/_matrix/federation/unstable/org.matrix.i-d.r
 pub struct Federation {
     /// The log writer (hub of our rooms, follower of others').
     pub hub: Arc<Hub>,
+    /// Slots for hosted-media downloads.
+    downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Federation {
+    /// The handler over `hub`.
+    pub fn new(hub: Arc<Hub>) -> Self {
+        Self { hub, downloads: Arc::new(tokio::sync::Semaphore::new(media::MAX_DOWNLOADS)) }
+    }
 }
 
 /// The transaction ID of a `send` path.
@@ -38,7 +47,7 @@ impl Handler for Federation {
         }
         match send_txn(&request.path) {
             Some(_) if request.method == hyper::Method::PUT => {
-                x_matrix::precheck(&request.headers, self.hub.server_name(), &self.hub.trusted_keys())
+                x_matrix::precheck(&request.headers, self.hub.server_name(), &self.hub.directories().trusted_keys())
             }
             Some(_) => Err(MatrixError::method_not_allowed()),
             None => Err(MatrixError::unrecognized()),
@@ -48,7 +57,7 @@ impl Handler for Federation {
     async fn handle(&self, request: Request) -> Response {
         let path = request.path.clone();
         if let Some(id) = path.strip_prefix(media::PATH) {
-            return media::get(self, id, &request).unwrap_or_else(|error| error.response());
+            return media::get(self, id, &request).await.unwrap_or_else(|error| error.response());
         }
         let result = match send_txn(&path) {
             Some(txn) if request.method == hyper::Method::PUT => send::put(self, txn, &request).await,

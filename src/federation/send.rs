@@ -34,7 +34,7 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
         Some(q) => format!("{}?{q}", request.path),
         None => request.path.clone(),
     };
-    let keys = hub.trusted_keys();
+    let keys = hub.directories().trusted_keys();
     let origin =
         super::x_matrix::verify_request(&request.headers, "PUT", &uri, hub.server_name(), &request.body, &keys)?;
     let body: Value = serde_json::from_slice(&request.body)

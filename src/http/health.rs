@@ -70,3 +70,30 @@ pub fn ready(health: &Health) -> Response {
     }
     json(status, &body)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_worker_that_dies_makes_the_bridge_unready_and_is_named() {
+        let health = std::sync::Arc::new(Health::default());
+        assert!(!health.is_ready(), "not ready before the startup checks");
+        health.set_started();
+        assert_eq!(ready(&health).status(), hyper::StatusCode::OK);
+        health.supervise("steady", tokio::spawn(std::future::pending()));
+        health.supervise("portal follower", tokio::spawn(async { panic!("a bug") }));
+        for _ in 0..100 {
+            if !health.is_ready() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(health.dead(), ["portal follower"]);
+        let response = ready(&health);
+        assert_eq!(response.status(), hyper::StatusCode::SERVICE_UNAVAILABLE);
+        let body = http_body_util::BodyExt::collect(response.into_body()).await.unwrap().to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body, serde_json::json!({"ok": false, "dead_workers": ["portal follower"]}));
+    }
+}

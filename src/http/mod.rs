@@ -26,8 +26,8 @@ use tokio::net::TcpListener;
 
 pub use error::MatrixError;
 
-/// A response body.
-pub type Body = Full<Bytes>;
+/// A response body: whole (JSON, text) or streamed (hosted media, a chunk at a time).
+pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 /// A response.
 pub type Response = hyper::Response<Body>;
 
@@ -72,7 +72,7 @@ pub trait Handler: Send + Sync + 'static {
 
 /// A JSON response.
 pub fn json(status: hyper::StatusCode, value: &serde_json::Value) -> Response {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(value.to_string())));
+    let mut response = hyper::Response::new(Full::new(Bytes::from(value.to_string())).boxed());
     *response.status_mut() = status;
     response
         .headers_mut()
@@ -82,7 +82,7 @@ pub fn json(status: hyper::StatusCode, value: &serde_json::Value) -> Response {
 
 /// A plain-text response.
 pub fn text(status: hyper::StatusCode, body: String, content_type: &'static str) -> Response {
-    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)).boxed());
     *response.status_mut() = status;
     response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static(content_type));
     response

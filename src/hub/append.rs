@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use crate::event::{EventError, EventTemplate, KeyRing, Pdu, UnverifiedLpdu, build_local, complete_lpdu};
+use crate::event::{EventError, EventTemplate, Pdu, UnverifiedLpdu, build_local, complete_lpdu};
 use crate::store::{Batch, RoomSeq, batch::EventRecord};
 
 use super::{Appended, Hub, HubError, LpduRejection, PendingAppend, RoomHead, lock};
@@ -80,10 +80,7 @@ impl Hub {
             return Err(early(&lpdu, error.into()));
         }
         // Signatures are checked before the room lock: they are the expensive part.
-        let verified = match self.keys.read() {
-            Ok(keys) => lpdu.verify_reporting(version, &keys),
-            Err(_) => lpdu.verify_reporting(version, &KeyRing::new()),
-        };
+        let verified = lpdu.verify_reporting(version, &self.directories.trusted_keys());
         let lpdu = verified.map_err(|failure| {
             let (error, lpdu_id) = *failure;
             LpduRejection { lpdu_id, error: error.into() }

@@ -133,14 +133,6 @@ impl Hub {
         if crate::event::meta::server_of(creator) != self.server_name {
             return Err(HubError::NotLocalSender { sender: creator.to_owned(), server: self.server_name.clone() });
         }
-        let template = |event_type: &str, state_key: &str, content| EventTemplate {
-            room_id: room_id.clone(),
-            event_type: event_type.to_owned(),
-            sender: creator.to_owned(),
-            state_key: Some(state_key.to_owned()),
-            content,
-            origin_server_ts: ts,
-        };
         let group = preset.encrypted.then(|| self.new_group(creator, &room_id)).transpose()?;
         let mut create_content = object(vec![("room_version", text(LINEARIZED_02.id))]);
         if let Some((_, encryption)) = &group {
@@ -148,7 +140,7 @@ impl Hub {
         }
         let create = build_local(
             &LINEARIZED_02,
-            template("m.room.create", "", create_content),
+            state_event(&room_id, creator, ts, "m.room.create", create_content),
             &[],
             &[],
             &self.key,
@@ -172,13 +164,10 @@ impl Hub {
 /// The events after the create event that open a room: the creator's join, power levels (creator
 /// 100), join rules and history visibility.
 fn opening_events(room_id: &str, creator: &str, preset: &RoomPreset, ts: i64) -> Vec<EventTemplate> {
-    let template = |event_type: &str, state_key: &str, content| EventTemplate {
-        room_id: room_id.to_owned(),
-        event_type: event_type.to_owned(),
-        sender: creator.to_owned(),
-        state_key: Some(state_key.to_owned()),
-        content,
-        origin_server_ts: ts,
+    let template = |event_type: &str, state_key: &str, content| {
+        let mut event = state_event(room_id, creator, ts, event_type, content);
+        event.state_key = Some(state_key.to_owned());
+        event
     };
     let users = object(vec![(creator, int(100))]);
     vec![
@@ -204,4 +193,16 @@ fn opening_events(room_id: &str, creator: &str, preset: &RoomPreset, ts: i64) ->
             object(vec![("history_visibility", text(&preset.history_visibility))]),
         ),
     ]
+}
+
+/// A state event of `creator`'s with an empty state key.
+fn state_event(room_id: &str, creator: &str, ts: i64, event_type: &str, content: CanonicalJsonObject) -> EventTemplate {
+    EventTemplate {
+        room_id: room_id.to_owned(),
+        event_type: event_type.to_owned(),
+        sender: creator.to_owned(),
+        state_key: Some(String::new()),
+        content,
+        origin_server_ts: ts,
+    }
 }

@@ -17,7 +17,7 @@ impl Hub {
         let meta = pdu.meta().clone();
         let is_create =
             meta.event_type == "m.room.create" && meta.prev_events.as_deref().is_some_and(<[String]>::is_empty);
-        let keys = self.key_ring();
+        let keys = self.directories.trusted_keys();
         if is_create {
             let version = create_version(&meta, pdu.content())?;
             let pdu = pdu.verify(version, &keys)?;

@@ -36,8 +36,10 @@ impl Hub {
     /// The hub's checks (see the module documentation); nothing changes until `apply_mls`.
     pub(super) fn check_mls(&self, head: &RoomHead, pdu: &Pdu) -> Result<Step, HubError> {
         // Only the hub holds the device directory; a follower checks what the log itself shows.
-        let keys = (pdu.meta().event_type == COMMIT && head.chain.hub() == self.server_name).then(|| self.key_ring());
-        let devices = keys.as_ref().map(|keys| (&self.directory as &dyn crate::mls::identity::DeviceDirectory, keys));
+        let keys = (pdu.meta().event_type == COMMIT && head.chain.hub() == self.server_name)
+            .then(|| self.directories.trusted_keys());
+        let devices =
+            keys.as_ref().map(|keys| (self.directories.devices() as &dyn crate::mls::identity::DeviceDirectory, keys));
         let view = head.mls.as_ref().map(|m| &m.view);
         Ok(check_event(view, head.chain.next_position(), pdu, head.chain.state(), devices)?)
     }
@@ -122,7 +124,7 @@ impl Hub {
         }
         let mut members = BTreeMap::new();
         // Only users with a membership in the room can have a client in its group.
-        for (user_id, device) in self.local_devices(|user| state.membership(user).is_some())? {
+        for (user_id, device) in self.directories.local_devices(|user| state.membership(user).is_some())? {
             let provider =
                 Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
             if let Some(member) = Member::load(provider, device, room_id).map_err(client_error)? {
@@ -135,7 +137,7 @@ impl Hub {
     /// The client of `user_id`'s device for a new room: the group (epoch 0) and the create
     /// event's `encryption`.
     pub(super) fn new_group(&self, user_id: &str, room_id: &str) -> Result<(Member, RoomEncryption), HubError> {
-        let device = self.local_device(user_id)?;
+        let device = self.directories.local_device(user_id)?;
         let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
         let (member, group_info) = Member::create(provider, device, room_id).map_err(client_error)?;
         Ok((member, RoomEncryption { group_info }))
@@ -257,7 +259,7 @@ impl Hub {
     /// Joins `user_id`'s device (a user of this server) to a room's group from the Welcome its
     /// server received; events from then on are decrypted as they are appended.
     pub fn join_group(&self, room_id: &str, user_id: &str, welcome: &[u8]) -> Result<(), HubError> {
-        let device = self.local_device(user_id)?;
+        let device = self.directories.local_device(user_id)?;
         let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
         let member = Member::join(provider, device, welcome).map_err(client_error)?;
         let head = self.head(room_id)?;

@@ -12,7 +12,7 @@
 mod admit;
 mod append;
 mod create;
-mod devices;
+mod directories;
 mod error;
 mod follow;
 mod heads;
@@ -20,18 +20,17 @@ mod mls;
 mod receive;
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::event::canonical::parse_object;
-use crate::event::keys::KeyRing;
 use crate::event::{Chain, ServerKey, UnverifiedPdu};
-use crate::mls::directory::StoreDirectory;
 use crate::mls::{Flush, MlsProvider};
 use crate::store::{RoomSeq, ShortRoomId, Store, StoreError, Ticket};
 use openmls::prelude::OpenMlsProvider as _;
 
 pub use admit::{Admission, member_event};
 pub use create::RoomPreset;
+pub use directories::Directories;
 pub use error::{HubError, LpduRejection};
 pub use heads::MAX_LOADED_ROOMS;
 pub use receive::Refused;
@@ -107,16 +106,17 @@ impl RoomHead {
 }
 
 /// The log writer of one server: hub of the rooms it created, follower of the others.
+///
+/// It is made of two parts that share nothing but the store: the linearizer (the loaded room
+/// heads behind their locks, with this server's MLS clients of each room, which follow the log
+/// under the room's lock) and the [`Directories`] (trusted keys, device objects, key packages),
+/// which take no room lock.
 pub struct Hub {
     server_name: String,
     key: ServerKey,
     store: Arc<Store>,
-    keys: RwLock<KeyRing>,
     rooms: Mutex<heads::Heads>,
-    /// Device objects, for admitting devices to rooms' groups.
-    directory: StoreDirectory,
-    /// Key packages of this server's devices, for claims.
-    key_packages: crate::mls::key_package::KeyPackageDirectory,
+    directories: Directories,
 }
 
 impl std::fmt::Debug for Hub {
@@ -135,23 +135,18 @@ impl Hub {
     /// A hub for `server_name` signing with `key`, over `store`. The server's own key and every
     /// key already in the store are trusted.
     pub fn new(server_name: &str, key: &ServerKey, store: Arc<Store>) -> Result<Self, HubError> {
-        let mut ring = KeyRing::new();
-        for (server, key_id, public) in store.server_keys()? {
-            if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&public) {
-                ring.insert(&server, &key_id, key);
-            }
-        }
-        let hub = Self {
+        Ok(Self {
             server_name: server_name.to_owned(),
             key: key.clone(),
-            keys: RwLock::new(ring),
             rooms: Mutex::new(heads::Heads::new(MAX_LOADED_ROOMS)),
-            directory: StoreDirectory::new(Arc::clone(&store)),
-            key_packages: crate::mls::key_package::KeyPackageDirectory::new(Arc::clone(&store)),
+            directories: Directories::open(server_name, key, Arc::clone(&store))?,
             store,
-        };
-        hub.trust_key(server_name, key.key_id(), key.verifying_key())?;
-        Ok(hub)
+        })
+    }
+
+    /// The directories: trusted keys, device objects, key packages.
+    pub fn directories(&self) -> &Directories {
+        &self.directories
     }
 
     /// This server's name.
@@ -186,32 +181,6 @@ impl Hub {
         let head = self.head(room_id)?;
         let membership = lock(&head).chain.state().membership(user_id).map(str::to_owned);
         Ok(membership)
-    }
-
-    /// Trusts (and persists) a server's public key; logs keep the keys their signatures need.
-    pub fn trust_key(&self, server: &str, key_id: &str, key: ed25519_dalek::VerifyingKey) -> Result<(), HubError> {
-        match self.keys.read().ok().and_then(|ring| ring.get(server, key_id).copied()) {
-            Some(known) if known == key => return Ok(()),
-            // A key ID names one key forever: replacing it would orphan every signature made with it.
-            Some(_) => return Err(HubError::KeyConflict { server: server.to_owned(), key_id: key_id.to_owned() }),
-            None => {}
-        }
-        let mut batch = crate::store::Batch::new();
-        batch.add_server_key(server, key_id, key.as_bytes());
-        self.store.write(batch)?;
-        if let Ok(mut ring) = self.keys.write() {
-            ring.insert(server, key_id, key);
-        }
-        Ok(())
-    }
-
-    /// The keys this server trusts (its own, pinned peers', and those its logs carry).
-    pub fn trusted_keys(&self) -> KeyRing {
-        self.key_ring()
-    }
-
-    fn key_ring(&self) -> KeyRing {
-        self.keys.read().map(|k| k.clone()).unwrap_or_default()
     }
 
     /// The head of a room, loaded from the store on first use.

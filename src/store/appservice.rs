@@ -10,6 +10,18 @@ use rocksdb::IteratorMode;
 use super::batch::Batch;
 use super::{Cf, Store, StoreError, rocks};
 
+/// Bytes per stored (and served) chunk of a hosted attachment.
+pub const MEDIA_CHUNK: usize = 256 << 10;
+
+/// `media ID ‖ 0x00 ‖ chunk number (u32 BE)`.
+pub(super) fn media_chunk_key(media_id: &str, index: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(media_id.len() + 5);
+    key.extend_from_slice(media_id.as_bytes());
+    key.push(0);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
 fn seq_of(key: &[u8]) -> Result<u64, StoreError> {
     <[u8; 8]>::try_from(key).map(u64::from_be_bytes).map_err(|_| StoreError::corrupt("queue key is not 8 bytes"))
 }
@@ -54,9 +66,15 @@ impl Batch {
         self.put(Cf::MimiidMatrixid, message_id.to_vec(), matrix_event_id.as_bytes().to_vec());
     }
 
-    /// Stores an encrypted attachment this server hosts.
+    /// Stores an encrypted attachment this server hosts, in chunks of [`MEDIA_CHUNK`] bytes.
     pub fn media(&mut self, media_id: &str, ciphertext: &[u8]) {
-        self.put(Cf::MediaidBlob, media_id.as_bytes().to_vec(), ciphertext.to_vec());
+        for (index, chunk) in ciphertext.chunks(MEDIA_CHUNK).enumerate() {
+            let index = u32::try_from(index).unwrap_or(u32::MAX);
+            self.put(Cf::MediaidchunkBlob, media_chunk_key(media_id, index), chunk.to_vec());
+        }
+        if ciphertext.is_empty() {
+            self.put(Cf::MediaidchunkBlob, media_chunk_key(media_id, 0), Vec::new());
+        }
     }
 
     /// Records (`Some`) or clears (`None`) the intent to open a portal for a Matrix room.
@@ -128,9 +146,20 @@ impl Store {
         self.text(Cf::MimiidMatrixid, message_id)
     }
 
-    /// An encrypted attachment this server hosts.
+    /// An encrypted attachment this server hosts, whole (for decrypting it; serving reads
+    /// [`media_chunk`](Self::media_chunk)s).
     pub fn media(&self, media_id: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(Cf::MediaidBlob, media_id.as_bytes())
+        let mut whole: Option<Vec<u8>> = None;
+        for index in 0.. {
+            let Some(chunk) = self.media_chunk(media_id, index)? else { break };
+            whole.get_or_insert_with(Vec::new).extend_from_slice(&chunk);
+        }
+        Ok(whole)
+    }
+
+    /// Chunk `index` (0-based) of a hosted attachment; `None` past its end or for an unknown ID.
+    pub fn media_chunk(&self, media_id: &str, index: u32) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_added(Cf::MediaidchunkBlob, &media_chunk_key(media_id, index))
     }
 
     /// Whether a Matrix room is a management room.

@@ -70,8 +70,8 @@ pub enum Cf {
     MimiidMatrixid,
     /// Matrix room ID → JSON record of a management room (a direct chat with the bot).
     MatrixroomManagement,
-    /// Media ID (random letters) → an encrypted attachment (AES-128-GCM ciphertext and tag) this
-    /// server hosts for MIMI rooms.
+    /// Dropped in schema 3 (its blobs moved to `mediaidchunk_blob`): media ID → a whole
+    /// encrypted attachment. Kept so that the migration can read it.
     MediaidBlob,
     /// [`QueueKey`](super::keys::QueueKey) → u64 BE ms when queued ‖ the entry: every durable
     /// delivery queue (homeserver requests per Matrix room; provider deliveries), in order per
@@ -79,6 +79,10 @@ pub enum Cf {
     QueuedestseqEntry,
     /// [`ShortRoomId`] of a portal's MIMI room → u64 BE next log position to bridge to Matrix.
     ShortroomidPortalcursor,
+    /// Media ID (random letters) ‖ `0x00` ‖ u32 BE chunk number → one chunk (at most
+    /// [`MEDIA_CHUNK`](super::MEDIA_CHUNK) bytes) of an encrypted attachment (AES-128-GCM
+    /// ciphertext and tag) this server hosts for MIMI rooms, served a chunk at a time.
+    MediaidchunkBlob,
     /// Matrix room ID → JSON intent of a portal being opened (the MIMI room ID chosen for it),
     /// recorded before the MIMI room is created and deleted with the portal's record.
     MatrixroomPortalintent,
@@ -86,7 +90,7 @@ pub enum Cf {
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 32] = [
+    pub const ALL: [Cf; 33] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -119,6 +123,7 @@ impl Cf {
         Cf::QueuedestseqEntry,
         Cf::ShortroomidPortalcursor,
         Cf::MatrixroomPortalintent,
+        Cf::MediaidchunkBlob,
     ];
 
     /// The RocksDB name.
@@ -156,6 +161,7 @@ impl Cf {
             Cf::QueuedestseqEntry => "queuedestseq_entry",
             Cf::ShortroomidPortalcursor => "shortroomid_portalcursor",
             Cf::MatrixroomPortalintent => "matrixroom_portalintent",
+            Cf::MediaidchunkBlob => "mediaidchunk_blob",
         }
     }
 }

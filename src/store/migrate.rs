@@ -4,7 +4,8 @@
 //! 2 → 3: each request of `hsqueue_request` (u64 sequence → JSON naming its Matrix `room`) moves
 //! to `queuedestseq_entry` under (homeserver queue, that room, the same sequence number), so its
 //! transaction ID `mimi.<seq>` is unchanged; each portal record's `cursor` field moves to
-//! `shortroomid_portalcursor` and leaves the record. Version 1 stores have neither.
+//! `shortroomid_portalcursor` and leaves the record; each hosted attachment of `mediaid_blob`
+//! moves to `mediaidchunk_blob` in chunks. Version 1 stores have none of these.
 
 use rocksdb::IteratorMode;
 
@@ -17,6 +18,7 @@ impl Store {
         if from < 3 {
             self.move_homeserver_requests(&mut batch)?;
             self.move_portal_cursors(&mut batch)?;
+            self.chunk_media(&mut batch)?;
         }
         Ok(batch)
     }
@@ -36,6 +38,16 @@ impl Store {
                 request["room"].as_str().ok_or_else(|| StoreError::corrupt("hsqueue_request entry without room"))?;
             batch.queue_push(&QueueKey { queue: QueueId::Homeserver, dest: room.to_owned(), seq }, now, &value);
             batch.ops.push((Cf::HsqueueRequest, key.to_vec(), None));
+        }
+        Ok(())
+    }
+
+    fn chunk_media(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(Cf::MediaidBlob)?, IteratorMode::Start) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let media_id = String::from_utf8(key.to_vec()).map_err(|_| StoreError::corrupt("media ID is not UTF-8"))?;
+            batch.media(&media_id, &value);
+            batch.ops.push((Cf::MediaidBlob, key.to_vec(), None));
         }
         Ok(())
     }
@@ -77,6 +89,8 @@ mod tests {
                 let request = format!(r#"{{"kind":"send","room":"{room}","n":{seq}}}"#);
                 batch.ops.push((Cf::HsqueueRequest, seq.to_be_bytes().to_vec(), Some(request.into_bytes())));
             }
+            let blob: Vec<u8> = (0..600_000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
+            batch.put(Cf::MediaidBlob, b"abc".to_vec(), blob);
             batch.put(Cf::MetanameValue, b"schema_version".to_vec(), 2u32.to_be_bytes().to_vec());
             store.write(batch).unwrap();
         }
@@ -88,6 +102,10 @@ mod tests {
         assert_eq!(store.queue_destinations(QueueId::Homeserver, None, 10).unwrap().len(), 2);
         assert!(store.db.iterator_cf(store.cf(Cf::HsqueueRequest).unwrap(), IteratorMode::Start).next().is_none());
         assert_eq!(store.portal_cursor(ShortRoomId(1)).unwrap(), 7);
+        let blob: Vec<u8> = (0..600_000u32).map(|i| u8::try_from(i % 251).unwrap()).collect();
+        assert_eq!(store.media("abc").unwrap().unwrap(), blob, "the attachment, re-chunked");
+        assert_eq!(store.media_chunk("abc", 2).unwrap().unwrap().len(), 600_000 - 2 * crate::store::MEDIA_CHUNK);
+        assert!(store.media_chunk("abc", 3).unwrap().is_none());
         let record: serde_json::Value =
             serde_json::from_slice(&store.portal_record("!m:mimi.test").unwrap().unwrap()).unwrap();
         assert_eq!(record, serde_json::json!({"matrix_room": "!p:hs"}));

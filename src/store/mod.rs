@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use rocksdb::{ColumnFamilyDescriptor, DB, Options};
 
 pub use advance::Advances;
+pub use appservice::MEDIA_CHUNK;
 pub use batch::Batch;
 pub use cf::Cf;
 pub use commit::{CommitStats, Ticket};

@@ -95,11 +95,11 @@ fn bob_joins(peer: &Peer, hub: &Hub, room: &str) {
     let join = lpdu(peer, room, "m.room.member", Some(BOB), json!({"membership": "join"}));
     hub.submit_lpdu(join).unwrap().wait().unwrap();
     peer.follow(hub, room);
-    peer.hub.register_device(BOB, "BOBDEV").unwrap();
-    hub.publish_device(&peer.hub.device_object(BOB, "BOBDEV").unwrap().unwrap()).unwrap();
-    peer.hub.publish_key_packages(BOB, 1).unwrap();
-    let claimed = peer.hub.claim_key_package(BOB, "BOBDEV").unwrap().unwrap();
-    let package = hub.check_key_package(&claimed, BOB, "BOBDEV").unwrap();
+    peer.hub.directories().register_device(BOB, "BOBDEV").unwrap();
+    hub.directories().publish_device(&peer.hub.directories().device_object(BOB, "BOBDEV").unwrap().unwrap()).unwrap();
+    peer.hub.directories().publish_key_packages(BOB, 1).unwrap();
+    let claimed = peer.hub.directories().claim_key_package(BOB, "BOBDEV").unwrap().unwrap();
+    let package = hub.directories().check_key_package(&claimed, BOB, "BOBDEV").unwrap();
     let commit = hub.commit_add(room, ALICE_MIMI, &[package], 1).unwrap().wait().unwrap();
     peer.follow(hub, room);
     peer.hub.join_group(room, BOB, &hub.welcome(&commit.event_id).unwrap().unwrap().message).unwrap();

@@ -38,7 +38,7 @@ impl Peer {
         let dir = tempfile::tempdir().unwrap();
         let key = ServerKey::from_seed("peer1", [5; 32]).unwrap();
         let hub = Hub::new(PEER, &key, Arc::new(Store::open(dir.path()).unwrap())).unwrap();
-        hub.trust_key("mimi.hs.test", bridge_key.key_id(), bridge_key.verifying_key()).unwrap();
+        hub.directories().trust_key("mimi.hs.test", bridge_key.key_id(), bridge_key.verifying_key()).unwrap();
         Self { hub, key, _dir: dir }
     }
 
@@ -134,11 +134,11 @@ fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
         peer.send(address, "t1", &[lpdu(&peer, &room, "m.room.member", Some(BOB), json!({"membership": "join"}))]);
     assert_eq!(failed, json!({}));
     peer.follow(&hub, &room);
-    peer.hub.register_device(BOB, "BOBDEV").unwrap();
-    hub.publish_device(&peer.hub.device_object(BOB, "BOBDEV").unwrap().unwrap()).unwrap();
-    peer.hub.publish_key_packages(BOB, 1).unwrap();
-    let claimed = peer.hub.claim_key_package(BOB, "BOBDEV").unwrap().unwrap();
-    let package = hub.check_key_package(&claimed, BOB, "BOBDEV").unwrap();
+    peer.hub.directories().register_device(BOB, "BOBDEV").unwrap();
+    hub.directories().publish_device(&peer.hub.directories().device_object(BOB, "BOBDEV").unwrap().unwrap()).unwrap();
+    peer.hub.directories().publish_key_packages(BOB, 1).unwrap();
+    let claimed = peer.hub.directories().claim_key_package(BOB, "BOBDEV").unwrap().unwrap();
+    let package = hub.directories().check_key_package(&claimed, BOB, "BOBDEV").unwrap();
     let commit = hub.commit_add(&room, ALICE_MIMI, &[package], 1).unwrap().wait().unwrap();
     peer.follow(&hub, &room);
     peer.hub.join_group(&room, BOB, &hub.welcome(&commit.event_id).unwrap().unwrap().message).unwrap();
@@ -235,7 +235,8 @@ fn attachments_travel_both_ways(
     forward: impl Fn(Vec<u8>),
 ) {
     let store = portal.running.hub.store();
-    let image: Vec<u8> = (0..3000u32).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
+    // Larger than two storage chunks: served by the bridge a chunk at a time.
+    let image: Vec<u8> = (0..600_000u32).map(|i| u8::try_from(i * 7 % 251).unwrap()).collect();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
     let uploaded: Value = agent
         .post(format!("{}/_matrix/media/v3/upload?filename=pic.png", synapse.base_url))
@@ -251,7 +252,7 @@ fn attachments_travel_both_ways(
         &portal.token,
         &portal.matrix_room,
         "m.room.message",
-        &json!({"msgtype": "m.image", "body": "pic.png", "url": mxc, "info": {"mimetype": "image/png", "size": 3000}}),
+        &json!({"msgtype": "m.image", "body": "pic.png", "url": mxc, "info": {"mimetype": "image/png", "size": 600_000}}),
     );
     wait_for("the image in the MIMI log", Duration::from_secs(30), || store.mapped(&sent).unwrap().is_some());
     let log_event = store.log_event_of(&sent).unwrap().unwrap();

@@ -30,7 +30,7 @@ pub(crate) fn open_hub(dir: &Path) -> Hub {
     let store = Arc::new(Store::open(dir).unwrap());
     let hub = Hub::new(HUB, &hub_key(), store).unwrap();
     let part = part_key();
-    hub.trust_key(PART, part.key_id(), part.verifying_key()).unwrap();
+    hub.directories().trust_key(PART, part.key_id(), part.verifying_key()).unwrap();
     hub
 }
 
@@ -39,7 +39,7 @@ pub(crate) fn open_follower(dir: &Path) -> Hub {
     let store = Arc::new(Store::open(dir).unwrap());
     let hub = Hub::new(PART, &part_key(), store).unwrap();
     let key = hub_key();
-    hub.trust_key(HUB, key.key_id(), key.verifying_key()).unwrap();
+    hub.directories().trust_key(HUB, key.key_id(), key.verifying_key()).unwrap();
     hub
 }
 

@@ -288,9 +288,9 @@ fn unsigned_is_dropped_on_ingest() {
 fn a_key_id_never_changes_its_key() {
     let hub = open_hub(tempfile::tempdir().unwrap().path());
     let other = mimi_bridge::event::ServerKey::from_seed("part1", [2; 32]).unwrap();
-    let err = hub.trust_key(PART, "ed25519:part1", other.verifying_key()).unwrap_err();
+    let err = hub.directories().trust_key(PART, "ed25519:part1", other.verifying_key()).unwrap_err();
     assert!(matches!(err, HubError::KeyConflict { .. }), "{err:?}");
-    hub.trust_key(PART, "ed25519:part1", part_key().verifying_key()).unwrap();
+    hub.directories().trust_key(PART, "ed25519:part1", part_key().verifying_key()).unwrap();
 }
 
 #[test]

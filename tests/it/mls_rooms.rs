@@ -75,7 +75,7 @@ pub(crate) struct Pair {
 impl Pair {
     pub(crate) fn new(hub_dir: &Path, part_dir: &Path) -> Self {
         let (hub, part) = (open_hub(hub_dir), open_follower(part_dir));
-        hub.register_device(ALICE, "ALICEDEV").unwrap();
+        hub.directories().register_device(ALICE, "ALICEDEV").unwrap();
         let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
         let (room, _) = hub.create_room_blocking(ALICE, &preset, TS).unwrap();
         join(&hub, &room, BOB);
@@ -93,11 +93,14 @@ impl Pair {
     /// Registers `user`'s device on the participant, publishes its object to the hub and its
     /// key packages, and has Alice add it; the participant joins from the Welcome.
     pub(crate) fn add(&self, user: &str, device: &str) -> String {
-        self.part.register_device(user, device).unwrap();
-        self.hub.publish_device(&self.part.device_object(user, device).unwrap().unwrap()).unwrap();
-        self.part.publish_key_packages(user, 2).unwrap();
-        let claimed = self.part.claim_key_package(user, device).unwrap().unwrap();
-        let package = self.hub.check_key_package(&claimed, user, device).unwrap();
+        self.part.directories().register_device(user, device).unwrap();
+        self.hub
+            .directories()
+            .publish_device(&self.part.directories().device_object(user, device).unwrap().unwrap())
+            .unwrap();
+        self.part.directories().publish_key_packages(user, 2).unwrap();
+        let claimed = self.part.directories().claim_key_package(user, device).unwrap().unwrap();
+        let package = self.hub.directories().check_key_package(&claimed, user, device).unwrap();
         let commit = self.hub.commit_add(&self.room, ALICE, &[package], TS).unwrap().wait().unwrap();
         let welcome = self.hub.welcome(&commit.event_id).unwrap().unwrap();
         assert_eq!(welcome.targets, [(user.to_owned(), device.to_owned())]);
@@ -217,11 +220,14 @@ fn replays_stale_epochs_non_members_and_foreign_credentials_are_refused() {
     pair.assert_plaintexts(&[1, 2]);
 
     // A commit adding a user who is not joined.
-    pair.part.register_device(DAVE, "DAVEDEV").unwrap();
-    pair.hub.publish_device(&pair.part.device_object(DAVE, "DAVEDEV").unwrap().unwrap()).unwrap();
-    pair.part.publish_key_packages(DAVE, 1).unwrap();
-    let claimed = pair.part.claim_key_package(DAVE, "DAVEDEV").unwrap().unwrap();
-    let package = pair.hub.check_key_package(&claimed, DAVE, "DAVEDEV").unwrap();
+    pair.part.directories().register_device(DAVE, "DAVEDEV").unwrap();
+    pair.hub
+        .directories()
+        .publish_device(&pair.part.directories().device_object(DAVE, "DAVEDEV").unwrap().unwrap())
+        .unwrap();
+    pair.part.directories().publish_key_packages(DAVE, 1).unwrap();
+    let claimed = pair.part.directories().claim_key_package(DAVE, "DAVEDEV").unwrap().unwrap();
+    let package = pair.hub.directories().check_key_package(&claimed, DAVE, "DAVEDEV").unwrap();
     let refused = pair.hub.commit_add(&pair.room, ALICE, &[package], TS).unwrap_err();
     assert!(
         matches!(&refused, HubError::Mls(MlsCheckError::Identity(mimi_bridge::mls::identity::IdentityError::NotJoined { user, .. })) if user == DAVE),

@@ -1,27 +1,100 @@
-//! This server's MLS devices and the device objects and key packages others need to add them.
+//! The hub's directories: the servers' keys it trusts, device objects (this server's devices,
+//! with their signing keys, and other servers'), and the key packages of this server's devices.
 //!
-//! One device per local user: its signing key lives in the store (in the device's MLS
-//! namespace) and its device object, signed with this server's key, in the device directory,
-//! where the hub also keeps other servers' objects. Key packages are published here and
-//! claimed by whoever adds the device (the `/user/keys/claim` half of federation).
+//! They are apart from the linearizer: nothing here takes a room's lock, and the linearizer
+//! consults them (keys to verify what it appends, devices to admit into groups) without owning
+//! them. One device per local user: its signing key lives in the store (in the device's MLS
+//! namespace) and its device object, signed with this server's key, in the device directory.
+//! Key packages are published here and claimed by whoever adds the device (the `keyMaterial`
+//! half of the MIMI protocol). Every method writes synced: call them from blocking threads.
+
+use std::sync::{Arc, RwLock};
 
 use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
 
 use crate::event::meta::server_of;
-use crate::mls::directory;
+use crate::event::{KeyRing, ServerKey};
+use crate::mls::directory::{self, StoreDirectory};
 use crate::mls::identity::{DeviceCredential, DeviceObject, LocalDevice};
-use crate::mls::key_package;
+use crate::mls::key_package::{self, KeyPackageDirectory};
 use crate::mls::member::Member;
-use crate::store::{Batch, StoreError};
+use crate::store::{Batch, Store, StoreError};
 
+use super::HubError;
 use super::mls::client_error;
-use super::{Hub, HubError};
 
-impl Hub {
+/// See the module documentation.
+pub struct Directories {
+    server_name: String,
+    key: ServerKey,
+    store: Arc<Store>,
+    keys: RwLock<KeyRing>,
+    /// Device objects, for admitting devices to rooms' groups.
+    devices: StoreDirectory,
+    /// Key packages of this server's devices, for claims.
+    key_packages: KeyPackageDirectory,
+}
+
+impl std::fmt::Debug for Directories {
+    /// Without the signing key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Directories").field("server_name", &self.server_name).finish_non_exhaustive()
+    }
+}
+
+impl Directories {
+    /// The directories of `server_name` over `store`: its own key and every key already in the
+    /// store are trusted.
+    pub(super) fn open(server_name: &str, key: &ServerKey, store: Arc<Store>) -> Result<Self, HubError> {
+        let mut ring = KeyRing::new();
+        for (server, key_id, public) in store.server_keys()? {
+            if let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&public) {
+                ring.insert(&server, &key_id, key);
+            }
+        }
+        let directories = Self {
+            server_name: server_name.to_owned(),
+            key: key.clone(),
+            keys: RwLock::new(ring),
+            devices: StoreDirectory::new(Arc::clone(&store)),
+            key_packages: KeyPackageDirectory::new(Arc::clone(&store)),
+            store,
+        };
+        directories.trust_key(server_name, key.key_id(), key.verifying_key())?;
+        Ok(directories)
+    }
+
+    /// Trusts (and persists) a server's public key; logs keep the keys their signatures need.
+    pub fn trust_key(&self, server: &str, key_id: &str, key: ed25519_dalek::VerifyingKey) -> Result<(), HubError> {
+        match self.keys.read().ok().and_then(|ring| ring.get(server, key_id).copied()) {
+            Some(known) if known == key => return Ok(()),
+            // A key ID names one key forever: replacing it would orphan every signature made with it.
+            Some(_) => return Err(HubError::KeyConflict { server: server.to_owned(), key_id: key_id.to_owned() }),
+            None => {}
+        }
+        let mut batch = Batch::new();
+        batch.add_server_key(server, key_id, key.as_bytes());
+        self.store.write(batch)?;
+        if let Ok(mut ring) = self.keys.write() {
+            ring.insert(server, key_id, key);
+        }
+        Ok(())
+    }
+
+    /// The keys this server trusts (its own, pinned peers', and those its logs carry).
+    pub fn trusted_keys(&self) -> KeyRing {
+        self.keys.read().map(|k| k.clone()).unwrap_or_default()
+    }
+
+    /// The device directory, for the hub's checks of commits.
+    pub(super) fn devices(&self) -> &StoreDirectory {
+        &self.devices
+    }
+
     /// This server's registered devices, with their signing keys.
     /// Only users `wanted` says yes to are loaded (each costs a signature check and a read).
     pub(super) fn local_devices(&self, wanted: impl Fn(&str) -> bool) -> Result<Vec<(String, LocalDevice)>, HubError> {
-        let keys = self.key_ring();
+        let keys = self.trusted_keys();
         let mut out = Vec::new();
         for (user_id, _device_id, bytes) in self.store.device_objects()? {
             if server_of(&user_id) != self.server_name || !wanted(&user_id) {
@@ -66,7 +139,7 @@ impl Hub {
     /// Records another server's device object (until federation fetches them): it must verify
     /// against that server's trusted key.
     pub fn publish_device(&self, object: &DeviceObject) -> Result<DeviceCredential, HubError> {
-        let credential = object.verify(&self.key_ring()).map_err(client_error)?;
+        let credential = object.verify(&self.trusted_keys()).map_err(client_error)?;
         let mut batch = Batch::new();
         directory::publish(&mut batch, credential.user_id(), credential.device_id(), object);
         self.store.write(batch)?;
