@@ -20,7 +20,7 @@ use mimi_bridge::event::ServerKey;
 use mimi_bridge::hub::Hub;
 use serde_json::json;
 
-use crate::bridge_peer::{ALICE_MIMI, BOB, GHOST, Peer, bob_mimi, lpdu};
+use crate::bridge_peer::{BOB, GHOST, Peer, bob_joins_over_federation, bob_mimi};
 use crate::bridge_synapse::{BridgeDir, config_yaml_trusting, wait_for};
 use crate::synapse::Synapse;
 
@@ -88,21 +88,6 @@ impl FaultProxy {
         });
         Self { port, refusing, refused, room }
     }
-}
-
-/// Bob joins a portal's MIMI room with his device (a peer server, through the bridge's hub).
-fn bob_joins(peer: &Peer, hub: &Hub, room: &str) {
-    let join = lpdu(peer, room, "m.room.member", Some(BOB), json!({"membership": "join"}));
-    hub.submit_lpdu(join).unwrap().wait().unwrap();
-    peer.follow(hub, room);
-    peer.hub.directories().register_device(BOB, "BOBDEV").unwrap();
-    hub.directories().publish_device(&peer.hub.directories().device_object(BOB, "BOBDEV").unwrap().unwrap()).unwrap();
-    peer.hub.directories().publish_key_packages(BOB, 1).unwrap();
-    let claimed = peer.hub.directories().claim_key_package(BOB, "BOBDEV").unwrap().unwrap();
-    let package = hub.directories().check_key_package(&claimed, BOB, "BOBDEV").unwrap();
-    let commit = hub.commit_add(room, ALICE_MIMI, &[package], 1).unwrap().wait().unwrap();
-    peer.follow(hub, room);
-    peer.hub.join_group(room, BOB, &hub.welcome(&commit.event_id).unwrap().unwrap().message).unwrap();
 }
 
 /// Throughput (messages/s) and p50/p99 latency (ms) of the given rooms' messages.
@@ -180,7 +165,7 @@ fn a_refusing_room_waits_alone_while_fifteen_portals_flow() {
         let store = hub.store();
         wait_for("the portal", Duration::from_secs(30), || store.portal_of(&matrix_room).unwrap().is_some());
         let room = store.portal_of(&matrix_room).unwrap().unwrap();
-        bob_joins(&peer, &hub, &room);
+        bob_joins_over_federation(&peer, &hub, &room, running.federation_address);
         matrix_rooms.push(matrix_room);
         rooms.push(room);
     }

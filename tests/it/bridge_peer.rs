@@ -112,6 +112,22 @@ pub(crate) fn lpdu(
     build_lpdu(&LINEARIZED_02, template, "mimi.hs.test", &peer.key, PEER).unwrap()
 }
 
+/// Bob joins through federation; his device is added by Alice's client; he joins the group.
+pub(crate) fn bob_joins_over_federation(peer: &Peer, hub: &Hub, room: &str, address: std::net::SocketAddr) {
+    let failed =
+        peer.send(address, "t1", &[lpdu(peer, room, "m.room.member", Some(BOB), json!({"membership": "join"}))]);
+    assert_eq!(failed, json!({}));
+    peer.follow(hub, room);
+    peer.hub.directories().register_device(BOB, "BOBDEV").unwrap();
+    hub.directories().publish_device(&peer.hub.directories().device_object(BOB, "BOBDEV").unwrap().unwrap()).unwrap();
+    peer.hub.directories().publish_key_packages(BOB, 1).unwrap();
+    let claimed = peer.hub.directories().claim_key_package(BOB, "BOBDEV").unwrap().unwrap();
+    let package = hub.directories().check_key_package(&claimed, BOB, "BOBDEV").unwrap();
+    let commit = hub.commit_add(room, ALICE_MIMI, &[package], 1).unwrap().wait().unwrap();
+    peer.follow(hub, room);
+    peer.hub.join_group(room, BOB, &hub.welcome(&commit.event_id).unwrap().unwrap().message).unwrap();
+}
+
 #[test]
 fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
     let mut bridge = BridgeDir::new();
@@ -129,19 +145,7 @@ fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
     let hello = synapse.send_text(&portal.token, &portal.matrix_room, "hello Bob");
     wait_for("Alice's message in the log", Duration::from_secs(30), || store.mapped(&hello).unwrap().is_some());
 
-    // Bob joins through federation; his device is added by Alice's client; he joins the group.
-    let failed =
-        peer.send(address, "t1", &[lpdu(&peer, &room, "m.room.member", Some(BOB), json!({"membership": "join"}))]);
-    assert_eq!(failed, json!({}));
-    peer.follow(&hub, &room);
-    peer.hub.directories().register_device(BOB, "BOBDEV").unwrap();
-    hub.directories().publish_device(&peer.hub.directories().device_object(BOB, "BOBDEV").unwrap().unwrap()).unwrap();
-    peer.hub.directories().publish_key_packages(BOB, 1).unwrap();
-    let claimed = peer.hub.directories().claim_key_package(BOB, "BOBDEV").unwrap().unwrap();
-    let package = hub.directories().check_key_package(&claimed, BOB, "BOBDEV").unwrap();
-    let commit = hub.commit_add(&room, ALICE_MIMI, &[package], 1).unwrap().wait().unwrap();
-    peer.follow(&hub, &room);
-    peer.hub.join_group(&room, BOB, &hub.welcome(&commit.event_id).unwrap().unwrap().message).unwrap();
+    bob_joins_over_federation(&peer, &hub, &room, address);
 
     // Bob: two messages, a reply to Alice, an edit of his first, a reaction to Alice's.
     let send = |txn: &str, mimi: Vec<u8>| {
@@ -223,17 +227,27 @@ fn a_peers_messages_reach_the_portal_as_the_ghost_with_relations_intact() {
     an_untrusted_key_is_refused(address, &store, &room);
     attachments_travel_both_ways(&synapse, &portal, address, |mimi| send("m6", mimi));
 
-    // A kicked ghost is not "joined" any more. The ghost opened this portal, so none of the
-    // bridge's users is left to invite it back: the message is reported (logged, counted), not
-    // lost silently, and the queue goes on. Once Alice invites it again, the next one arrives.
+    a_kicked_ghost_is_reported_then_invited_back(&synapse, &portal, |txn, body| {
+        send(txn, bob_mimi(&store, &room, &text(body)));
+    });
+}
+
+/// A kicked ghost is not "joined" any more. The ghost opened this portal, so none of the
+/// bridge's users is left to invite it back: the message is reported (logged, counted), not lost
+/// silently, and the queue goes on. Once Alice invites it again, the next one arrives.
+fn a_kicked_ghost_is_reported_then_invited_back(
+    synapse: &Synapse,
+    portal: &crate::bridge_synapse::Portal,
+    send: impl Fn(&str, &str),
+) {
     let metrics = &portal.running.appservice.metrics;
     let kick = format!("/_matrix/client/v3/rooms/{}/kick", crate::synapse::encode(&portal.matrix_room));
     synapse.post(Some(&portal.token), &kick, &json!({"user_id": GHOST, "reason": "testing"}));
     let refused = metrics.dropped_count("homeserver_refused");
-    send("k1", bob_mimi(&store, &room, &text("while kicked")));
+    send("k1", "while kicked");
     wait_for("the refusal reported", Duration::from_secs(30), || metrics.dropped_count("homeserver_refused") > refused);
     synapse.invite(&portal.token, &portal.matrix_room, GHOST);
-    send("k2", bob_mimi(&store, &room, &text("back again")));
+    send("k2", "back again");
     wait_for("the message after the new invite", Duration::from_secs(30), || {
         synapse.texts(&portal.token, &portal.matrix_room).iter().any(|(s, b)| s == GHOST && b == "back again")
     });
