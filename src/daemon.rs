@@ -143,7 +143,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         .await
         .map_err(|e| setup("mimi.federation_listen")(&format!("binding {}: {e}", config.mimi.federation_listen)))?;
     let federation_address = federation_listener.local_addr().map_err(|e| setup("mimi.federation_listen")(&e))?;
-    let federation = Arc::new(crate::federation::Federation::new(Arc::clone(&hub)));
+    let federation = Arc::new(crate::federation::Federation::new(Arc::clone(&hub), Arc::clone(&store)));
     listeners.push(tokio::spawn(crate::http::serve(
         federation_listener,
         federation,
@@ -153,6 +153,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     let advances = store.advances();
     let bridge = Arc::new(Bridge {
         hub: Arc::clone(&hub),
+        state: Arc::clone(&store),
         settings,
         homeserver: Arc::clone(&homeserver),
         metrics: Arc::clone(&metrics),

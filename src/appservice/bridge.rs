@@ -95,8 +95,11 @@ const IDLE_WORKER: Duration = Duration::from_secs(30);
 /// The Matrix → MIMI side (see the module documentation).
 #[derive(Debug)]
 pub struct Bridge {
-    /// The log writer.
+    /// The log writer; the logs are read through it.
     pub hub: Arc<Hub>,
+    /// The appservice's own durable state (intake, portals, maps, the homeserver queue, hosted
+    /// media), in the bridge's store.
+    pub state: Arc<Store>,
     /// Configuration shared with the endpoints.
     pub settings: Settings,
     /// The homeserver.
@@ -115,7 +118,7 @@ fn str_of<'a>(event: &'a Value, name: &'static str) -> Result<&'a str, BridgeErr
 
 impl Bridge {
     pub(super) fn store(&self) -> &Arc<Store> {
-        self.hub.store()
+        &self.state
     }
 
     /// The MIMI user standing for a homeserver user: the same localpart on the bridge's server.

@@ -154,10 +154,10 @@ impl Bridge {
         mimi_sender: &str,
         log_event_id: &str,
     ) -> Result<Option<MappedEvent>, BridgeError> {
-        if request["message_id"].is_null() || self.hub.store().matrix_event_of(log_event_id)?.is_some() {
+        if request["message_id"].is_null() || self.store().matrix_event_of(log_event_id)?.is_some() {
             return Ok(None);
         }
-        let Some(plaintext) = self.hub.store().plaintext(log_event_id)? else { return Ok(None) };
+        let Some(plaintext) = self.hub.plaintext(log_event_id)? else { return Ok(None) };
         let Ok(content) = MimiContent::decode(&plaintext) else { return Ok(None) };
         let Ok((_, message_id)) = encode_with_id(&content) else { return Ok(None) };
         Ok(Some(MappedEvent::from_content(message_id, mimi_sender, &content)))
@@ -170,9 +170,9 @@ impl Bridge {
     async fn upload_attachment(&self, request: &Value, ghost: &str) -> Result<Option<(String, Value)>, BridgeError> {
         let log_event_id = request["log_event_id"].as_str().ok_or(BridgeError::Malformed("log_event_id"))?;
         let index = request["index"].as_u64().and_then(|i| usize::try_from(i).ok()).unwrap_or(usize::MAX);
-        let Some(plaintext) = self.hub.store().plaintext(log_event_id)? else { return Ok(None) };
+        let Some(plaintext) = self.hub.plaintext(log_event_id)? else { return Ok(None) };
         let Ok(content) = MimiContent::decode(&plaintext) else { return Ok(None) };
-        let ids = StoreIds(Arc::clone(self.hub.store()));
+        let ids = StoreIds(Arc::clone(self.store()));
         let Some(MatrixOut::Media(upload)) =
             to_matrix(&content, &ids).ok().and_then(|mut o| (index < o.len()).then(|| o.swap_remove(index)))
         else {
@@ -182,7 +182,7 @@ impl Bridge {
         let Some(media_id) = crate::federation::media::local_id(self.hub.server_name(), &external.url) else {
             return Ok(None);
         };
-        let Some(ciphertext) = self.hub.store().media(media_id)? else { return Ok(None) };
+        let Some(ciphertext) = self.store().media(media_id)? else { return Ok(None) };
         let Ok(file) = crate::translate::media::decrypt_from_mimi(&ciphertext, external) else {
             tracing::warn!(log_event_id, "attachment does not match its hash or key");
             return Ok(None);
@@ -197,7 +197,7 @@ impl Bridge {
 
     /// The bridge user that opened a portal (and so is in its Matrix room).
     fn opener_of(&self, matrix_room: &str) -> Result<String, BridgeError> {
-        let store = self.hub.store();
+        let store = self.store();
         let record = match store.portal_of(matrix_room)? {
             Some(mimi_room) => store.portal_record(&mimi_room)?,
             None => None,

@@ -13,15 +13,15 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::bridge::{Bridge, BridgeError};
+use super::bridge::{Bridge, BridgeError, off_runtime};
 use super::delivery::HomeserverQueue;
 use super::ids::StoreIds;
 use crate::event::UnverifiedPdu;
 use crate::event::meta::server_of;
 use crate::mimi::MimiContent;
 use crate::mls::events::ENCRYPTED;
-use crate::queue::{Backoff, RetryPolicy, blocking};
-use crate::store::{Advances, Batch, ShortRoomId, StoreError};
+use crate::queue::{Backoff, RetryPolicy};
+use crate::store::{Advances, Batch, ShortRoomId};
 use crate::translate::{MatrixOut, encode_with_id, to_matrix};
 
 /// Log events read per batch that moves a cursor.
@@ -72,16 +72,16 @@ impl Bridge {
         }
     }
 
-    async fn mark_every_portal(&self, advances: &Advances) -> Result<(), StoreError> {
+    async fn mark_every_portal(&self, advances: &Advances) -> Result<(), BridgeError> {
         let mut after: Option<String> = None;
         loop {
-            let store = Arc::clone(self.hub.store());
+            let (store, hub) = (Arc::clone(self.store()), Arc::clone(&self.hub));
             let from = after.clone();
-            let page = blocking(move || {
+            let page = off_runtime(move || {
                 let portals = store.portals_page(from.as_deref(), 256)?;
                 let mut shorts = Vec::with_capacity(portals.len());
                 for (room, _) in &portals {
-                    shorts.push(store.short_room(room)?);
+                    shorts.push(hub.short_room(room)?);
                 }
                 Ok((portals.last().map(|(room, _)| room.clone()), shorts))
             })
@@ -103,7 +103,7 @@ impl Bridge {
     ) -> Result<(), BridgeError> {
         loop {
             let bridge = Arc::clone(self);
-            let page = super::bridge::off_runtime(move || bridge.portal_page(room, durable_us)).await?;
+            let page = off_runtime(move || bridge.portal_page(room, durable_us)).await?;
             let Some(page) = page else { return Ok(()) };
             let (ticket, keys) = queue.enqueue(page.batch, page.requests);
             ticket.wait().await?;
@@ -117,8 +117,8 @@ impl Bridge {
     /// Reads a portal's next page (blocking). `None` when the room is no portal or has nothing
     /// new.
     fn portal_page(&self, room: ShortRoomId, durable_us: u64) -> Result<Option<Page>, BridgeError> {
-        let store = self.hub.store();
-        let Some(mimi_room) = store.room_id_of(room)? else { return Ok(None) };
+        let store = self.store();
+        let Some(mimi_room) = self.hub.room_id_of(room)? else { return Ok(None) };
         let Some(record) = store.portal_record(&mimi_room)? else { return Ok(None) };
         let record: Value = serde_json::from_slice(&record).map_err(|_| BridgeError::Malformed("portal record"))?;
         let matrix_room = record["matrix_room"].as_str().ok_or(BridgeError::Malformed("portal record"))?;
@@ -126,12 +126,12 @@ impl Bridge {
         let mut next = cursor;
         let mut requests = Vec::new();
         let mut more = false;
-        for item in store.pdus(room, cursor)? {
+        // One more than a page: whether there is more.
+        for (seq, bytes) in self.hub.log_page(room, cursor, EVENTS_PER_PAGE + 1)? {
             if next - cursor >= EVENTS_PER_PAGE as u64 || requests.len() >= REQUESTS_PER_PAGE {
                 more = true;
                 break;
             }
-            let (seq, bytes) = item?;
             let pdu = UnverifiedPdu::parse(&bytes).map_err(|_| BridgeError::Malformed("stored PDU"))?;
             let meta = pdu.meta();
             if meta.event_type == ENCRYPTED && server_of(&meta.sender) != self.hub.server_name() {
@@ -153,7 +153,7 @@ impl Bridge {
 
     /// The homeserver requests a stored message becomes.
     fn requests_for(&self, matrix_room: &str, event_id: &str) -> Result<Vec<Value>, BridgeError> {
-        let Some(plaintext) = self.hub.store().plaintext(event_id)? else {
+        let Some(plaintext) = self.hub.plaintext(event_id)? else {
             self.metrics.dropped("undecryptable");
             return Ok(Vec::new());
         };
@@ -161,7 +161,7 @@ impl Bridge {
             self.metrics.dropped("malformed_mimi_content");
             return Ok(Vec::new());
         };
-        let ids = StoreIds(Arc::clone(self.hub.store()));
+        let ids = StoreIds(Arc::clone(self.store()));
         let outs = match to_matrix(&content, &ids) {
             Ok(outs) => outs,
             Err(error) => {

@@ -51,7 +51,7 @@ impl Bridge {
             self.homeserver.register_ghost(localpart).await?;
         }
         self.homeserver.join(room, as_user).await?;
-        if self.hub.store().portal_of(room)?.is_some() {
+        if self.store().portal_of(room)?.is_some() {
             return self.drop_event(seq, "already_a_portal").await;
         }
         if self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some() {
@@ -107,9 +107,9 @@ impl Bridge {
         if let Some(seq) = seq {
             batch.intake(seq, None);
         }
-        self.hub.store().submit(batch).wait().await?;
+        self.store().submit(batch).wait().await?;
         // Whatever the room's log already holds is bridged from position 0.
-        if let Some(short) = self.hub.store().short_room(&mimi_room)? {
+        if let Some(short) = self.hub.short_room(&mimi_room)? {
             self.advances.mark(short, 0);
         }
         tracing::info!(matrix_room = room, mimi_room, "portal opened");
@@ -118,7 +118,7 @@ impl Bridge {
 
     /// The recorded intent to open a portal for `room`, recorded now if there is none yet.
     async fn portal_intent(&self, room: &str, inviter: &str, remote: Option<&str>) -> Result<Value, BridgeError> {
-        if let Some(bytes) = self.hub.store().portal_intent(room)? {
+        if let Some(bytes) = self.store().portal_intent(room)? {
             tracing::info!(matrix_room = room, "resuming a portal whose opening was interrupted");
             return serde_json::from_slice(&bytes).map_err(|_| BridgeError::Malformed("portal intent"));
         }
@@ -130,7 +130,7 @@ impl Bridge {
             json!({"mimi_room": self.hub.new_room_id()?, "creator": creator, "remote": remote, "opener": opener});
         let mut batch = Batch::new();
         batch.portal_intent(room, Some(intent.to_string().as_bytes()));
-        self.hub.store().submit(batch).wait().await?;
+        self.store().submit(batch).wait().await?;
         Ok(intent)
     }
 
@@ -150,7 +150,7 @@ impl Bridge {
     }
 
     fn portal_record(&self, mimi_room: &str) -> Result<Value, BridgeError> {
-        let bytes = self.hub.store().portal_record(mimi_room)?;
+        let bytes = self.store().portal_record(mimi_room)?;
         bytes.and_then(|b| serde_json::from_slice(&b).ok()).ok_or(BridgeError::Malformed("portal record"))
     }
 }

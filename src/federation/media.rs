@@ -91,14 +91,14 @@ pub async fn get(federation: &Federation, id: &str, request: &Request) -> Result
     }
     let slot =
         Arc::clone(&federation.downloads).acquire_owned().await.map_err(|_| MatrixError::internal("shutting down"))?;
-    let (store, media_id) = (Arc::clone(federation.hub.store()), id.to_owned());
+    let (store, media_id) = (Arc::clone(&federation.media), id.to_owned());
     let first = tokio::task::spawn_blocking(move || store.media_chunk(&media_id, 0))
         .await
         .map_err(|_| MatrixError::internal("media store unavailable"))?
         .map_err(|_| MatrixError::internal("media store unavailable"))?
         .ok_or_else(|| MatrixError::not_found("no such media"))?;
     let chunks = Chunks {
-        store: Arc::clone(federation.hub.store()),
+        store: Arc::clone(&federation.media),
         id: id.to_owned(),
         next: 1,
         reading: None,

@@ -19,14 +19,16 @@ pub const UNSTABLE_PREFIX: &str = "/_matrix/federation/unstable/org.matrix.i-d.r
 pub struct Federation {
     /// The log writer (hub of our rooms, follower of others').
     pub hub: Arc<Hub>,
+    /// Where hosted media is kept.
+    media: Arc<crate::store::Store>,
     /// Slots for hosted-media downloads.
     downloads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Federation {
-    /// The handler over `hub`.
-    pub fn new(hub: Arc<Hub>) -> Self {
-        Self { hub, downloads: Arc::new(tokio::sync::Semaphore::new(media::MAX_DOWNLOADS)) }
+    /// The handler over `hub`, serving hosted media from `store`.
+    pub fn new(hub: Arc<Hub>, store: Arc<crate::store::Store>) -> Self {
+        Self { hub, media: store, downloads: Arc::new(tokio::sync::Semaphore::new(media::MAX_DOWNLOADS)) }
     }
 }
 

@@ -16,6 +16,7 @@ mod directories;
 mod error;
 mod follow;
 mod heads;
+mod log;
 mod mls;
 mod receive;
 
@@ -154,7 +155,9 @@ impl Hub {
         &self.server_name
     }
 
-    /// The store.
+    /// The store, for the offline tools and tests. The bridge's own parts above the hub read the
+    /// logs through the hub ([`log_page`](Self::log_page), [`plaintext`](Self::plaintext)) and
+    /// keep their state through the store handle the daemon gives them.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }

@@ -48,14 +48,15 @@ fn put_large(address: std::net::SocketAddr, authorization: Option<&str>, send_bo
 fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let key = ServerKey::from_seed("a", [1; 32]).unwrap();
-    let hub = Arc::new(Hub::new("mimi.hs.test", &key, Arc::new(Store::open(dir.path()).unwrap())).unwrap());
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let hub = Arc::new(Hub::new("mimi.hs.test", &key, Arc::clone(&store)).unwrap());
     let peer = ServerKey::from_seed("p", [2; 32]).unwrap();
     hub.directories().trust_key("peer.test", peer.key_id(), peer.verifying_key()).unwrap();
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
     let (_shutdown, watch) = tokio::sync::watch::channel(false);
-    runtime.spawn(mimi_bridge::http::serve(listener, Arc::new(Federation::new(hub)), MAX_BODY, watch));
+    runtime.spawn(mimi_bridge::http::serve(listener, Arc::new(Federation::new(hub, store)), MAX_BODY, watch));
 
     // Refused on the headers alone: the body is never sent, yet the answer comes.
     assert!(put_large(address, None, false).contains("401"), "no credentials");
