@@ -160,7 +160,12 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         health: Arc::clone(&health),
         advances: advances.clone(),
     });
-    let options = QueueOptions { counter: NEXT_SEQ, policy: RetryPolicy::default(), max_in_flight: 32 };
+    let options = QueueOptions {
+        counter: NEXT_SEQ,
+        policy: RetryPolicy::default(),
+        max_in_flight: 32,
+        health: Arc::clone(&health),
+    };
     let delivery = HomeserverDelivery::new(Arc::clone(&bridge));
     let queue = Queue::open(QueueId::Homeserver, Arc::clone(&store), delivery, options, watch.clone())
         .map_err(|e| setup("database.path")(&e))?;

@@ -87,8 +87,6 @@ impl Retryable for BridgeError {
     }
 }
 
-/// Events handed to one room's worker and not yet taken up.
-const ROOM_CHANNEL: usize = 64;
 /// How long a room's worker waits for more work before it stops.
 const IDLE_WORKER: Duration = Duration::from_secs(30);
 
@@ -129,8 +127,9 @@ impl Bridge {
 
     /// Works the intake queue until the process ends: reads it a page at a time and hands each
     /// entry to its room's worker. A room's worker exists while the room has work and stops
-    /// after [`IDLE_WORKER`] without any; its channel is bounded, so a busy room holds the
-    /// reader (and, through the backlog, the homeserver's transactions) back.
+    /// after [`IDLE_WORKER`] without any. Its channel is bounded by the backlog, which bounds
+    /// all rooms' entries together: a slow or retrying room never fills it, so it never holds
+    /// up the reader and the other rooms, while the backlog holds the homeserver back.
     pub async fn run(self: Arc<Self>, mut reader: IntakeReader) {
         let backlog = reader.backlog();
         let mut rooms: BTreeMap<String, mpsc::Sender<Queued>> = BTreeMap::new();
@@ -163,7 +162,7 @@ impl Bridge {
     }
 
     fn spawn_room_worker(self: &Arc<Self>, backlog: Arc<Backlog>) -> mpsc::Sender<Queued> {
-        let (sender, mut receiver) = mpsc::channel::<Queued>(ROOM_CHANNEL);
+        let (sender, mut receiver) = mpsc::channel::<Queued>(backlog.capacity());
         let bridge = Arc::clone(self);
         tokio::spawn(async move {
             loop {

@@ -83,8 +83,8 @@ pub struct Queue<D> {
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Workers running; [`Queue::drained`] waits for none.
     workers: tokio::sync::watch::Sender<usize>,
-    /// A worker stopped because the store failed: delivery is down until a restart.
-    failed: std::sync::atomic::AtomicBool,
+    /// Told when a worker stops because the store failed (delivery is down until a restart).
+    health: Arc<crate::http::health::Health>,
 }
 
 /// How a queue delivers.
@@ -96,6 +96,8 @@ pub struct QueueOptions {
     pub policy: RetryPolicy,
     /// Most deliveries in flight across all destinations.
     pub max_in_flight: usize,
+    /// Where a worker stopped by a store failure is reported (readiness turns 503).
+    pub health: Arc<crate::http::health::Health>,
 }
 
 fn now_ms() -> u64 {
@@ -125,7 +127,7 @@ impl<D: Deliver> Queue<D> {
             metrics: QueueMetrics::default(),
             shutdown,
             workers: tokio::sync::watch::channel(0).0,
-            failed: std::sync::atomic::AtomicBool::new(false),
+            health: options.health,
         }))
     }
 
@@ -210,11 +212,6 @@ impl<D: Deliver> Queue<D> {
     pub async fn drained(&self) {
         let mut workers = self.workers.subscribe();
         let _ = workers.wait_for(|n| *n == 0).await;
-    }
-
-    /// False once a worker stopped on a store failure (readiness reports it).
-    pub fn healthy(&self) -> bool {
-        !self.failed.load(Ordering::SeqCst)
     }
 
     /// The delivery implementation.

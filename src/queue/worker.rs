@@ -52,7 +52,7 @@ pub(super) async fn run<D: Deliver>(queue: Arc<Queue<D>>, dest: String) {
     };
     if let Some(Stop::StoreFailed) = stopped {
         tracing::error!(queue = queue.id.name(), dest, "delivery stopped: the store refuses writes");
-        queue.failed.store(true, Ordering::SeqCst);
+        queue.health.failed(queue.id.name());
     }
     if stopped.is_some() {
         queue.lanes.lock().unwrap_or_else(PoisonError::into_inner).remove(&dest);
