@@ -89,8 +89,9 @@ impl Running {
     }
 }
 
-/// Opens everything and starts serving; the startup checks run after the listener is up.
-pub async fn start(config: &Config) -> Result<Running, DaemonError> {
+/// Opens the store (which may upgrade it) and the hub, and trusts the pinned keys: synced writes,
+/// run where blocking is allowed.
+fn open_storage(config: &Config) -> Result<(Arc<Store>, Arc<Hub>), DaemonError> {
     let sync = SyncPolicy::from(config.database.sync);
     let store = Arc::new(Store::open_with(&config.database.path, sync).map_err(|e| setup("database.path")(&e))?);
     let key_text = std::fs::read_to_string(&config.mimi.signing_key)
@@ -105,6 +106,14 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     for (server, key_id, key) in pinned.iter() {
         hub.directories().trust_key(server, key_id, *key).map_err(|e| setup("mimi.trusted_keys")(&e))?;
     }
+    Ok((store, hub))
+}
+
+/// Opens everything and starts serving; the startup checks run after the listener is up.
+pub async fn start(config: &Config) -> Result<Running, DaemonError> {
+    let owned = config.clone();
+    let (store, hub) =
+        tokio::task::spawn_blocking(move || open_storage(&owned)).await.map_err(|e| setup("database.path")(&e))??;
     let homeserver = Arc::new(
         HomeserverClient::new(&config.homeserver.address, &config.appservice.as_token, config.appservice.id.clone())
             .map_err(|e| setup("homeserver.address")(&e))?,
