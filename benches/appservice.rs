@@ -30,6 +30,8 @@
     reason = "rates and times are printed, not computed on"
 )]
 
+#[path = "../tests/it/ports.rs"]
+mod ports;
 #[path = "support/mod.rs"]
 mod support;
 #[path = "support/synapse.rs"]

@@ -23,6 +23,8 @@
     reason = "rates and times are printed, not computed on"
 )]
 
+#[path = "../tests/it/ports.rs"]
+mod ports;
 #[path = "support/synapse.rs"]
 mod synapse;
 
@@ -278,7 +280,8 @@ fn main() {
     std::fs::write(dir.path().join("signing.key"), key.to_synapse_line()).expect("key file");
     let peer_key = ServerKey::from_seed("peer1", [5; 32]).expect("peer key");
     let trusted = format!("{PEER}={}={}", peer_key.key_id(), peer_key.public_b64());
-    let as_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    // The appservice listens on `as_port`, the federation listener on the next one.
+    let as_port = ports::consecutive(2);
     let registration = dir.path().join("registration.yaml");
     let config =
         Config::from_yaml(&config_yaml(dir.path(), 1, as_port, &trusted), Path::new("bench.yaml")).expect("config");

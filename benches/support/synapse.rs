@@ -48,7 +48,7 @@ impl Synapse {
         let dir = tempfile::Builder::new().prefix("synapse-bench-").tempdir().expect("dir");
         let path = dir.path().to_str().expect("UTF-8 temporary path").to_owned();
         for attempt in 0.. {
-            let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+            let port = crate::ports::consecutive(1);
             let out = Command::new(SCRIPT)
                 .args(["start", &path, &port.to_string()])
                 .args(registrations)

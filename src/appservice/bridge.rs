@@ -90,6 +90,12 @@ impl Retryable for BridgeError {
 /// How long a room's worker waits for more work before it stops.
 const IDLE_WORKER: Duration = Duration::from_secs(30);
 
+/// A room's worker: where its events go, and its task (awaited by a successor).
+struct RoomWorker {
+    sender: mpsc::Sender<Queued>,
+    task: tokio::task::JoinHandle<()>,
+}
+
 /// The Matrix → MIMI side (see the module documentation).
 #[derive(Debug)]
 pub struct Bridge {
@@ -132,7 +138,7 @@ impl Bridge {
     /// up the reader and the other rooms, while the backlog holds the homeserver back.
     pub async fn run(self: Arc<Self>, mut reader: IntakeReader) {
         let backlog = reader.backlog();
-        let mut rooms: BTreeMap<String, mpsc::Sender<Queued>> = BTreeMap::new();
+        let mut rooms: BTreeMap<String, RoomWorker> = BTreeMap::new();
         loop {
             let page = match reader.next_page(256).await {
                 Ok(page) => page,
@@ -146,25 +152,35 @@ impl Bridge {
                 let room = queued.event.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned();
                 let mut queued = Some(queued);
                 while let Some(item) = queued.take() {
-                    let sender =
-                        rooms.entry(room.clone()).or_insert_with(|| self.spawn_room_worker(Arc::clone(&backlog)));
-                    if let Err(mpsc::error::SendError(item)) = sender.send(item).await {
-                        // The worker stopped for idleness just now: start another.
-                        rooms.remove(&room);
+                    let worker =
+                        rooms.entry(room.clone()).or_insert_with(|| self.spawn_room_worker(Arc::clone(&backlog), None));
+                    if let Err(mpsc::error::SendError(item)) = worker.sender.send(item).await {
+                        // The worker stopped for idleness just now, and may still be finishing
+                        // what it had: its successor starts once it has, keeping the room's order.
+                        let stopping = rooms.remove(&room).map(|w| w.task);
+                        rooms.insert(room.clone(), self.spawn_room_worker(Arc::clone(&backlog), stopping));
                         queued = Some(item);
                     }
                 }
             }
             if rooms.len() > 1024 {
-                rooms.retain(|_, sender| !sender.is_closed());
+                rooms.retain(|_, worker| !worker.task.is_finished());
             }
         }
     }
 
-    fn spawn_room_worker(self: &Arc<Self>, backlog: Arc<Backlog>) -> mpsc::Sender<Queued> {
+    /// Starts a room's worker; it begins once `predecessor` (the room's previous worker) ended.
+    fn spawn_room_worker(
+        self: &Arc<Self>,
+        backlog: Arc<Backlog>,
+        predecessor: Option<tokio::task::JoinHandle<()>>,
+    ) -> RoomWorker {
         let (sender, mut receiver) = mpsc::channel::<Queued>(backlog.capacity());
         let bridge = Arc::clone(self);
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
+            if let Some(predecessor) = predecessor {
+                let _ = predecessor.await;
+            }
             loop {
                 let queued = match tokio::time::timeout(IDLE_WORKER, receiver.recv()).await {
                     Ok(Some(queued)) => queued,
@@ -181,7 +197,7 @@ impl Bridge {
                 bridge.work(queued, &backlog).await;
             }
         });
-        sender
+        RoomWorker { sender, task }
     }
 
     /// Bridges one queued event, retrying transient failures with the queue's backoff; frees

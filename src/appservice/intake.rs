@@ -23,7 +23,7 @@ use tokio::sync::{Notify, Semaphore};
 use serde_json::Value;
 
 use crate::http::MatrixError;
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, Store, StoreError, Ticket};
 
 /// The counter that names intake entries; never reused.
 const NEXT_SEQ: &str = "intake_next_seq";
@@ -99,7 +99,7 @@ impl Backlog {
 pub struct Intake {
     store: Arc<Store>,
     /// The next sequence number, and events queued whose batch may not be durable yet.
-    state: Mutex<(u64, BTreeMap<String, u64>)>,
+    state: Arc<Mutex<(u64, BTreeMap<String, u64>)>>,
     /// Wakes the reader when a transaction landed.
     arrived: Arc<Notify>,
     backlog: Arc<Backlog>,
@@ -173,7 +173,7 @@ impl Intake {
             arrived: Arc::clone(&arrived),
             backlog: Arc::clone(&backlog),
         };
-        Ok((Self { store, state: Mutex::new((next, BTreeMap::new())), arrived, backlog }, reader))
+        Ok((Self { store, state: Arc::new(Mutex::new((next, BTreeMap::new()))), arrived, backlog }, reader))
     }
 
     /// Events queued and not yet bridged (from the bound's point of view).
@@ -207,6 +207,8 @@ impl Intake {
     }
 
     /// Takes a transaction in: durable before this returns `Ok` (see the module documentation).
+    /// Cancelling it (the homeserver hung up) leaves the accounting whole: whatever was
+    /// submitted is settled by a task of its own.
     pub async fn take(&self, txn_id: &str, body: &[u8]) -> Result<Taken, MatrixError> {
         let events = Self::parse(body)?;
         if self.store.txn_seen(txn_id).map_err(storage)? {
@@ -221,56 +223,69 @@ impl Intake {
             .await
             .map_err(|_| MatrixError::internal("the bridge is shutting down; retry"))?;
         permits.forget();
-        let result = self.queue(txn_id, events).await;
-        let used = result.as_ref().map_or(0, |t| t.new_events);
-        self.backlog.permits.add_permits(usize::try_from(wanted).unwrap_or(usize::MAX) - used);
-        result
+        let mut reserved = Reserved { backlog: Arc::clone(&self.backlog), unused: events.len() };
+        let (ticket, queued) = self.queue(txn_id, events)?;
+        reserved.unused -= queued.len();
+        let (state, arrived) = (Arc::clone(&self.state), Arc::clone(&self.arrived));
+        let settled = tokio::spawn(async move {
+            let mut reserved = reserved; // the guard itself, not just its field, moves here
+            let durable = ticket.wait().await;
+            let mut state = state.lock().unwrap_or_else(PoisonError::into_inner);
+            for id in &queued {
+                state.1.remove(id);
+            }
+            match &durable {
+                Ok(()) => arrived.notify_one(),
+                Err(_) => reserved.unused += queued.len(),
+            }
+            durable.map(|()| queued.len())
+        });
+        let new_events = settled.await.map_err(|_| MatrixError::internal("intake stopped"))?.map_err(storage)?;
+        Ok(Taken { new_events, duplicate: false })
     }
 
-    async fn queue(&self, txn_id: &str, events: Vec<Value>) -> Result<Taken, MatrixError> {
+    /// Queues the events not taken in before, and the transaction ID, in one batch; returns its
+    /// ticket and the IDs of the events it queues (in flight until the ticket resolves).
+    fn queue(&self, txn_id: &str, events: Vec<Value>) -> Result<(Ticket, Vec<String>), MatrixError> {
         let mut batch = Batch::new();
-        let mut queued = Vec::new();
+        let mut queued: Vec<String> = Vec::new();
         // Sequence numbers are handed out and the batch queued under one lock, so batches reach
         // the store in sequence order; a request that skips an event another request is still
         // writing waits on its own batch, which the store writes after that one.
-        let ticket = {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            let (next, in_flight) = &mut *state;
-            let mut seq = *next;
-            for event in events {
-                let event_id = field(&event, "event_id", 0)?.to_owned();
-                if in_flight.contains_key(&event_id)
-                    || self.store.matrix_taken_in(&event_id).map_err(storage)?.is_some()
-                    || queued.iter().any(|q: &Queued| q.event.get("event_id") == event.get("event_id"))
-                {
-                    continue;
-                }
-                batch.intake(seq, Some(event.to_string().as_bytes()));
-                batch.matrix_taken_in(&event_id, seq);
-                queued.push(Queued { seq, event });
-                seq += 1;
+        let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
+        let (next, in_flight) = &mut *state;
+        let mut seq = *next;
+        for event in events {
+            let event_id = field(&event, "event_id", 0)?.to_owned();
+            if in_flight.contains_key(&event_id)
+                || queued.contains(&event_id)
+                || self.store.matrix_taken_in(&event_id).map_err(storage)?.is_some()
+            {
+                continue;
             }
-            *next = seq;
-            for q in &queued {
-                if let Some(id) = q.event.get("event_id").and_then(Value::as_str) {
-                    in_flight.insert(id.to_owned(), q.seq);
-                }
-            }
-            batch.counter(NEXT_SEQ, seq);
-            batch.txn_seen(txn_id, now_ms());
-            self.store.submit(batch)
-        };
-        let durable = ticket.wait().await;
-        {
-            let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-            for q in &queued {
-                if let Some(id) = q.event.get("event_id").and_then(Value::as_str) {
-                    state.1.remove(id);
-                }
-            }
+            batch.intake(seq, Some(event.to_string().as_bytes()));
+            batch.matrix_taken_in(&event_id, seq);
+            queued.push(event_id);
+            seq += 1;
         }
-        durable.map_err(storage)?;
-        self.arrived.notify_one();
-        Ok(Taken { new_events: queued.len(), duplicate: false })
+        for (id, seq) in queued.iter().zip(*next..) {
+            in_flight.insert(id.clone(), seq);
+        }
+        *next = seq;
+        batch.counter(NEXT_SEQ, seq);
+        batch.txn_seen(txn_id, now_ms());
+        Ok((self.store.submit(batch), queued))
+    }
+}
+
+/// Backlog room taken for a transaction and not used by it, given back however the request ends.
+struct Reserved {
+    backlog: Arc<Backlog>,
+    unused: usize,
+}
+
+impl Drop for Reserved {
+    fn drop(&mut self) {
+        self.backlog.permits.add_permits(self.unused);
     }
 }

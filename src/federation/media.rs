@@ -8,7 +8,8 @@
 //! An attachment is stored in chunks and streamed a chunk at a time (each read from the store on
 //! a blocking thread as the client takes the previous one), so a download holds one chunk in
 //! memory, never the whole file; at most [`MAX_DOWNLOADS`] are served at once, and further
-//! requests wait for a slot.
+//! requests wait for a slot, at most [`SLOT_WAIT`] (then 503, so that a client retries later
+//! rather than pile up connections).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -27,6 +28,9 @@ pub const PATH: &str = "/_mimi/media/v1/";
 
 /// Downloads served at once.
 pub const MAX_DOWNLOADS: usize = 16;
+
+/// How long a request waits for a download slot before it is answered 503.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The URL of a hosted attachment, on this server's public name.
 pub fn url(server_name: &str, media_id: &str) -> String {
@@ -89,8 +93,16 @@ pub async fn get(federation: &Federation, id: &str, request: &Request) -> Result
     if request.method != hyper::Method::GET {
         return Err(MatrixError::method_not_allowed());
     }
-    let slot =
-        Arc::clone(&federation.downloads).acquire_owned().await.map_err(|_| MatrixError::internal("shutting down"))?;
+    let slot = tokio::time::timeout(SLOT_WAIT, Arc::clone(&federation.downloads).acquire_owned())
+        .await
+        .map_err(|_| {
+            MatrixError::new(
+                hyper::StatusCode::SERVICE_UNAVAILABLE,
+                "M_LIMIT_EXCEEDED",
+                "too many downloads; retry later",
+            )
+        })?
+        .map_err(|_| MatrixError::internal("shutting down"))?;
     let (store, media_id) = (Arc::clone(&federation.media), id.to_owned());
     let first = tokio::task::spawn_blocking(move || store.media_chunk(&media_id, 0))
         .await

@@ -112,7 +112,9 @@ async fn read<H: Handler>(
         .headers
         .get(hyper::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+        .and_then(|v| v.parse::<u64>().ok())
+        // Requests without a body (GETs) have an exact size of zero and reserve nothing.
+        .or_else(|| hyper::body::Body::size_hint(&body).exact());
     if declared.is_some_and(|n| n > max_body as u64) {
         return Err(MatrixError::too_large(max_body));
     }

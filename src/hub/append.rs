@@ -188,6 +188,8 @@ impl Hub {
         if rooms.contains(room_id) || self.store.short_room(room_id)?.is_some() {
             return Err(HubError::RoomExists(room_id.to_owned()));
         }
-        Ok(rooms.insert(room_id, Arc::new(std::sync::Mutex::new(head)), &self.store))
+        rooms
+            .insert(room_id, Arc::new(std::sync::Mutex::new(head)), &self.store)
+            .ok_or_else(|| HubError::RoomExists(room_id.to_owned()))
     }
 }

@@ -46,17 +46,27 @@ impl Heads {
         self.rooms.contains_key(room_id)
     }
 
-    /// Inserts `head` unless the room is loaded already; returns the room's head either way.
-    pub(super) fn insert(&mut self, room_id: &str, head: Arc<Mutex<RoomHead>>, store: &Store) -> Arc<Mutex<RoomHead>> {
+    /// Inserts `head`, loaded from the store outside the lock, unless the room is loaded already;
+    /// returns the room's head either way, or `None` if `head` is stale: while it was loaded,
+    /// another thread loaded the room, appended and had it evicted, so the log moved on.
+    pub(super) fn insert(
+        &mut self,
+        room_id: &str,
+        head: Arc<Mutex<RoomHead>>,
+        store: &Store,
+    ) -> Option<Arc<Mutex<RoomHead>>> {
         if let Some(existing) = self.get(room_id) {
-            return existing;
+            return Some(existing);
+        }
+        if !head.try_lock().is_ok_and(|loaded| durable(&loaded, store)) {
+            return None;
         }
         self.tick += 1;
         self.rooms.insert(room_id.to_owned(), Loaded { head: Arc::clone(&head), used: AtomicU64::new(self.tick) });
         if self.rooms.len() > self.limit {
             self.evict(store);
         }
-        head
+        Some(head)
     }
 
     /// Evicts idle heads, least recently used first, down to three quarters of the bound.
@@ -88,4 +98,40 @@ impl Heads {
 fn durable(head: &RoomHead, store: &Store) -> bool {
     let last = head.chain.next_position().checked_sub(1);
     store.tail(head.short).ok().flatten().map(|t| t.seq) == last
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use crate::event::{EventTemplate, ServerKey};
+    use crate::hub::{Hub, RoomPreset, lock};
+    use crate::store::Store;
+
+    /// The race a loader outside the rooms lock can lose: it read the log at position N, then
+    /// another thread loaded the room, appended N+1 and had it evicted. The stale head is refused
+    /// and the next use loads the room where its log now ends.
+    #[test]
+    fn a_head_loaded_before_the_log_moved_on_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = ServerKey::from_seed("k1", [7; 32]).unwrap();
+        let hub = Hub::new("hub.example", &key, Arc::new(Store::open(dir.path()).unwrap())).unwrap();
+        let (room, _) = hub.create_room_blocking("@alice:hub.example", &RoomPreset::default(), 1).unwrap();
+        let short = hub.store.short_room(&room).unwrap().unwrap();
+        let stale = Arc::new(Mutex::new(hub.load_head(short).unwrap()));
+
+        let message = EventTemplate {
+            room_id: room.clone(),
+            event_type: "m.room.message".to_owned(),
+            sender: "@alice:hub.example".to_owned(),
+            state_key: None,
+            content: [("body".to_owned(), "moved on".into())].into_iter().collect(),
+            origin_server_ts: 2,
+        };
+        let appended = hub.submit_local(message).unwrap().wait().unwrap();
+        lock(&hub.rooms).rooms.clear();
+
+        assert!(lock(&hub.rooms).insert(&room, stale, &hub.store).is_none());
+        assert_eq!(lock(&hub.head(&room).unwrap()).chain.next_position(), appended.position + 1);
+    }
 }

@@ -192,10 +192,15 @@ impl Hub {
             return Ok(head);
         }
         // Loaded without holding the rooms lock, so a cold room does not stall the others. If
-        // another thread loaded it meanwhile, its head (which may already be ahead) wins.
+        // another thread loaded it meanwhile, its head (which may already be ahead) wins; if the
+        // log moved on while this one loaded, it is loaded again.
         let short = self.store.short_room(room_id)?.ok_or_else(|| HubError::UnknownRoom(room_id.to_owned()))?;
-        let loaded = Arc::new(Mutex::new(self.load_head(short)?));
-        Ok(lock(&self.rooms).insert(room_id, loaded, &self.store))
+        loop {
+            let loaded = Arc::new(Mutex::new(self.load_head(short)?));
+            if let Some(head) = lock(&self.rooms).insert(room_id, loaded, &self.store) {
+                return Ok(head);
+            }
+        }
     }
 
     /// Rebuilds a room's chain from its stored log. Stored events were verified on the way in;

@@ -1,5 +1,7 @@
 //! Upgrades of older stores, run on a read-write open in the batch that records the new
-//! schema version, so an upgrade is all or nothing.
+//! schema version, so an upgrade is all or nothing — except for moves too large for one batch
+//! (attachments), which go first, one item per synced batch, each whole; an upgrade
+//! interrupted among them resumes with the items not yet moved.
 //!
 //! 2 → 3: each request of `hsqueue_request` (u64 sequence → JSON naming its Matrix `room`) moves
 //! to `queuedestseq_entry` under (homeserver queue, that room, the same sequence number), so its
@@ -16,9 +18,9 @@ impl Store {
     pub(super) fn migrate(&self, from: u32) -> Result<Batch, StoreError> {
         let mut batch = Batch::new();
         if from < 3 {
+            self.chunk_media()?;
             self.move_homeserver_requests(&mut batch)?;
             self.move_portal_cursors(&mut batch)?;
-            self.chunk_media(&mut batch)?;
         }
         Ok(batch)
     }
@@ -42,12 +44,15 @@ impl Store {
         Ok(())
     }
 
-    fn chunk_media(&self, batch: &mut Batch) -> Result<(), StoreError> {
+    /// Each attachment in its own batch: together they may be far larger than memory.
+    fn chunk_media(&self) -> Result<(), StoreError> {
         for item in self.db.iterator_cf(self.cf(Cf::MediaidBlob)?, IteratorMode::Start) {
             let (key, value) = item.map_err(rocks(&self.path))?;
             let media_id = String::from_utf8(key.to_vec()).map_err(|_| StoreError::corrupt("media ID is not UTF-8"))?;
+            let mut batch = Batch::new();
             batch.media(&media_id, &value);
             batch.ops.push((Cf::MediaidBlob, key.to_vec(), None));
+            self.submit(batch).blocking_wait()?;
         }
         Ok(())
     }

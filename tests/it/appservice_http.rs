@@ -181,3 +181,33 @@ fn transactions_are_durable_before_200_and_deduplicated() {
     assert_eq!(replayed, [1, 2, 3]);
     assert_eq!(again.backlog().capacity() - again.backlog().available(), 3, "the backlog counts what was left");
 }
+
+/// A transaction whose request is dropped while its batch syncs (the homeserver hung up) is
+/// still settled whole: its events are queued once, the backlog room it did not use (a repeated
+/// event) is given back, and the homeserver's retry is a duplicate.
+#[test]
+fn a_transaction_cancelled_while_it_syncs_is_settled_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(Store::open(dir.path()).unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let (intake, mut reader) = Intake::open(store, DEFAULT_BACKLOG).unwrap();
+    let event = |id: &str| serde_json::json!({"event_id": id, "room_id": "!r:hs.test", "type": "m.room.message", "sender": "@a:hs.test"});
+    let body = serde_json::json!({"events": [event("$a"), event("$a"), event("$b")]}).to_string();
+    // Polled once (the batch is submitted), then dropped.
+    runtime.block_on(async {
+        let mut take = std::pin::pin!(intake.take("t1", body.as_bytes()));
+        let first = std::future::poll_fn(|cx| std::task::Poll::Ready(take.as_mut().poll(cx))).await;
+        assert!(first.is_pending(), "the transaction synced within its first poll: {first:?}");
+    });
+
+    let queued: Vec<u64> = runtime.block_on(reader.next_page(10)).unwrap().iter().map(|q| q.seq).collect();
+    assert_eq!(queued, [1, 2]);
+    let backlog = intake.backlog();
+    let started = std::time::Instant::now();
+    while backlog.available() != backlog.capacity() - 2 {
+        assert!(started.elapsed().as_secs() < 10, "backlog room left taken: {} free", backlog.available());
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let retry = runtime.block_on(intake.take("t1", body.as_bytes())).unwrap();
+    assert!(retry.duplicate && retry.new_events == 0, "{retry:?}");
+}

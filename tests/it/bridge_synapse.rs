@@ -53,7 +53,8 @@ impl BridgeDir {
         let dir = tempfile::tempdir().unwrap();
         let out = crate::common::run(&["keygen", "--out", dir.path().join("signing.key").to_str().unwrap()], b"");
         assert!(out.status.success());
-        let as_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        // The appservice listens on `as_port`, the federation listener on the next one.
+        let as_port = crate::ports::consecutive(2);
         let config = Config::from_yaml(&config_yaml(dir.path(), 1, as_port), Path::new("test.yaml")).unwrap();
         let registration = dir.path().join("registration.yaml");
         std::fs::write(&registration, config.registration().to_yaml()).unwrap();

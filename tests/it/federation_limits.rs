@@ -44,8 +44,16 @@ fn put_large(address: std::net::SocketAddr, authorization: Option<&str>, send_bo
     String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or_default().to_owned()
 }
 
-#[test]
-fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bounded() {
+/// A federation listener on 127.0.0.1 over a fresh store, trusting `peer.test`'s key
+/// `ServerKey::from_seed("p", [2; 32])`; it serves while this is kept.
+struct Listener {
+    address: std::net::SocketAddr,
+    _shutdown: tokio::sync::watch::Sender<bool>,
+    _runtime: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+}
+
+fn listener() -> Listener {
     let dir = tempfile::tempdir().unwrap();
     let key = ServerKey::from_seed("a", [1; 32]).unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
@@ -55,8 +63,16 @@ fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bou
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
-    let (_shutdown, watch) = tokio::sync::watch::channel(false);
+    let (shutdown, watch) = tokio::sync::watch::channel(false);
     runtime.spawn(mimi_bridge::http::serve(listener, Arc::new(Federation::new(hub, store)), MAX_BODY, watch));
+    Listener { address, _shutdown: shutdown, _runtime: runtime, _dir: dir }
+}
+
+#[test]
+fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bounded() {
+    let listener = listener();
+    let address = listener.address;
+    let peer = ServerKey::from_seed("p", [2; 32]).unwrap();
 
     // Refused on the headers alone: the body is never sent, yet the answer comes.
     assert!(put_large(address, None, false).contains("401"), "no credentials");
@@ -94,4 +110,36 @@ fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bou
         mimi_bridge::http::BODY_BUDGET >> 20
     );
     assert!(growth_mib < 256, "RSS grew by {growth_mib} MiB under the flood");
+}
+
+/// Requests without a body take nothing from the body budget: with the whole budget held by
+/// uploads still arriving, a download is answered at once.
+#[test]
+fn body_less_requests_are_served_while_uploads_hold_the_body_budget() {
+    let listener = listener();
+    let address = listener.address;
+    let peer = ServerKey::from_seed("p", [2; 32]).unwrap();
+    let forged = x_matrix::sign_request(&peer, "peer.test", "mimi.hs.test", "PUT", "/elsewhere", None);
+    let holders = mimi_bridge::http::BODY_BUDGET / MAX_BODY + 1;
+    let uploads: Vec<TcpStream> = (0..holders)
+        .map(|_| {
+            let mut stream = TcpStream::connect(address).unwrap();
+            let head = format!(
+                "PUT {UNSTABLE_PREFIX}/send/t1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: {forged}\r\nContent-Length: {MAX_BODY}\r\n\r\n{{"
+            );
+            stream.write_all(head.as_bytes()).unwrap();
+            stream
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200)); // the uploads' heads are admitted and their shares taken
+
+    let mut stream = TcpStream::connect(address).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let path = mimi_bridge::federation::media::PATH;
+    stream.write_all(format!("GET {path}no-such-id HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).unwrap();
+    let mut answer = [0u8; 64];
+    let n = stream.read(&mut answer).unwrap_or(0);
+    let status = String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or_default().to_owned();
+    assert!(status.contains("404"), "the download waited behind the uploads: {status:?}");
+    drop(uploads);
 }

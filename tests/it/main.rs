@@ -28,6 +28,7 @@ mod mls_identity;
 mod mls_key_package;
 mod mls_log;
 mod mls_rooms;
+mod ports;
 mod properties;
 mod replay;
 mod synapse;

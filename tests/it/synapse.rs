@@ -73,12 +73,6 @@ fn install() {
     }
 }
 
-/// A port that was free on 127.0.0.1 a moment ago.
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().port()
-}
-
 /// Percent-encodes one path segment (room IDs, user IDs, event types, transaction IDs).
 pub(crate) fn encode(segment: &str) -> String {
     let mut out = String::with_capacity(segment.len());
@@ -119,10 +113,10 @@ impl Synapse {
             running: false,
             agent,
         };
-        // Another test may grab the port between `free_port` and Synapse binding it: retry.
+        // Another process may bind the port before Synapse does: retry.
         let mut attempt = 0;
         loop {
-            synapse.port = free_port();
+            synapse.port = crate::ports::consecutive(1);
             synapse.base_url = format!("http://127.0.0.1:{}", synapse.port);
             match synapse.try_start() {
                 Ok(()) => return synapse,
