@@ -155,6 +155,7 @@ fn text(hub: &Hub, body: &str) -> Vec<u8> {
     let ctx = mimi_bridge::translate::OutboundContext {
         room_uri: "mimi://mimi.hs.test/r/x".into(),
         salt: mimi_bridge::translate::Salt::Random,
+        matrix_origin: None,
     };
     let ids = mimi_bridge::appservice::ids::StoreIds(Arc::clone(hub.store()));
     match mimi_bridge::translate::to_mimi(&event, &ctx, &ids).expect("translate").pop() {

@@ -20,7 +20,8 @@ use support::rate;
 fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let window = if quick { Duration::from_millis(200) } else { Duration::from_secs(1) };
-    let ctx = OutboundContext { room_uri: "mimi://hs.example/r/portal".into(), salt: Salt::Random };
+    let ctx =
+        OutboundContext { room_uri: "mimi://hs.example/r/portal".into(), salt: Salt::Random, matrix_origin: None };
     let mut ids = MemoryIdMap::new();
     let original = json!({"type": "m.room.message", "sender": "@bob:hs.example", "event_id": "$orig",
                           "content": {"msgtype": "m.text", "body": "release notes are up"}});

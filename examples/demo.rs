@@ -72,6 +72,7 @@ fn mimi_text(room: &str, sender: &str, text: &str) -> Result<Vec<u8>> {
     let ctx = OutboundContext {
         room_uri: format!("mimi://{HUB}/r/{}", room.trim_start_matches('!').split(':').next().unwrap_or_default()),
         salt: Salt::Random,
+        matrix_origin: None,
     };
     match to_mimi(&event, &ctx, &MemoryIdMap::new())?.pop() {
         Some(Outcome::Message(content)) => Ok(content.encode()),

@@ -132,6 +132,13 @@ pub struct MimiSection {
     /// Default: none.
     #[serde(default)]
     pub trusted_keys: Vec<String>,
+    /// Send each Matrix event's `origin_server_ts` and event ID along in its MIMI messages, as
+    /// extensions 3 (`senderTimestamp`) and 4 (`externalMessageId`, scoped by the homeserver's
+    /// domain) of draft-mimi-content-more-extensions. The key numbers are not assigned by IANA
+    /// yet, and the event ID tells the other side a little more. Received ones are always
+    /// accepted. Default `false`.
+    #[serde(default)]
+    pub more_content_extensions: bool,
 }
 
 /// `database`: the RocksDB data directory.

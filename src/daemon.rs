@@ -126,6 +126,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         domain: config.homeserver.domain.clone(),
         bot_localpart: config.appservice.bot.username.clone(),
         ghosts,
+        more_content_extensions: config.mimi.more_content_extensions,
     };
     let metrics = Arc::new(Metrics::default());
     let (intake, reader) = Intake::open(Arc::clone(&store), DEFAULT_BACKLOG).map_err(|e| setup("database.path")(&e))?;

@@ -283,8 +283,11 @@ impl Bridge {
         let mut event = queued.event.clone();
         event["sender"] = Value::String(mimi_sender.to_owned());
         let opaque = mimi_room.trim_start_matches('!').split(':').next().unwrap_or_default();
-        let ctx =
-            OutboundContext { room_uri: format!("mimi://{}/r/{opaque}", self.hub.server_name()), salt: Salt::Random };
+        let ctx = OutboundContext {
+            room_uri: format!("mimi://{}/r/{opaque}", self.hub.server_name()),
+            salt: Salt::Random,
+            matrix_origin: self.settings.more_content_extensions.then(|| self.settings.domain.clone()),
+        };
         let ids = StoreIds(Arc::clone(self.store()));
         let outcomes = match to_mimi(&event, &ctx, &ids) {
             Ok(outcomes) => outcomes,

@@ -21,6 +21,8 @@ pub struct Settings {
     pub bot_localpart: String,
     /// How ghosts are named.
     pub ghosts: GhostTemplate,
+    /// `mimi.more_content_extensions`.
+    pub more_content_extensions: bool,
 }
 
 impl std::fmt::Debug for Settings {
@@ -32,6 +34,7 @@ impl std::fmt::Debug for Settings {
             .field("domain", &self.domain)
             .field("bot_localpart", &self.bot_localpart)
             .field("ghosts", &self.ghosts)
+            .field("more_content_extensions", &self.more_content_extensions)
             .finish()
     }
 }

@@ -58,6 +58,11 @@ mimi:
   # Other servers' signing keys to trust (X-Matrix requests, event signatures), each
   # `server=ed25519:ID=base64 public key`. (default: none)
   trusted_keys: []
+  # Send each Matrix event's origin_server_ts and event ID along in its MIMI messages, as
+  # extensions 3 (senderTimestamp) and 4 (externalMessageId, scoped by the homeserver's domain)
+  # of draft-mimi-content-more-extensions. The key numbers are not assigned by IANA yet.
+  # Received ones are always accepted. (default)
+  more_content_extensions: false
 
 database:
   # The RocksDB data directory, created on first start.

@@ -403,10 +403,17 @@ fn external(r: &mut Reader<'_>, field: &str) -> Result<ExternalPart, DecodeError
     let at = r.position();
     let hash_alg =
         u8::try_from(r.uint(&f("hashAlg"))?).map_err(|_| Reader::error(at, &f("hashAlg"), "must fit in 8 bits"))?;
-    if !KNOWN_HASH_ALGS.contains(&hash_alg) {
+    if hash_alg != 0 && !KNOWN_HASH_ALGS.contains(&hash_alg) {
         return Err(Reader::error(at, &f("hashAlg"), format!("unknown hash algorithm {hash_alg}")));
     }
+    let at = r.position();
     let content_hash = r.bytes(&f("contentHash"))?;
+    // Algorithm 0 is a link with nothing to hash (a conference, in the draft's examples).
+    match (hash_alg, content_hash.is_empty()) {
+        (0, false) => return Err(Reader::error(at, &f("contentHash"), "must be empty with hashAlg 0")),
+        (1.., true) => return Err(Reader::error(at, &f("contentHash"), format!("empty, but hashAlg is {hash_alg}"))),
+        _ => {}
+    }
     let description = r.text(&f("description"))?;
     let filename = r.text(&f("filename"))?;
     Ok(ExternalPart {

@@ -7,6 +7,7 @@
 pub mod cbor;
 pub mod content;
 pub mod derived;
+pub mod extensions;
 pub mod id;
 pub mod json;
 pub mod status;

@@ -214,6 +214,13 @@ fn message(content: &MimiContent, sender: &str, ids: &impl IdMap) -> Vec<MatrixO
     out
 }
 
+/// A link part as text: its description, if any, then the URL.
+fn link_text(part: &ExternalPart) -> MatrixText {
+    let body =
+        if part.description.is_empty() { part.url.clone() } else { format!("{}: {}", part.description, part.url) };
+    MatrixText { body, html: None, mentions: Vec::new() }
+}
+
 enum Body {
     Text(MatrixText, &'static str),
     Media(NestedPart),
@@ -232,6 +239,8 @@ fn bodies(content: &MimiContent, part: &NestedPart, sender: &str) -> Vec<Body> {
     }
     match &part.part {
         Part::Null => Vec::new(),
+        // Nothing to download (a conference link): the link itself is the message.
+        Part::External(e) if e.hash_alg == 0 => vec![Body::Text(link_text(e), "m.text")],
         Part::External(_) => vec![Body::Media(part.clone())],
         Part::Single { content_type, .. } => vec![Body::Dropped(DropReason::UnsupportedContent(content_type.clone()))],
         Part::Multi { semantics: PartSemantics::ChooseOne, parts } => {

@@ -47,6 +47,9 @@ pub struct OutboundContext {
     pub room_uri: String,
     /// The salt source.
     pub salt: Salt,
+    /// When set (the homeserver's domain), every message also carries the Matrix event's
+    /// `origin_server_ts` and ID as extensions 3 and 4 (`mimi.more_content_extensions`).
+    pub matrix_origin: Option<String>,
 }
 
 /// A Matrix attachment on its way to MIMI: everything but the uploaded blob.
@@ -71,6 +74,28 @@ impl PendingMedia {
 
 /// Translates one Matrix event (timeline or ephemeral) for the MIMI room `ctx` describes.
 pub fn to_mimi(event: &Json, ctx: &OutboundContext, ids: &impl IdMap) -> Result<Vec<Outcome>, TranslateError> {
+    let mut outcomes = translate(event, ctx, ids)?;
+    if let Some(scope) = &ctx.matrix_origin {
+        let ts = event.get("origin_server_ts").and_then(Json::as_u64);
+        let event_id = event.get("event_id").and_then(Json::as_str);
+        for outcome in &mut outcomes {
+            let content = match outcome {
+                Outcome::Message(content) => content.as_mut(),
+                Outcome::Media(pending) => &mut pending.content,
+                Outcome::Dropped(_) => continue,
+            };
+            if let Some(ts) = ts {
+                content.set_sender_timestamp_ms(ts);
+            }
+            if let Some(id) = event_id {
+                content.set_external_message_id(id.as_bytes(), scope);
+            }
+        }
+    }
+    Ok(outcomes)
+}
+
+fn translate(event: &Json, ctx: &OutboundContext, ids: &impl IdMap) -> Result<Vec<Outcome>, TranslateError> {
     let event_type = str_field(event, "type")?;
     let dropped = |r| Ok(vec![Outcome::Dropped(r)]);
     match event_type {

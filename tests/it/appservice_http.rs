@@ -37,6 +37,7 @@ fn serve(legacy_query: bool) -> Served {
         domain: "hs.test".into(),
         bot_localpart: "mimibot".into(),
         ghosts: GhostTemplate::parse("mimi_{server}_{localpart}", "hs.test").unwrap(),
+        more_content_extensions: false,
     };
     // Nothing listens there: these endpoints never call the homeserver.
     let homeserver = Arc::new(HomeserverClient::new("http://127.0.0.1:9", AS_TOKEN, "mimi").unwrap());

@@ -86,7 +86,7 @@ impl Peer {
 pub(crate) fn bob_mimi(bridge_store: &Arc<Store>, room: &str, content: &Value) -> Vec<u8> {
     let event = json!({"type": content.get("type").and_then(Value::as_str).unwrap_or("m.room.message"),
         "sender": BOB, "room_id": room, "event_id": "$peer", "origin_server_ts": 1, "content": content["content"]});
-    let ctx = OutboundContext { room_uri: "mimi://mimi.hs.test/r/x".into(), salt: Salt::Random };
+    let ctx = OutboundContext { room_uri: "mimi://mimi.hs.test/r/x".into(), salt: Salt::Random, matrix_origin: None };
     let ids = mimi_bridge::appservice::ids::StoreIds(Arc::clone(bridge_store));
     match to_mimi(&event, &ctx, &ids).unwrap().pop() {
         Some(Outcome::Message(content)) => content.encode(),

@@ -260,6 +260,28 @@ fn mimi_discard_unknown_external_hash_algorithm() {
     // hashAlg 1 is followed by the 32-byte content hash 9ab1…
     let at = vector.windows(5).position(|w| w == [0x01, 0x58, 0x20, 0x9a, 0xb1]).unwrap();
     let mut bytes = vector.clone();
+    bytes[at] = 0x0c;
+    rejected(&bytes, at, "body.hashAlg", "unknown hash algorithm 12");
+    // 0 (nothing to hash) with a hash.
     bytes[at] = 0x00;
-    rejected(&bytes, at, "body.hashAlg", "unknown hash algorithm 0");
+    rejected(&bytes, at + 1, "body.contentHash", "must be empty with hashAlg 0");
+}
+
+/// The draft's conference link: an `ExternalPart` with nothing to hash (`hashAlg` 0, empty
+/// hash) is accepted and re-encoded byte for byte; a known algorithm with an empty hash is not.
+#[test]
+fn a_link_without_content_hash_is_accepted_only_with_hash_algorithm_0() {
+    let vector = cbor_file("attachment");
+    // `hashAlg 1, h'9ab1…'` (1 + 34 bytes) becomes `hashAlg 0, h''` (1 + 1 byte).
+    let at = vector.windows(5).position(|w| w == [0x01, 0x58, 0x20, 0x9a, 0xb1]).unwrap();
+    let mut link = vector[..at].to_vec();
+    link.extend([0x00, 0x40]);
+    link.extend(&vector[at + 35..]);
+    let content = MimiContent::decode(&link).unwrap();
+    let mimi_bridge::mimi::Part::External(part) = &content.body.part else { panic!("{content:?}") };
+    assert_eq!((part.hash_alg, part.content_hash.len()), (0, 0));
+    assert_eq!(content.encode(), link);
+
+    link[at] = 0x01;
+    rejected(&link, at + 1, "body.contentHash", "empty, but hashAlg is 1");
 }

@@ -78,13 +78,14 @@ fn external_part() -> impl Strategy<Value = Part> {
     (
         (".{0,10}", ".{0,20}", any::<u32>(), prop_oneof![Just(708_234_961u64), any::<u64>()]),
         (any::<u16>(), vec(any::<u8>(), 0..17), vec(any::<u8>(), 0..13), vec(any::<u8>(), 0..4)),
-        (1u8..=11, vec(any::<u8>(), 0..33), ".{0,10}", ".{0,10}"),
+        // A link has nothing to hash (0, empty); any other algorithm has a hash.
+        (prop_oneof![Just((0u8, Vec::new())), (1u8..=11, vec(any::<u8>(), 1..33))], ".{0,10}", ".{0,10}"),
     )
         .prop_map(
             |(
                 (content_type, url, expires, size),
                 (enc_alg, key, nonce, aad),
-                (hash_alg, content_hash, description, filename),
+                ((hash_alg, content_hash), description, filename),
             )| {
                 Part::External(Box::new(ExternalPart {
                     content_type,

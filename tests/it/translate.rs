@@ -290,3 +290,49 @@ fn what_cannot_map_is_dropped_with_a_reason() {
     anonymous.extensions.clear();
     assert!(to_matrix(&anonymous, &ids).is_err());
 }
+
+/// With `mimi.more_content_extensions`, a message carries the Matrix timestamp and event ID as
+/// extensions 3 and 4; without it (the default), neither.
+#[test]
+fn the_matrix_origin_travels_as_extensions_3_and_4_only_when_asked() {
+    let ids = MemoryIdMap::new();
+    let mut ev = event("m.room.message", ALICE, text("hi"));
+    ev["origin_server_ts"] = json!(1_700_000_000_123u64);
+    let plain = message(to_mimi(&ev, &ctx(), &ids).unwrap());
+    assert_eq!((plain.sender_timestamp_ms(), plain.external_message_id()), (None, None));
+    let keys: Vec<_> = plain.extensions.iter().map(|(k, _)| k.clone()).collect();
+    assert!(!keys.contains(&ExtensionKey::Int(3)) && !keys.contains(&ExtensionKey::Int(4)), "{keys:?}");
+
+    let mut with_origin = ctx();
+    with_origin.matrix_origin = Some("hs.example".into());
+    let m = message(to_mimi(&ev, &with_origin, &ids).unwrap());
+    assert_eq!(m.sender_timestamp_ms(), Some(1_700_000_000_123));
+    assert_eq!(m.external_message_id(), Some((&b"$new"[..], "hs.example")));
+    assert_eq!(MimiContent::decode(&m.encode()).unwrap(), m);
+}
+
+/// A link part with nothing to hash (the draft's conference link) becomes a text message with
+/// its description and URL, not a download.
+#[test]
+fn a_link_part_without_a_hash_is_a_text_message() {
+    let ids = MemoryIdMap::new();
+    let mut m = message(to_mimi(&event("m.room.message", ALICE, text("placeholder")), &ctx(), &ids).unwrap());
+    m.body.part = Part::External(Box::new(ExternalPart {
+        content_type: "text/plain".into(),
+        url: "https://example.com/join/12345".into(),
+        expires: 0,
+        size: 0,
+        enc_alg: 0,
+        key: Vec::new(),
+        nonce: Vec::new(),
+        aad: Vec::new(),
+        hash_alg: 0,
+        content_hash: Vec::new(),
+        description: "Join the call".into(),
+        filename: String::new(),
+    }));
+    let m = MimiContent::decode(&m.encode()).unwrap();
+    let (_, kind, c) = one_event(to_matrix(&m, &ids).unwrap());
+    assert_eq!((kind.as_str(), c["msgtype"].as_str()), ("m.room.message", Some("m.text")));
+    assert_eq!(c["body"], "Join the call: https://example.com/join/12345");
+}

@@ -13,7 +13,7 @@ pub(crate) const ALICE: &str = "@alice:hs.example";
 pub(crate) const BOB: &str = "@bob:hs.example";
 
 pub(crate) fn ctx() -> OutboundContext {
-    OutboundContext { room_uri: ROOM.into(), salt: Salt::Fixed([7; 16]) }
+    OutboundContext { room_uri: ROOM.into(), salt: Salt::Fixed([7; 16]), matrix_origin: None }
 }
 
 pub(crate) fn event(kind: &str, sender: &str, content: Value) -> Value {
