@@ -42,6 +42,8 @@ pub mod mimi;
 #[cfg(feature = "store")]
 pub mod mls;
 #[cfg(feature = "store")]
+pub mod provider;
+#[cfg(feature = "store")]
 pub mod queue;
 #[cfg(feature = "store")]
 pub mod replay;

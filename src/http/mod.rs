@@ -12,6 +12,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -44,6 +45,8 @@ pub struct Request {
     pub headers: hyper::HeaderMap,
     /// The body.
     pub body: Bytes,
+    /// On a mutual-TLS listener, the client's verified certificate.
+    pub peer: Option<tls::PeerCertificate>,
 }
 
 impl Request {
@@ -96,9 +99,10 @@ pub const BODY_BUDGET: usize = 64 << 20;
 async fn read<H: Handler>(
     request: hyper::Request<Incoming>,
     handler: &H,
-    max_body: usize,
-    budget: &Arc<tokio::sync::Semaphore>,
+    (max_body, budget): &(usize, Arc<tokio::sync::Semaphore>),
+    peer: Option<tls::PeerCertificate>,
 ) -> Result<(Request, Option<tokio::sync::OwnedSemaphorePermit>), MatrixError> {
+    let max_body = *max_body;
     let (parts, body) = request.into_parts();
     let mut head = Request {
         method: parts.method,
@@ -106,6 +110,7 @@ async fn read<H: Handler>(
         query: parts.uri.query().map(str::to_owned),
         headers: parts.headers,
         body: Bytes::new(),
+        peer,
     };
     handler.admit(&head)?;
     let declared = head
@@ -151,6 +156,18 @@ pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     max_body: usize,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    serve_with(listener, None, handler, max_body, shutdown).await;
+}
+
+/// [`serve`], over TLS when `tls` is given: each connection's handshake must finish within
+/// [`READ_TIMEOUT`], and a verified client certificate reaches the handler as `Request::peer`.
+pub async fn serve_with<H: Handler>(
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    handler: Arc<H>,
+    max_body: usize,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
@@ -175,7 +192,19 @@ pub async fn serve<H: Handler>(
             }
         };
         let limits = (max_body, Arc::clone(&budget));
-        tokio::spawn(connection(stream, Arc::clone(&handler), limits, shutdown.clone(), slot));
+        let (handler, shutdown) = (Arc::clone(&handler), shutdown.clone());
+        match &tls {
+            None => {
+                tokio::spawn(connection(stream, None, handler, limits, shutdown, slot));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Some((stream, peer)) = tls::accept(&acceptor, stream, READ_TIMEOUT).await else { return };
+                    connection(stream, peer, handler, limits, shutdown, slot).await;
+                });
+            }
+        }
     }
     drop(listener);
     // Every slot back: every connection has finished.
@@ -188,17 +217,21 @@ pub async fn stopped(shutdown: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await;
 }
 
-async fn connection<H: Handler>(
-    stream: tokio::net::TcpStream,
+async fn connection<H: Handler, S>(
+    stream: S,
+    peer: Option<tls::PeerCertificate>,
     handler: Arc<H>,
-    (max_body, budget): (usize, Arc<tokio::sync::Semaphore>),
+    limits: (usize, Arc<tokio::sync::Semaphore>),
     mut shutdown: tokio::sync::watch::Receiver<bool>,
     _slot: tokio::sync::OwnedSemaphorePermit,
-) {
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let limits = Arc::new(limits);
     let service = service_fn(move |request| {
-        let (handler, budget) = (Arc::clone(&handler), Arc::clone(&budget));
+        let (handler, limits, peer) = (Arc::clone(&handler), Arc::clone(&limits), peer.clone());
         async move {
-            let read = tokio::time::timeout(READ_TIMEOUT, read(request, &*handler, max_body, &budget)).await;
+            let read = tokio::time::timeout(READ_TIMEOUT, read(request, &*handler, &limits, peer)).await;
             Ok::<_, Infallible>(match read {
                 Ok(Ok((request, _share))) => handler.handle(request).await,
                 Ok(Err(error)) => error.response(),

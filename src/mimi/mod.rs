@@ -10,6 +10,8 @@ pub mod derived;
 pub mod extensions;
 pub mod id;
 pub mod json;
+#[cfg(feature = "mls")]
+pub mod protocol;
 pub mod status;
 
 pub use content::{
