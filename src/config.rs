@@ -17,8 +17,10 @@
 
 mod check;
 mod example;
+mod provider;
 mod registration;
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
@@ -26,6 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use check::FieldError;
 pub use example::EXAMPLE;
+pub use provider::{ConsentPolicy, TlsSection};
 pub use registration::{Namespace, Namespaces, Registration, generate_token, replace_tokens};
 
 /// The token value that asks `generate-registration` to generate a token.
@@ -139,6 +142,28 @@ pub struct MimiSection {
     /// accepted. Default `false`.
     #[serde(default)]
     pub more_content_extensions: bool,
+    /// Certificate, key and trust anchors of this MIMI provider; without them the bridge is not
+    /// a MIMI provider (no MIMI listener, no requests to other providers). Default: none.
+    #[serde(default)]
+    pub tls: Option<TlsSection>,
+    /// IP address and port of the MIMI listener (HTTPS, mutual TLS). Default `127.0.0.1:29343`.
+    #[serde(default = "provider::default_listen", deserialize_with = "check::socket_addr")]
+    pub listen: SocketAddr,
+    /// Where this provider's directory says it is, `https://host[:port]`. Default
+    /// `https://<server_name>`.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Other providers reached at a fixed address (`domain: ip:port`) instead of the one their
+    /// name resolves to; TLS still checks the domain. Default: none.
+    #[serde(default)]
+    pub peers: BTreeMap<String, SocketAddr>,
+    /// Which providers may ask for consent, and whose users have it without asking.
+    #[serde(default)]
+    pub consent: ConsentPolicy,
+    /// Answer `identifierQuery` for this homeserver's users; off, every query is answered
+    /// `notFound`, whether or not the user exists. Default `false`.
+    #[serde(default)]
+    pub discovery: bool,
 }
 
 /// `database`: the RocksDB data directory.

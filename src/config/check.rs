@@ -150,6 +150,18 @@ pub(super) fn check(config: &Config) -> Vec<FieldError> {
             "server=ed25519:ID=base64 public key (32 bytes)",
         );
     }
+    if let Some(url) = &mimi.public_url {
+        let host = url.strip_prefix("https://").unwrap_or_default();
+        need(
+            !host.is_empty() && !host.contains('/') && is_server_name(host),
+            "mimi.public_url",
+            url,
+            "https://host[:port] (no path)",
+        );
+    }
+    for domain in mimi.peers.keys() {
+        need(is_server_name(domain), &format!("mimi.peers.{domain}"), domain, SERVER_NAME);
+    }
     let path = config.database.path.to_string_lossy();
     need(!path.is_empty(), "database.path", &path, "the path of the data directory");
     let level = &config.logging.level;

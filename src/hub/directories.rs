@@ -177,6 +177,28 @@ impl Directories {
         self.key_packages.claim(user_id, device_id).map_err(client_error)
     }
 
+    /// Claims a key package of a device of this server for another provider, recording in the
+    /// same durable batch which provider got it (`record`, keyed by the package's reference).
+    pub fn claim_key_package_for(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        record: &[u8],
+    ) -> Result<Option<Vec<u8>>, HubError> {
+        self.key_packages
+            .claim_noting(user_id, device_id, |batch, reference| batch.key_package_claim(reference, record))
+            .map_err(client_error)
+    }
+
+    /// The devices of a user of this server (one today).
+    pub fn local_device_ids(&self, user_id: &str) -> Result<Vec<String>, HubError> {
+        match self.local_device(user_id) {
+            Ok(device) => Ok(vec![device.credential.device_id().to_owned()]),
+            Err(HubError::NoMlsDevice { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Validates a claimed key package of (`user_id`, `device_id`) for adding it to a group.
     pub fn check_key_package(&self, bytes: &[u8], user_id: &str, device_id: &str) -> Result<KeyPackage, HubError> {
         let crypto = openmls_rust_crypto::RustCrypto::default();

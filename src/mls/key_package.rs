@@ -220,18 +220,33 @@ impl KeyPackageDirectory {
     /// it is returned; when none is left, the last-resort package, which stays; `None` when the
     /// device published nothing. Returns the TLS-encoded `KeyPackage`.
     pub fn claim(&self, user_id: &str, device_id: &str) -> Result<Option<Vec<u8>>, KeyPackageError> {
+        self.claim_noting(user_id, device_id, |_, _| {})
+    }
+
+    /// [`claim`](Self::claim), writing what `note` adds (given the package's reference) in the
+    /// same durable batch.
+    pub fn claim_noting(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        note: impl FnOnce(&mut Batch, &[u8]),
+    ) -> Result<Option<Vec<u8>>, KeyPackageError> {
         // The guarded data is `()`: a panic while holding it cannot leave it torn.
         let _guard = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         let stored = self.stored(user_id, device_id)?;
-        if let Some(one_time) = stored.iter().find(|s| !s.last_resort) {
-            let reference = hex::decode(&one_time.reference)
-                .map_err(|_| KeyPackageError::Corrupt { reference: one_time.reference.clone(), reason: "not hex" })?;
-            let mut batch = Batch::new();
+        let Some(chosen) = stored.iter().find(|s| !s.last_resort).or_else(|| stored.iter().find(|s| s.last_resort))
+        else {
+            return Ok(None);
+        };
+        let reference = hex::decode(&chosen.reference)
+            .map_err(|_| KeyPackageError::Corrupt { reference: chosen.reference.clone(), reason: "not hex" })?;
+        let mut batch = Batch::new();
+        if !chosen.last_resort {
             batch.key_package(user_id, device_id, &reference, None);
-            self.store.write(batch)?;
-            return Ok(Some(one_time.package.clone()));
         }
-        Ok(stored.into_iter().find(|s| s.last_resort).map(|s| s.package))
+        note(&mut batch, &reference);
+        self.store.write(batch)?;
+        Ok(Some(chosen.package.clone()))
     }
 
     /// How many one-time packages (`user_id`, `device_id`) has left and whether it has a

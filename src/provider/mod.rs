@@ -1,5 +1,14 @@
 //! This bridge as a MIMI provider (draft-ietf-mimi-protocol-06): its directory and endpoints on
 //! a mutual-TLS listener, and the client that reaches other providers through their directories.
 
+mod abuse;
 pub mod client;
+pub mod consent;
 pub mod directory;
+mod identifier;
+pub mod key_material;
+pub mod peers;
+pub mod service;
+
+pub use abuse::REPORTS;
+pub use service::Provider;

@@ -86,11 +86,19 @@ pub enum Cf {
     /// Matrix room ID → JSON intent of a portal being opened (the MIMI room ID chosen for it),
     /// recorded before the MIMI room is created and deleted with the portal's record.
     MatrixroomPortalintent,
+    /// `requester URI \0 target URI \0 room URI (empty: any room)` → JSON consent record
+    /// (`state`: requested, granted or revoked; `at`: ms) between users of two providers.
+    ConsentscopeRecord,
+    /// KeyPackageRef → JSON (`provider`, `user`, `device`, `at`): which provider a local
+    /// KeyPackage was handed to, so that the Welcome using it can be routed.
+    KeypackagerefClaim,
+    /// u64 BE sequence number → JSON abuse report received (`from`, `room`, `at`, `report` hex).
+    AbuseseqReport,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 33] = [
+    pub const ALL: [Cf; 36] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -124,6 +132,9 @@ impl Cf {
         Cf::ShortroomidPortalcursor,
         Cf::MatrixroomPortalintent,
         Cf::MediaidchunkBlob,
+        Cf::ConsentscopeRecord,
+        Cf::KeypackagerefClaim,
+        Cf::AbuseseqReport,
     ];
 
     /// The RocksDB name.
@@ -162,6 +173,9 @@ impl Cf {
             Cf::ShortroomidPortalcursor => "shortroomid_portalcursor",
             Cf::MatrixroomPortalintent => "matrixroom_portalintent",
             Cf::MediaidchunkBlob => "mediaidchunk_blob",
+            Cf::ConsentscopeRecord => "consentscope_record",
+            Cf::KeypackagerefClaim => "keypackageref_claim",
+            Cf::AbuseseqReport => "abuseseq_report",
         }
     }
 }

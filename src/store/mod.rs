@@ -16,6 +16,7 @@ mod cf;
 mod commit;
 pub mod keys;
 mod migrate;
+mod provider;
 mod queue;
 mod read;
 
@@ -41,7 +42,7 @@ pub use read::StateDelta;
 /// of a version-1 store read those families as empty. Version 3 moved the homeserver requests
 /// into the per-destination queue family and the portals' cursors into typed keys (see
 /// `migrate`).
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Bytes all column families' memtables may hold together.
 pub const MEMTABLE_BUDGET: usize = 64 << 20;

@@ -47,6 +47,28 @@ pub fn matrix_user_id(uri: &str) -> Result<String, TranslateError> {
     Ok(format!("@{local}:{server}"))
 }
 
+/// `@alice:hs.example` and device `D1` → `mimi://hs.example/d/alice/D1` (an MLS client).
+pub fn client_uri(user_id: &str, device_id: &str) -> Result<String, TranslateError> {
+    let (local, server) = split_user_id(user_id)?;
+    if device_id.is_empty() {
+        return Err(TranslateError::BadUserId(user_id.to_owned()));
+    }
+    Ok(format!("mimi://{server}/d/{}/{}", utf8_percent_encode(local, SEGMENT), utf8_percent_encode(device_id, SEGMENT)))
+}
+
+/// `mimi://hs.example/d/alice/D1` → (`@alice:hs.example`, `D1`).
+pub fn parse_client_uri(uri: &str) -> Result<(String, String), TranslateError> {
+    let bad = || TranslateError::BadUri(uri.to_owned());
+    let (server, path) = uri.strip_prefix("mimi://").and_then(|r| r.split_once('/')).ok_or_else(bad)?;
+    let (local, device) = path.strip_prefix("d/").and_then(|p| p.split_once('/')).ok_or_else(bad)?;
+    let device = percent_decode_str(device).decode_utf8().map_err(|_| bad())?;
+    if device.is_empty() || device.contains('/') || device.chars().any(char::is_control) {
+        return Err(bad());
+    }
+    let user = matrix_user_id(&format!("mimi://{server}/u/{local}")).map_err(|_| bad())?;
+    Ok((user, device.into_owned()))
+}
+
 /// `mimi://<server>/r/<opaque>`, the opaque part percent-encoded.
 pub fn room_uri(server: &str, opaque: &str) -> Result<String, TranslateError> {
     if !valid_server(server) || opaque.is_empty() {

@@ -1,0 +1,51 @@
+//! `reportAbuse/{roomId}`: reports about messages in rooms this provider hosts, stored durably
+//! (for the admin) and counted; answered 201 without a body once stored.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::json;
+
+use crate::http::{MatrixError, Response};
+use crate::mimi::protocol::{AbuseReport, Wire};
+use crate::store::Batch;
+
+use super::key_material::now_ms;
+use super::service::{Admitted, Provider, accepted, malformed};
+
+/// The counter naming abuse reports.
+const NEXT_REPORT: &str = "abuse_next_seq";
+/// Reports received since start (a metric).
+pub static REPORTS: AtomicU64 = AtomicU64::new(0);
+
+pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_>) -> Result<Response, MatrixError> {
+    let hosted = crate::translate::uri::parse_room_uri(room).is_ok_and(|(server, _)| server == provider.domain);
+    if !hosted {
+        return Err(MatrixError::not_found(format!("{room} is not a room hosted here")));
+    }
+    let report = AbuseReport::decode(admitted.body).map_err(|e| malformed(&e))?;
+    let reporter_ok = report.reporting_user.is_empty()
+        || crate::translate::uri::matrix_user_id(&report.reporting_user)
+            .is_ok_and(|id| crate::event::meta::server_of(&id) == admitted.from);
+    if !reporter_ok {
+        return Err(MatrixError::forbidden(format!("reportingUser is not a user of {}", admitted.from)));
+    }
+    let store = std::sync::Arc::clone(&provider.store);
+    let record = json!({"from": admitted.from, "room": room, "at": now_ms(), "report": hex::encode(admitted.body)});
+    let stored = {
+        // The counter is read and advanced under the store's one writer of it: this lock.
+        static NEXT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+        let _turn = NEXT.lock().await;
+        let seq = store.counter(NEXT_REPORT).unwrap_or(0) + 1;
+        let mut batch = Batch::new();
+        batch.abuse_report(seq, record.to_string().as_bytes());
+        batch.counter(NEXT_REPORT, seq);
+        store.submit(batch).wait().await
+    };
+    stored.map_err(|e| {
+        tracing::error!(error = %e, "storing an abuse report failed");
+        MatrixError::internal("report not stored; retry")
+    })?;
+    REPORTS.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(from = admitted.from, room, reason = report.reason_code, "abuse report received");
+    Ok(accepted())
+}

@@ -1,0 +1,134 @@
+//! `requestConsent/{targetDomain}` and `updateConsent/{requesterDomain}`: consent between a user
+//! of another provider (the requester) and one of this homeserver's (the target), kept durably
+//! per scope (requester, target, room or any room). A request is recorded for the target's
+//! decision unless the admin's policy grants it at once; a grant or revoke from a target's
+//! provider is recorded for this provider's requesters. Both answer 201 (also for an unknown
+//! user, so that nobody learns who exists) and 403 when the names do not belong to the
+//! providers they must.
+
+use serde_json::json;
+
+use crate::http::{MatrixError, Response};
+use crate::mimi::protocol::{ConsentEntry, ConsentOperation, Wire};
+use crate::store::Batch;
+use crate::translate::uri::matrix_user_id;
+
+use super::key_material::now_ms;
+use super::service::{Admitted, Provider, accepted, malformed};
+
+/// What a requester may do for a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Consent {
+    /// Granted (for this room or any).
+    Granted,
+    /// Revoked for this room, or granted for other rooms only.
+    NotForThisRoom,
+    /// Nothing granted.
+    None,
+}
+
+fn provider_of(uri: &str) -> Option<String> {
+    matrix_user_id(uri).ok().map(|id| crate::event::meta::server_of(&id).to_owned())
+}
+
+fn state(record: Option<Vec<u8>>) -> Option<String> {
+    let value: serde_json::Value = serde_json::from_slice(&record?).ok()?;
+    value.get("state").and_then(serde_json::Value::as_str).map(str::to_owned)
+}
+
+impl Provider {
+    /// The local user a user URI of this provider names.
+    pub fn local_user(&self, uri: &str) -> Option<String> {
+        let id = matrix_user_id(uri).ok()?;
+        (crate::event::meta::server_of(&id) == self.domain).then_some(id)
+    }
+
+    /// Whether `requester` has `target`'s consent (for `room`, or any room).
+    pub fn consent_for(&self, requester: &str, target: &str, room: Option<&str>) -> Result<Consent, MatrixError> {
+        if provider_of(requester).is_some_and(|p| self.consent.auto_grants(&p)) {
+            return Ok(Consent::Granted);
+        }
+        let read = |room: Option<&str>| {
+            self.store.consent(requester, target, room).map(state).map_err(|e| {
+                tracing::error!(error = %e, "reading consent failed");
+                MatrixError::internal("consent unavailable; retry")
+            })
+        };
+        let this_room = match room {
+            Some(room) => read(Some(room))?,
+            None => None,
+        };
+        Ok(match (this_room.as_deref(), read(None)?.as_deref()) {
+            (Some("revoked"), _) => Consent::NotForThisRoom,
+            (Some("granted"), _) | (_, Some("granted")) => Consent::Granted,
+            _ => Consent::None,
+        })
+    }
+
+    /// Records a consent state for a scope, durably.
+    pub async fn record_consent(&self, entry: &ConsentEntry, state: Option<&str>) -> Result<(), MatrixError> {
+        let mut batch = Batch::new();
+        let record = state.map(|s| json!({"state": s, "at": now_ms()}).to_string());
+        batch.consent(
+            &entry.requester_uri,
+            &entry.target_uri,
+            entry.room_id.as_deref(),
+            record.as_deref().map(str::as_bytes),
+        );
+        self.store.submit(batch).wait().await.map_err(|e| {
+            tracing::error!(error = %e, "storing consent failed");
+            MatrixError::internal("consent not stored; retry")
+        })
+    }
+}
+
+/// Serves `requestConsent` (a remote requester asks one of this provider's users) and
+/// `updateConsent` (a remote target answers one of this provider's requesters).
+pub(super) async fn serve(
+    provider: &Provider,
+    endpoint: &str,
+    domain: &str,
+    admitted: Admitted<'_>,
+) -> Result<Response, MatrixError> {
+    if domain != provider.domain {
+        return Err(MatrixError::not_found(format!("{domain} is not served here")));
+    }
+    let entry = ConsentEntry::decode(admitted.body).map_err(|e| malformed(&e))?;
+    let (remote, local) = if endpoint == "requestConsent" {
+        (&entry.requester_uri, &entry.target_uri)
+    } else {
+        (&entry.target_uri, &entry.requester_uri)
+    };
+    if provider_of(remote).as_deref() != Some(admitted.from) {
+        return Err(MatrixError::forbidden(format!("{remote} is not a user of {}", admitted.from)));
+    }
+    if provider_of(local).as_deref() != Some(provider.domain.as_str()) {
+        return Err(MatrixError::forbidden(format!("{local} is not a user of {}", provider.domain)));
+    }
+    let state = match (endpoint, entry.operation) {
+        ("requestConsent", ConsentOperation::Request) => {
+            if !provider.consent.accepts(admitted.from) {
+                return Ok(accepted());
+            }
+            if provider.consent.auto_grants(admitted.from) { Some("granted") } else { Some("requested") }
+        }
+        ("requestConsent", ConsentOperation::Cancel) => {
+            // Only a pending request is withdrawn; a decision stays.
+            let current = provider.store.consent(&entry.requester_uri, &entry.target_uri, entry.room_id.as_deref());
+            if state(current.unwrap_or_default()).as_deref() != Some("requested") {
+                return Ok(accepted());
+            }
+            None
+        }
+        ("updateConsent", ConsentOperation::Grant) => Some("granted"),
+        ("updateConsent", ConsentOperation::Revoke) => Some("revoked"),
+        (_, operation) => {
+            return Err(MatrixError::bad_request(
+                "M_INVALID_PARAM",
+                format!("{operation:?} does not belong on {endpoint}"),
+            ));
+        }
+    };
+    provider.record_consent(&entry, state).await?;
+    Ok(accepted())
+}

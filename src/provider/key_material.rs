@@ -1,0 +1,189 @@
+//! `keyMaterial/{targetUser}`: this provider's users' KeyPackages, one per device, handed out
+//! once each (the last resort stays), only to providers whose user has the target's consent, and
+//! with a note of which provider got which package so that its Welcome can be routed. And the
+//! other way: claiming a remote user's KeyPackages, checking each before it is used.
+
+use openmls::prelude::tls_codec::Deserialize as _;
+use openmls::prelude::{BasicCredential, Credential, KeyPackageIn, ProtocolVersion};
+
+use crate::http::{MatrixError, Response};
+use crate::mimi::protocol::key_material::REQUEST_LABEL;
+use crate::mimi::protocol::tls::Writer;
+use crate::mimi::protocol::{ClientMaterial, KeyMaterialRequest, KeyMaterialResponse, UserStatus, Wire};
+use crate::mls::CIPHERSUITE;
+use crate::translate::uri::{client_uri, matrix_user_id, parse_client_uri, user_uri};
+
+use super::consent::Consent;
+use super::service::{Admitted, Provider, binary, blocking, malformed};
+
+/// `SignContent` of RFC 9420 §5.1.2: what `SignWithLabel` signs.
+pub fn sign_content(label: &str, content: &[u8]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.opaque(format!("MLS 1.0 {label}").as_bytes());
+    w.opaque(content);
+    w.out
+}
+
+/// Verifies an Ed25519 `SignWithLabel` signature strictly.
+pub fn verify_with_label(key: &[u8], label: &str, content: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(signature)) = (<[u8; 32]>::try_from(key), <[u8; 64]>::try_from(signature)) else { return false };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key) else { return false };
+    key.verify_strict(&sign_content(label, content), &ed25519_dalek::Signature::from_bytes(&signature)).is_ok()
+}
+
+/// Whether a BasicCredential names `user` (a user URI): the user URI itself, or a client URI
+/// under it.
+pub fn credential_names(credential: &Credential, user: &str) -> bool {
+    let Ok(basic) = BasicCredential::try_from(credential.clone()) else { return false };
+    if legacy_device_of(basic.identity(), user) {
+        return true;
+    }
+    let Ok(identity) = std::str::from_utf8(basic.identity()) else { return false };
+    identity == user || parse_client_uri(identity).is_ok_and(|(u, _)| user_uri(&u).is_ok_and(|uri| uri == user))
+}
+
+/// Stores before schema 4 gave devices the LM identity triple; a KeyPackage of such a device
+/// names its user by Matrix user ID.
+fn legacy_device_of(identity: &[u8], user: &str) -> bool {
+    crate::mls::identity::DeviceCredential::from_identity(identity)
+        .is_ok_and(|d| matrix_user_id(user).is_ok_and(|id| id == d.user_id()))
+}
+
+/// Serves one request (see the module documentation).
+pub(super) async fn serve(provider: &Provider, target: &str, admitted: Admitted<'_>) -> Result<Response, MatrixError> {
+    let request = KeyMaterialRequest::decode(admitted.body).map_err(|e| malformed(&e))?;
+    if request.target_user != target {
+        return Err(MatrixError::bad_request("M_INVALID_PARAM", "targetUser differs from the path's"));
+    }
+    let requester_ok =
+        matrix_user_id(&request.requesting_user).is_ok_and(|id| crate::event::meta::server_of(&id) == admitted.from);
+    if !requester_ok {
+        return Err(MatrixError::forbidden(format!("requestingUser is not a user of {}", admitted.from)));
+    }
+    let credential = Credential::tls_deserialize_exact(&request.credential[..])
+        .map_err(|_| MatrixError::bad_request("M_BAD_JSON", "requesterCredential does not parse"))?;
+    if !credential_names(&credential, &request.requesting_user) {
+        return Err(MatrixError::forbidden("requesterCredential does not name requestingUser"));
+    }
+    if !verify_with_label(&request.signature_key, REQUEST_LABEL, &request.to_be_signed(), &request.signature) {
+        return Err(MatrixError::forbidden("key_material_request_signature does not verify"));
+    }
+    let answer = |status, clients| {
+        let response = KeyMaterialResponse { status, user_uri: request.target_user.clone(), clients };
+        Ok(binary(hyper::StatusCode::OK, response.encode()))
+    };
+    // Consent first, so that an unknown user looks like any user without consent.
+    let room = (!request.room_id.is_empty()).then_some(request.room_id.as_str());
+    match provider.consent_for(&request.requesting_user, &request.target_user, room)? {
+        Consent::Granted => {}
+        Consent::NotForThisRoom => return answer(UserStatus::NoConsentForThisRoom, Vec::new()),
+        Consent::None => return answer(UserStatus::NoConsent, Vec::new()),
+    }
+    let Some(user_id) = provider.local_user(&request.target_user) else {
+        return answer(UserStatus::UserUnknown, Vec::new());
+    };
+    let hub = std::sync::Arc::clone(&provider.hub);
+    let devices = {
+        let user_id = user_id.clone();
+        blocking(move || hub.directories().local_device_ids(&user_id)).await?
+    };
+    if devices.is_empty() {
+        return answer(UserStatus::UserUnknown, Vec::new());
+    }
+    let suite = u16::from(CIPHERSUITE);
+    let mut clients = Vec::new();
+    for device in devices {
+        let client_uri = client_uri(&user_id, &device).map_err(|e| MatrixError::internal(e.to_string()))?;
+        if !request.ciphersuites.contains(&suite) {
+            clients.push(ClientMaterial::NothingCompatible { client_uri, capabilities: None });
+            continue;
+        }
+        let record = serde_json::json!({"provider": admitted.from, "user": user_id, "device": device, "at": now_ms()});
+        let (hub, user_id) = (std::sync::Arc::clone(&provider.hub), user_id.clone());
+        let claimed =
+            blocking(move || hub.directories().claim_key_package_for(&user_id, &device, record.to_string().as_bytes()))
+                .await?;
+        clients.push(match claimed {
+            Some(key_package) => ClientMaterial::Success { client_uri, key_package },
+            None => ClientMaterial::Exhausted { client_uri },
+        });
+    }
+    let served = clients.iter().filter(|c| matches!(c, ClientMaterial::Success { .. })).count();
+    let status = match served {
+        n if n == clients.len() => UserStatus::Success,
+        0 if clients.iter().all(|c| matches!(c, ClientMaterial::NothingCompatible { .. })) => {
+            UserStatus::NoCompatibleMaterial
+        }
+        _ => UserStatus::PartialSuccess,
+    };
+    answer(status, clients)
+}
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Why a claimed KeyPackage is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimRefusal {
+    /// It does not parse, or its signatures, lifetime or keys do not hold.
+    #[error("{client}: invalid KeyPackage: {reason}")]
+    Invalid {
+        /// The client URI.
+        client: String,
+        /// What openmls said.
+        reason: String,
+    },
+    /// Another cipher suite than the rooms use.
+    #[error("{client}: cipher suite {found:#06x}, expected {expected:#06x}")]
+    Ciphersuite {
+        /// The client URI.
+        client: String,
+        /// Found.
+        found: u16,
+        /// Expected.
+        expected: u16,
+    },
+    /// The credential names someone else.
+    #[error("{client}: the credential does not name {user}")]
+    WrongUser {
+        /// The client URI.
+        client: String,
+        /// The user asked for.
+        user: String,
+    },
+    /// The client URI is not under the user.
+    #[error("{client}: not a client of {user}")]
+    ForeignClient {
+        /// The client URI.
+        client: String,
+        /// The user asked for.
+        user: String,
+    },
+}
+
+/// Checks a KeyPackage claimed for `user` (a user URI) as `client`: parses, verifies (signature,
+/// lifetime, keys), uses the rooms' cipher suite, and names the user (client or user URI).
+pub fn check_claimed(bytes: &[u8], user: &str, client: &str) -> Result<(), ClaimRefusal> {
+    let under = parse_client_uri(client).ok().and_then(|(u, _)| user_uri(&u).ok()).is_some_and(|u| u == user);
+    if !under && client != user {
+        return Err(ClaimRefusal::ForeignClient { client: client.to_owned(), user: user.to_owned() });
+    }
+    let invalid = |reason: String| ClaimRefusal::Invalid { client: client.to_owned(), reason };
+    let package = KeyPackageIn::tls_deserialize_exact(bytes).map_err(|e| invalid(e.to_string()))?;
+    let crypto = openmls_rust_crypto::RustCrypto::default();
+    let package = package.validate(&crypto, ProtocolVersion::Mls10).map_err(|e| invalid(e.to_string()))?;
+    if package.ciphersuite() != CIPHERSUITE {
+        return Err(ClaimRefusal::Ciphersuite {
+            client: client.to_owned(),
+            found: u16::from(package.ciphersuite()),
+            expected: u16::from(CIPHERSUITE),
+        });
+    }
+    if !credential_names(package.leaf_node().credential(), user) {
+        return Err(ClaimRefusal::WrongUser { client: client.to_owned(), user: user.to_owned() });
+    }
+    Ok(())
+}
