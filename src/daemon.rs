@@ -28,6 +28,8 @@ pub const MAX_BODY: usize = 8 << 20;
 
 /// Largest federation request body (50 PDUs of ≤ 64 KiB and 100 EDUs).
 pub const MAX_FEDERATION_BODY: usize = 4 << 20;
+/// Largest MIMI protocol request body (a commit bundle with a Welcome and a GroupInfo).
+pub const MAX_PROVIDER_BODY: usize = 4 << 20;
 
 /// Why the daemon stopped.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +63,8 @@ pub struct Running {
     pub address: std::net::SocketAddr,
     /// Where the federation listener listens.
     pub federation_address: std::net::SocketAddr,
+    /// Where the MIMI listener listens, when `mimi.tls` is configured.
+    pub provider_address: Option<std::net::SocketAddr>,
     /// The homeserver queue.
     pub queue: Arc<crate::appservice::delivery::HomeserverQueue>,
     /// Turn to `true` to stop the listeners and the queue's workers.
@@ -160,6 +164,10 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         MAX_FEDERATION_BODY,
         watch.clone(),
     )));
+    let provider_address = match &config.mimi.tls {
+        Some(tls) => Some(start_provider(config, tls, &hub, &store, &mut listeners, watch.clone()).await?),
+        None => None,
+    };
     let advances = store.advances();
     let bridge = Arc::new(Bridge {
         hub: Arc::clone(&hub),
@@ -186,7 +194,39 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     health.supervise("portal follower", tokio::spawn(Arc::clone(&bridge).run_follower(advances, Arc::clone(&queue))));
     health.supervise("intake", tokio::spawn(bridge.run(reader)));
     tracing::info!(%address, server_name = %config.mimi.server_name, "mimi-bridge is ready");
-    Ok(Running { appservice, hub, address, federation_address, queue, shutdown, listeners })
+    Ok(Running { appservice, hub, address, federation_address, provider_address, queue, shutdown, listeners })
+}
+
+/// The MIMI listener: mutual TLS with `mimi.tls`'s certificate, on `mimi.listen`.
+async fn start_provider(
+    config: &Config,
+    tls: &crate::config::TlsSection,
+    hub: &Arc<Hub>,
+    store: &Arc<Store>,
+    listeners: &mut Vec<tokio::task::JoinHandle<()>>,
+    watch: tokio::sync::watch::Receiver<bool>,
+) -> Result<std::net::SocketAddr, DaemonError> {
+    let material = crate::http::tls::TlsMaterial::load(&tls.certificate, &tls.key, tls.trust_anchors.as_deref())
+        .map_err(|e| setup("mimi.tls")(&e))?;
+    let server = material.server_config().map_err(|e| setup("mimi.tls")(&e))?;
+    let mimi = &config.mimi;
+    let provider = Arc::new(crate::provider::Provider {
+        domain: mimi.server_name.clone(),
+        public_url: mimi.public_url.clone().unwrap_or_else(|| format!("https://{}", mimi.server_name)),
+        homeserver_domain: config.homeserver.domain.clone(),
+        hub: Arc::clone(hub),
+        store: Arc::clone(store),
+        consent: mimi.consent.clone(),
+        discovery: mimi.discovery,
+    });
+    let listener = tokio::net::TcpListener::bind(mimi.listen)
+        .await
+        .map_err(|e| setup("mimi.listen")(&format!("binding {}: {e}", mimi.listen)))?;
+    let address = listener.local_addr().map_err(|e| setup("mimi.listen")(&e))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
+    listeners.push(tokio::spawn(crate::http::serve_with(listener, Some(acceptor), provider, MAX_PROVIDER_BODY, watch)));
+    tracing::info!(%address, "MIMI provider listening (mutual TLS)");
+    Ok(address)
 }
 
 async fn check_homeserver(homeserver: &HomeserverClient, bot: &str) -> Result<(), DaemonError> {

@@ -63,6 +63,30 @@ mimi:
   # of draft-mimi-content-more-extensions. The key numbers are not assigned by IANA yet.
   # Received ones are always accepted. (default)
   more_content_extensions: false
+  # The bridge as a MIMI provider (draft-ietf-mimi-protocol-06): HTTPS with mutual TLS between
+  # providers. Without `tls` there is no MIMI listener. `certificate` and `key` are PEM files for
+  # server_name (used as server and as client certificate); `trust_anchors` is a PEM file of the
+  # CAs to trust for other providers (default: the system's roots).
+  # tls:
+  #   certificate: /etc/mimi-bridge/tls/fullchain.pem
+  #   key: /etc/mimi-bridge/tls/privkey.pem
+  #   trust_anchors: /etc/mimi-bridge/tls/peers-ca.pem
+  # IP address and port of the MIMI listener. (default)
+  listen: 127.0.0.1:29343
+  # Where this provider's directory says its endpoints are, https://host[:port]; default
+  # https://<server_name>.
+  # public_url: https://mimi.hs.test:8443
+  # Other providers reached at a fixed address instead of their DNS name's (domain: ip:port);
+  # TLS still checks the domain. (default: none)
+  peers: {}
+  consent:
+    # Providers whose users may ask this homeserver's users for consent; '*' for any. (default)
+    accept_from: ['*']
+    # Providers whose users have consent (to fetch key material) without asking. (default: none)
+    auto_grant: []
+  # Answer identifierQuery for this homeserver's users (by handle @user:domain); off, every query
+  # is answered notFound, whether or not the user exists. (default)
+  discovery: false
 
 database:
   # The RocksDB data directory, created on first start.

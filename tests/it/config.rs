@@ -184,6 +184,13 @@ fn the_schema_matches_the_struct() {
 fn compare(schema: &Value, full: &Value, value: &Value, path: &mut Vec<String>) {
     let at = path.join(".");
     match value {
+        // A map (`mimi.peers`): every value as the schema of its values says.
+        Value::Object(fields) if schema["additionalProperties"].is_object() => {
+            assert_eq!(schema["type"], "object", "{at}");
+            for field in fields.values() {
+                compare(&schema["additionalProperties"], full, field, path);
+            }
+        }
         Value::Object(fields) => {
             assert_eq!(schema["type"], "object", "{at}");
             assert_eq!(schema["additionalProperties"], false, "{at}");
@@ -216,7 +223,8 @@ fn compare(schema: &Value, full: &Value, value: &Value, path: &mut Vec<String>) 
         Value::Number(_) => assert_eq!(schema["type"], "integer", "{at}"),
         Value::Bool(_) => assert_eq!(schema["type"], "boolean", "{at}"),
         Value::Array(_) => assert_eq!(schema["type"], "array", "{at}"),
-        Value::Null => panic!("{at}: unexpected null"),
+        // An optional section left out (`mimi.tls`): the schema says it defaults to nothing.
+        Value::Null => assert!(schema.get("default").is_some_and(Value::is_null), "{at}: unexpected null"),
     }
 }
 
@@ -283,13 +291,14 @@ fn validate(schema: &Value, value: &Value, at: &str, errors: &mut Vec<String>) {
         }
     }
     if let Some(fields) = value.as_object() {
-        for key in schema["required"].as_array().unwrap() {
+        for key in schema["required"].as_array().into_iter().flatten() {
             if !fields.contains_key(key.as_str().unwrap()) {
                 errors.push(format!("{at}: missing {key}"));
             }
         }
+        let map_values = schema["additionalProperties"].is_object().then(|| &schema["additionalProperties"]);
         for (key, field) in fields {
-            match schema["properties"].get(key) {
+            match schema["properties"].get(key).or(map_values) {
                 Some(sub) => validate(sub, field, &format!("{at}/{key}"), errors),
                 None => errors.push(format!("{at}: unknown {key}")),
             }

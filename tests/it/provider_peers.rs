@@ -10,7 +10,7 @@ use mimi_bridge::config::ConsentPolicy;
 use mimi_bridge::event::ServerKey;
 use mimi_bridge::http::tls::TlsMaterial;
 use mimi_bridge::hub::Hub;
-use mimi_bridge::mimi::protocol::{ClientMaterial, ConsentEntry, ConsentOperation, UserStatus};
+use mimi_bridge::mimi::protocol::{ClientMaterial, ConsentEntry, ConsentOperation, UserStatus, Wire as _};
 use mimi_bridge::provider::Provider;
 use mimi_bridge::provider::client::PeerClient;
 use mimi_bridge::provider::peers::{Peers, Requester};
@@ -136,4 +136,133 @@ fn two_providers_claim_each_others_key_material_once_each_with_consent() {
     let back = runtime.block_on(b.peers.claim(&Requester::ephemeral(&bob).unwrap(), &alice, None)).unwrap();
     assert_eq!(back.response.status, UserStatus::Success);
     assert!(back.checked[0].1.is_ok());
+}
+
+/// Requests whose names do not match their certificate, or whose bodies do not decode, are
+/// refused with the right status, and nothing is stored or consumed.
+#[test]
+fn mismatched_names_and_broken_bodies_are_refused_with_nothing_stored() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki.path(), "test CA");
+    let mut a = side(&runtime, &ca, "a.test", 1);
+    let b = side(&runtime, &ca, "b.test", 2);
+    connect(&mut a, &b, &ca);
+    let bob = user_with_packages(&b, "bob", 1);
+    let alice = "mimi://a.test/u/alice";
+    grant(&b, &runtime, alice, &bob);
+    let url = "https://b.test/mimi/v1/keyMaterial/mimi%3A%2F%2Fb.test%2Fu%2Fbob";
+    let request = Requester::ephemeral(alice).unwrap().key_material_request(&bob, None).unwrap().encode();
+
+    // a.test's certificate, but From names another provider: 403 before the body is read.
+    let leaf = ca.issue("a.test", "a-liar");
+    let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&ca.ca_file())).unwrap();
+    let liar = PeerClient::new(&tls, "c.test", BTreeMap::from([("b.test".to_owned(), b.address)])).unwrap();
+    assert_eq!(runtime.block_on(liar.post(url, request.clone())).unwrap().status.as_u16(), 403);
+
+    let honest = PeerClient::new(&tls, "a.test", BTreeMap::from([("b.test".to_owned(), b.address)])).unwrap();
+    let post = |body: Vec<u8>| runtime.block_on(honest.post(url, body)).unwrap();
+    // A body naming a user of another provider than the certificate's.
+    let foreign = Requester::ephemeral("mimi://c.test/u/mallory").unwrap().key_material_request(&bob, None).unwrap();
+    let answer = post(foreign.encode());
+    assert_eq!(answer.status.as_u16(), 403, "{:?}", String::from_utf8_lossy(&answer.body));
+    // Truncated and padded bodies.
+    let answer = post(request[..request.len() - 1].to_vec());
+    assert_eq!(answer.status.as_u16(), 400);
+    assert!(String::from_utf8_lossy(&answer.body).contains("key_material_request_signature"), "names the field");
+    assert_eq!(post([&request[..], &[0]].concat()).status.as_u16(), 400);
+    // A signature that does not verify.
+    let mut forged = request.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(post(forged).status.as_u16(), 403);
+    // A consent entry for a target of another provider.
+    let entry = ConsentEntry {
+        operation: ConsentOperation::Request,
+        requester_uri: alice.into(),
+        target_uri: "mimi://c.test/u/carol".into(),
+        room_id: None,
+        key_packages: Vec::new(),
+        extensions: mimi_bridge::mimi::protocol::AppDataDictionary::default(),
+    };
+    let consent_url = "https://b.test/mimi/v1/requestConsent/b.test";
+    let answer = runtime.block_on(honest.post(consent_url, entry.encode())).unwrap();
+    assert_eq!(answer.status.as_u16(), 403);
+    assert!(b.provider.store.consent(alice, "mimi://c.test/u/carol", None).unwrap().is_none(), "nothing stored");
+
+    // Nothing was consumed: the one one-time package is still the first handed out, then the
+    // last resort.
+    let first = runtime.block_on(a.peers.claim(&Requester::ephemeral(alice).unwrap(), &bob, None)).unwrap();
+    let second = runtime.block_on(a.peers.claim(&Requester::ephemeral(alice).unwrap(), &bob, None)).unwrap();
+    let third = runtime.block_on(a.peers.claim(&Requester::ephemeral(alice).unwrap(), &bob, None)).unwrap();
+    let packages: Vec<Vec<u8>> =
+        [first, second, third].iter().map(|c| key_package_of(&c.response.clients[0])).collect();
+    assert!(packages[0] != packages[1] && packages[1] == packages[2]);
+}
+
+/// Consent asked over the wire is recorded as requested (granting nothing); the admin's policy
+/// can grant a provider's users at once. Discovery answers a handle only for a user with a
+/// device, and abuse reports are stored.
+#[test]
+fn consent_requests_discovery_and_abuse_reports() {
+    use mimi_bridge::mimi::protocol::identifier::{QueryCode, QueryElement, SearchType};
+    use mimi_bridge::mimi::protocol::{AbuseReport, AppDataDictionary, IdentifierRequest, IdentifierResponse};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki.path(), "test CA");
+    let mut a = side(&runtime, &ca, "a.test", 1);
+    let b = side(&runtime, &ca, "b.test", 2);
+    connect(&mut a, &b, &ca);
+    let bob = user_with_packages(&b, "bob", 1);
+    let alice = "mimi://a.test/u/alice";
+    let leaf = ca.issue("a.test", "a-raw");
+    let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&ca.ca_file())).unwrap();
+    let client = PeerClient::new(&tls, "a.test", BTreeMap::from([("b.test".to_owned(), b.address)])).unwrap();
+    let post =
+        |path: &str, body: Vec<u8>| runtime.block_on(client.post(&format!("https://b.test{path}"), body)).unwrap();
+
+    let request = ConsentEntry {
+        operation: ConsentOperation::Request,
+        requester_uri: alice.into(),
+        target_uri: bob.clone(),
+        room_id: None,
+        key_packages: Vec::new(),
+        extensions: AppDataDictionary::default(),
+    };
+    assert_eq!(post("/mimi/v1/requestConsent/b.test", request.encode()).status.as_u16(), 201);
+    let record: serde_json::Value =
+        serde_json::from_slice(&b.provider.store.consent(alice, &bob, None).unwrap().unwrap()).unwrap();
+    assert_eq!(record["state"], "requested");
+    let claim = runtime.block_on(a.peers.claim(&Requester::ephemeral(alice).unwrap(), &bob, None)).unwrap();
+    assert_eq!(claim.response.status, UserStatus::NoConsent, "a request grants nothing");
+
+    let query = |handle: &str| {
+        let request = IdentifierRequest {
+            elements: vec![QueryElement {
+                search_type: SearchType::Handle,
+                qualifier: Vec::new(),
+                value: handle.into(),
+            }],
+            extensions: AppDataDictionary::default(),
+        };
+        let answer = post("/mimi/v1/identifierQuery/b.test", request.encode());
+        IdentifierResponse::decode(&answer.body).unwrap()
+    };
+    let found = query("@bob:hs.b.test");
+    assert_eq!((found.code, found.uris.as_slice()), (QueryCode::Success, &[bob.clone()][..]));
+    assert_eq!(query("@nobody:hs.b.test").code, QueryCode::NotFound);
+
+    let report = AbuseReport {
+        reporting_user: alice.into(),
+        alleged_abuser: bob.clone(),
+        reason_code: 0,
+        note: "spam".into(),
+        messages: Vec::new(),
+        extensions: AppDataDictionary::default(),
+    };
+    assert_eq!(post("/mimi/v1/reportAbuse/mimi%3A%2F%2Fb.test%2Fr%2Fx", report.encode()).status.as_u16(), 201);
+    let stored: serde_json::Value =
+        serde_json::from_slice(&b.provider.store.abuse_report(1).unwrap().unwrap()).unwrap();
+    assert_eq!((stored["from"].as_str(), stored["room"].as_str()), (Some("a.test"), Some("mimi://b.test/r/x")));
+    assert_eq!(post("/mimi/v1/reportAbuse/mimi%3A%2F%2Fc.test%2Fr%2Fx", report.encode()).status.as_u16(), 404);
 }
