@@ -33,6 +33,7 @@ mod mls_rooms;
 mod pki;
 mod ports;
 mod properties;
+mod provider_crash;
 mod provider_peers;
 mod provider_tls;
 mod replay;
