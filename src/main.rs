@@ -59,7 +59,8 @@ enum Command {
     /// Inspect, verify, export and import room logs in a data directory.
     #[command(subcommand)]
     Log(LogCommand),
-    /// MIMI content (CBOR) on standard input: decode, encode, message IDs.
+    /// MIMI content (CBOR) on standard input: decode, encode, message IDs; other providers:
+    /// directory, claim.
     #[command(subcommand)]
     Mimi(MimiCommand),
 }
@@ -85,6 +86,26 @@ enum MimiCommand {
         /// Which draft's ID function: 08 (length-prefixed URIs) or 07.
         #[arg(long, default_value = "08")]
         draft: String,
+    },
+    /// Fetch another provider's directory over mutual TLS and print its endpoints.
+    Directory {
+        /// The configuration file (for mimi.tls and mimi.peers).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The provider's domain, e.g. b.example.
+        provider: String,
+    },
+    /// Claim a remote user's key material as the bridge's bot; print each client's KeyPackage
+    /// and whether it holds (consumes one of the user's KeyPackages).
+    Claim {
+        /// The configuration file (for mimi.tls and mimi.peers).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The user URI, e.g. `mimi://b.example/u/bob`.
+        user: String,
+        /// The room the material is for.
+        #[arg(long)]
+        room: Option<String>,
     },
 }
 
@@ -248,6 +269,10 @@ fn run(command: Command) -> Result<Option<String>, CliError> {
             let bytes = cli::mimi_encode(&stdin()?)?;
             std::io::stdout().lock().write_all(&bytes).map_err(|e| CliError::usage(format!("stdout: {e}")))?;
             Ok(None)
+        }
+        Command::Mimi(MimiCommand::Directory { config, provider }) => cli::mimi_directory(&config, &provider).map(Some),
+        Command::Mimi(MimiCommand::Claim { config, user, room }) => {
+            cli::mimi_claim(&config, &user, room.as_deref()).map(Some)
         }
         Command::Mimi(MimiCommand::Id { sender, room, draft }) => {
             cli::mimi_id(&stdin()?, sender.as_deref(), room.as_deref(), &draft).map(Some)

@@ -8,6 +8,7 @@ mod event_cmd;
 mod keygen;
 mod log_cmd;
 mod mimi_cmd;
+mod peer_cmd;
 mod serve;
 
 use std::io::Read;
@@ -18,6 +19,7 @@ pub use event_cmd::{event_check, event_sign};
 pub use keygen::keygen;
 pub use log_cmd::{ShowOptions, log_export, log_import, log_list, log_show, log_state, log_verify};
 pub use mimi_cmd::{mimi_decode, mimi_encode, mimi_id};
+pub use peer_cmd::{mimi_claim, mimi_directory};
 pub use serve::serve;
 
 use crate::event::{KeyRing, RoomVersion};

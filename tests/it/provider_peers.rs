@@ -266,3 +266,54 @@ fn consent_requests_discovery_and_abuse_reports() {
     assert_eq!((stored["from"].as_str(), stored["room"].as_str()), (Some("a.test"), Some("mimi://b.test/r/x")));
     assert_eq!(post("/mimi/v1/reportAbuse/mimi%3A%2F%2Fc.test%2Fr%2Fx", report.encode()).status.as_u16(), 404);
 }
+
+/// The operator's commands: a peer's directory and a claim, printed with each client's verdict;
+/// a configuration without `mimi.tls` is refused naming the file and the field.
+#[test]
+fn mimi_directory_and_claim_commands_talk_to_a_peer() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki.path(), "test CA");
+    let b = side(&runtime, &ca, "b.test", 2);
+    let bob = user_with_packages(&b, "bob", 1);
+    grant(&b, &runtime, "mimi://a.test/u/mimibot", &bob);
+    let a = ca.issue("a.test", "a-cli");
+    let yaml = |mimi_extra: &str| {
+        format!(
+            "homeserver:\n  address: http://127.0.0.1:1\n  domain: hs.a.test\nappservice:\n  address: http://127.0.0.1:2\n  \
+             as_token: generate\n  hs_token: generate\nmimi:\n  server_name: a.test\n  signing_key: /nonexistent\n\
+             {mimi_extra}database:\n  path: /nonexistent\n"
+        )
+    };
+    let with_tls = yaml(&format!(
+        "  tls:\n    certificate: {}\n    key: {}\n    trust_anchors: {}\n  peers:\n    b.test: {}\n",
+        a.certificate.display(),
+        a.key.display(),
+        ca.ca_file().display(),
+        b.address
+    ));
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, &with_tls).unwrap();
+    let config = config.to_str().unwrap();
+
+    let out = crate::common::run(&["mimi", "directory", "-c", config, "b.test"], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("keyMaterial\thttps://b.test/mimi/v1/keyMaterial/{targetUser}"), "{stdout}");
+
+    let out = crate::common::run(&["mimi", "claim", "-c", config, &bob], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        stdout.starts_with("userStatus Success") && stdout.contains("mimi://b.test/d/bob/D1\tKeyPackage of"),
+        "{stdout}"
+    );
+    assert!(stdout.contains(", valid"), "{stdout}");
+
+    let plain = dir.path().join("plain.yaml");
+    std::fs::write(&plain, yaml("")).unwrap();
+    let out = crate::common::run(&["mimi", "directory", "-c", plain.to_str().unwrap(), "b.test"], b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("plain.yaml") && stderr.contains("mimi.tls"), "{stderr}");
+}
