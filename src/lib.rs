@@ -3,7 +3,8 @@
 //! Module map, lowest layer first:
 //! - [`event`] — pure: canonical JSON, redaction, hashes, signatures, room versions, auth rules,
 //!   and the linear-log rules (`Chain`) that the hub, followers and replay share.
-//! - [`mimi`] — pure: MIMI content (deterministic CBOR), message IDs, status reports.
+//! - [`mimi`] — pure: MIMI content (deterministic CBOR), message IDs, status reports; and the
+//!   MIMI protocol's binary bodies (`mimi::protocol`, with the `mls` feature: they embed MLS objects).
 //! - [`translate`] — pure: Matrix event content ⇄ MIMI content, media encryption, receipts.
 //! - [`mls`] — openmls with its state in the store, written in the same batch as the event.
 //! - [`store`] — the only module that touches RocksDB: column families, typed keys, group commit,
@@ -17,7 +18,10 @@
 //!   workers, portals, ghosts, the portal follower woken by the store's announcements, the
 //!   homeserver queue's delivery, and the client-server API client.
 //! - [`http`] — the hyper server: requests admitted on their headers before any body is read, a
-//!   body budget across connections, graceful shutdown, Matrix errors, readiness, metrics.
+//!   body budget across connections, graceful shutdown, Matrix errors, readiness, metrics; mutual
+//!   TLS with the verified peer certificate handed to handlers.
+//! - [`provider`] — the bridge as a MIMI provider: its directory and endpoints (key material,
+//!   consent, discovery, abuse reports) and the client reaching peers through their directories.
 //! - [`cli`] — the command-line tool's commands (the binary only parses arguments).
 //!
 //! The feature `store` (default) brings in everything that needs RocksDB; without it the crate is

@@ -1,5 +1,7 @@
-//! The HTTP server the homeserver and peers talk to: hyper over plain TCP on loopback (TLS is
-//! the reverse proxy's job, as with every bridge an admin runs).
+//! The HTTP server the homeserver and peers talk to: hyper on loopback, plain for the homeserver
+//! and the Linearized Matrix listener (TLS is the reverse proxy's job, as with every bridge an
+//! admin runs), mutual TLS for the MIMI provider, where the client certificate is what names the
+//! peer (`tls`).
 //!
 //! A request's head is shown to the handler's `admit` before its body is read, so a request
 //! without credentials or to no route is refused without buffering anything. The body is then

@@ -24,6 +24,7 @@ struct Side {
     provider: Arc<Provider>,
     peers: Peers,
     address: std::net::SocketAddr,
+    _shutdown: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
@@ -46,16 +47,9 @@ fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, se
     let address = listener.local_addr().unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls.server_config().unwrap()));
     let (shutdown, watch) = tokio::sync::watch::channel(false);
-    std::mem::forget(shutdown); // served until the runtime ends
     runtime.spawn(mimi_bridge::http::serve_with(listener, Some(acceptor), Arc::clone(&provider), 1 << 20, watch));
-    let _ = &tls;
-    Side {
-        domain,
-        provider,
-        peers: Peers::new(PeerClient::new(&tls, domain, BTreeMap::new()).unwrap()),
-        address,
-        _dir: dir,
-    }
+    let peers = Peers::new(PeerClient::new(&tls, domain, BTreeMap::new()).unwrap());
+    Side { domain, provider, peers, address, _shutdown: shutdown, _dir: dir }
 }
 
 /// Points `from`'s client at `to`'s listener.

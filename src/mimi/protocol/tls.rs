@@ -320,7 +320,7 @@ mod tests {
         let mut r = Reader::new(&[0, 9]);
         assert!(!r.present("x").unwrap());
         assert_eq!(r.finish("body").unwrap_err().to_string(), "byte 1: body: 1 bytes left over");
-        let mut r = Reader::new(&[3, 1, 2, 3, 0xff]);
+        let mut r = Reader::new(&[2, 1, 2, 0xff]);
         let mut inner = r.vector("list").unwrap();
         inner.u8("a").unwrap();
         assert_eq!(inner.u16("b").unwrap_err().offset, 2, "offsets count from the body's start");
