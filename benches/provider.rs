@@ -57,6 +57,7 @@ fn main() {
         store,
         consent: ConsentPolicy { accept_from: vec!["*".into()], auto_grant: vec!["a.test".into()] },
         discovery: false,
+        metrics: Arc::default(),
     });
     let (_shutdown, watch) = tokio::sync::watch::channel(false);
     let server = TlsMaterial::load(&b_leaf.certificate, &b_leaf.key, Some(&ca.ca_file())).unwrap();

@@ -165,7 +165,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         watch.clone(),
     )));
     let provider_address = match &config.mimi.tls {
-        Some(tls) => Some(start_provider(config, tls, &hub, &store, &mut listeners, watch.clone()).await?),
+        Some(tls) => Some(start_provider(config, &metrics, tls, &hub, &store, &mut listeners, watch.clone()).await?),
         None => None,
     };
     let advances = store.advances();
@@ -200,6 +200,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
 /// The MIMI listener: mutual TLS with `mimi.tls`'s certificate, on `mimi.listen`.
 async fn start_provider(
     config: &Config,
+    metrics: &Metrics,
     tls: &crate::config::TlsSection,
     hub: &Arc<Hub>,
     store: &Arc<Store>,
@@ -218,7 +219,9 @@ async fn start_provider(
         store: Arc::clone(store),
         consent: mimi.consent.clone(),
         discovery: mimi.discovery,
+        metrics: Arc::new(crate::provider::metrics::PeerMetrics::default()),
     });
+    metrics.add_source(Arc::clone(&provider.metrics) as Arc<dyn crate::http::metrics::MetricsSource>);
     let listener = tokio::net::TcpListener::bind(mimi.listen)
         .await
         .map_err(|e| setup("mimi.listen")(&format!("binding {}: {e}", mimi.listen)))?;

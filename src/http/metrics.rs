@@ -58,6 +58,12 @@ pub trait QueueStats: Send + Sync + std::fmt::Debug {
     fn destinations(&self) -> usize;
 }
 
+/// Another part's figures, rendered into the exposition as they are.
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
+    /// Appends families in the Prometheus text format.
+    fn render(&self, out: &mut String);
+}
+
 /// The bridge's counters and gauges.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -81,6 +87,8 @@ pub struct Metrics {
     handoff: Histogram,
     /// The durable delivery queues.
     queues: Mutex<Vec<Arc<dyn QueueStats>>>,
+    /// Other parts' figures (the MIMI provider's, per peer).
+    sources: Mutex<Vec<Arc<dyn MetricsSource>>>,
 }
 
 impl Metrics {
@@ -118,6 +126,13 @@ impl Metrics {
         }
     }
 
+    /// Shows another part's figures.
+    pub fn add_source(&self, source: Arc<dyn MetricsSource>) {
+        if let Ok(mut sources) = self.sources.lock() {
+            sources.push(source);
+        }
+    }
+
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -151,6 +166,11 @@ impl Metrics {
         self.append.render(&mut out, "append_seconds", "From intake to durable append.");
         self.handoff.render(&mut out, "handoff_seconds", "From a durable append to the ghost's send starting.");
         self.render_queues(&mut out);
+        if let Ok(sources) = self.sources.lock() {
+            for source in sources.iter() {
+                source.render(&mut out);
+            }
+        }
         out
     }
 }

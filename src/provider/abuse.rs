@@ -1,7 +1,5 @@
 //! `reportAbuse/{roomId}`: reports about messages in rooms this provider hosts, stored durably
-//! (for the admin) and counted; answered 201 without a body once stored.
-
-use std::sync::atomic::{AtomicU64, Ordering};
+//! (for the admin) and counted in `/metrics`; answered 201 without a body once stored.
 
 use serde_json::json;
 
@@ -14,8 +12,6 @@ use super::service::{Admitted, Provider, accepted, malformed};
 
 /// The counter naming abuse reports.
 const NEXT_REPORT: &str = "abuse_next_seq";
-/// Reports received since start (a metric).
-pub static REPORTS: AtomicU64 = AtomicU64::new(0);
 
 pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_>) -> Result<Response, MatrixError> {
     let hosted = crate::translate::uri::parse_room_uri(room).is_ok_and(|(server, _)| server == provider.domain);
@@ -45,7 +41,7 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
         tracing::error!(error = %e, "storing an abuse report failed");
         MatrixError::internal("report not stored; retry")
     })?;
-    REPORTS.fetch_add(1, Ordering::Relaxed);
+    provider.metrics.abuse_report();
     tracing::warn!(from = admitted.from, room, reason = report.reason_code, "abuse report received");
     Ok(accepted())
 }

@@ -90,6 +90,7 @@ pub struct PeerClient {
     from: hyper::header::HeaderValue,
     timeout: Duration,
     max_answer: usize,
+    metrics: Arc<super::metrics::PeerMetrics>,
 }
 
 impl std::fmt::Debug for PeerClient {
@@ -125,7 +126,14 @@ impl PeerClient {
             .build(https);
         let from = hyper::header::HeaderValue::from_str(&format!("mimi@{own_domain}"))
             .map_err(|_| TlsError::Verifier(format!("{own_domain}: not a header value")))?;
-        Ok(Self { client, from, timeout: TIMEOUT, max_answer: MAX_ANSWER })
+        Ok(Self { client, from, timeout: TIMEOUT, max_answer: MAX_ANSWER, metrics: Arc::default() })
+    }
+
+    /// Counts this client's requests per peer in `metrics`.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<super::metrics::PeerMetrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// `GET url`.
@@ -140,9 +148,9 @@ impl PeerClient {
 
     async fn send(&self, method: hyper::Method, url: &str, body: Option<Vec<u8>>) -> Result<Answer, PeerError> {
         let uri: hyper::Uri = url.parse().map_err(|_| PeerError::Url(url.to_owned()))?;
-        if uri.scheme_str() != Some("https") || uri.host().is_none() {
+        let Some(host) = uri.host().filter(|_| uri.scheme_str() == Some("https")).map(str::to_owned) else {
             return Err(PeerError::Url(url.to_owned()));
-        }
+        };
         let mut request =
             hyper::Request::builder().method(method).uri(uri).header(hyper::header::FROM, self.from.clone());
         if body.is_some() {
@@ -164,9 +172,14 @@ impl PeerClient {
             })?;
             Ok(Answer { status, body: body.to_bytes() })
         };
-        tokio::time::timeout(self.timeout, exchange)
+        let started = std::time::Instant::now();
+        let result = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| PeerError::Timeout(url.to_owned(), self.timeout))?
+            .map_err(|_| PeerError::Timeout(url.to_owned(), self.timeout))
+            .and_then(|answer| answer);
+        let answered = result.as_ref().is_ok_and(|a| !a.status.is_server_error());
+        self.metrics.outbound(&host, answered, started.elapsed());
+        result
     }
 }
 

@@ -7,8 +7,8 @@ pub mod consent;
 pub mod directory;
 mod identifier;
 pub mod key_material;
+pub mod metrics;
 pub mod peers;
 pub mod service;
 
-pub use abuse::REPORTS;
 pub use service::Provider;

@@ -41,6 +41,8 @@ pub struct Provider {
     pub consent: ConsentPolicy,
     /// Whether `identifierQuery` answers.
     pub discovery: bool,
+    /// Per-peer figures.
+    pub metrics: Arc<super::metrics::PeerMetrics>,
 }
 
 /// A request admitted: the provider its certificate authenticates, and its body.
@@ -103,6 +105,7 @@ impl Handler for Provider {
         if request.path == directory::PATH {
             return self.directory();
         }
+        let from = Self::source(&request).ok().map(str::to_owned);
         let answer = async {
             let from = Self::source(&request)?;
             let (endpoint, variable) = Self::route(&request.path).ok_or_else(MatrixError::unrecognized)?;
@@ -115,7 +118,11 @@ impl Handler for Provider {
                 _ => Err(MatrixError::unrecognized()),
             }
         };
-        answer.await.unwrap_or_else(|e| e.response())
+        let response = answer.await.unwrap_or_else(|e| e.response());
+        if let Some(from) = from {
+            self.metrics.inbound(&from, response.status().as_u16() >= 400);
+        }
+        response
     }
 }
 

@@ -47,6 +47,7 @@ fn provider_crash_child() {
         hub,
         consent: ConsentPolicy { accept_from: vec!["*".into()], auto_grant: vec!["a.test".into()] },
         discovery: false,
+        metrics: Arc::default(),
     });
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     println!("listening {}", listener.local_addr().unwrap());

@@ -42,6 +42,7 @@ fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, se
         store,
         consent: ConsentPolicy::default(),
         discovery: true,
+        metrics: Arc::default(),
     });
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
@@ -57,7 +58,9 @@ fn connect(from: &mut Side, to: &Side, ca: &TestCa) {
     let leaf = ca.issue(from.domain, &format!("{}-client", from.domain));
     let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&ca.ca_file())).unwrap();
     let overrides = BTreeMap::from([(to.domain.to_owned(), to.address)]);
-    from.peers = Peers::new(PeerClient::new(&tls, from.domain, overrides).unwrap());
+    let client =
+        PeerClient::new(&tls, from.domain, overrides).unwrap().with_metrics(Arc::clone(&from.provider.metrics));
+    from.peers = Peers::new(client);
 }
 
 /// A local user with a device and `count` one-time KeyPackages (plus the last resort).
@@ -130,6 +133,15 @@ fn two_providers_claim_each_others_key_material_once_each_with_consent() {
     let back = runtime.block_on(b.peers.claim(&Requester::ephemeral(&bob).unwrap(), &alice, None)).unwrap();
     assert_eq!(back.response.status, UserStatus::Success);
     assert!(back.checked[0].1.is_ok());
+
+    // Per-peer figures: a's 2 directory fetches and claims out to b, b's answers to a.
+    let (out, out_failed, _, _) = a.provider.metrics.counts("b.test");
+    let (_, _, served, refused) = b.provider.metrics.counts("a.test");
+    assert_eq!((out, out_failed), (7, 0), "a directory and six claims to b.test");
+    assert_eq!((served, refused), (6, 0), "the directory GET carries no From: and is not counted");
+    let mut text = String::new();
+    mimi_bridge::http::metrics::MetricsSource::render(&*b.provider.metrics, &mut text);
+    assert!(text.contains("mimi_bridge_peer_requests_in_total{peer=\"a.test\"} 6"), "{text}");
 }
 
 /// Requests whose names do not match their certificate, or whose bodies do not decode, are
@@ -183,6 +195,8 @@ fn mismatched_names_and_broken_bodies_are_refused_with_nothing_stored() {
     let answer = runtime.block_on(honest.post(consent_url, entry.encode())).unwrap();
     assert_eq!(answer.status.as_u16(), 403);
     assert!(b.provider.store.consent(alice, "mimi://c.test/u/carol", None).unwrap().is_none(), "nothing stored");
+
+    assert_eq!(b.provider.metrics.counts("a.test").3, 5, "five refusals counted for a.test");
 
     // Nothing was consumed: the one one-time package is still the first handed out, then the
     // last resort.
