@@ -4,7 +4,9 @@
 //! other way: claiming a remote user's KeyPackages, checking each before it is used.
 
 use openmls::prelude::tls_codec::Deserialize as _;
-use openmls::prelude::{BasicCredential, Credential, KeyPackageIn, ProtocolVersion};
+use openmls::prelude::{
+    BasicCredential, Capabilities, Credential, KeyPackageIn, ProtocolVersion, RequiredCapabilitiesExtension,
+};
 
 use crate::http::{MatrixError, Response};
 use crate::mimi::protocol::key_material::REQUEST_LABEL;
@@ -49,6 +51,21 @@ fn legacy_device_of(identity: &[u8], user: &str) -> bool {
         .is_ok_and(|d| matrix_user_id(user).is_ok_and(|id| id == d.user_id()))
 }
 
+/// Whether a client with `capabilities` meets `required`. RFC 9420's default extension (1–5) and
+/// proposal (1–7) types need not be listed to be supported; credential types must be.
+pub fn meets(capabilities: &Capabilities, required: &RequiredCapabilitiesExtension) -> bool {
+    let extensions = required
+        .extension_types()
+        .iter()
+        .all(|t| (1..=5).contains(&u16::from(*t)) || capabilities.extensions().contains(t));
+    let proposals = required
+        .proposal_types()
+        .iter()
+        .all(|t| (1..=7).contains(&u16::from(*t)) || capabilities.proposals().contains(t));
+    let credentials = required.credential_types().iter().all(|t| capabilities.credentials().contains(t));
+    extensions && proposals && credentials
+}
+
 /// Serves one request (see the module documentation).
 pub(super) async fn serve(provider: &Provider, target: &str, admitted: Admitted<'_>) -> Result<Response, MatrixError> {
     let request = KeyMaterialRequest::decode(admitted.body).map_err(|e| malformed(&e))?;
@@ -90,12 +107,16 @@ pub(super) async fn serve(provider: &Provider, target: &str, admitted: Admitted<
     if devices.is_empty() {
         return answer(UserStatus::UserUnknown, Vec::new());
     }
-    let suite = u16::from(CIPHERSUITE);
+    let required = RequiredCapabilitiesExtension::tls_deserialize_exact(&request.required_capabilities[..])
+        .map_err(|_| MatrixError::bad_request("M_BAD_JSON", "requiredCapabilities does not parse"))?;
+    let ours = Capabilities::default();
+    let compatible = request.ciphersuites.contains(&u16::from(CIPHERSUITE)) && meets(&ours, &required);
     let mut clients = Vec::new();
     for device in devices {
         let client_uri = client_uri(&user_id, &device).map_err(|e| MatrixError::internal(e.to_string()))?;
-        if !request.ciphersuites.contains(&suite) {
-            clients.push(ClientMaterial::NothingCompatible { client_uri, capabilities: None });
+        if !compatible {
+            let capabilities = openmls::prelude::tls_codec::Serialize::tls_serialize_detached(&ours).ok();
+            clients.push(ClientMaterial::NothingCompatible { client_uri, capabilities });
             continue;
         }
         let record = serde_json::json!({"provider": admitted.from, "user": user_id, "device": device, "at": now_ms()});
@@ -154,6 +175,12 @@ pub enum ClaimRefusal {
         /// The user asked for.
         user: String,
     },
+    /// It lacks a capability the room requires.
+    #[error("{client}: lacks a capability the room requires")]
+    Capabilities {
+        /// The client URI.
+        client: String,
+    },
     /// The client URI is not under the user.
     #[error("{client}: not a client of {user}")]
     ForeignClient {
@@ -165,8 +192,14 @@ pub enum ClaimRefusal {
 }
 
 /// Checks a KeyPackage claimed for `user` (a user URI) as `client`: parses, verifies (signature,
-/// lifetime, keys), uses the rooms' cipher suite, and names the user (client or user URI).
-pub fn check_claimed(bytes: &[u8], user: &str, client: &str) -> Result<(), ClaimRefusal> {
+/// lifetime, keys), uses the rooms' cipher suite, supports what the room requires, and names the
+/// user (client or user URI).
+pub fn check_claimed(
+    bytes: &[u8],
+    user: &str,
+    client: &str,
+    required: &RequiredCapabilitiesExtension,
+) -> Result<(), ClaimRefusal> {
     let under = parse_client_uri(client).ok().and_then(|(u, _)| user_uri(&u).ok()).is_some_and(|u| u == user);
     if !under && client != user {
         return Err(ClaimRefusal::ForeignClient { client: client.to_owned(), user: user.to_owned() });
@@ -181,6 +214,9 @@ pub fn check_claimed(bytes: &[u8], user: &str, client: &str) -> Result<(), Claim
             found: u16::from(package.ciphersuite()),
             expected: u16::from(CIPHERSUITE),
         });
+    }
+    if !meets(package.leaf_node().capabilities(), required) {
+        return Err(ClaimRefusal::Capabilities { client: client.to_owned() });
     }
     if !credential_names(package.leaf_node().credential(), user) {
         return Err(ClaimRefusal::WrongUser { client: client.to_owned(), user: user.to_owned() });

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use openmls::prelude::BasicCredential;
+use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::tls_codec::Serialize as _;
+use openmls::prelude::{BasicCredential, RequiredCapabilitiesExtension};
 use openmls_basic_credential::SignatureKeyPair;
 use openmls_traits::signatures::Signer as _;
 
@@ -67,6 +68,8 @@ pub struct Requester {
     pub user_uri: String,
     signer: SignatureKeyPair,
     credential: Vec<u8>,
+    /// The room's `RequiredCapabilities`, encoded (none by default).
+    required: Vec<u8>,
 }
 
 impl std::fmt::Debug for Requester {
@@ -82,7 +85,13 @@ impl Requester {
         let signer = SignatureKeyPair::new(SIGNATURE_SCHEME).map_err(|e| PeersError::Signing(format!("{e:?}")))?;
         let credential: openmls::prelude::Credential = BasicCredential::new(user_uri.as_bytes().to_vec()).into();
         let credential = credential.tls_serialize_detached().map_err(|e| PeersError::Signing(e.to_string()))?;
-        Ok(Self { user_uri: user_uri.to_owned(), signer, credential })
+        Ok(Self { user_uri: user_uri.to_owned(), signer, credential, required: vec![0, 0, 0] })
+    }
+
+    /// Asks for key material meeting `required` (a room's required capabilities).
+    pub fn requiring(mut self, required: &RequiredCapabilitiesExtension) -> Result<Self, PeersError> {
+        self.required = required.tls_serialize_detached().map_err(|e| PeersError::Signing(e.to_string()))?;
+        Ok(self)
     }
 
     /// A signed `KeyMaterialRequest` for `target` (and `room`, if for one).
@@ -92,7 +101,7 @@ impl Requester {
             target_user: target.to_owned(),
             room_id: room.unwrap_or_default().to_owned(),
             ciphersuites: vec![u16::from(CIPHERSUITE)],
-            required_capabilities: vec![0, 0, 0],
+            required_capabilities: self.required.clone(),
             signature_key: self.signer.to_public_vec(),
             credential: self.credential.clone(),
             signature: Vec::new(),
@@ -157,12 +166,14 @@ impl Peers {
             return Err(status_error(&url, &answer));
         }
         let response = KeyMaterialResponse::decode(&answer.body).map_err(|error| PeersError::Body { url, error })?;
+        let required = RequiredCapabilitiesExtension::tls_deserialize_exact(&request.required_capabilities[..])
+            .map_err(|e| PeersError::Signing(format!("required capabilities: {e}")))?;
         let checked = response
             .clients
             .iter()
             .filter_map(|client| match client {
                 ClientMaterial::Success { client_uri, key_package } => {
-                    Some((client_uri.clone(), check_claimed(key_package, target, client_uri)))
+                    Some((client_uri.clone(), check_claimed(key_package, target, client_uri, &required)))
                 }
                 _ => None,
             })

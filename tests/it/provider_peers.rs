@@ -325,3 +325,39 @@ fn mimi_directory_and_claim_commands_talk_to_a_peer() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && stderr.contains("plain.yaml") && stderr.contains("mimi.tls"), "{stderr}");
 }
+
+/// A room requiring an extension nobody here supports gets `nothingCompatible` (with the
+/// clients' capabilities) and consumes nothing; a claimed KeyPackage lacking a required
+/// capability is refused by the claimer.
+#[test]
+fn required_capabilities_are_matched_both_ways() {
+    use openmls::prelude::{ExtensionType, RequiredCapabilitiesExtension};
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki.path(), "test CA");
+    let mut a = side(&runtime, &ca, "a.test", 1);
+    let b = side(&runtime, &ca, "b.test", 2);
+    connect(&mut a, &b, &ca);
+    let bob = user_with_packages(&b, "bob", 1);
+    let alice = "mimi://a.test/u/alice";
+    grant(&b, &runtime, alice, &bob);
+    let exotic = RequiredCapabilitiesExtension::new(&[ExtensionType::Unknown(0xff00)], &[], &[]);
+    let requester = Requester::ephemeral(alice).unwrap().requiring(&exotic).unwrap();
+    let claimed = runtime.block_on(a.peers.claim(&requester, &bob, None)).unwrap();
+    assert_eq!(claimed.response.status, UserStatus::NoCompatibleMaterial);
+    assert!(
+        matches!(&claimed.response.clients[..], [ClientMaterial::NothingCompatible { capabilities: Some(_), .. }]),
+        "{:?}",
+        claimed.response.clients
+    );
+    // Nothing consumed: the one-time package comes next, then the last resort.
+    let plain = Requester::ephemeral(alice).unwrap();
+    let first = key_package_of(&runtime.block_on(a.peers.claim(&plain, &bob, None)).unwrap().response.clients[0]);
+    let second = key_package_of(&runtime.block_on(a.peers.claim(&plain, &bob, None)).unwrap().response.clients[0]);
+    assert_ne!(first, second);
+    let refusal = mimi_bridge::provider::key_material::check_claimed(&first, &bob, "mimi://b.test/d/bob/D1", &exotic);
+    assert!(
+        matches!(refusal, Err(mimi_bridge::provider::key_material::ClaimRefusal::Capabilities { .. })),
+        "{refusal:?}"
+    );
+}
