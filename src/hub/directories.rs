@@ -183,10 +183,11 @@ impl Directories {
         &self,
         user_id: &str,
         device_id: &str,
+        provider: &str,
         record: &[u8],
     ) -> Result<Option<Vec<u8>>, HubError> {
         self.key_packages
-            .claim_noting(user_id, device_id, |batch, reference| batch.key_package_claim(reference, record))
+            .claim_noting(user_id, device_id, |batch, reference| batch.key_package_claim(reference, provider, record))
             .map_err(client_error)
     }
 

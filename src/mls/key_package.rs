@@ -124,21 +124,27 @@ pub enum KeyPackageError {
 /// openmls writes the private init and encryption keys through `provider.storage()`, where they
 /// stay pending: put them into the batch that [`publish`]es the package (see the module
 /// documentation), or `persist()` them before the package is published.
+///
+/// The leaf's capabilities are [`capabilities`].
 pub fn generate(
     provider: &MlsProvider,
     device: &LocalDevice,
     last_resort: bool,
 ) -> Result<KeyPackage, KeyPackageError> {
-    // RFC 9420 §12.1: every extension of a key package must be in its leaf's capabilities, and
-    // openmls' defaults list none, so without this a last-resort package does not validate.
-    // One-time packages list it too: the device's leaves look the same whichever it joined with.
-    let capabilities = Capabilities::new(None, None, Some(&[ExtensionType::LastResort]), None, None);
-    let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities);
+    let mut builder = KeyPackage::builder().leaf_node_capabilities(capabilities());
     if last_resort {
         builder = builder.mark_as_last_resort();
     }
     let bundle = builder.build(CIPHERSUITE, provider, &device.signer, device.credential_with_key.clone())?;
     Ok(bundle.into_key_package())
+}
+
+/// The capabilities this server's devices advertise. RFC 9420 §12.1: every extension of a key
+/// package must be in its leaf's capabilities, and openmls' defaults list none, so without
+/// `last_resort` a last-resort package does not validate. One-time packages list it too: the
+/// device's leaves look the same whichever it joined with.
+pub fn capabilities() -> Capabilities {
+    Capabilities::new(None, Some(&[CIPHERSUITE]), Some(&[ExtensionType::LastResort]), None, None)
 }
 
 /// Adds `package`, a package of `device` made by [`generate`], to `batch` under its hash
@@ -245,7 +251,9 @@ impl KeyPackageDirectory {
             batch.key_package(user_id, device_id, &reference, None);
         }
         note(&mut batch, &reference);
-        self.store.write(batch)?;
+        if !batch.is_empty() {
+            self.store.write(batch)?;
+        }
         Ok(Some(chosen.package.clone()))
     }
 

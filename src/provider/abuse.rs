@@ -1,4 +1,5 @@
-//! `reportAbuse/{roomId}`: reports about messages in rooms this provider hosts, stored durably
+//! `reportAbuse/{roomId}`: reports about messages in rooms this provider hosts (and has), at most
+//! [`MAX_REPORT`] bytes each, stored durably
 //! (for the admin) and counted in `/metrics`; answered 201 without a body once stored.
 
 use serde_json::json;
@@ -8,13 +9,26 @@ use crate::mimi::protocol::{AbuseReport, Wire};
 use crate::store::Batch;
 
 use super::key_material::now_ms;
-use super::service::{Admitted, Provider, accepted, malformed};
+use super::service::{Admitted, Provider, accepted, blocking, malformed};
 
+/// Largest abuse report kept (its messages are MIMI contents with their franks).
+pub(super) const MAX_REPORT: usize = 256 << 10;
 /// The counter naming abuse reports.
 const NEXT_REPORT: &str = "abuse_next_seq";
 
 pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_>) -> Result<Response, MatrixError> {
-    let hosted = crate::translate::uri::parse_room_uri(room).is_ok_and(|(server, _)| server == provider.domain);
+    if admitted.body.len() > MAX_REPORT {
+        return Err(MatrixError::too_large(MAX_REPORT));
+    }
+    let room_id = crate::translate::uri::parse_room_uri(room)
+        .ok()
+        .filter(|(server, _)| *server == provider.domain)
+        .map(|(server, opaque)| format!("!{opaque}:{server}"));
+    let store = std::sync::Arc::clone(&provider.store);
+    let hosted = match room_id {
+        Some(id) => blocking(move || store.short_room(&id)).await?.is_some(),
+        None => false,
+    };
     if !hosted {
         return Err(MatrixError::not_found(format!("{room} is not a room hosted here")));
     }
@@ -31,7 +45,8 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
         // The counter is read and advanced under the store's one writer of it: this lock.
         static NEXT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
         let _turn = NEXT.lock().await;
-        let seq = store.counter(NEXT_REPORT).unwrap_or(0) + 1;
+        let counter = std::sync::Arc::clone(&store);
+        let seq = blocking(move || counter.counter(NEXT_REPORT)).await? + 1;
         let mut batch = Batch::new();
         batch.abuse_report(seq, record.to_string().as_bytes());
         batch.counter(NEXT_REPORT, seq);

@@ -1,8 +1,9 @@
 //! `requestConsent/{targetDomain}` and `updateConsent/{requesterDomain}`: consent between a user
 //! of another provider (the requester) and one of this homeserver's (the target), kept durably
 //! per scope (requester, target, room or any room). A request is recorded for the target's
-//! decision unless the admin's policy grants it at once; a grant or revoke from a target's
-//! provider is recorded for this provider's requesters. Both answer 201 (also for an unknown
+//! decision unless the admin's policy grants it at once (only for users who exist, and never over
+//! a decision); a grant or revoke from a target's provider is recorded for this provider's
+//! requesters. Both answer 201 (also for an unknown
 //! user, so that nobody learns who exists) and 403 when the names do not belong to the
 //! providers they must.
 
@@ -14,7 +15,7 @@ use crate::store::Batch;
 use crate::translate::uri::matrix_user_id;
 
 use super::key_material::now_ms;
-use super::service::{Admitted, Provider, accepted, malformed};
+use super::service::{Admitted, Provider, accepted, blocking, malformed};
 
 /// What a requester may do for a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +38,13 @@ fn state(record: Option<Vec<u8>>) -> Option<String> {
 }
 
 impl Provider {
+    /// Whether a user URI names a local user with a MIMI device.
+    pub(super) async fn has_device(&self, uri: &str) -> bool {
+        let Some(user_id) = self.local_user(uri) else { return false };
+        let hub = std::sync::Arc::clone(&self.hub);
+        blocking(move || hub.directories().local_device_ids(&user_id)).await.is_ok_and(|d| !d.is_empty())
+    }
+
     /// The local user a user URI of this provider names.
     pub fn local_user(&self, uri: &str) -> Option<String> {
         let id = matrix_user_id(uri).ok()?;
@@ -44,21 +52,21 @@ impl Provider {
     }
 
     /// Whether `requester` has `target`'s consent (for `room`, or any room).
-    pub fn consent_for(&self, requester: &str, target: &str, room: Option<&str>) -> Result<Consent, MatrixError> {
+    pub async fn consent_for(&self, requester: &str, target: &str, room: Option<&str>) -> Result<Consent, MatrixError> {
         if provider_of(requester).is_some_and(|p| self.consent.auto_grants(&p)) {
             return Ok(Consent::Granted);
         }
-        let read = |room: Option<&str>| {
-            self.store.consent(requester, target, room).map(state).map_err(|e| {
-                tracing::error!(error = %e, "reading consent failed");
-                MatrixError::internal("consent unavailable; retry")
-            })
-        };
-        let this_room = match room {
-            Some(room) => read(Some(room))?,
-            None => None,
-        };
-        Ok(match (this_room.as_deref(), read(None)?.as_deref()) {
+        let store = std::sync::Arc::clone(&self.store);
+        let (requester, target, room) = (requester.to_owned(), target.to_owned(), room.map(str::to_owned));
+        let (this_room, any_room) = blocking(move || {
+            let this_room = match &room {
+                Some(room) => state(store.consent(&requester, &target, Some(room))?),
+                None => None,
+            };
+            Ok::<_, crate::store::StoreError>((this_room, state(store.consent(&requester, &target, None)?)))
+        })
+        .await?;
+        Ok(match (this_room.as_deref(), any_room.as_deref()) {
             (Some("revoked"), _) => Consent::NotForThisRoom,
             (Some("granted"), _) | (_, Some("granted")) => Consent::Granted,
             _ => Consent::None,
@@ -81,6 +89,9 @@ impl Provider {
         })
     }
 }
+
+/// Serializes the read-then-write of a consent record.
+static SCOPES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// Serves `requestConsent` (a remote requester asks one of this provider's users) and
 /// `updateConsent` (a remote target answers one of this provider's requesters).
@@ -105,23 +116,34 @@ pub(super) async fn serve(
     if provider_of(local).as_deref() != Some(provider.domain.as_str()) {
         return Err(MatrixError::forbidden(format!("{local} is not a user of {}", provider.domain)));
     }
+    // A request is kept only for a user who exists (the answer is 201 either way), and never
+    // replaces a decision; a cancel withdraws only a pending request. The read and the write
+    // are one step under this lock.
+    let _turn = SCOPES.lock().await;
+    let current = {
+        let store = std::sync::Arc::clone(&provider.store);
+        let (requester, target, room) = (entry.requester_uri.clone(), entry.target_uri.clone(), entry.room_id.clone());
+        blocking(move || store.consent(&requester, &target, room.as_deref()).map(state)).await?
+    };
     let state = match (endpoint, entry.operation) {
         ("requestConsent", ConsentOperation::Request) => {
-            if !provider.consent.accepts(admitted.from) {
+            if !provider.consent.accepts(admitted.from) || current.is_some() || !provider.has_device(local).await {
                 return Ok(accepted());
             }
             if provider.consent.auto_grants(admitted.from) { Some("granted") } else { Some("requested") }
         }
         ("requestConsent", ConsentOperation::Cancel) => {
-            // Only a pending request is withdrawn; a decision stays.
-            let current = provider.store.consent(&entry.requester_uri, &entry.target_uri, entry.room_id.as_deref());
-            if state(current.unwrap_or_default()).as_deref() != Some("requested") {
+            if current.as_deref() != Some("requested") {
                 return Ok(accepted());
             }
             None
         }
-        ("updateConsent", ConsentOperation::Grant) => Some("granted"),
-        ("updateConsent", ConsentOperation::Revoke) => Some("revoked"),
+        ("updateConsent", operation @ (ConsentOperation::Grant | ConsentOperation::Revoke)) => {
+            if !provider.has_device(local).await {
+                return Ok(accepted());
+            }
+            Some(if operation == ConsentOperation::Grant { "granted" } else { "revoked" })
+        }
         (_, operation) => {
             return Err(MatrixError::bad_request(
                 "M_INVALID_PARAM",

@@ -91,7 +91,7 @@ pub(super) async fn serve(provider: &Provider, target: &str, admitted: Admitted<
     };
     // Consent first, so that an unknown user looks like any user without consent.
     let room = (!request.room_id.is_empty()).then_some(request.room_id.as_str());
-    match provider.consent_for(&request.requesting_user, &request.target_user, room)? {
+    match provider.consent_for(&request.requesting_user, &request.target_user, room).await? {
         Consent::Granted => {}
         Consent::NotForThisRoom => return answer(UserStatus::NoConsentForThisRoom, Vec::new()),
         Consent::None => return answer(UserStatus::NoConsent, Vec::new()),
@@ -99,35 +99,39 @@ pub(super) async fn serve(provider: &Provider, target: &str, admitted: Admitted<
     let Some(user_id) = provider.local_user(&request.target_user) else {
         return answer(UserStatus::UserUnknown, Vec::new());
     };
-    let hub = std::sync::Arc::clone(&provider.hub);
-    let devices = {
-        let user_id = user_id.clone();
-        blocking(move || hub.directories().local_device_ids(&user_id)).await?
-    };
-    if devices.is_empty() {
-        return answer(UserStatus::UserUnknown, Vec::new());
-    }
     let required = RequiredCapabilitiesExtension::tls_deserialize_exact(&request.required_capabilities[..])
         .map_err(|_| MatrixError::bad_request("M_BAD_JSON", "requiredCapabilities does not parse"))?;
-    let ours = Capabilities::default();
+    let ours = crate::mls::key_package::capabilities();
     let compatible = request.ciphersuites.contains(&u16::from(CIPHERSUITE)) && meets(&ours, &required);
-    let mut clients = Vec::new();
-    for device in devices {
-        let client_uri = client_uri(&user_id, &device).map_err(|e| MatrixError::internal(e.to_string()))?;
-        if !compatible {
-            let capabilities = openmls::prelude::tls_codec::Serialize::tls_serialize_detached(&ours).ok();
-            clients.push(ClientMaterial::NothingCompatible { client_uri, capabilities });
-            continue;
+    let (hub, from) = (std::sync::Arc::clone(&provider.hub), admitted.from.to_owned());
+    // Every device's claim in one task that finishes even if the peer hangs up: a claim is
+    // never left half done, and a device that fails is answered as exhausted.
+    let clients = blocking(move || {
+        let mut clients = Vec::new();
+        for device in hub.directories().local_device_ids(&user_id)? {
+            let Ok(client_uri) = client_uri(&user_id, &device) else { continue };
+            if !compatible {
+                let capabilities = openmls::prelude::tls_codec::Serialize::tls_serialize_detached(&ours).ok();
+                clients.push(ClientMaterial::NothingCompatible { client_uri, capabilities });
+                continue;
+            }
+            let record = serde_json::json!({"provider": from, "user": user_id, "device": device, "at": now_ms()});
+            let claimed =
+                hub.directories().claim_key_package_for(&user_id, &device, &from, record.to_string().as_bytes());
+            clients.push(match claimed {
+                Ok(Some(key_package)) => ClientMaterial::Success { client_uri, key_package },
+                Ok(None) => ClientMaterial::Exhausted { client_uri },
+                Err(error) => {
+                    tracing::error!(%error, %client_uri, "claiming a KeyPackage failed");
+                    ClientMaterial::Exhausted { client_uri }
+                }
+            });
         }
-        let record = serde_json::json!({"provider": admitted.from, "user": user_id, "device": device, "at": now_ms()});
-        let (hub, user_id) = (std::sync::Arc::clone(&provider.hub), user_id.clone());
-        let claimed =
-            blocking(move || hub.directories().claim_key_package_for(&user_id, &device, record.to_string().as_bytes()))
-                .await?;
-        clients.push(match claimed {
-            Some(key_package) => ClientMaterial::Success { client_uri, key_package },
-            None => ClientMaterial::Exhausted { client_uri },
-        });
+        Ok::<_, crate::hub::HubError>(clients)
+    })
+    .await?;
+    if clients.is_empty() {
+        return answer(UserStatus::UserUnknown, Vec::new());
     }
     let served = clients.iter().filter(|c| matches!(c, ClientMaterial::Success { .. })).count();
     let status = match served {

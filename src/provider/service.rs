@@ -54,7 +54,7 @@ pub(super) struct Admitted<'a> {
 impl Provider {
     /// The source provider: named in `From: mimi@<domain>` and authenticated by the client
     /// certificate (401 without either, 403 when they differ).
-    fn source(request: &Request) -> Result<&str, MatrixError> {
+    fn source<'a>(&self, request: &'a Request) -> Result<&'a str, MatrixError> {
         let unauthorized = |why: &str| MatrixError::new(hyper::StatusCode::UNAUTHORIZED, "M_UNAUTHORIZED", why);
         let peer = request.peer.as_ref().ok_or_else(|| unauthorized("a client certificate is required"))?;
         let from = request
@@ -64,7 +64,11 @@ impl Provider {
             .and_then(|v| v.strip_prefix("mimi@"))
             .filter(|d| !d.is_empty())
             .ok_or_else(|| unauthorized("From: mimi@<provider domain> is required"))?;
-        if !peer.authenticates(from) {
+        // One spelling per provider (webpki would also accept `Example.ORG.`), and never this one.
+        if from.ends_with('.') || from.bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err(unauthorized("From: the provider domain in lowercase, without a trailing dot"));
+        }
+        if !peer.authenticates(from) || from == self.domain {
             return Err(MatrixError::forbidden(format!("the client certificate does not authenticate {from}")));
         }
         Ok(from)
@@ -98,16 +102,16 @@ impl Handler for Provider {
         if request.method != hyper::Method::POST {
             return Err(MatrixError::method_not_allowed());
         }
-        Self::source(request).map(|_| ())
+        self.source(request).map(|_| ())
     }
 
     async fn handle(&self, request: Request) -> Response {
         if request.path == directory::PATH {
             return self.directory();
         }
-        let from = Self::source(&request).ok().map(str::to_owned);
+        let from = self.source(&request).ok().map(str::to_owned);
         let answer = async {
-            let from = Self::source(&request)?;
+            let from = self.source(&request)?;
             let (endpoint, variable) = Self::route(&request.path).ok_or_else(MatrixError::unrecognized)?;
             let admitted = Admitted { from, body: &request.body };
             match endpoint {
@@ -147,9 +151,10 @@ pub(super) fn malformed(error: &crate::mimi::protocol::WireError) -> MatrixError
     MatrixError::bad_request("M_BAD_JSON", format!("body: {error}"))
 }
 
-/// Runs hub work (store reads and synced writes) on a blocking thread.
-pub(super) async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, crate::hub::HubError> + Send + 'static,
+/// Runs hub or store work (reads and synced writes) on a blocking thread; a failure is logged
+/// and answered 500 (the peer may retry).
+pub(super) async fn blocking<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    work: impl FnOnce() -> Result<T, E> + Send + 'static,
 ) -> Result<T, MatrixError> {
     let done = tokio::task::spawn_blocking(work).await.map_err(|_| MatrixError::internal("worker stopped"))?;
     done.map_err(|error| {

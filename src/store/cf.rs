@@ -89,8 +89,9 @@ pub enum Cf {
     /// `requester URI \0 target URI \0 room URI (empty: any room)` → JSON consent record
     /// (`state`: requested, granted or revoked; `at`: ms) between users of two providers.
     ConsentscopeRecord,
-    /// KeyPackageRef → JSON (`provider`, `user`, `device`, `at`): which provider a local
-    /// KeyPackage was handed to, so that the Welcome using it can be routed.
+    /// u16 BE length ‖ KeyPackageRef ‖ provider domain → JSON (`provider`, `user`, `device`,
+    /// `at`): which providers a local KeyPackage was handed to, so that the Welcome using it can
+    /// be routed.
     KeypackagerefClaim,
     /// u64 BE sequence number → JSON abuse report received (`from`, `room`, `at`, `report` hex).
     AbuseseqReport,

@@ -9,6 +9,12 @@ fn scope(requester: &str, target: &str, room: Option<&str>) -> Vec<u8> {
     [requester.as_bytes(), b"\0", target.as_bytes(), b"\0", room.unwrap_or("").as_bytes()].concat()
 }
 
+/// u16 BE length of the reference ‖ the reference ‖ the provider's domain.
+fn claim_key(reference: &[u8], provider: &str) -> Vec<u8> {
+    let len = u16::try_from(reference.len()).unwrap_or(u16::MAX).to_be_bytes();
+    [&len[..], reference, provider.as_bytes()].concat()
+}
+
 impl Batch {
     /// Records consent (`granted`, `requested` or `revoked`, as JSON) for a scope; `None`
     /// deletes it.
@@ -16,9 +22,10 @@ impl Batch {
         self.ops.push((Cf::ConsentscopeRecord, scope(requester, target, room), record.map(<[u8]>::to_vec)));
     }
 
-    /// Records that the KeyPackage `reference` was handed to `provider` (JSON record).
-    pub fn key_package_claim(&mut self, reference: &[u8], record: &[u8]) {
-        self.put(Cf::KeypackagerefClaim, reference.to_vec(), record.to_vec());
+    /// Records that the KeyPackage `reference` was handed to `provider` (JSON record). A last
+    /// resort goes to several providers: each gets its record.
+    pub fn key_package_claim(&mut self, reference: &[u8], provider: &str, record: &[u8]) {
+        self.put(Cf::KeypackagerefClaim, claim_key(reference, provider), record.to_vec());
     }
 
     /// Stores abuse report number `seq` (JSON record).
@@ -33,9 +40,9 @@ impl Store {
         self.get(Cf::ConsentscopeRecord, &scope(requester, target, room))
     }
 
-    /// To whom the KeyPackage `reference` went.
-    pub fn key_package_claim(&self, reference: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
-        self.get(Cf::KeypackagerefClaim, reference)
+    /// The record of the KeyPackage `reference` handed to `provider`.
+    pub fn key_package_claim(&self, reference: &[u8], provider: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get(Cf::KeypackagerefClaim, &claim_key(reference, provider))
     }
 
     /// An abuse report.

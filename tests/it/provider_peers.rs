@@ -165,6 +165,9 @@ fn mismatched_names_and_broken_bodies_are_refused_with_nothing_stored() {
     let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&ca.ca_file())).unwrap();
     let liar = PeerClient::new(&tls, "c.test", BTreeMap::from([("b.test".to_owned(), b.address)])).unwrap();
     assert_eq!(runtime.block_on(liar.post(url, request.clone())).unwrap().status.as_u16(), 403);
+    // Another spelling of the certificate's own domain: refused, so one peer has one name.
+    let shouting = PeerClient::new(&tls, "A.TEST", BTreeMap::from([("b.test".to_owned(), b.address)])).unwrap();
+    assert_eq!(runtime.block_on(shouting.post(url, request.clone())).unwrap().status.as_u16(), 401);
 
     let honest = PeerClient::new(&tls, "a.test", BTreeMap::from([("b.test".to_owned(), b.address)])).unwrap();
     let post = |body: Vec<u8>| runtime.block_on(honest.post(url, body)).unwrap();
@@ -268,11 +271,29 @@ fn consent_requests_discovery_and_abuse_reports() {
         messages: Vec::new(),
         extensions: AppDataDictionary::default(),
     };
-    assert_eq!(post("/mimi/v1/reportAbuse/mimi%3A%2F%2Fb.test%2Fr%2Fx", report.encode()).status.as_u16(), 201);
+    let (room_id, _) = b
+        .provider
+        .hub
+        .create_room_blocking("@bob:b.test", &mimi_bridge::hub::RoomPreset::default(), 1_700_000_000_000)
+        .unwrap();
+    let opaque = room_id.trim_start_matches('!').split(':').next().unwrap();
+    let room_uri = format!("mimi://b.test/r/{opaque}");
+    let path = format!("/mimi/v1/reportAbuse/mimi%3A%2F%2Fb.test%2Fr%2F{opaque}");
+    assert_eq!(post(&path, report.encode()).status.as_u16(), 201);
     let stored: serde_json::Value =
         serde_json::from_slice(&b.provider.store.abuse_report(1).unwrap().unwrap()).unwrap();
-    assert_eq!((stored["from"].as_str(), stored["room"].as_str()), (Some("a.test"), Some("mimi://b.test/r/x")));
+    assert_eq!((stored["from"].as_str(), stored["room"].as_str()), (Some("a.test"), Some(room_uri.as_str())));
+    assert_eq!(post("/mimi/v1/reportAbuse/mimi%3A%2F%2Fb.test%2Fr%2Fnone", report.encode()).status.as_u16(), 404);
     assert_eq!(post("/mimi/v1/reportAbuse/mimi%3A%2F%2Fc.test%2Fr%2Fx", report.encode()).status.as_u16(), 404);
+    assert!(b.provider.store.abuse_report(2).unwrap().is_none(), "refused reports are not stored");
+    let mut text = String::new();
+    mimi_bridge::http::metrics::MetricsSource::render(&*b.provider.metrics, &mut text);
+    assert!(text.contains("mimi_bridge_abuse_reports_total 1"), "{text}");
+
+    // A request for a user who does not exist is answered the same, and stores nothing.
+    let nobody = ConsentEntry { target_uri: "mimi://b.test/u/nobody".into(), ..request };
+    assert_eq!(post("/mimi/v1/requestConsent/b.test", nobody.encode()).status.as_u16(), 201);
+    assert!(b.provider.store.consent(alice, "mimi://b.test/u/nobody", None).unwrap().is_none());
 }
 
 /// The operator's commands: a peer's directory and a claim, printed with each client's verdict;
