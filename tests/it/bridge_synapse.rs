@@ -236,3 +236,38 @@ fn a_direct_chat_with_the_bot_is_a_management_room() {
     let sync = synapse.get(Some(&token), "/_matrix/client/v3/sync?timeout=0");
     assert_eq!(sync["rooms"]["invite"].as_object().map(serde_json::Map::len), Some(1));
 }
+
+/// `serve` with `mimi.tls` also listens for other providers: its directory comes over mutual TLS
+/// to a peer whose certificate the configured CA issued.
+#[test]
+fn serve_with_mimi_tls_serves_its_directory_over_mutual_tls() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let ca = crate::pki::TestCa::new(bridge.dir.path(), "test CA");
+    let own = ca.issue("mimi.hs.test", "mimi");
+    let peer = ca.issue("peer.test", "peer");
+    let provider = format!(
+        "  tls:\n    certificate: {}\n    key: {}\n    trust_anchors: {}\n  listen: 127.0.0.1:{}\ndatabase:\n",
+        own.certificate.display(),
+        own.key.display(),
+        ca.ca_file().display(),
+        crate::ports::consecutive(1)
+    );
+    let yaml = config_yaml_trusting(bridge.dir.path(), synapse.port, bridge.as_port, &bridge.trusted).replacen(
+        "database:\n",
+        &provider,
+        1,
+    );
+    let config = Config::from_yaml(&yaml, Path::new("test.yaml")).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = runtime.block_on(daemon::start(&config)).unwrap();
+    let address = running.provider_address.expect("the MIMI listener");
+    let tls = mimi_bridge::http::tls::TlsMaterial::load(&peer.certificate, &peer.key, Some(&ca.ca_file())).unwrap();
+    let overrides = std::collections::BTreeMap::from([("mimi.hs.test".to_owned(), address)]);
+    let client = mimi_bridge::provider::client::PeerClient::new(&tls, "peer.test", overrides).unwrap();
+    let answer = runtime.block_on(client.get("https://mimi.hs.test/.well-known/mimi-protocol-directory")).unwrap();
+    assert_eq!(answer.status.as_u16(), 200);
+    let directory: Value = serde_json::from_slice(&answer.body).unwrap();
+    assert_eq!(directory["keyMaterial"], "https://mimi.hs.test/mimi/v1/keyMaterial/{targetUser}");
+    assert!(runtime.block_on(running.stop()), "stops within the grace period");
+}
