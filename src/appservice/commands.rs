@@ -8,7 +8,8 @@ use super::bridge::{Bridge, BridgeError};
 use crate::store::Batch;
 
 const HELP: &str = "Commands: help · ping (round trip to the homeserver) · version · rooms (this bridge's portals) · \
-                    open (a new portal room, with you in it)";
+                    open (a new portal room, with you in it) · consent grant|revoke <MIMI user URI> [<room URI>] \
+                    (whether that user of another provider may fetch your key material to add you to rooms)";
 
 impl Bridge {
     /// Joins a direct chat the bot was invited to and records it as a management room.
@@ -29,6 +30,7 @@ impl Bridge {
         if self.mimi_user(sender).is_none() {
             return self.drop_event(seq, "command_from_another_server").await;
         }
+        let mut batch = Batch::new();
         let answer = match body.trim().trim_start_matches("!mimi").trim() {
             "help" | "" => HELP.to_owned(),
             "ping" => match self.homeserver.ping(Some(&format!("cmd.{seq}"))).await {
@@ -46,13 +48,44 @@ impl Bridge {
                 self.create_portal(&room, sender, None, None).await?;
                 format!("Opened a portal: {room} (you are invited).")
             }
+            consent if consent.starts_with("consent") => self.consent_command(consent, sender, &mut batch),
             other => format!("Unknown command {other:?}. {HELP}"),
         };
         // The command has run: a failed answer is logged, not retried (that would run it again).
         if let Err(error) = self.reply(seq, room, &answer).await {
             tracing::warn!(%error, room, "could not answer a command");
         }
-        self.finish(seq, Batch::new()).await
+        self.finish(seq, batch).await
+    }
+
+    /// `consent grant|revoke <user URI> [<room URI>]`: the sender's decision, written with the
+    /// command's intake entry (a rerun after a crash writes the same record).
+    fn consent_command(&self, command: &str, sender: &str, batch: &mut Batch) -> String {
+        use crate::translate::uri::{matrix_user_id, parse_room_uri, user_uri};
+        let usage = "Usage: consent grant|revoke <MIMI user URI, e.g. mimi://b.example/u/bob> [<room URI>]";
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let (state, requester, room) = match words.as_slice() {
+            ["consent", op @ ("grant" | "revoke"), requester, rest @ ..] if rest.len() <= 1 => {
+                (if *op == "grant" { "granted" } else { "revoked" }, *requester, rest.first().copied())
+            }
+            _ => return usage.to_owned(),
+        };
+        let remote = matrix_user_id(requester).ok().map(|id| crate::event::meta::server_of(&id).to_owned());
+        if remote.is_none() || remote.as_deref() == Some(self.hub.server_name()) {
+            return format!("{requester} is not a user of another MIMI provider. {usage}");
+        }
+        if room.is_some_and(|r| parse_room_uri(r).is_err()) {
+            return format!("{} is not a MIMI room URI. {usage}", room.unwrap_or_default());
+        }
+        let Some(target) = self.mimi_user(sender).and_then(|id| user_uri(&id).ok()) else { return usage.to_owned() };
+        let record = json!({"state": state, "at": crate::provider::key_material::now_ms()}).to_string();
+        batch.consent(requester, &target, room, Some(record.as_bytes()));
+        let scope = room.map_or_else(|| "for any room".to_owned(), |r| format!("for {r}"));
+        if state == "granted" {
+            format!("{requester} may now fetch your key material {scope}.")
+        } else {
+            format!("{requester} may no longer fetch your key material {scope}.")
+        }
     }
 
     /// The Matrix room for an `open` command, made once: createRoom is not idempotent, so the

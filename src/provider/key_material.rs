@@ -144,7 +144,8 @@ pub(super) async fn serve(provider: &Provider, target: &str, admitted: Admitted<
     answer(status, clients)
 }
 
-pub(super) fn now_ms() -> u64 {
+/// Milliseconds since the epoch.
+pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -235,6 +235,22 @@ fn a_direct_chat_with_the_bot_is_a_management_room() {
     assert_eq!(store.portals().unwrap().len(), 1);
     let sync = synapse.get(Some(&token), "/_matrix/client/v3/sync?timeout=0");
     assert_eq!(sync["rooms"]["invite"].as_object().map(serde_json::Map::len), Some(1));
+
+    // Consent for a user of another provider, decided from Matrix.
+    for (command, answer) in [
+        (
+            "consent grant mimi://peer.test/u/carol",
+            "mimi://peer.test/u/carol may now fetch your key material for any room.",
+        ),
+        ("consent grant @carol:peer.test", "@carol:peer.test is not a user of another MIMI provider."),
+    ] {
+        let before = notices().len();
+        synapse.send_text(&token, &dm, command);
+        wait_for(command, Duration::from_secs(30), || notices().len() > before);
+        assert!(notices()[before].starts_with(answer), "{command}: {:?}", notices()[before]);
+    }
+    let record = store.consent("mimi://peer.test/u/carol", "mimi://mimi.hs.test/u/alice", None).unwrap().unwrap();
+    assert_eq!(serde_json::from_slice::<Value>(&record).unwrap()["state"], "granted");
 }
 
 /// `serve` with `mimi.tls` also listens for other providers: its directory comes over mutual TLS
