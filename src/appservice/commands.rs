@@ -78,7 +78,7 @@ impl Bridge {
             return format!("{} is not a MIMI room URI. {usage}", room.unwrap_or_default());
         }
         let Some(target) = self.mimi_user(sender).and_then(|id| user_uri(&id).ok()) else { return usage.to_owned() };
-        let record = json!({"state": state, "at": crate::provider::key_material::now_ms()}).to_string();
+        let record = json!({"state": state, "at": crate::queue::now_ms()}).to_string();
         batch.consent(requester, &target, room, Some(record.as_bytes()));
         let scope = room.map_or_else(|| "for any room".to_owned(), |r| format!("for {r}"));
         if state == "granted" {

@@ -65,3 +65,16 @@ impl MatrixError {
         super::json(self.status, &serde_json::json!({"errcode": self.errcode, "error": self.error}))
     }
 }
+
+/// An error and its sources, joined: hyper's own `Display` leaves out the cause (a refused
+/// certificate, a reset connection).
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

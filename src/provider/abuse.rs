@@ -8,8 +8,8 @@ use crate::http::{MatrixError, Response};
 use crate::mimi::protocol::{AbuseReport, Wire};
 use crate::store::Batch;
 
-use super::key_material::now_ms;
 use super::service::{Admitted, Provider, accepted, blocking, malformed};
+use crate::queue::now_ms;
 
 /// Largest abuse report kept (its messages are MIMI contents with their franks).
 pub(super) const MAX_REPORT: usize = 256 << 10;

@@ -161,7 +161,8 @@ impl PeerClient {
             .map_err(|e| PeerError::Transport { url: url.to_owned(), reason: e.to_string() })?;
         let transport = |e: &dyn std::fmt::Display| PeerError::Transport { url: url.to_owned(), reason: e.to_string() };
         let exchange = async {
-            let response = self.client.request(request).await.map_err(|e| transport(&error_chain(&e)))?;
+            let response =
+                self.client.request(request).await.map_err(|e| transport(&crate::http::error::error_chain(&e)))?;
             let status = response.status();
             let body = Limited::new(response.into_body(), self.max_answer).collect().await.map_err(|e| {
                 if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
@@ -181,16 +182,4 @@ impl PeerClient {
         self.metrics.outbound(&host, answered, started.elapsed());
         result
     }
-}
-
-/// An error with its sources, which is where hyper puts what went wrong (a refused certificate).
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }

@@ -14,8 +14,8 @@ use crate::mimi::protocol::{ConsentEntry, ConsentOperation, Wire};
 use crate::store::Batch;
 use crate::translate::uri::matrix_user_id;
 
-use super::key_material::now_ms;
 use super::service::{Admitted, Provider, accepted, blocking, malformed};
+use crate::queue::now_ms;
 
 /// What a requester may do for a target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,6 +13,7 @@ use crate::mimi::protocol::key_material::REQUEST_LABEL;
 use crate::mimi::protocol::tls::Writer;
 use crate::mimi::protocol::{ClientMaterial, KeyMaterialRequest, KeyMaterialResponse, UserStatus, Wire};
 use crate::mls::CIPHERSUITE;
+use crate::queue::now_ms;
 use crate::translate::uri::{client_uri, matrix_user_id, parse_client_uri, user_uri};
 
 use super::consent::Consent;
@@ -142,13 +143,6 @@ pub(super) async fn serve(provider: &Provider, target: &str, admitted: Admitted<
         _ => UserStatus::PartialSuccess,
     };
     answer(status, clients)
-}
-
-/// Milliseconds since the epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 /// Why a claimed KeyPackage is refused.

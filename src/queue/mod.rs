@@ -100,7 +100,8 @@ pub struct QueueOptions {
     pub health: Arc<crate::http::health::Health>,
 }
 
-fn now_ms() -> u64 {
+/// Milliseconds since the epoch (what durable records are stamped with).
+pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 

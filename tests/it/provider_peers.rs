@@ -53,6 +53,25 @@ fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, se
     Side { domain, provider, peers, address, _shutdown: shutdown, _dir: dir }
 }
 
+/// a.test and b.test under one test CA, a.test's client pointed at b.test.
+struct Pair {
+    a: Side,
+    b: Side,
+    ca: TestCa,
+    runtime: tokio::runtime::Runtime,
+    _pki: tempfile::TempDir,
+}
+
+fn pair() -> Pair {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let pki = tempfile::tempdir().unwrap();
+    let ca = TestCa::new(pki.path(), "test CA");
+    let mut a = side(&runtime, &ca, "a.test", 1);
+    let b = side(&runtime, &ca, "b.test", 2);
+    connect(&mut a, &b, &ca);
+    Pair { a, b, ca, runtime, _pki: pki }
+}
+
 /// Points `from`'s client at `to`'s listener.
 fn connect(from: &mut Side, to: &Side, ca: &TestCa) {
     let leaf = ca.issue(from.domain, &format!("{}-client", from.domain));
@@ -93,12 +112,7 @@ fn grant(side: &Side, runtime: &tokio::runtime::Runtime, requester: &str, target
 
 #[test]
 fn two_providers_claim_each_others_key_material_once_each_with_consent() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let pki = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(pki.path(), "test CA");
-    let mut a = side(&runtime, &ca, "a.test", 1);
-    let mut b = side(&runtime, &ca, "b.test", 2);
-    connect(&mut a, &b, &ca);
+    let Pair { a, mut b, ca, runtime, _pki } = pair();
     connect(&mut b, &a, &ca);
     let bob = user_with_packages(&b, "bob", 2);
     let alice = user_with_packages(&a, "alice", 1);
@@ -148,12 +162,7 @@ fn two_providers_claim_each_others_key_material_once_each_with_consent() {
 /// refused with the right status, and nothing is stored or consumed.
 #[test]
 fn mismatched_names_and_broken_bodies_are_refused_with_nothing_stored() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let pki = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(pki.path(), "test CA");
-    let mut a = side(&runtime, &ca, "a.test", 1);
-    let b = side(&runtime, &ca, "b.test", 2);
-    connect(&mut a, &b, &ca);
+    let Pair { a, b, ca, runtime, _pki } = pair();
     let bob = user_with_packages(&b, "bob", 1);
     let alice = "mimi://a.test/u/alice";
     grant(&b, &runtime, alice, &bob);
@@ -218,12 +227,7 @@ fn mismatched_names_and_broken_bodies_are_refused_with_nothing_stored() {
 fn consent_requests_discovery_and_abuse_reports() {
     use mimi_bridge::mimi::protocol::identifier::{QueryCode, QueryElement, SearchType};
     use mimi_bridge::mimi::protocol::{AbuseReport, AppDataDictionary, IdentifierRequest, IdentifierResponse};
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let pki = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(pki.path(), "test CA");
-    let mut a = side(&runtime, &ca, "a.test", 1);
-    let b = side(&runtime, &ca, "b.test", 2);
-    connect(&mut a, &b, &ca);
+    let Pair { a, b, ca, runtime, _pki } = pair();
     let bob = user_with_packages(&b, "bob", 1);
     let alice = "mimi://a.test/u/alice";
     let leaf = ca.issue("a.test", "a-raw");
@@ -353,12 +357,7 @@ fn mimi_directory_and_claim_commands_talk_to_a_peer() {
 #[test]
 fn required_capabilities_are_matched_both_ways() {
     use openmls::prelude::{ExtensionType, RequiredCapabilitiesExtension};
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let pki = tempfile::tempdir().unwrap();
-    let ca = TestCa::new(pki.path(), "test CA");
-    let mut a = side(&runtime, &ca, "a.test", 1);
-    let b = side(&runtime, &ca, "b.test", 2);
-    connect(&mut a, &b, &ca);
+    let Pair { a, b, runtime, _pki, .. } = pair();
     let bob = user_with_packages(&b, "bob", 1);
     let alice = "mimi://a.test/u/alice";
     grant(&b, &runtime, alice, &bob);

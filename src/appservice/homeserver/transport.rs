@@ -141,11 +141,9 @@ impl Transport {
     }
 
     async fn exchange(&self, request: Request<Full<Bytes>>, limit: usize) -> Result<Reply, HomeserverError> {
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| HomeserverError::Connection(format!("{}: {}", self.base, chain(&e))))?;
+        let response = self.client.request(request).await.map_err(|e| {
+            HomeserverError::Connection(format!("{}: {}", self.base, crate::http::error::error_chain(&e)))
+        })?;
         let headers = response.headers();
         let declared = headers.get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > u64::try_from(limit).unwrap_or(u64::MAX)) {
@@ -163,7 +161,10 @@ impl Transport {
             if e.downcast_ref::<LengthLimitError>().is_some() {
                 HomeserverError::TooLarge
             } else {
-                HomeserverError::Connection(format!("reading the response body: {}", chain(e.as_ref())))
+                HomeserverError::Connection(format!(
+                    "reading the response body: {}",
+                    crate::http::error::error_chain(e.as_ref())
+                ))
             }
         })?;
         Ok(Reply { status, content_type, retry_after, body: body.to_bytes() })
@@ -184,16 +185,4 @@ fn parse_base(base_url: &str) -> Result<String, HomeserverError> {
         return Err(bad("a query string is not allowed"));
     }
     Ok(format!("{SCHEME}://{authority}{}", uri.path().trim_end_matches('/')))
-}
-
-/// An error and its sources, joined, since hyper's own `Display` leaves out the cause.
-fn chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
