@@ -174,3 +174,36 @@ fn write_schema_v3_fixture() {
     let expected = serde_json::json!({"room_id": room, "events": events, "tail_event_id": tail, "schema_version": 3});
     freeze(&fixture, &expected);
 }
+
+/// `MIMI_BRIDGE_WRITE_FIXTURE=1 cargo test --release --test it fixtures::write -- --ignored`, with
+/// a schema-4 build (commit 3b309d2): the v3 fixture's room, and Alice's published KeyPackages
+/// (LM identity triples: one one-time, one last resort), a consent record and a claim record.
+#[test]
+#[ignore = "writes tests/fixtures/store-v4; run by hand when a schema version is added"]
+fn write_schema_v4_fixture() {
+    use mimi_bridge::store::Batch;
+    if std::env::var_os("MIMI_BRIDGE_WRITE_FIXTURE").is_none() {
+        return;
+    }
+    let fixture = fixture_of(4);
+    let _ = std::fs::remove_dir_all(&fixture);
+    let part = tempfile::tempdir().unwrap();
+    let (room, events, tail, packages) = {
+        let pair = crate::mls_rooms::Pair::new(&fixture.join("db"), part.path());
+        pair.alice_sends(1);
+        pair.part_sends(BOB, 2).unwrap();
+        pair.hub.directories().publish_key_packages(ALICE, 1).unwrap();
+        let packages = pair.hub.store().key_packages(ALICE, "ALICEDEV").unwrap();
+        let mut batch = Batch::new();
+        let (bob, alice) = ("mimi://part.example/u/bob", "mimi://hub.example/u/alice");
+        batch.consent(bob, alice, None, Some(br#"{"state":"granted","at":1700000000000}"#));
+        batch.key_package_claim(b"fixture-ref", "part.example", br#"{"provider":"part.example"}"#);
+        pair.hub.store().write(batch).unwrap();
+        let summary = replay::list_rooms(pair.hub.store()).unwrap().remove(0);
+        (pair.room.clone(), summary.events, summary.tail_event_id, packages.len())
+    };
+    let expected = serde_json::json!({
+        "room_id": room, "events": events, "tail_event_id": tail, "schema_version": 4, "key_packages": packages,
+    });
+    freeze(&fixture, &expected);
+}
