@@ -10,7 +10,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
+use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _, VLBytes};
+use openmls::prelude::{KeyPackage, KeyPackageRef, OpenMlsProvider as _};
+use openmls_traits::storage::StorageProvider as _;
 
 use crate::event::meta::server_of;
 use crate::event::{KeyRing, ServerKey};
@@ -61,7 +63,42 @@ impl Directories {
             store,
         };
         directories.trust_key(server_name, key.key_id(), key.verifying_key())?;
+        directories.reissue_retired()?;
         Ok(directories)
+    }
+
+    /// Replaces the packages the schema-5 upgrade retired (their leaves name the device by the
+    /// LM triple): per device, in one batch, the one-time packages' private keys are forgotten
+    /// and as many new packages (client URI credentials, a last resort for a last resort) are
+    /// published. A crash part-way leaves the remaining devices for the next start.
+    fn reissue_retired(&self) -> Result<(), HubError> {
+        let mut by_device = std::collections::BTreeMap::<(String, String), Vec<(Vec<u8>, bool)>>::new();
+        for retired in self.store.retired_key_packages()? {
+            let device = (retired.user_id, retired.device_id);
+            by_device.entry(device).or_default().push((retired.reference, retired.last_resort));
+        }
+        for ((user, device_id), packages) in by_device {
+            let provider = Member::provider_for(&self.store, &user, &device_id);
+            let mut batch = Batch::new();
+            for (reference, last_resort) in &packages {
+                // A one-time package still published was never handed out; a last resort may
+                // have been, and a Welcome made with it must still open.
+                if !last_resort {
+                    provider.storage().delete_key_package(&package_ref(reference)?).map_err(client_error)?;
+                }
+                batch.forget_retired_key_package(&user, &device_id, reference);
+            }
+            let device = self.local_device(&user).ok().filter(|d| d.credential.device_id() == device_id);
+            if let Some(device) = device {
+                for (_, last_resort) in &packages {
+                    let package = key_package::generate(&provider, &device, *last_resort).map_err(client_error)?;
+                    key_package::publish(&mut batch, provider.crypto(), &device, &package).map_err(client_error)?;
+                }
+            }
+            let _flush = provider.storage().take_batch(&mut batch);
+            self.store.write(batch)?;
+        }
+        Ok(())
     }
 
     /// Trusts (and persists) a server's public key; logs keep the keys their signatures need.
@@ -205,4 +242,10 @@ impl Directories {
         let crypto = openmls_rust_crypto::RustCrypto::default();
         key_package::validate_claimed(bytes, &crypto, user_id, device_id).map_err(client_error)
     }
+}
+
+/// A KeyPackageRef from its bytes (openmls builds them only by hashing, or from TLS).
+fn package_ref(reference: &[u8]) -> Result<KeyPackageRef, HubError> {
+    let tls = VLBytes::new(reference.to_vec()).tls_serialize_detached().map_err(client_error)?;
+    KeyPackageRef::tls_deserialize_exact(&tls[..]).map_err(client_error)
 }

@@ -233,7 +233,7 @@ impl RoomGroup {
             .group
             .members()
             .filter(|m| {
-                super::identity::DeviceCredential::from_credential(&m.credential).is_ok_and(|c| c.user_id() == user_id)
+                super::identity::NamedClient::from_credential(&m.credential).is_ok_and(|c| c.user_id == user_id)
             })
             .map(|m| m.index)
             .collect();

@@ -1,12 +1,16 @@
 //! Who a leaf in a room's MLS group is, and whether the hub should let it in.
 //!
-//! Linearized Matrix (draft -03/-04, §MLS) names every MLS client by a `BasicCredential` whose
-//! identity is the TLS-style triple (user ID, device ID, signature key), publishes each device in a
-//! *device object* signed by the user's server, and lets a commit add a device only for a user
-//! whose membership is `join`. Those three pieces live here, so that the hub, a follower and an
-//! offline replay police commits with one implementation:
+//! MIMI (draft-ietf-mimi-protocol-06 §MLS) names every MLS client by a `BasicCredential` whose
+//! identity is its client URI, `mimi://<provider>/d/<user>/<device>`; the leaf's own signature key
+//! is the client's key. Linearized Matrix (draft -03/-04, §MLS) named it by the TLS-style triple
+//! (user ID, device ID, signature key) instead, and leaves written before schema 5 still carry
+//! that triple, so both are read; only the URI is written. What binds a device to its key is the
+//! *device object* the user's server signs (the LM shape, which keeps the triple), and a commit
+//! may add a device only for a user whose membership is `join`. Those pieces live here, so that
+//! the hub, a follower and an offline replay police commits with one implementation:
 //!
-//! - [`DeviceCredential`]: the identity triple and its byte layout, strictly parsed.
+//! - [`DeviceCredential`]: a device and its key, whatever the credential's spelling.
+//! - [`NamedClient`]: what a credential's identity bytes name, strictly parsed.
 //! - [`DeviceObject`]: the signed JSON the user's server publishes for a device.
 //! - [`validate_new_member`] / [`validate_new_leaf`]: the rule a commit's new leaves must pass.
 //! - [`LocalDevice`]: a fresh device for one of the bridge's own users.
@@ -30,6 +34,7 @@ use crate::event::keys::{B64_ANY_PAD, KeyRing, ServerKey};
 use crate::event::meta::{is_user_id, server_of};
 use crate::event::sign::{SigStatus, check_server_signatures, sign_json, signing_bytes};
 use crate::event::state::RoomState;
+use crate::translate::uri::{client_uri, parse_client_uri};
 
 /// The algorithm every device object lists: the MLS suite of [`super::CIPHERSUITE`].
 pub const ALGORITHM: &str = "m.mls.v1.dhkemx25519-aes128gcm-sha256-ed25519";
@@ -139,16 +144,19 @@ pub fn is_device_id(id: &str) -> bool {
     !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
 }
 
-/// The identity of one MLS client: the LM draft's `BasicCredential` triple.
+/// One MLS client of a user and its Ed25519 signature key: a device as the hub knows it.
 ///
-/// Byte layout of [`to_identity`](Self::to_identity) (TLS-style, all lengths big-endian `u16`):
+/// Its credential is written as the client URI ([`to_credential`](Self::to_credential)); the LM
+/// triple ([`to_triple`](Self::to_triple)) is what device objects carry, in this layout
+/// (TLS-style, all lengths big-endian `u16`):
 ///
 /// ```text
 /// u16 len ‖ user_id (UTF-8) ‖ u16 len ‖ device_id (ASCII) ‖ u16 len (= 32) ‖ Ed25519 public key
 /// ```
 ///
 /// Parsing is strict (no trailing bytes, a valid user ID, a `[A-Za-z0-9_]+` device ID, a 32-byte
-/// key), so one device has exactly one identity encoding and byte equality is identity equality.
+/// key; a client URI only in the one spelling [`client_uri`] gives it), so one device has exactly
+/// one encoding of each kind.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct DeviceCredential {
     user_id: String,
@@ -157,14 +165,9 @@ pub struct DeviceCredential {
 }
 
 impl DeviceCredential {
-    /// A credential, checked as [`from_identity`](Self::from_identity) checks.
+    /// A credential, checked as [`from_triple`](Self::from_triple) checks.
     pub fn new(user_id: &str, device_id: &str, signature_key: &[u8]) -> Result<Self, IdentityError> {
-        if !is_user_id(user_id) {
-            return Err(malformed(format!("user ID {user_id:?} is not @localpart:server")));
-        }
-        if !is_device_id(device_id) || u16::try_from(device_id.len()).is_err() {
-            return Err(malformed(format!("device ID {device_id:?} must match [A-Za-z0-9_]+")));
-        }
+        check_names(user_id, device_id)?;
         if signature_key.len() != SIGNATURE_KEY_LEN {
             return Err(malformed(format!(
                 "signature key has {} bytes, expected {SIGNATURE_KEY_LEN}",
@@ -189,8 +192,14 @@ impl DeviceCredential {
         &self.signature_key
     }
 
-    /// The identity bytes (layout in the type's documentation).
-    pub fn to_identity(&self) -> Vec<u8> {
+    /// The client URI, `mimi://<user's server>/d/<localpart>/<device>`.
+    pub fn client_uri(&self) -> String {
+        // `new` checked both names, so the URI always forms.
+        client_uri(&self.user_id, &self.device_id).unwrap_or_default()
+    }
+
+    /// The LM identity triple (layout in the type's documentation).
+    pub fn to_triple(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(6 + self.user_id.len() + self.device_id.len() + self.signature_key.len());
         for field in [self.user_id.as_bytes(), self.device_id.as_bytes(), &self.signature_key] {
             // Every field is shorter than 2^16 bytes: `new` checks it (user IDs by their limit).
@@ -201,8 +210,8 @@ impl DeviceCredential {
         out
     }
 
-    /// Parses identity bytes, strictly.
-    pub fn from_identity(bytes: &[u8]) -> Result<Self, IdentityError> {
+    /// Parses an LM identity triple, strictly.
+    pub fn from_triple(bytes: &[u8]) -> Result<Self, IdentityError> {
         let mut rest = bytes;
         let user = take_field(&mut rest, "user_id")?;
         let device = take_field(&mut rest, "device_id")?;
@@ -215,9 +224,73 @@ impl DeviceCredential {
         Self::new(user, device, key)
     }
 
-    /// The openmls credential: a `BasicCredential` with [`to_identity`](Self::to_identity).
+    /// The MLS credential: a `BasicCredential` whose identity is the client URI.
     pub fn to_credential(&self) -> Credential {
-        BasicCredential::new(self.to_identity()).into()
+        BasicCredential::new(self.client_uri().into_bytes()).into()
+    }
+
+    /// The credential leaves carried before schema 5: a `BasicCredential` with the LM triple.
+    pub fn to_triple_credential(&self) -> Credential {
+        BasicCredential::new(self.to_triple()).into()
+    }
+
+    /// The device of a leaf (or KeyPackage leaf) with `credential` that signs with
+    /// `signature_key`; a credential in the LM spelling must name that same key.
+    pub fn from_leaf(credential: &Credential, signature_key: &[u8]) -> Result<Self, IdentityError> {
+        let named = NamedClient::from_credential(credential)?;
+        if named.signature_key.as_deref().is_some_and(|key| key != signature_key) {
+            return Err(IdentityError::SignatureKeyMismatch { user: named.user_id, device: named.device_id });
+        }
+        Self::new(&named.user_id, &named.device_id, signature_key)
+    }
+
+    /// The `keys` entry name of this device in a device object.
+    pub fn key_name(&self) -> String {
+        format!("{CREDENTIAL_KEY_PREFIX}{}", self.device_id)
+    }
+}
+
+fn check_names(user_id: &str, device_id: &str) -> Result<(), IdentityError> {
+    if !is_user_id(user_id) {
+        return Err(malformed(format!("user ID {user_id:?} is not @localpart:server")));
+    }
+    if !is_device_id(device_id) || u16::try_from(device_id.len()).is_err() {
+        return Err(malformed(format!("device ID {device_id:?} must match [A-Za-z0-9_]+")));
+    }
+    Ok(())
+}
+
+/// What a `BasicCredential`'s identity names: a user's device, and its signature key when the
+/// identity is an LM triple (a client URI names none: the leaf's key is the client's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedClient {
+    /// The device's user (a Matrix user ID; the URI's provider is its server).
+    pub user_id: String,
+    /// The device ID.
+    pub device_id: String,
+    /// The key an LM triple names.
+    pub signature_key: Option<Vec<u8>>,
+}
+
+impl NamedClient {
+    /// Parses identity bytes: a client URI, or an LM triple.
+    pub fn from_identity(bytes: &[u8]) -> Result<Self, IdentityError> {
+        if !bytes.starts_with(b"mimi://") {
+            let triple = DeviceCredential::from_triple(bytes)?;
+            return Ok(Self {
+                signature_key: Some(triple.signature_key),
+                user_id: triple.user_id,
+                device_id: triple.device_id,
+            });
+        }
+        let uri = std::str::from_utf8(bytes).map_err(|_| malformed("client URI is not UTF-8"))?;
+        let bad = || malformed(format!("{uri:?} is not a client URI mimi://<provider>/d/<user>/<device>"));
+        let (user_id, device_id) = parse_client_uri(uri).map_err(|_| bad())?;
+        check_names(&user_id, &device_id)?;
+        if client_uri(&user_id, &device_id).ok().as_deref() != Some(uri) {
+            return Err(malformed(format!("client URI {uri:?} is not spelled canonically")));
+        }
+        Ok(Self { user_id, device_id, signature_key: None })
     }
 
     /// Reads a credential: it must be a `BasicCredential` whose identity parses.
@@ -226,11 +299,6 @@ impl DeviceCredential {
             return Err(malformed(format!("credential type {:?} is not basic", credential.credential_type())));
         }
         Self::from_identity(credential.serialized_content())
-    }
-
-    /// The `keys` entry name of this device in a device object.
-    pub fn key_name(&self) -> String {
-        format!("{CREDENTIAL_KEY_PREFIX}{}", self.device_id)
     }
 }
 
@@ -248,7 +316,8 @@ fn take_field<'a>(rest: &mut &'a [u8], name: &str) -> Result<&'a [u8], IdentityE
     Ok(field)
 }
 
-/// A device object as the LM draft publishes it:
+/// A device object as the LM draft publishes it (its `keys` entry is the device's LM triple,
+/// which binds its key):
 ///
 /// ```json
 /// {"device_id": "DEV", "user_id": "@u:server",
@@ -268,7 +337,7 @@ impl DeviceObject {
     pub fn new_signed(credential: &DeviceCredential, server_key: &ServerKey) -> Self {
         let string = |s: &str| CanonicalJsonValue::String(s.to_owned());
         let mut keys = CanonicalJsonObject::new();
-        keys.insert(credential.key_name(), string(&STANDARD_NO_PAD.encode(credential.to_identity())));
+        keys.insert(credential.key_name(), string(&STANDARD_NO_PAD.encode(credential.to_triple())));
         let mut json = CanonicalJsonObject::new();
         json.insert("device_id".to_owned(), string(credential.device_id()));
         json.insert("user_id".to_owned(), string(credential.user_id()));
@@ -322,7 +391,7 @@ impl DeviceObject {
         };
         let identity =
             B64_ANY_PAD.decode(encoded).map_err(|_| malformed(format!("`keys.{key_name}` is not base64")))?;
-        let credential = DeviceCredential::from_identity(&identity)?;
+        let credential = DeviceCredential::from_triple(&identity)?;
         if credential.user_id() != user || credential.device_id() != device {
             return Err(IdentityError::CredentialMismatch {
                 user: user.to_owned(),
@@ -378,19 +447,20 @@ impl DeviceDirectory for MemoryDirectory {
 }
 
 /// The LM rule for a leaf a commit adds: its credential parses, its user's membership in `state`
-/// is `join`, a device object for (user, device) is known to `devices`, verifies against `keys`,
-/// and vouches for exactly the leaf's credential. Returns the credential.
+/// is `join`, a device object for (user, device) is known to `devices` and verifies against
+/// `keys`, and, if the credential is an LM triple, the triple is exactly the published one.
+/// Returns the device as published.
 ///
-/// This checks the credential only; a leaf also carries its own signature key, so the hub should
-/// call [`validate_new_leaf`], which also checks that the two keys agree.
+/// A client URI names no key, so this checks the name only; the hub calls [`validate_new_leaf`],
+/// which also checks that the leaf signs with the published key.
 pub fn validate_new_member(
     credential: &Credential,
     state: &RoomState,
     devices: &(impl DeviceDirectory + ?Sized),
     keys: &KeyRing,
 ) -> Result<DeviceCredential, IdentityError> {
-    let leaf = DeviceCredential::from_credential(credential)?;
-    let (user, device) = (leaf.user_id(), leaf.device_id());
+    let named = NamedClient::from_credential(credential)?;
+    let (user, device) = (named.user_id.as_str(), named.device_id.as_str());
     match state.membership(user) {
         Some("join") => {}
         other => return Err(IdentityError::NotJoined { user: user.to_owned(), membership: other.map(str::to_owned) }),
@@ -399,19 +469,26 @@ pub fn validate_new_member(
         .device(user, device)
         .ok_or_else(|| IdentityError::UnknownDevice { user: user.to_owned(), device: device.to_owned() })?;
     let published = object.verify(keys)?;
-    if published != leaf {
+    if (published.user_id(), published.device_id()) != (user, device) {
+        return Err(IdentityError::CredentialMismatch {
+            user: user.to_owned(),
+            device: device.to_owned(),
+            reason: "the device object found for the leaf publishes another device",
+        });
+    }
+    if named.signature_key.as_deref().is_some_and(|key| key != published.signature_key()) {
         return Err(IdentityError::CredentialMismatch {
             user: user.to_owned(),
             device: device.to_owned(),
             reason: "the leaf's credential differs from the one the device object publishes",
         });
     }
-    Ok(leaf)
+    Ok(published)
 }
 
 /// [`validate_new_member`], and the leaf's own signature key (`leaf_signature_key`, the leaf
-/// node's `signature_key`) must be the key its credential names. Without this a leaf could copy a
-/// published credential and sign with a key of its own.
+/// node's `signature_key`) must be the published key. Without this a leaf could take a published
+/// device's name and sign with a key of its own.
 pub fn validate_new_leaf(
     credential: &Credential,
     leaf_signature_key: &[u8],
@@ -419,14 +496,14 @@ pub fn validate_new_leaf(
     devices: &(impl DeviceDirectory + ?Sized),
     keys: &KeyRing,
 ) -> Result<DeviceCredential, IdentityError> {
-    let leaf = validate_new_member(credential, state, devices, keys)?;
-    if leaf.signature_key() != leaf_signature_key {
+    let published = validate_new_member(credential, state, devices, keys)?;
+    if published.signature_key() != leaf_signature_key {
         return Err(IdentityError::SignatureKeyMismatch {
-            user: leaf.user_id().to_owned(),
-            device: leaf.device_id().to_owned(),
+            user: published.user_id().to_owned(),
+            device: published.device_id().to_owned(),
         });
     }
-    Ok(leaf)
+    Ok(published)
 }
 
 /// A device of one of the bridge's own users: its signing key (also written to MLS storage), its
@@ -484,8 +561,8 @@ mod tests {
         expected.extend_from_slice(b"@a:h");
         expected.extend_from_slice(&[0, 1, b'D', 0, 32]);
         expected.extend_from_slice(&[9; 32]);
-        assert_eq!(credential.to_identity(), expected);
-        assert_eq!(DeviceCredential::from_identity(&expected).unwrap(), credential);
+        assert_eq!(credential.to_triple(), expected);
+        assert_eq!(DeviceCredential::from_triple(&expected).unwrap(), credential);
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub enum KeyPackageError {
         /// The package's ciphersuite.
         found: Ciphersuite,
     },
-    /// The leaf's credential is not a Linearized Matrix device credential.
+    /// The leaf's credential names no device (neither a client URI nor an LM triple).
     #[error("key package credential: {0}")]
     Credential(#[source] IdentityError),
     /// The leaf's credential names another user or device than the one claimed for.
@@ -275,8 +275,8 @@ impl KeyPackageDirectory {
 /// Checks a key package claimed for (`expected_user`, `expected_device`) before adding it to a
 /// group: at most [`MAX_KEY_PACKAGE_LEN`] bytes, exactly one TLS `KeyPackage`, valid by openmls
 /// (signatures, version, lifetime, extensions), of [`CIPHERSUITE`], its leaf credential a
-/// [`DeviceCredential`] naming exactly that user and device, and the leaf signing with the key
-/// that credential names.
+/// client URI (or, from an older build, LM triple) naming exactly that user and device, and, for
+/// a triple, the leaf signing with the key it names.
 pub fn validate_claimed(
     bytes: &[u8],
     crypto: &impl OpenMlsCrypto,
@@ -292,7 +292,11 @@ pub fn validate_claimed(
         return Err(KeyPackageError::WrongCiphersuite { found: package.ciphersuite() });
     }
     let leaf = package.leaf_node();
-    let credential = DeviceCredential::from_credential(leaf.credential()).map_err(KeyPackageError::Credential)?;
+    let credential =
+        DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice()).map_err(|e| match e {
+            IdentityError::SignatureKeyMismatch { .. } => KeyPackageError::SignatureKeyMismatch,
+            e => KeyPackageError::Credential(e),
+        })?;
     if credential.user_id() != expected_user || credential.device_id() != expected_device {
         return Err(KeyPackageError::WrongDevice {
             expected_user: expected_user.to_owned(),
@@ -300,9 +304,6 @@ pub fn validate_claimed(
             user: credential.user_id().to_owned(),
             device: credential.device_id().to_owned(),
         });
-    }
-    if credential.signature_key() != leaf.signature_key().as_slice() {
-        return Err(KeyPackageError::SignatureKeyMismatch);
     }
     Ok(package)
 }

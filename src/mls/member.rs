@@ -22,7 +22,7 @@ use sha2::Digest as _;
 
 use super::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent};
 use super::group::{GroupError, RoomGroup, StagedOut};
-use super::identity::{DeviceCredential, DeviceObject, LocalDevice};
+use super::identity::{DeviceCredential, DeviceObject, LocalDevice, NamedClient};
 use super::{Flush, MlsProvider, SIGNATURE_SCHEME};
 use crate::store::{Batch, Store, StoreError};
 
@@ -168,8 +168,8 @@ impl Member {
     pub fn stage_add(&mut self, key_packages: &[KeyPackage]) -> Result<CommitContent, MemberError> {
         let targets = key_packages
             .iter()
-            .filter_map(|kp| DeviceCredential::from_credential(kp.leaf_node().credential()).ok())
-            .map(|c| (c.user_id().to_owned(), c.device_id().to_owned()))
+            .filter_map(|kp| NamedClient::from_credential(kp.leaf_node().credential()).ok())
+            .map(|c| (c.user_id, c.device_id))
             .collect();
         let provider = Arc::clone(&self.provider);
         let group = self.group.as_mut().ok_or(MemberError::NotInGroup)?;
@@ -280,10 +280,7 @@ impl Member {
             // The MLS sender must be a device of the event's sender: otherwise one user's
             // ciphertext could be relayed as another's message.
             Ok(decrypted)
-                if DeviceCredential::from_identity(&decrypted.sender_identity)
-                    .ok()
-                    .as_ref()
-                    .map(DeviceCredential::user_id)
+                if NamedClient::from_identity(&decrypted.sender_identity).ok().map(|c| c.user_id).as_deref()
                     != Some(sender) =>
             {
                 Err(GroupError::Malformed("the MLS sender is not a device of the event's sender".into()).into())

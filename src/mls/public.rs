@@ -19,8 +19,8 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    ContentType, Credential, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent,
-    ProposalStore, ProtocolMessage, PublicGroup, Sender, StagedCommit,
+    ContentType, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent, ProposalStore,
+    ProtocolMessage, PublicGroup, Sender, StagedCommit,
 };
 use std::collections::BTreeSet;
 
@@ -159,25 +159,23 @@ fn group_info(bytes: &[u8], room_id: &str) -> Result<VerifiableGroupInfo, MlsChe
     Ok(info)
 }
 
-fn device(credential: &Credential) -> Result<DeviceCredential, MlsCheckError> {
-    Ok(DeviceCredential::from_credential(credential)?)
+fn device(leaf: &LeafNode) -> Result<DeviceCredential, MlsCheckError> {
+    Ok(DeviceCredential::from_leaf(leaf.credential(), leaf.signature_key().as_slice())?)
 }
 
-/// A leaf that must keep its owner: same credential, and the signature key it names.
+/// A leaf that must keep its owner: the same device, signing with the same key.
 fn same_owner(leaf: &LeafNode, owner: &DeviceCredential) -> Result<(), MlsCheckError> {
-    let credential = device(leaf.credential())?;
-    let mismatch = |reason| IdentityError::CredentialMismatch {
-        user: credential.user_id().to_owned(),
-        device: credential.device_id().to_owned(),
-        reason,
+    let credential = device(leaf)?;
+    if &credential == owner {
+        return Ok(());
+    }
+    let reason = if (credential.user_id(), credential.device_id()) == (owner.user_id(), owner.device_id()) {
+        "a leaf changes its device's signature key"
+    } else {
+        "a leaf changes its device's credential"
     };
-    if &credential != owner {
-        return Err(mismatch("a leaf changes its device's credential").into());
-    }
-    if leaf.signature_key().as_slice() != owner.signature_key() {
-        return Err(mismatch("a leaf signs with another key than its credential names").into());
-    }
-    Ok(())
+    let (user, device) = (credential.user_id().to_owned(), credential.device_id().to_owned());
+    Err(IdentityError::CredentialMismatch { user, device, reason }.into())
 }
 
 impl PublicView {
@@ -209,7 +207,7 @@ impl PublicView {
         if view.epoch() != 0 || members.len() != 1 {
             return Err(MlsCheckError::Malformed("a new room's group must be at epoch 0 with one member".into()));
         }
-        let owner = device(&members[0].credential)?;
+        let owner = DeviceCredential::from_leaf(&members[0].credential, &members[0].signature_key)?;
         if owner.user_id() != creator {
             return Err(MlsCheckError::SenderMismatch {
                 sender: creator.to_owned(),
@@ -231,7 +229,7 @@ impl PublicView {
 
     /// The credentials of the current members.
     pub fn members(&self) -> Vec<DeviceCredential> {
-        self.group.members().filter_map(|m| DeviceCredential::from_credential(&m.credential).ok()).collect()
+        self.group.members().filter_map(|m| DeviceCredential::from_leaf(&m.credential, &m.signature_key).ok()).collect()
     }
 
     fn check_epoch(&self, message: &ProtocolMessage) -> Result<(), MlsCheckError> {
@@ -248,7 +246,7 @@ impl PublicView {
 
     fn leaf_owner(&self, index: LeafNodeIndex) -> Result<DeviceCredential, MlsCheckError> {
         let leaf = self.group.leaf(index).ok_or_else(|| MlsCheckError::Rejected(format!("no leaf {index:?}")))?;
-        device(leaf.credential())
+        device(leaf)
     }
 
     /// Checks an `m.mls.commit` by `sender` against the room's `state` before it (see the module
@@ -324,13 +322,12 @@ impl PublicView {
                 validate_new_leaf(leaf.credential(), leaf.signature_key().as_slice(), state, directory, keys)?;
                 continue;
             }
-            let added = device(leaf.credential())?;
+            let added = device(leaf)?;
             let membership = state.membership(added.user_id());
             if membership != Some("join") {
                 let user = added.user_id().to_owned();
                 return Err(IdentityError::NotJoined { user, membership: membership.map(str::to_owned) }.into());
             }
-            same_owner(leaf, &added)?;
         }
         for remove in staged.remove_proposals() {
             let removed = self.leaf_owner(remove.remove_proposal().removed())?;

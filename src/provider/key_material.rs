@@ -13,6 +13,7 @@ use crate::mimi::protocol::key_material::REQUEST_LABEL;
 use crate::mimi::protocol::tls::Writer;
 use crate::mimi::protocol::{ClientMaterial, KeyMaterialRequest, KeyMaterialResponse, UserStatus, Wire};
 use crate::mls::CIPHERSUITE;
+use crate::mls::identity::DeviceCredential;
 use crate::queue::now_ms;
 use crate::translate::uri::{client_uri, matrix_user_id, parse_client_uri, user_uri};
 
@@ -34,22 +35,15 @@ pub fn verify_with_label(key: &[u8], label: &str, content: &[u8], signature: &[u
     key.verify_strict(&sign_content(label, content), &ed25519_dalek::Signature::from_bytes(&signature)).is_ok()
 }
 
-/// Whether a BasicCredential names `user` (a user URI): the user URI itself, or a client URI
-/// under it.
+/// Whether a BasicCredential names `user` (a user URI): the user URI itself (some peers use it), a
+/// client URI under it, or an LM triple of its user (the bridge's devices before schema 5).
 pub fn credential_names(credential: &Credential, user: &str) -> bool {
     let Ok(basic) = BasicCredential::try_from(credential.clone()) else { return false };
-    if legacy_device_of(basic.identity(), user) {
+    if DeviceCredential::from_triple(basic.identity()).is_ok_and(|d| user_uri(d.user_id()).is_ok_and(|u| u == user)) {
         return true;
     }
     let Ok(identity) = std::str::from_utf8(basic.identity()) else { return false };
     identity == user || parse_client_uri(identity).is_ok_and(|(u, _)| user_uri(&u).is_ok_and(|uri| uri == user))
-}
-
-/// Stores before schema 4 gave devices the LM identity triple; a KeyPackage of such a device
-/// names its user by Matrix user ID.
-fn legacy_device_of(identity: &[u8], user: &str) -> bool {
-    crate::mls::identity::DeviceCredential::from_identity(identity)
-        .is_ok_and(|d| matrix_user_id(user).is_ok_and(|id| id == d.user_id()))
 }
 
 /// Whether a client with `capabilities` meets `required`. RFC 9420's default extension (1–5) and

@@ -117,6 +117,12 @@ impl Batch {
         self.ops.push((Cf::UserdevicerefKeypackage, key, value));
     }
 
+    /// Forgets a package the schema-5 upgrade retired (see [`Store::retired_key_packages`]).
+    pub fn forget_retired_key_package(&mut self, user_id: &str, device_id: &str, reference: &[u8]) {
+        let key = super::keys::user_device_ref(user_id, device_id, Some(reference));
+        self.ops.push((Cf::UserdevicerefRetiredkeypackage, key, None));
+    }
+
     /// Stores a device object (canonical JSON) of a user's device.
     pub fn put_device_object(&mut self, user_id: &str, device_id: &str, json: &[u8]) {
         self.put(Cf::UserdeviceDeviceobject, super::keys::user_device_ref(user_id, device_id, None), json.to_vec());

@@ -95,11 +95,15 @@ pub enum Cf {
     KeypackagerefClaim,
     /// u64 BE sequence number → JSON abuse report received (`from`, `room`, `at`, `report` hex).
     AbuseseqReport,
+    /// As `userdeviceref_keypackage`: packages published before schema 5, whose leaves name
+    /// their device by the LM triple, moved here by the upgrade until the hub forgets their
+    /// private keys and publishes new packages (client URI credentials) in their place.
+    UserdevicerefRetiredkeypackage,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 36] = [
+    pub const ALL: [Cf; 37] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -136,6 +140,7 @@ impl Cf {
         Cf::ConsentscopeRecord,
         Cf::KeypackagerefClaim,
         Cf::AbuseseqReport,
+        Cf::UserdevicerefRetiredkeypackage,
     ];
 
     /// The RocksDB name.
@@ -177,6 +182,7 @@ impl Cf {
             Cf::ConsentscopeRecord => "consentscope_record",
             Cf::KeypackagerefClaim => "keypackageref_claim",
             Cf::AbuseseqReport => "abuseseq_report",
+            Cf::UserdevicerefRetiredkeypackage => "userdeviceref_retiredkeypackage",
         }
     }
 }

@@ -8,6 +8,11 @@
 //! transaction ID `mimi.<seq>` is unchanged; each portal record's `cursor` field moves to
 //! `shortroomid_portalcursor` and leaves the record; each hosted attachment of `mediaid_blob`
 //! moves to `mediaidchunk_blob` in chunks. Version 1 stores have none of these.
+//!
+//! 4 → 5: MLS credentials became client URIs; every published KeyPackage (its leaf names the
+//! device by the LM triple) moves from `userdeviceref_keypackage` to
+//! `userdeviceref_retiredkeypackage`, where the hub finds it at its next start
+//! (`Directories::reissue_retired`).
 
 use rocksdb::IteratorMode;
 
@@ -22,7 +27,21 @@ impl Store {
             self.move_homeserver_requests(&mut batch)?;
             self.move_portal_cursors(&mut batch)?;
         }
+        if from < 5 {
+            self.retire_key_packages(&mut batch)?;
+        }
         Ok(batch)
+    }
+
+    /// Every package published so far names its device by the LM triple: it moves aside, key
+    /// and value unchanged, for the hub to replace (it alone can reach the private keys).
+    fn retire_key_packages(&self, batch: &mut Batch) -> Result<(), StoreError> {
+        for item in self.db.iterator_cf(self.cf(Cf::UserdevicerefKeypackage)?, IteratorMode::Start) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            batch.put(Cf::UserdevicerefRetiredkeypackage, key.to_vec(), value.to_vec());
+            batch.ops.push((Cf::UserdevicerefKeypackage, key.to_vec(), None));
+        }
+        Ok(())
     }
 
     fn move_homeserver_requests(&self, batch: &mut Batch) -> Result<(), StoreError> {

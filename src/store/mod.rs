@@ -33,7 +33,7 @@ pub use cf::Cf;
 pub use commit::{CommitStats, Ticket};
 pub use keys::{QueueId, QueueKey, RoomSeq, ShortRoomId, Tail};
 pub use queue::QueueEntry;
-pub use read::StateDelta;
+pub use read::{RetiredKeyPackage, StateDelta};
 
 /// The schema this build writes. Bump it (and add a fixture) whenever a layout changes.
 ///
@@ -41,8 +41,9 @@ pub use read::StateDelta;
 /// neither, so opening it for writing creates them empty and records version 2. Read-only opens
 /// of a version-1 store read those families as empty. Version 3 moved the homeserver requests
 /// into the per-destination queue family and the portals' cursors into typed keys (see
-/// `migrate`).
-pub const SCHEMA_VERSION: u32 = 4;
+/// `migrate`). Version 4 added the provider's families; version 5 retired the KeyPackages
+/// published with LM-triple credentials.
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// Bytes all column families' memtables may hold together.
 pub const MEMTABLE_BUDGET: usize = 64 << 20;

@@ -17,6 +17,19 @@ pub struct StateDelta {
     pub state_key: String,
 }
 
+/// A KeyPackage the schema-5 upgrade retired (see `userdeviceref_retiredkeypackage`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetiredKeyPackage {
+    /// The device's user.
+    pub user_id: String,
+    /// The device.
+    pub device_id: String,
+    /// The package's hash reference.
+    pub reference: Vec<u8>,
+    /// Whether it was the device's last resort.
+    pub last_resort: bool,
+}
+
 impl Store {
     /// The short ID of a room.
     pub fn short_room(&self, room_id: &str) -> Result<Option<ShortRoomId>, StoreError> {
@@ -195,6 +208,29 @@ impl Store {
             let reference =
                 String::from_utf8(reference.to_vec()).map_err(|_| StoreError::corrupt("key package ref is not hex"))?;
             out.push((reference, value.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Every package the schema-5 upgrade retired.
+    pub fn retired_key_packages(&self) -> Result<Vec<RetiredKeyPackage>, StoreError> {
+        let Some(cf) = self.db.cf_handle(Cf::UserdevicerefRetiredkeypackage.name()) else {
+            return Ok(Vec::new());
+        };
+        let corrupt = || StoreError::corrupt("retired key package key is not user \\0 device \\0 hex reference");
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(cf, IteratorMode::Start) {
+            let (key, value) = item.map_err(rocks(&self.path))?;
+            let mut parts = key.splitn(3, |b| *b == 0);
+            let (Some(user), Some(device), Some(reference)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(corrupt());
+            };
+            out.push(RetiredKeyPackage {
+                user_id: String::from_utf8(user.to_vec()).map_err(|_| corrupt())?,
+                device_id: String::from_utf8(device.to_vec()).map_err(|_| corrupt())?,
+                reference: hex::decode(reference).map_err(|_| corrupt())?,
+                last_resort: value.first() == Some(&1),
+            });
         }
         Ok(out)
     }

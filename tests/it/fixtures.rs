@@ -120,7 +120,7 @@ fn write_schema_v2_fixture() {
 }
 
 /// Schema 3 moved the homeserver queue, the portals' cursors and the hosted media into their own
-/// families; schema 4 added the provider's. The v3 store opens (upgraded to 4) with its queue
+/// families; schema 4 added the provider's. The v3 store opens (upgraded) with its queue
 /// entry, cursor and chunked attachment where they were, verifies, and its group carries on.
 #[test]
 fn schema_v3_fixture_opens_with_its_queue_cursor_and_media() {
@@ -173,6 +173,63 @@ fn write_schema_v3_fixture() {
     };
     let expected = serde_json::json!({"room_id": room, "events": events, "tail_event_id": tail, "schema_version": 3});
     freeze(&fixture, &expected);
+}
+
+/// Schema 5 retired the KeyPackages published with LM-triple credentials. The v4 store opens
+/// (upgraded to 5): Alice's two packages are replaced by two with her client URI (the one-time
+/// package's private keys forgotten, a last resort for the last resort), the provider's records stay, the log
+/// verifies, and a device with a client URI credential joins the group whose leaves carry
+/// triples, then everyone sends.
+#[test]
+fn schema_v4_fixture_reissues_its_key_packages_with_client_uris() {
+    use mimi_bridge::mls::member::Member;
+    use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _, VLBytes};
+    use openmls::prelude::{BasicCredential, KeyPackageIn, KeyPackageRef, OpenMlsProvider as _};
+    use openmls_traits::storage::StorageProvider as _;
+
+    let expected: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixture_of(4).join("expected.json")).unwrap()).unwrap();
+    let copy = copy_of(&fixture_of(4).join("db"));
+    let room = expected["room_id"].as_str().unwrap().to_owned();
+    let (old, old_flags): (Vec<String>, Vec<bool>) = {
+        let store = Store::open_existing(copy.path()).unwrap();
+        store.key_packages(ALICE, "ALICEDEV").unwrap().into_iter().map(|(r, v)| (r, v[0] == 1)).unzip()
+    };
+    assert_eq!(old.len(), 2);
+    let part = tempfile::tempdir().unwrap();
+    let pair = crate::mls_rooms::Pair { hub: open_hub(copy.path()), part: open_follower(part.path()), room };
+    let store = pair.hub.store();
+    assert!(store.retired_key_packages().unwrap().is_empty());
+    let provider = Member::provider_for(store, ALICE, "ALICEDEV");
+    let new = store.key_packages(ALICE, "ALICEDEV").unwrap();
+    assert_eq!(new.len(), 2);
+    assert_eq!(new.iter().filter(|(_, value)| value[0] == 1).count(), 1, "one last resort");
+    for (reference, value) in &new {
+        assert!(!old.contains(reference));
+        let package = KeyPackageIn::tls_deserialize_exact(&value[1..]).unwrap();
+        let identity = BasicCredential::try_from(package.unverified_credential().credential).unwrap();
+        assert_eq!(identity.identity(), b"mimi://hub.example/d/alice/ALICEDEV");
+    }
+    let one_time = old.iter().zip(&old_flags).filter(|(_, last_resort)| !**last_resort).map(|(r, _)| r);
+    for reference in one_time {
+        let tls = VLBytes::new(hex::decode(reference).unwrap()).tls_serialize_detached().unwrap();
+        let reference = KeyPackageRef::tls_deserialize_exact(&tls[..]).unwrap();
+        let bundle: Option<openmls::prelude::KeyPackageBundle> = provider.storage().key_package(&reference).unwrap();
+        assert!(bundle.is_none(), "a retired one-time package's private keys are gone");
+    }
+    assert!(store.consent("mimi://part.example/u/bob", "mimi://hub.example/u/alice", None).unwrap().is_some());
+    assert!(store.key_package_claim(b"fixture-ref", "part.example").unwrap().is_some());
+    let claimed = pair.hub.directories().claim_key_package(ALICE, "ALICEDEV").unwrap().unwrap();
+    pair.hub.directories().check_key_package(&claimed, ALICE, "ALICEDEV").unwrap();
+
+    crate::mls_rooms::join(&pair.hub, &pair.room, crate::mls_rooms::CAROL);
+    pair.add(crate::mls_rooms::CAROL, "CAROLDEV");
+    pair.alice_sends(3);
+    pair.part_sends(crate::mls_rooms::CAROL, 4).unwrap();
+    let plaintexts = crate::mls_rooms::plaintexts(&pair.hub, &pair.room);
+    assert_eq!(plaintexts, [1, 2, 3, 4].map(|n| Some(crate::mls_rooms::mimi(n))));
+    let summary = replay::verify_store(store, None, &KeyRing::new(), false).unwrap();
+    assert_eq!(summary.mls_commits, 2);
 }
 
 /// `MIMI_BRIDGE_WRITE_FIXTURE=1 cargo test --release --test it fixtures::write -- --ignored`, with

@@ -8,8 +8,8 @@ use mimi_bridge::event::ServerKey;
 use mimi_bridge::event::state::{RoomState, StateEvent};
 use mimi_bridge::mls::MlsProvider;
 use mimi_bridge::mls::identity::{
-    DeviceCredential, DeviceDirectory as _, DeviceObject, IdentityError, LocalDevice, MemoryDirectory, SignatureFault,
-    validate_new_leaf, validate_new_member,
+    DeviceCredential, DeviceDirectory as _, DeviceObject, IdentityError, LocalDevice, MemoryDirectory, NamedClient,
+    SignatureFault, validate_new_leaf, validate_new_member,
 };
 use mimi_bridge::store::Store;
 use openmls::prelude::{BasicCredential, Credential, CredentialType, OpenMlsProvider as _};
@@ -53,19 +53,56 @@ fn layout(fields: &[&[u8]]) -> Vec<u8> {
 }
 
 #[test]
-fn identity_round_trip_and_layout() {
+fn credentials_are_client_uris_and_triples_are_still_read() {
     let key = fresh_key();
     let credential = DeviceCredential::new(ALICE, "PHONE_1", &key).unwrap();
-    let identity = credential.to_identity();
-    assert_eq!(identity, layout(&[ALICE.as_bytes(), b"PHONE_1", &key]));
-    assert_eq!(&identity[..2], &[0, 18]);
-    assert_eq!(DeviceCredential::from_identity(&identity).unwrap(), credential);
-
+    assert_eq!(credential.client_uri(), "mimi://hub.example/d/alice/PHONE_1");
     let openmls = credential.to_credential();
     assert_eq!(openmls.credential_type(), CredentialType::Basic);
-    assert_eq!(BasicCredential::try_from(openmls.clone()).unwrap().identity(), identity.as_slice());
-    assert_eq!(DeviceCredential::from_credential(&openmls).unwrap(), credential);
+    assert_eq!(BasicCredential::try_from(openmls.clone()).unwrap().identity(), b"mimi://hub.example/d/alice/PHONE_1");
+    assert_eq!(DeviceCredential::from_leaf(&openmls, &key).unwrap(), credential);
+    let named = NamedClient::from_credential(&openmls).unwrap();
+    assert_eq!((named.user_id.as_str(), named.device_id.as_str(), named.signature_key), (ALICE, "PHONE_1", None));
+
+    // The LM triple: its layout, and a leaf that carries it is the same device.
+    let triple = credential.to_triple();
+    assert_eq!(triple, layout(&[ALICE.as_bytes(), b"PHONE_1", &key]));
+    assert_eq!(&triple[..2], &[0, 18]);
+    assert_eq!(DeviceCredential::from_triple(&triple).unwrap(), credential);
+    let legacy = credential.to_triple_credential();
+    assert_eq!(BasicCredential::try_from(legacy.clone()).unwrap().identity(), triple.as_slice());
+    assert_eq!(DeviceCredential::from_leaf(&legacy, &key).unwrap(), credential);
+    // … but only if the leaf signs with the key the triple names.
+    assert_eq!(
+        DeviceCredential::from_leaf(&legacy, &fresh_key()),
+        Err(IdentityError::SignatureKeyMismatch { user: ALICE.to_owned(), device: "PHONE_1".to_owned() })
+    );
     assert_eq!(credential.key_name(), "m.mls.v1.credential.ed25519:PHONE_1");
+
+    // Odd localparts are percent-encoded, and come back.
+    let odd = DeviceCredential::new("@a/b?c:hub.example", "D", &key).unwrap();
+    assert_eq!(odd.client_uri(), "mimi://hub.example/d/a%2Fb%3Fc/D");
+    assert_eq!(DeviceCredential::from_leaf(&odd.to_credential(), &key).unwrap(), odd);
+}
+
+#[test]
+fn client_uris_are_parsed_strictly() {
+    let named = |uri: &str| NamedClient::from_identity(uri.as_bytes());
+    assert!(named("mimi://hub.example/d/alice/DEV").is_ok());
+    for uri in [
+        "mimi://hub.example/u/alice",
+        "mimi://hub.example/d/alice",
+        "mimi://hub.example/d/alice/",
+        "mimi://hub.example/d//DEV",
+        "mimi://hub.example/d/alice/DEV-1",
+        "mimi://hub.example/d/alice/DE%20V",
+        "mimi://hub.example/d/al%69ce/DEV",
+        "mimi://hub example/d/alice/DEV",
+        "mimi://hub.example/d/alice/DEV/more",
+    ] {
+        assert!(matches!(named(uri), Err(IdentityError::Malformed { .. })), "{uri}");
+    }
+    assert!(matches!(NamedClient::from_identity(b"mimi://\xff"), Err(IdentityError::Malformed { .. })));
 }
 
 #[test]
@@ -75,25 +112,25 @@ fn identity_parsing_is_strict() {
 
     let mut trailing = good.clone();
     trailing.push(0);
-    assert!(malformed(DeviceCredential::from_identity(&trailing)).contains("trailing"));
+    assert!(malformed(DeviceCredential::from_triple(&trailing)).contains("trailing"));
     for cut in [0, 1, 5, good.len() - 1] {
-        malformed(DeviceCredential::from_identity(&good[..cut]));
+        malformed(DeviceCredential::from_triple(&good[..cut]));
     }
-    assert!(malformed(DeviceCredential::from_identity(&layout(&[b"alice", b"DEV", &key]))).contains("user ID"));
-    assert!(malformed(DeviceCredential::from_identity(&layout(&[b"@alice", b"DEV", &key]))).contains("user ID"));
-    assert!(malformed(DeviceCredential::from_identity(&layout(&[&[0xff, 0xfe], b"DEV", &key]))).contains("UTF-8"));
+    assert!(malformed(DeviceCredential::from_triple(&layout(&[b"alice", b"DEV", &key]))).contains("user ID"));
+    assert!(malformed(DeviceCredential::from_triple(&layout(&[b"@alice", b"DEV", &key]))).contains("user ID"));
+    assert!(malformed(DeviceCredential::from_triple(&layout(&[&[0xff, 0xfe], b"DEV", &key]))).contains("UTF-8"));
     for device in [&b""[..], b"DE V", b"DEV-1", b"D\xc3\xa9"] {
-        malformed(DeviceCredential::from_identity(&layout(&[ALICE.as_bytes(), device, &key])));
+        malformed(DeviceCredential::from_triple(&layout(&[ALICE.as_bytes(), device, &key])));
     }
-    assert!(
-        malformed(DeviceCredential::from_identity(&layout(&[ALICE.as_bytes(), b"DEV", &key[..31]]))).contains("31")
-    );
+    assert!(malformed(DeviceCredential::from_triple(&layout(&[ALICE.as_bytes(), b"DEV", &key[..31]]))).contains("31"));
     let mut long = key.clone();
     long.push(1);
-    malformed(DeviceCredential::from_identity(&layout(&[ALICE.as_bytes(), b"DEV", &long])));
+    malformed(DeviceCredential::from_triple(&layout(&[ALICE.as_bytes(), b"DEV", &long])));
 
     let x509 = Credential::new(CredentialType::X509, good);
-    assert!(malformed(DeviceCredential::from_credential(&x509)).contains("not basic"));
+    assert!(
+        matches!(NamedClient::from_credential(&x509), Err(IdentityError::Malformed { what }) if what.contains("not basic"))
+    );
     assert!(DeviceCredential::new(ALICE, "DEV", &key[..16]).is_err());
 }
 
@@ -213,6 +250,9 @@ fn a_joined_users_published_device_is_accepted() {
     let leaf = r.alice.to_credential();
     assert_eq!(validate_new_member(&leaf, &r.state, &r.directory, &r.keys).unwrap(), r.alice);
     assert_eq!(validate_new_leaf(&leaf, r.alice.signature_key(), &r.state, &r.directory, &r.keys).unwrap(), r.alice);
+    // A leaf written before schema 5 names the same device by its LM triple.
+    let legacy = r.alice.to_triple_credential();
+    assert_eq!(validate_new_leaf(&legacy, r.alice.signature_key(), &r.state, &r.directory, &r.keys).unwrap(), r.alice);
 }
 
 #[test]
@@ -248,11 +288,17 @@ fn credentials_that_differ_from_the_published_one_are_refused() {
     let r = room();
     // Mallory's key under Alice's name and device.
     let mallory_key = r.directory.device(MALLORY, "DEV").unwrap().verify(&r.keys).unwrap();
+    // As an LM triple the credential itself differs; a client URI names no key, so the leaf's
+    // key is what differs.
     let forged = DeviceCredential::new(ALICE, "DEV", mallory_key.signature_key()).unwrap();
     assert!(matches!(
-        validate_new_member(&forged.to_credential(), &r.state, &r.directory, &r.keys),
+        validate_new_member(&forged.to_triple_credential(), &r.state, &r.directory, &r.keys),
         Err(IdentityError::CredentialMismatch { ref user, .. }) if user == ALICE
     ));
+    assert_eq!(
+        validate_new_leaf(&forged.to_credential(), forged.signature_key(), &r.state, &r.directory, &r.keys),
+        Err(IdentityError::SignatureKeyMismatch { user: ALICE.to_owned(), device: "DEV".to_owned() })
+    );
 
     // A directory entry for Alice's device that is really Bob's device object.
     let mut directory = r.directory.clone();

@@ -176,7 +176,7 @@ fn add_and_talk(alice: &Owner, bob: &Owner, directory: &KeyPackageDirectory, roo
     let decrypted = alice_group.decrypt(&alice.provider, &ciphertext).unwrap();
     alice.provider.storage().persist().unwrap();
     assert_eq!(decrypted.mimi_cbor, content(1));
-    assert_eq!(decrypted.sender_identity, bob.device.credential.to_identity());
+    assert_eq!(decrypted.sender_identity, bob.device.credential.client_uri().into_bytes());
     package
 }
 
@@ -274,9 +274,13 @@ fn claimed_packages_that_do_not_hold_are_refused_each_for_its_reason() {
     let result = check(&build(&bob, chacha, credential.clone(), signer));
     assert!(matches!(result, Err(KeyPackageError::WrongCiphersuite { found }) if found == chacha), "{result:?}");
 
-    // Bob's credential, but the leaf signs with another key of Mallory's choosing.
+    // Bob's LM triple (which names his key), but the leaf signs with another key of Mallory's
+    // choosing. (A client URI names no key: the hub's device-object check catches that one.)
     let other = SignatureKeyPair::new(mls::SIGNATURE_SCHEME).unwrap();
-    let swapped = CredentialWithKey { credential: credential.credential.clone(), signature_key: other.public().into() };
+    let swapped = CredentialWithKey {
+        credential: bob.device.credential.to_triple_credential(),
+        signature_key: other.public().into(),
+    };
     let result = check(&build(&bob, mls::CIPHERSUITE, swapped, &other));
     assert!(matches!(result, Err(KeyPackageError::SignatureKeyMismatch)), "{result:?}");
 

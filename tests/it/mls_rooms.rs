@@ -58,7 +58,7 @@ fn pdu_event_id(bytes: &[u8]) -> String {
     UnverifiedPdu::parse(bytes).unwrap().event_id(&LINEARIZED_02)
 }
 
-fn join(hub: &Hub, room: &str, user: &str) {
+pub(crate) fn join(hub: &Hub, room: &str, user: &str) {
     let invite = template(room, ALICE, "m.room.member", Some(user), serde_json::json!({"membership": "invite"}));
     hub.submit_local(invite).unwrap().wait().unwrap();
     let join = template(room, user, "m.room.member", Some(user), serde_json::json!({"membership": "join"}));
@@ -242,7 +242,7 @@ fn replays_stale_epochs_non_members_and_foreign_credentials_are_refused() {
         matches!(
             &refused,
             HubError::Mls(MlsCheckError::Identity(
-                mimi_bridge::mls::identity::IdentityError::CredentialMismatch { .. }
+                mimi_bridge::mls::identity::IdentityError::SignatureKeyMismatch { .. }
             ))
         ),
         "{refused}"
