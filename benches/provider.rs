@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mimi_bridge::config::ConsentPolicy;
+use mimi_bridge::config::{ConsentPolicy, PeerQuotas};
 use mimi_bridge::event::ServerKey;
 use mimi_bridge::http::tls::TlsMaterial;
 use mimi_bridge::hub::Hub;
@@ -56,6 +56,7 @@ fn main() {
         hub,
         store,
         consent: ConsentPolicy { accept_from: vec!["*".into()], auto_grant: vec!["a.test".into()] },
+        quotas: PeerQuotas::default(),
         discovery: false,
         metrics: Arc::default(),
     });

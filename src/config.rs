@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 
 pub use check::FieldError;
 pub use example::EXAMPLE;
-pub use provider::{ConsentPolicy, TlsSection};
+pub use provider::{ConsentPolicy, PeerQuotas, TlsSection};
 pub use registration::{Namespace, Namespaces, Registration, generate_token, replace_tokens};
 
 /// The token value that asks `generate-registration` to generate a token.
@@ -160,6 +160,9 @@ pub struct MimiSection {
     /// Which providers may ask for consent, and whose users have it without asking.
     #[serde(default)]
     pub consent: ConsentPolicy,
+    /// Per-provider daily bounds on what other providers' requests make this one store.
+    #[serde(default)]
+    pub quotas: PeerQuotas,
     /// Answer `identifierQuery` for this homeserver's users; off, every query is answered
     /// `notFound`, whether or not the user exists. Default `false`.
     #[serde(default)]

@@ -218,6 +218,7 @@ async fn start_provider(
         hub: Arc::clone(hub),
         store: Arc::clone(store),
         consent: mimi.consent.clone(),
+        quotas: mimi.quotas,
         discovery: mimi.discovery,
         metrics: Arc::new(crate::provider::metrics::PeerMetrics::default()),
     });

@@ -84,6 +84,12 @@ mimi:
     accept_from: ['*']
     # Providers whose users have consent (to fetch key material) without asking. (default: none)
     auto_grant: []
+  # What one other provider's requests may make this one store per day (UTC); past it, 429.
+  quotas:
+    # Consent requests kept for this homeserver's users to decide. (default)
+    consent_requests_per_day: 1000
+    # Abuse reports (each at most 256 KiB). (default)
+    abuse_reports_per_day: 100
   # Answer identifierQuery for this homeserver's users (by handle @user:domain); off, every query
   # is answered notFound, whether or not the user exists. (default)
   discovery: false

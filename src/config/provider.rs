@@ -1,5 +1,6 @@
-//! The types of `mimi.tls` and `mimi.consent`: the bridge as a MIMI provider (mutual TLS between
-//! providers, the admin's policy for other providers).
+//! The types of `mimi.tls`, `mimi.consent` and `mimi.quotas`: the bridge as a MIMI provider
+//! (mutual TLS between providers, the admin's policy for other providers and the bounds on what
+//! they can make it store).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -53,6 +54,33 @@ impl ConsentPolicy {
     /// Whether users of `provider` have consent without asking.
     pub fn auto_grants(&self, provider: &str) -> bool {
         self.auto_grant.iter().any(|p| p == "*" || p == provider)
+    }
+}
+
+/// `mimi.quotas`: how much one provider's requests may make this one store in a day (UTC). Past
+/// a quota, requests of that kind are answered 429 until the day ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerQuotas {
+    /// Consent requests recorded for this provider's users' decision. Default 1000.
+    #[serde(default = "default_consent_requests")]
+    pub consent_requests_per_day: u64,
+    /// Abuse reports (each at most 256 KiB) stored. Default 100.
+    #[serde(default = "default_abuse_reports")]
+    pub abuse_reports_per_day: u64,
+}
+
+fn default_consent_requests() -> u64 {
+    1000
+}
+
+fn default_abuse_reports() -> u64 {
+    100
+}
+
+impl Default for PeerQuotas {
+    fn default() -> Self {
+        Self { consent_requests_per_day: default_consent_requests(), abuse_reports_per_day: default_abuse_reports() }
     }
 }
 

@@ -1,6 +1,7 @@
 //! `reportAbuse/{roomId}`: reports about messages in rooms this provider hosts (and has), at most
-//! [`MAX_REPORT`] bytes each, stored durably
-//! (for the admin) and counted in `/metrics`; answered 201 without a body once stored.
+//! [`MAX_REPORT`] bytes each and `mimi.quotas.abuse_reports_per_day` per provider (then 429),
+//! stored durably (for the admin) and counted in `/metrics`; answered 201 without a body once
+//! stored.
 
 use serde_json::json;
 
@@ -48,6 +49,7 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
         let counter = std::sync::Arc::clone(&store);
         let seq = blocking(move || counter.counter(NEXT_REPORT)).await? + 1;
         let mut batch = Batch::new();
+        super::quota::take(provider, super::quota::Quota::AbuseReports, admitted.from, &mut batch).await?;
         batch.abuse_report(seq, record.to_string().as_bytes());
         batch.counter(NEXT_REPORT, seq);
         store.submit(batch).wait().await

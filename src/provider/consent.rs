@@ -3,9 +3,9 @@
 //! per scope (requester, target, room or any room). A request is recorded for the target's
 //! decision unless the admin's policy grants it at once (only for users who exist, and never over
 //! a decision); a grant or revoke from a target's provider is recorded for this provider's
-//! requesters. Both answer 201 (also for an unknown
-//! user, so that nobody learns who exists) and 403 when the names do not belong to the
-//! providers they must.
+//! requesters. Both answer 201 (also for an unknown user, so that nobody learns who exists), 403
+//! when the names do not belong to the providers they must, and 429 once the requester's
+//! provider has used up its daily quota of recorded requests.
 
 use serde_json::json;
 
@@ -73,9 +73,13 @@ impl Provider {
         })
     }
 
-    /// Records a consent state for a scope, durably.
-    pub async fn record_consent(&self, entry: &ConsentEntry, state: Option<&str>) -> Result<(), MatrixError> {
-        let mut batch = Batch::new();
+    /// Records a consent state for a scope, durably, with what `batch` already holds.
+    async fn record_consent(
+        &self,
+        entry: &ConsentEntry,
+        state: Option<&str>,
+        mut batch: Batch,
+    ) -> Result<(), MatrixError> {
         let record = state.map(|s| json!({"state": s, "at": now_ms()}).to_string());
         batch.consent(
             &entry.requester_uri,
@@ -125,11 +129,13 @@ pub(super) async fn serve(
         let (requester, target, room) = (entry.requester_uri.clone(), entry.target_uri.clone(), entry.room_id.clone());
         blocking(move || store.consent(&requester, &target, room.as_deref()).map(state)).await?
     };
+    let mut batch = Batch::new();
     let state = match (endpoint, entry.operation) {
         ("requestConsent", ConsentOperation::Request) => {
             if !provider.consent.accepts(admitted.from) || current.is_some() || !provider.has_device(local).await {
                 return Ok(accepted());
             }
+            super::quota::take(provider, super::quota::Quota::ConsentRequests, admitted.from, &mut batch).await?;
             if provider.consent.auto_grants(admitted.from) { Some("granted") } else { Some("requested") }
         }
         ("requestConsent", ConsentOperation::Cancel) => {
@@ -151,6 +157,6 @@ pub(super) async fn serve(
             ));
         }
     };
-    provider.record_consent(&entry, state).await?;
+    provider.record_consent(&entry, state, batch).await?;
     Ok(accepted())
 }

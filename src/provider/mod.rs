@@ -9,6 +9,7 @@ mod identifier;
 pub mod key_material;
 pub mod metrics;
 pub mod peers;
+mod quota;
 pub mod service;
 
 pub use service::Provider;

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use crate::config::ConsentPolicy;
+use crate::config::{ConsentPolicy, PeerQuotas};
 use crate::http::{Handler, MatrixError, Request, Response};
 use crate::hub::Hub;
 use crate::store::Store;
@@ -39,6 +39,8 @@ pub struct Provider {
     pub store: Arc<Store>,
     /// The admin's consent policy.
     pub consent: ConsentPolicy,
+    /// What one peer's requests may make this provider store per day.
+    pub quotas: PeerQuotas,
     /// Whether `identifierQuery` answers.
     pub discovery: bool,
     /// Per-peer figures.

@@ -28,6 +28,12 @@ impl Batch {
         self.put(Cf::KeypackagerefClaim, claim_key(reference, provider), record.to_vec());
     }
 
+    /// Sets a per-day count in `metaname_value` (a quota's use on `day`, days since the epoch).
+    pub fn daily_count(&mut self, name: &str, day: u64, count: u64) {
+        let value = [day.to_be_bytes(), count.to_be_bytes()].concat();
+        self.put(Cf::MetanameValue, name.as_bytes().to_vec(), value);
+    }
+
     /// Stores abuse report number `seq` (JSON record).
     pub fn abuse_report(&mut self, seq: u64, record: &[u8]) {
         self.put(Cf::AbuseseqReport, seq.to_be_bytes().to_vec(), record.to_vec());
@@ -43,6 +49,16 @@ impl Store {
     /// The record of the KeyPackage `reference` handed to `provider`.
     pub fn key_package_claim(&self, reference: &[u8], provider: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.get(Cf::KeypackagerefClaim, &claim_key(reference, provider))
+    }
+
+    /// A per-day count on `day`: 0 if it was last set on another day, or never.
+    pub fn daily_count(&self, name: &str, day: u64) -> Result<u64, StoreError> {
+        let Some(value) = self.get(Cf::MetanameValue, name.as_bytes())? else { return Ok(0) };
+        let (stored_day, count) = value
+            .split_first_chunk::<8>()
+            .and_then(|(d, c)| Some((u64::from_be_bytes(*d), u64::from_be_bytes(<[u8; 8]>::try_from(c).ok()?))))
+            .ok_or_else(|| StoreError::corrupt("a daily count is not 16 bytes"))?;
+        Ok(if stored_day == day { count } else { 0 })
     }
 
     /// An abuse report.

@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use mimi_bridge::config::ConsentPolicy;
+use mimi_bridge::config::{ConsentPolicy, PeerQuotas};
 use mimi_bridge::event::ServerKey;
 use mimi_bridge::http::tls::TlsMaterial;
 use mimi_bridge::hub::Hub;
@@ -46,6 +46,7 @@ fn provider_crash_child() {
         store: Arc::clone(hub.store()),
         hub,
         consent: ConsentPolicy { accept_from: vec!["*".into()], auto_grant: vec!["a.test".into()] },
+        quotas: PeerQuotas::default(),
         discovery: false,
         metrics: Arc::default(),
     });

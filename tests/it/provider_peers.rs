@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use mimi_bridge::config::ConsentPolicy;
+use mimi_bridge::config::{ConsentPolicy, PeerQuotas};
 use mimi_bridge::event::ServerKey;
 use mimi_bridge::http::tls::TlsMaterial;
 use mimi_bridge::hub::Hub;
@@ -41,6 +41,7 @@ fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, se
         hub,
         store,
         consent: ConsentPolicy::default(),
+        quotas: PeerQuotas { consent_requests_per_day: 3, abuse_reports_per_day: 2 },
         discovery: true,
         metrics: Arc::default(),
     });
@@ -98,16 +99,10 @@ fn key_package_of(client: &ClientMaterial) -> Vec<u8> {
     }
 }
 
-fn grant(side: &Side, runtime: &tokio::runtime::Runtime, requester: &str, target: &str) {
-    let entry = ConsentEntry {
-        operation: ConsentOperation::Grant,
-        requester_uri: requester.to_owned(),
-        target_uri: target.to_owned(),
-        room_id: None,
-        key_packages: Vec::new(),
-        extensions: mimi_bridge::mimi::protocol::AppDataDictionary::default(),
-    };
-    runtime.block_on(side.provider.record_consent(&entry, Some("granted"))).unwrap();
+fn grant(side: &Side, requester: &str, target: &str) {
+    let mut batch = mimi_bridge::store::Batch::new();
+    batch.consent(requester, target, None, Some(br#"{"state":"granted","at":1700000000000}"#));
+    side.provider.store.write(batch).unwrap();
 }
 
 #[test]
@@ -129,7 +124,7 @@ fn two_providers_claim_each_others_key_material_once_each_with_consent() {
     let unknown = runtime.block_on(a.peers.claim(&as_alice, "mimi://b.test/u/nobody", None)).unwrap();
     assert_eq!(unknown.response.status, UserStatus::NoConsent, "an unknown user looks like any other");
 
-    grant(&b, &runtime, &alice, &bob);
+    grant(&b, &alice, &bob);
     let mut seen = Vec::new();
     for round in 0..4 {
         let claimed = runtime.block_on(a.peers.claim(&as_alice, &bob, None)).unwrap();
@@ -143,7 +138,7 @@ fn two_providers_claim_each_others_key_material_once_each_with_consent() {
     assert_eq!(seen[2], seen[3], "the last resort stays");
 
     // And the other way round.
-    grant(&a, &runtime, &bob, &alice);
+    grant(&a, &bob, &alice);
     let back = runtime.block_on(b.peers.claim(&Requester::ephemeral(&bob).unwrap(), &alice, None)).unwrap();
     assert_eq!(back.response.status, UserStatus::Success);
     assert!(back.checked[0].1.is_ok());
@@ -165,7 +160,7 @@ fn mismatched_names_and_broken_bodies_are_refused_with_nothing_stored() {
     let Pair { a, b, ca, runtime, _pki } = pair();
     let bob = user_with_packages(&b, "bob", 1);
     let alice = "mimi://a.test/u/alice";
-    grant(&b, &runtime, alice, &bob);
+    grant(&b, alice, &bob);
     let url = "https://b.test/mimi/v1/keyMaterial/mimi%3A%2F%2Fb.test%2Fu%2Fbob";
     let request = Requester::ephemeral(alice).unwrap().key_material_request(&bob, None).unwrap().encode();
 
@@ -300,6 +295,67 @@ fn consent_requests_discovery_and_abuse_reports() {
     assert!(b.provider.store.consent(alice, "mimi://b.test/u/nobody", None).unwrap().is_none());
 }
 
+/// A peer can make this provider store only so many consent requests and abuse reports a day
+/// (3 and 2 here): past that, 429 `M_LIMIT_EXCEEDED` and nothing stored; a request that stores
+/// nothing (a repeat) uses nothing up, and another peer has its own quota.
+#[test]
+fn daily_quotas_bound_what_a_peer_can_make_this_provider_store() {
+    use mimi_bridge::mimi::protocol::{AbuseReport, AppDataDictionary};
+    let Pair { a, b, ca, runtime, _pki } = pair();
+    let bob = user_with_packages(&b, "bob", 1);
+    let client_of = |domain: &str| {
+        let leaf = ca.issue(domain, &format!("{domain}-raw"));
+        let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&ca.ca_file())).unwrap();
+        PeerClient::new(&tls, domain, BTreeMap::from([("b.test".to_owned(), b.address)])).unwrap()
+    };
+    let (from_a, from_c) = (client_of("a.test"), client_of("c.test"));
+    let post = |client: &PeerClient, path: &str, body: Vec<u8>| {
+        runtime.block_on(client.post(&format!("https://b.test{path}"), body)).unwrap()
+    };
+    let request = |requester: &str| ConsentEntry {
+        operation: ConsentOperation::Request,
+        requester_uri: requester.to_owned(),
+        target_uri: bob.clone(),
+        room_id: None,
+        key_packages: Vec::new(),
+        extensions: AppDataDictionary::default(),
+    };
+    for n in 1..=3 {
+        let requester = format!("mimi://a.test/u/user{n}");
+        assert_eq!(post(&from_a, "/mimi/v1/requestConsent/b.test", request(&requester).encode()).status.as_u16(), 201);
+    }
+    let repeat = request("mimi://a.test/u/user1").encode();
+    assert_eq!(post(&from_a, "/mimi/v1/requestConsent/b.test", repeat).status.as_u16(), 201, "a repeat is free");
+    let over = post(&from_a, "/mimi/v1/requestConsent/b.test", request("mimi://a.test/u/user4").encode());
+    assert_eq!(over.status.as_u16(), 429);
+    assert!(String::from_utf8_lossy(&over.body).contains("M_LIMIT_EXCEEDED"));
+    assert!(b.provider.store.consent("mimi://a.test/u/user4", &bob, None).unwrap().is_none());
+    let other = post(&from_c, "/mimi/v1/requestConsent/b.test", request("mimi://c.test/u/carol").encode());
+    assert_eq!(other.status.as_u16(), 201);
+    assert!(b.provider.store.consent("mimi://c.test/u/carol", &bob, None).unwrap().is_some());
+
+    let (room_id, _) = b
+        .provider
+        .hub
+        .create_room_blocking("@bob:b.test", &mimi_bridge::hub::RoomPreset::default(), 1_700_000_000_000)
+        .unwrap();
+    let opaque = room_id.trim_start_matches('!').split(':').next().unwrap().to_owned();
+    let path = format!("/mimi/v1/reportAbuse/mimi%3A%2F%2Fb.test%2Fr%2F{opaque}");
+    let report = AbuseReport {
+        reporting_user: "mimi://a.test/u/user1".into(),
+        alleged_abuser: bob.clone(),
+        reason_code: 0,
+        note: "spam".into(),
+        messages: Vec::new(),
+        extensions: AppDataDictionary::default(),
+    };
+    let statuses: Vec<u16> = (0..3).map(|_| post(&from_a, &path, report.encode()).status.as_u16()).collect();
+    assert_eq!(statuses, [201, 201, 429]);
+    assert!(b.provider.store.abuse_report(2).unwrap().is_some());
+    assert!(b.provider.store.abuse_report(3).unwrap().is_none(), "the refused report is not stored");
+    drop(a);
+}
+
 /// The operator's commands: a peer's directory and a claim, printed with each client's verdict;
 /// a configuration without `mimi.tls` is refused naming the file and the field.
 #[test]
@@ -309,7 +365,7 @@ fn mimi_directory_and_claim_commands_talk_to_a_peer() {
     let ca = TestCa::new(pki.path(), "test CA");
     let b = side(&runtime, &ca, "b.test", 2);
     let bob = user_with_packages(&b, "bob", 1);
-    grant(&b, &runtime, "mimi://a.test/u/mimibot", &bob);
+    grant(&b, "mimi://a.test/u/mimibot", &bob);
     let a = ca.issue("a.test", "a-cli");
     let yaml = |mimi_extra: &str| {
         format!(
@@ -360,7 +416,7 @@ fn required_capabilities_are_matched_both_ways() {
     let Pair { a, b, runtime, _pki, .. } = pair();
     let bob = user_with_packages(&b, "bob", 1);
     let alice = "mimi://a.test/u/alice";
-    grant(&b, &runtime, alice, &bob);
+    grant(&b, alice, &bob);
     let exotic = RequiredCapabilitiesExtension::new(&[ExtensionType::Unknown(0xff00)], &[], &[]);
     let requester = Requester::ephemeral(alice).unwrap().requiring(&exotic).unwrap();
     let claimed = runtime.block_on(a.peers.claim(&requester, &bob, None)).unwrap();
