@@ -49,6 +49,13 @@ pub enum MlsCheckError {
     /// The room has no MLS group (its create event names no encryption).
     #[error("the room is not MLS-encrypted")]
     NotEncrypted,
+    /// A message event other than `m.room.encrypted` or `m.mls.commit` in an MLS-encrypted room:
+    /// its content would be plaintext where the room promises ciphertext.
+    #[error("{event_type} is not allowed in an MLS-encrypted room: messages must be m.room.encrypted")]
+    PlaintextInEncryptedRoom {
+        /// The refused event's type.
+        event_type: String,
+    },
     /// The MLS message belongs to another group than the room's.
     #[error("MLS message is for another group than this room's")]
     WrongGroup,

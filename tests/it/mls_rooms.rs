@@ -275,3 +275,27 @@ fn impostor_package(user: &str, device: &str) -> openmls::prelude::KeyPackage {
         .key_package()
         .clone()
 }
+
+/// An encrypted room holds only ciphertext: a plaintext message, whether a participant's LPDU or
+/// a local user's event, is refused and nothing is appended; state events still pass.
+#[test]
+fn plaintext_messages_are_refused_in_an_encrypted_room() {
+    let (hub_dir, part_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pair = Pair::new(hub_dir.path(), part_dir.path());
+    let short = pair.hub.store().short_room(&pair.room).unwrap().unwrap();
+    let tail = || pair.hub.store().tail(short).unwrap().unwrap().seq;
+    let before = tail();
+    let refused = pair.hub.submit_lpdu(part_lpdu(message(&pair.room, BOB, &"x".repeat(60_000)))).unwrap_err();
+    assert!(
+        matches!(&refused.error, HubError::Mls(MlsCheckError::PlaintextInEncryptedRoom { event_type }) if event_type == "m.room.message"),
+        "{}",
+        refused.error
+    );
+    let local = pair.hub.submit_local(message(&pair.room, ALICE, "plain")).map(|_| ()).unwrap_err();
+    assert!(matches!(local, HubError::Mls(MlsCheckError::PlaintextInEncryptedRoom { .. })), "{local}");
+    assert_eq!(tail(), before, "nothing appended");
+    let topic = template(&pair.room, ALICE, "m.room.topic", Some(""), serde_json::json!({"topic": "state is fine"}));
+    pair.hub.submit_local(topic).unwrap().wait().unwrap();
+    assert_eq!(tail(), before + 1);
+    pair.alice_sends(1);
+}

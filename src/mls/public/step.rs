@@ -44,6 +44,11 @@ pub fn check_event(
     let (commit, encrypted) =
         (meta.event_type == crate::mls::events::COMMIT, meta.event_type == crate::mls::events::ENCRYPTED);
     if !commit && !encrypted {
+        // Encryption is chosen at creation and never changes: in an encrypted room every message
+        // event is ciphertext or a commit; only state events (membership, rules) are plaintext.
+        if view.is_some() && meta.state_key.is_none() {
+            return Err(MlsCheckError::PlaintextInEncryptedRoom { event_type: meta.event_type.clone() });
+        }
         return Ok(Step::None);
     }
     let view = view.ok_or(MlsCheckError::NotEncrypted)?;
