@@ -3,6 +3,7 @@
 //! authenticated with X-Matrix signatures checked against the keys this server trusts.
 
 pub mod media;
+pub mod metrics;
 pub mod send;
 pub mod x_matrix;
 
@@ -23,12 +24,23 @@ pub struct Federation {
     media: Arc<crate::store::Store>,
     /// Slots for hosted-media downloads.
     downloads: Arc<tokio::sync::Semaphore>,
+    /// The one slot for parsing a body whose signature did not verify as sent: such requests
+    /// take turns, so a flood of them costs at most one core.
+    unverified: tokio::sync::Semaphore,
+    /// Figures for `/metrics`.
+    pub metrics: Arc<metrics::FederationMetrics>,
 }
 
 impl Federation {
     /// The handler over `hub`, serving hosted media from `store`.
     pub fn new(hub: Arc<Hub>, store: Arc<crate::store::Store>) -> Self {
-        Self { hub, media: store, downloads: Arc::new(tokio::sync::Semaphore::new(media::MAX_DOWNLOADS)) }
+        Self {
+            hub,
+            media: store,
+            downloads: Arc::new(tokio::sync::Semaphore::new(media::MAX_DOWNLOADS)),
+            unverified: tokio::sync::Semaphore::new(1),
+            metrics: Arc::default(),
+        }
     }
 }
 

@@ -8,7 +8,9 @@
 
 use serde_json::{Value, json};
 
-use super::Federation;
+use std::sync::atomic::Ordering;
+
+use super::{Federation, x_matrix};
 use crate::event::canonical::parse_object;
 use crate::http::{MatrixError, Request, Response};
 use crate::hub::{HubError, Refused};
@@ -27,6 +29,26 @@ fn local_failure(error: &HubError) -> Result<(), MatrixError> {
     Ok(())
 }
 
+/// The request's origin, by its X-Matrix signatures: over the body as sent (no parsing), else
+/// over the parsed body, one such request at a time and off the runtime threads.
+async fn authenticate(federation: &Federation, request: &Request, uri: &str) -> Result<String, MatrixError> {
+    let (hub, keys) = (&federation.hub, federation.hub.directories().trusted_keys());
+    let destination = hub.server_name().to_owned();
+    let as_sent = x_matrix::verify_bytes_as_sent(&request.headers, "PUT", uri, &destination, &request.body, &keys)?;
+    if let Some(origin) = as_sent {
+        return Ok(origin);
+    }
+    let _turn = federation.unverified.acquire().await.map_err(|_| MatrixError::internal("shutting down"))?;
+    federation.metrics.unverified_parses.fetch_add(1, Ordering::Relaxed);
+    let (headers, uri, body) = (request.headers.clone(), uri.to_owned(), request.body.clone());
+    let origin =
+        tokio::task::spawn_blocking(move || x_matrix::verify_parsed(&headers, "PUT", &uri, &destination, &body, &keys))
+            .await
+            .map_err(|_| MatrixError::internal("checking the signature failed"))??;
+    federation.metrics.parsed_and_verified.fetch_add(1, Ordering::Relaxed);
+    Ok(origin)
+}
+
 /// Processes one transaction.
 pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> Result<Response, MatrixError> {
     let hub = &federation.hub;
@@ -34,10 +56,11 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
         Some(q) => format!("{}?{q}", request.path),
         None => request.path.clone(),
     };
-    let keys = hub.directories().trusted_keys();
-    let origin =
-        super::x_matrix::verify_request(&request.headers, "PUT", &uri, hub.server_name(), &request.body, &keys)?;
-    let body: Value = serde_json::from_slice(&request.body)
+    let origin = authenticate(federation, request, &uri).await?;
+    let bytes = request.body.clone();
+    let body: Value = tokio::task::spawn_blocking(move || serde_json::from_slice(&bytes))
+        .await
+        .map_err(|_| MatrixError::internal("reading the transaction failed"))?
         .map_err(|e| MatrixError::bad_request("M_NOT_JSON", format!("body: {e}")))?;
     let pdus = body
         .get("pdus")

@@ -2,6 +2,12 @@
 //! key="ed25519:ID",sig="…"` over the canonical JSON of `{method, uri, origin, destination,
 //! content}`. A body-less request is verified with and without `"content": {}` (the draft and
 //! Matrix disagree); every header must verify.
+//!
+//! Parsing a body costs far more than checking a signature (about 130 ms of CPU for 4 MiB), so
+//! the signature is first checked over the body's bytes as sent: a peer that sends canonical
+//! JSON (Synapse does) signed exactly those bytes, spliced into the signed object as `content`
+//! (which sorts first). Only a body that fails this is parsed and canonicalized to be checked
+//! again ([`verify_parsed`]), and the caller bounds how many of those run at once.
 
 use ruma::{CanonicalJsonObject, CanonicalJsonValue};
 
@@ -99,10 +105,41 @@ pub fn precheck(headers: &hyper::HeaderMap, destination: &str, keys: &KeyRing) -
     claims(headers, destination, keys).map(|_| ())
 }
 
-/// Verifies the X-Matrix headers of a request to `destination` (this server); returns the
-/// origin. Missing or malformed headers, another destination, an unknown key or a bad signature
-/// are 401 `M_FORBIDDEN`.
-pub fn verify_request(
+/// The signed bytes of a request whose body is sent as canonical JSON: the body spliced in as
+/// `content`, the first key in canonical order.
+fn spliced(method: &str, uri: &str, origin: &str, destination: &str, body: &[u8]) -> Vec<u8> {
+    let rest = object_to_bytes(&signed_object(method, uri, origin, destination, None));
+    let mut out = Vec::with_capacity(body.len() + rest.len() + 12);
+    out.extend_from_slice(b"{\"content\":");
+    out.extend_from_slice(body);
+    out.push(b',');
+    out.extend_from_slice(rest.get(1..).unwrap_or_default());
+    out
+}
+
+/// Verifies the X-Matrix headers of a request with a body against the body's bytes as sent,
+/// without parsing it: `Ok(Some(origin))` when every header verifies so, `Ok(None)` when the
+/// body must be parsed to tell ([`verify_parsed`]). Header faults are 401 `M_FORBIDDEN`.
+pub fn verify_bytes_as_sent(
+    headers: &hyper::HeaderMap,
+    method: &str,
+    uri: &str,
+    destination: &str,
+    body: &[u8],
+    keys: &KeyRing,
+) -> Result<Option<String>, MatrixError> {
+    let claims = claims(headers, destination, keys)?;
+    let verified = claims.iter().all(|claim| {
+        let signed = spliced(method, uri, &claim.origin, destination, body);
+        verify_bytes(&claim.key, &claim.sig, &signed)
+    });
+    Ok(verified.then(|| claims[0].origin.clone()))
+}
+
+/// Verifies the X-Matrix headers of a request to `destination` (this server) over its parsed,
+/// canonicalized body; returns the origin. Missing or malformed headers, another destination, an
+/// unknown key, a body that is not JSON or a bad signature are 401 `M_FORBIDDEN`.
+pub fn verify_parsed(
     headers: &hyper::HeaderMap,
     method: &str,
     uri: &str,
@@ -114,7 +151,7 @@ pub fn verify_request(
     let content = if body.is_empty() {
         None
     } else {
-        Some(parse_object(body).map_err(|e| MatrixError::bad_request("M_NOT_JSON", format!("body: {e}")))?)
+        Some(parse_object(body).map_err(|_| forbidden("X-Matrix signature does not verify (the body is not JSON)"))?)
     };
     for claim in &claims {
         let candidates = match &content {
@@ -130,4 +167,21 @@ pub fn verify_request(
         }
     }
     Ok(claims[0].origin.clone())
+}
+
+/// [`verify_bytes_as_sent`], then [`verify_parsed`] if the bytes as sent do not verify.
+pub fn verify_request(
+    headers: &hyper::HeaderMap,
+    method: &str,
+    uri: &str,
+    destination: &str,
+    body: &[u8],
+    keys: &KeyRing,
+) -> Result<String, MatrixError> {
+    if !body.is_empty() {
+        if let Some(origin) = verify_bytes_as_sent(headers, method, uri, destination, body, keys)? {
+            return Ok(origin);
+        }
+    }
+    verify_parsed(headers, method, uri, destination, body, keys)
 }

@@ -48,6 +48,7 @@ fn put_large(address: std::net::SocketAddr, authorization: Option<&str>, send_bo
 /// `ServerKey::from_seed("p", [2; 32])`; it serves while this is kept.
 struct Listener {
     address: std::net::SocketAddr,
+    federation: Arc<Federation>,
     _shutdown: tokio::sync::watch::Sender<bool>,
     _runtime: tokio::runtime::Runtime,
     _dir: tempfile::TempDir,
@@ -64,8 +65,9 @@ fn listener() -> Listener {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
     let (shutdown, watch) = tokio::sync::watch::channel(false);
-    runtime.spawn(mimi_bridge::http::serve(listener, Arc::new(Federation::new(hub, store)), MAX_BODY, watch));
-    Listener { address, _shutdown: shutdown, _runtime: runtime, _dir: dir }
+    let federation = Arc::new(Federation::new(hub, store));
+    runtime.spawn(mimi_bridge::http::serve(listener, Arc::clone(&federation), MAX_BODY, watch));
+    Listener { address, federation, _shutdown: shutdown, _runtime: runtime, _dir: dir }
 }
 
 #[test]
@@ -95,10 +97,10 @@ fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bou
             .collect();
         for thread in threads {
             let status = thread.join().unwrap();
-            // 401 on the headers; the forged ones are read (within the budget) and refused as not
-            // JSON (400) before their signature could be checked. A refused client may also see
-            // the connection closed while it still writes.
-            assert!(status.contains("401") || status.contains("400") || status.is_empty(), "round {round}: {status}");
+            // 401 on the headers; the forged ones are read (within the budget), fail the signature
+            // over their bytes, fail to parse, and are refused 401 too. A refused client may also
+            // see the connection closed while it still writes.
+            assert!(status.contains("401") || status.is_empty(), "round {round}: {status}");
         }
         peak = peak.max(rss_kib());
     }
@@ -142,4 +144,50 @@ fn body_less_requests_are_served_while_uploads_hold_the_body_budget() {
     let status = String::from_utf8_lossy(&answer[..n]).lines().next().unwrap_or_default().to_owned();
     assert!(status.contains("404"), "the download waited behind the uploads: {status:?}");
     drop(uploads);
+}
+
+/// The signature is checked over the body's bytes as sent before anything parses them: a
+/// canonical body signed by a trusted peer is accepted unparsed, a forged one refused unparsed;
+/// a non-canonical body is parsed (one at a time), then accepted if its signature holds.
+#[test]
+fn signatures_are_checked_over_the_bytes_before_the_body_is_parsed() {
+    use mimi_bridge::event::canonical::{object_to_bytes, parse_object};
+    use std::sync::atomic::Ordering;
+    let listener = listener();
+    let peer = ServerKey::from_seed("p", [2; 32]).unwrap();
+    let path = format!("{UNSTABLE_PREFIX}/send/t2");
+    let content = parse_object(br#"{"pdus":[],"edus":[]}"#).unwrap();
+    let signed = x_matrix::sign_request(&peer, "peer.test", "mimi.hs.test", "PUT", &path, Some(&content));
+    let put = |body: &[u8], authorization: &str| {
+        let mut stream = TcpStream::connect(listener.address).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let head = format!(
+            "PUT {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: {authorization}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(body).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer.lines().next().unwrap_or_default().to_owned()
+    };
+    let parses = || {
+        let metrics = &listener.federation.metrics;
+        (metrics.unverified_parses.load(Ordering::Relaxed), metrics.parsed_and_verified.load(Ordering::Relaxed))
+    };
+
+    assert!(put(&object_to_bytes(&content), &signed).contains("200"), "canonical and signed");
+    assert_eq!(parses(), (0, 0), "verified over the bytes as sent, nothing parsed first");
+
+    let other = parse_object(br#"{"pdus":[],"edus":[{"x":1}]}"#).unwrap();
+    let forged = x_matrix::sign_request(&peer, "peer.test", "mimi.hs.test", "PUT", &path, Some(&other));
+    let big = format!(r#"{{"edus":[],"pdus":[],"pad":"{}"}}"#, "x".repeat(1 << 20));
+    assert!(put(big.as_bytes(), &forged).contains("401"), "forged");
+    assert_eq!(parses(), (1, 0), "a forged body is parsed only after its bytes failed, and refused");
+
+    assert!(put(br#"{ "edus": [], "pdus": [] }"#, &signed).contains("200"), "non-canonical, signed");
+    assert_eq!(parses(), (2, 1), "a non-canonical body is parsed, then verified");
+    let mut text = String::new();
+    mimi_bridge::http::metrics::MetricsSource::render(&*listener.federation.metrics, &mut text);
+    assert!(text.contains("mimi_bridge_federation_unverified_parses_total 2"), "{text}");
 }
