@@ -178,10 +178,10 @@ pub fn verify_request(
     body: &[u8],
     keys: &KeyRing,
 ) -> Result<String, MatrixError> {
-    if !body.is_empty() {
-        if let Some(origin) = verify_bytes_as_sent(headers, method, uri, destination, body, keys)? {
-            return Ok(origin);
-        }
+    if !body.is_empty()
+        && let Some(origin) = verify_bytes_as_sent(headers, method, uri, destination, body, keys)?
+    {
+        return Ok(origin);
     }
     verify_parsed(headers, method, uri, destination, body, keys)
 }
