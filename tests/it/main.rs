@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
 mod appservice_http;
+mod appservice_limits;
 mod bridge_crash;
 mod bridge_isolation;
 mod bridge_peer;
