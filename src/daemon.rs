@@ -46,6 +46,10 @@ pub enum DaemonError {
     /// A startup check against the homeserver failed.
     #[error("startup check failed: {0}")]
     Check(String),
+    /// The store refused a write while serving (a full disk, an I/O error); the daemon stopped
+    /// so that a supervisor restarts it once the cause is fixed.
+    #[error("the database refused a write, so the bridge stopped (restart it once the cause is fixed): {0}")]
+    Store(String),
 }
 
 fn setup(field: &'static str) -> impl Fn(&dyn std::fmt::Display) -> DaemonError {
@@ -71,6 +75,8 @@ pub struct Running {
     pub shutdown: tokio::sync::watch::Sender<bool>,
     /// The listeners' tasks: each ends once its connections have finished after shutdown.
     pub listeners: Vec<tokio::task::JoinHandle<()>>,
+    /// The store.
+    pub store: Arc<Store>,
 }
 
 /// How long a stopping daemon waits for in-flight requests and deliveries.
@@ -139,6 +145,8 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     metrics.intake_depth.store(u64::try_from(pending).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
     let appservice = Arc::new(Appservice::new(settings.clone(), intake, Arc::clone(&metrics), Arc::clone(&homeserver)));
     let health = Arc::clone(appservice.health());
+    health.watch_store(Arc::clone(&store));
+    metrics.add_source(Arc::clone(&health) as Arc<dyn crate::http::metrics::MetricsSource>);
     let (shutdown, watch) = tokio::sync::watch::channel(false);
     let listener = tokio::net::TcpListener::bind(config.appservice.bind_addr())
         .await
@@ -195,7 +203,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     health.supervise("portal follower", tokio::spawn(Arc::clone(&bridge).run_follower(advances, Arc::clone(&queue))));
     health.supervise("intake", tokio::spawn(bridge.run(reader)));
     tracing::info!(%address, server_name = %config.mimi.server_name, "mimi-bridge is ready");
-    Ok(Running { appservice, hub, address, federation_address, provider_address, queue, shutdown, listeners })
+    Ok(Running { appservice, hub, address, federation_address, provider_address, queue, shutdown, listeners, store })
 }
 
 /// The MIMI listener: mutual TLS with `mimi.tls`'s certificate, on `mimi.listen`.
@@ -276,14 +284,37 @@ async fn check_homeserver(homeserver: &HomeserverClient, bot: &str) -> Result<()
     Ok(())
 }
 
-/// Runs the daemon until SIGINT or SIGTERM.
+/// How often a running daemon checks that its store still takes writes.
+const STORE_CHECK: Duration = Duration::from_secs(1);
+
+/// Resolves with the reason once `store` refuses writes.
+async fn store_failed(store: &Store) -> String {
+    loop {
+        if let Some(reason) = store.poisoned() {
+            return reason;
+        }
+        tokio::time::sleep(STORE_CHECK).await;
+    }
+}
+
+/// Runs the daemon until SIGINT or SIGTERM, or until the store refuses a write: then it stops
+/// and fails (exit status 1), since only reopening the store (replaying its log) makes it take
+/// writes again, and what it acknowledged is durable. A supervisor (systemd `Restart=`) restarts
+/// it; while the disk is still full, opening fails and it exits again.
 pub async fn serve(config: &Config) -> Result<(), DaemonError> {
     let running = start(config).await?;
     let mut term =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).map_err(|e| setup("serve")(&e))?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+    let store = Arc::clone(&running.store);
+    let failure = tokio::select! {
+        _ = tokio::signal::ctrl_c() => None,
+        _ = term.recv() => None,
+        reason = store_failed(&store) => Some(reason),
+    };
+    if let Some(reason) = failure {
+        tracing::error!(%reason, "the database refused a write; stopping so that a restart reopens it");
+        let _ = running.stop().await;
+        return Err(DaemonError::Store(reason));
     }
     tracing::info!("stopping: no new requests; finishing what is in flight");
     if running.stop().await {

@@ -7,7 +7,8 @@ use crate::config::{Config, LogFormat};
 
 use super::CliError;
 
-/// Runs the daemon. Startup problems exit 2 naming the config field to fix.
+/// Runs the daemon. Startup problems exit 2 naming the config field to fix; a store that
+/// refuses writes while serving exits 1.
 pub fn serve(config_path: &Path) -> Result<(), CliError> {
     let config = Config::load_ready(config_path)?;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -21,7 +22,9 @@ pub fn serve(config_path: &Path) -> Result<(), CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::usage(format!("cannot start the runtime: {e}")))?;
-    runtime
-        .block_on(crate::daemon::serve(&config))
-        .map_err(|e| CliError::usage(format!("{}: {e}", config_path.display())))
+    runtime.block_on(crate::daemon::serve(&config)).map_err(|e| match e {
+        // Not the configuration's fault: a failure while running (exit 1).
+        crate::daemon::DaemonError::Store(_) => CliError::check(format!("{}: {e}", config_path.display())),
+        e => CliError::usage(format!("{}: {e}", config_path.display())),
+    })
 }

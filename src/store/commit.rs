@@ -145,6 +145,7 @@ fn run(
 ) {
     let mut options = WriteOptions::default();
     options.set_sync(sync == SyncPolicy::Sync);
+    let full_disk = FullDisk::from_env();
     while let Ok(first) = receiver.recv() {
         let mut bytes = first.batch.size();
         let mut group = vec![first];
@@ -157,7 +158,8 @@ fn run(
                 Err(_) => break,
             }
         }
-        let result = poison.check().and_then(|()| write_group(db, &group, &options, path));
+        let result =
+            poison.check().and_then(|()| full_disk.check(path)).and_then(|()| write_group(db, &group, &options, path));
         counters.writes.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         counters.batches.fetch_add(u64::try_from(group.len()).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
         match &result {
@@ -167,6 +169,26 @@ fn run(
         }
         for pending in group {
             pending.finish(result.clone());
+        }
+    }
+}
+
+/// A test hook for the one fault tests cannot provoke without mounting a filesystem: while the
+/// file named by `MIMI_BRIDGE_FAULT_FULL_DISK` exists, every write fails as a full disk's does.
+struct FullDisk(Option<PathBuf>);
+
+impl FullDisk {
+    fn from_env() -> Self {
+        Self(std::env::var_os("MIMI_BRIDGE_FAULT_FULL_DISK").map(PathBuf::from))
+    }
+
+    fn check(&self, path: &std::path::Path) -> Result<(), StoreError> {
+        match &self.0 {
+            Some(flag) if flag.exists() => Err(StoreError::Rocks {
+                path: path.display().to_string(),
+                message: "IO error: No space left on device (injected by MIMI_BRIDGE_FAULT_FULL_DISK)".into(),
+            }),
+            _ => Ok(()),
         }
     }
 }

@@ -280,6 +280,19 @@ impl Store {
         ShortRoomId(self.next_short.fetch_add(1, Ordering::SeqCst))
     }
 
+    /// Why the store refuses writes, once a write failed (a full disk, an I/O error): nothing
+    /// is written after a failure, since what was built on it may be lost. Only a restart
+    /// (reopening the store, which replays its log) clears it.
+    pub fn poisoned(&self) -> Option<String> {
+        self.poison.check().err().map(|e| e.to_string())
+    }
+
+    /// Fails the store as a failed write would (for tests of what depends on it).
+    #[cfg(test)]
+    pub(crate) fn fail_for_test(&self, reason: &str) {
+        self.poison.set(reason);
+    }
+
     /// Queues a batch for the next group commit. The ticket resolves once it is durable.
     pub fn submit(&self, batch: Batch) -> Ticket {
         if let Err(e) = self.poison.check() {

@@ -23,11 +23,16 @@ fn start_bridge(config: &std::path::Path, as_port: u16, log: &std::path::Path) -
 
 /// [`start_bridge`], aborting at `step` of opening a portal (`MIMI_BRIDGE_CRASH_AT`).
 fn start_bridge_crashing_at(config: &std::path::Path, as_port: u16, log: &std::path::Path, step: &str) -> Child {
+    start_bridge_with(config, as_port, log, &[("MIMI_BRIDGE_CRASH_AT", step)])
+}
+
+/// [`start_bridge`] with extra environment variables.
+fn start_bridge_with(config: &std::path::Path, as_port: u16, log: &std::path::Path, env: &[(&str, &str)]) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let child = crate::common::bin()
         .args(["serve", "-c", config.to_str().unwrap()])
         .env("RUST_LOG", "warn")
-        .env("MIMI_BRIDGE_CRASH_AT", step)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -169,4 +174,59 @@ fn serve_stops_naming_the_field_when_the_homeserver_refuses_the_token() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("appservice.as_token"), "{stderr}");
     assert!(stderr.contains("config.yaml"), "{stderr}");
+}
+
+/// The disk fills while a user talks (`MIMI_BRIDGE_FAULT_FULL_DISK` stands in for it: the tests
+/// cannot mount a small filesystem on every machine): the bridge refuses the transaction it
+/// cannot store (Synapse keeps it), stops with exit status 1 naming the cause, and once space is
+/// freed a restart takes in what Synapse redelivers — every message exactly once, in order.
+#[test]
+fn a_full_disk_stops_the_bridge_with_status_1_and_a_restart_loses_nothing() {
+    let bridge = BridgeDir::new();
+    let mut synapse = Synapse::start(&[&bridge.registration]);
+    let config = bridge.dir.path().join("config.yaml");
+    std::fs::write(&config, config_yaml(bridge.dir.path(), synapse.port, bridge.as_port)).unwrap();
+    let log = bridge.dir.path().join("bridge.log");
+    let flag = bridge.dir.path().join("disk-full");
+    let env = [("MIMI_BRIDGE_FAULT_FULL_DISK", flag.to_str().unwrap())];
+    let mut child = start_bridge_with(&config, bridge.as_port, &log, &env);
+
+    synapse.register("alice", "alice-password");
+    let token = synapse.login("alice", "alice-password");
+    let room = synapse.create_room(&token, &json!({"preset": "private_chat"}));
+    synapse.invite(&token, &room, BOT);
+    wait_for("the portal", Duration::from_secs(30), || {
+        read_only(bridge.dir.path()).is_some_and(|s| s.portal_of(&room).unwrap().is_some())
+    });
+    let mimi_room = read_only(bridge.dir.path()).unwrap().portal_of(&room).unwrap().unwrap();
+    let count = || read_only(bridge.dir.path()).map_or(0, |s| mimi_messages(&s, &mimi_room).len());
+    for i in 0..10 {
+        synapse.send_text(&token, &room, &format!("message {i}"));
+    }
+    wait_for("the first messages in the MIMI log", Duration::from_mins(1), || count() >= 10);
+
+    std::fs::write(&flag, b"").unwrap();
+    for i in 10..20 {
+        synapse.send_text(&token, &room, &format!("message {i}"));
+    }
+    wait_for("the bridge to stop", Duration::from_mins(1), || child.try_wait().unwrap().is_some());
+    let status = child.wait().unwrap();
+    let logged = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(status.code(), Some(1), "a store that refuses writes exits 1: {logged}");
+    assert!(logged.contains("No space left on device"), "the cause is logged: {logged}");
+
+    std::fs::remove_file(&flag).unwrap();
+    let mut child = start_bridge_with(&config, bridge.as_port, &log, &env);
+    wait_for("all messages in the MIMI log", Duration::from_mins(2), || count() >= 20);
+    std::thread::sleep(Duration::from_secs(1));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let store = read_only(bridge.dir.path()).unwrap();
+    let texts: Vec<String> = mimi_messages(&store, &mimi_room)
+        .iter()
+        .map(|(_, c)| mimi_bridge::mimi::json::content_to_json(c)["body"]["text"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = (0..20).map(|i| format!("message {i}")).collect();
+    assert_eq!(texts, expected, "exactly once, in order");
+    synapse.stop();
 }
