@@ -165,7 +165,10 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         .await
         .map_err(|e| setup("mimi.federation_listen")(&format!("binding {}: {e}", config.mimi.federation_listen)))?;
     let federation_address = federation_listener.local_addr().map_err(|e| setup("mimi.federation_listen")(&e))?;
-    let federation = Arc::new(crate::federation::Federation::new(Arc::clone(&hub), Arc::clone(&store)));
+    let federation = Arc::new(
+        crate::federation::Federation::new(Arc::clone(&hub), Arc::clone(&store))
+            .with_rooms_per_day(config.mimi.quotas.rooms_per_day),
+    );
     metrics.add_source(Arc::clone(&federation.metrics) as Arc<dyn crate::http::metrics::MetricsSource>);
     listeners.push(tokio::spawn(crate::http::serve(
         federation_listener,

@@ -90,6 +90,9 @@ mimi:
     consent_requests_per_day: 1000
     # Abuse reports (each at most 256 KiB). (default)
     abuse_reports_per_day: 100
+    # Rooms another server may start here through Linearized Matrix `send` (each also needs one
+    # of this homeserver's users invited or joined in it). (default)
+    rooms_per_day: 100
   # Answer identifierQuery for this homeserver's users (by handle @user:domain); off, every query
   # is answered notFound, whether or not the user exists. (default)
   discovery: false

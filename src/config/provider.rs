@@ -68,6 +68,14 @@ pub struct PeerQuotas {
     /// Abuse reports (each at most 256 KiB) stored. Default 100.
     #[serde(default = "default_abuse_reports")]
     pub abuse_reports_per_day: u64,
+    /// Rooms another server may start in this one's store through Linearized Matrix `send`
+    /// (each also needs one of this server's users invited or joined). Default 100.
+    #[serde(default = "default_rooms")]
+    pub rooms_per_day: u64,
+}
+
+fn default_rooms() -> u64 {
+    100
 }
 
 fn default_consent_requests() -> u64 {
@@ -80,7 +88,11 @@ fn default_abuse_reports() -> u64 {
 
 impl Default for PeerQuotas {
     fn default() -> Self {
-        Self { consent_requests_per_day: default_consent_requests(), abuse_reports_per_day: default_abuse_reports() }
+        Self {
+            consent_requests_per_day: default_consent_requests(),
+            abuse_reports_per_day: default_abuse_reports(),
+            rooms_per_day: default_rooms(),
+        }
     }
 }
 

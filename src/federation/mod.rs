@@ -29,9 +29,18 @@ pub struct Federation {
     unverified: tokio::sync::Semaphore,
     /// Figures for `/metrics`.
     pub metrics: Arc<metrics::FederationMetrics>,
+    /// Which new rooms other servers may start here.
+    pub rooms: Arc<send::NewRooms>,
 }
 
 impl Federation {
+    /// With at most `per_day` new rooms per server and day (`mimi.quotas.rooms_per_day`).
+    #[must_use]
+    pub fn with_rooms_per_day(mut self, per_day: u64) -> Self {
+        self.rooms = Arc::new(send::NewRooms::new(per_day));
+        self
+    }
+
     /// The handler over `hub`, serving hosted media from `store`.
     pub fn new(hub: Arc<Hub>, store: Arc<crate::store::Store>) -> Self {
         Self {
@@ -40,6 +49,7 @@ impl Federation {
             downloads: Arc::new(tokio::sync::Semaphore::new(media::MAX_DOWNLOADS)),
             unverified: tokio::sync::Semaphore::new(1),
             metrics: Arc::default(),
+            rooms: Arc::new(send::NewRooms::new(crate::config::PeerQuotas::default().rooms_per_day)),
         }
     }
 }

@@ -8,12 +8,14 @@
 
 use serde_json::{Value, json};
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use super::{Federation, x_matrix};
 use crate::event::canonical::parse_object;
+use crate::event::meta::{is_user_id, server_of};
 use crate::http::{MatrixError, Request, Response};
-use crate::hub::{HubError, Refused};
+use crate::hub::{Hub, HubError, Refused};
 
 /// Most PDUs and EDUs one transaction may carry.
 const MAX_PDUS: usize = 50;
@@ -49,6 +51,56 @@ async fn authenticate(federation: &Federation, request: &Request, uri: &str) -> 
     Ok(origin)
 }
 
+/// The rooms of a transaction that one of `server`'s users is invited to or joins in it: the
+/// only new rooms whose history this server takes from another.
+fn wanted_rooms(pdus: &[Value], server: &str) -> BTreeSet<String> {
+    pdus.iter()
+        .filter(|pdu| pdu.get("type").and_then(Value::as_str) == Some("m.room.member"))
+        .filter(|pdu| {
+            let member = pdu.get("state_key").and_then(Value::as_str).unwrap_or_default();
+            is_user_id(member) && server_of(member) == server
+        })
+        .filter(|pdu| matches!(pdu.pointer("/content/membership").and_then(Value::as_str), Some("invite" | "join")))
+        .filter_map(|pdu| pdu.get("room_id").and_then(Value::as_str).map(str::to_owned))
+        .collect()
+}
+
+/// Whom this server lets start rooms in its store: only rooms one of its users is in, and at
+/// most `per_day` a day from one server.
+#[derive(Debug)]
+pub struct NewRooms {
+    /// New rooms one server may start here per day (UTC).
+    pub per_day: u64,
+    /// Serializes taking the quota.
+    turn: std::sync::Mutex<()>,
+}
+
+impl NewRooms {
+    /// At most `per_day` new rooms per server and day.
+    pub fn new(per_day: u64) -> Self {
+        Self { per_day, turn: std::sync::Mutex::new(()) }
+    }
+
+    /// Whether `origin` may start `room_id` here (blocking: reads and writes the store).
+    fn admit(&self, hub: &Hub, origin: &str, room_id: &str, wanted: &BTreeSet<String>) -> Result<(), Box<Refused>> {
+        let refused = |error| Box::new(Refused { id: String::new(), error });
+        if hub.store().short_room(room_id).map_err(|e| refused(HubError::Store(e)))?.is_some() {
+            return Ok(());
+        }
+        if !wanted.contains(room_id) {
+            return Err(refused(HubError::RoomNotWanted {
+                room_id: room_id.to_owned(),
+                server: hub.server_name().to_owned(),
+            }));
+        }
+        let _turn = self.turn.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut batch = crate::store::Batch::new();
+        crate::http::quota::take(hub.store(), "new rooms", origin, self.per_day, &mut batch)
+            .map_err(|e| refused(HubError::Quota(e.error)))?;
+        hub.store().write(batch).map_err(|e| refused(HubError::Store(e)))
+    }
+}
+
 /// Processes one transaction.
 pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> Result<Response, MatrixError> {
     let hub = &federation.hub;
@@ -69,8 +121,12 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
     if pdus.len() > MAX_PDUS || body.get("edus").and_then(Value::as_array).is_some_and(|e| e.len() > MAX_EDUS) {
         return Err(MatrixError::bad_request("M_TOO_LARGE", format!("at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs")));
     }
+    let wanted = std::sync::Arc::new(wanted_rooms(pdus, hub.server_name()));
     let mut failed = serde_json::Map::new();
     for (index, pdu) in pdus.iter().enumerate() {
+        let new_room = (pdu.get("type").and_then(Value::as_str) == Some("m.room.create")
+            && pdu.get("prev_events").is_some())
+        .then(|| pdu.get("room_id").and_then(Value::as_str).unwrap_or_default().to_owned());
         let object = match parse_object(pdu.to_string().as_bytes()) {
             Ok(object) => object,
             Err(e) => {
@@ -80,10 +136,20 @@ pub async fn put(federation: &Federation, _txn_id: &str, request: &Request) -> R
         };
         // Verifying, completing and (for a cold room) loading happen off the runtime threads;
         // only the wait for durability is async.
-        let (hub, from) = (std::sync::Arc::clone(hub), origin.clone());
-        let received = tokio::task::spawn_blocking(move || hub.receive(&from, object))
-            .await
-            .map_err(|_| MatrixError::internal("the server failed while storing the transaction; retry"))?;
+        let (hub, from, wanted, rooms) = (
+            std::sync::Arc::clone(hub),
+            origin.clone(),
+            std::sync::Arc::clone(&wanted),
+            std::sync::Arc::clone(&federation.rooms),
+        );
+        let received = tokio::task::spawn_blocking(move || {
+            if let Some(room_id) = new_room {
+                rooms.admit(&hub, &from, &room_id, &wanted)?;
+            }
+            hub.receive(&from, object)
+        })
+        .await
+        .map_err(|_| MatrixError::internal("the server failed while storing the transaction; retry"))?;
         let refused = match received {
             Ok(pending) => match pending.durable().await {
                 Ok(_) => continue,

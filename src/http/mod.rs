@@ -14,6 +14,7 @@ pub mod auth;
 pub mod error;
 pub mod health;
 pub mod metrics;
+pub mod quota;
 pub mod tls;
 
 use std::convert::Infallible;

@@ -30,6 +30,18 @@ pub enum HubError {
         /// Its hub.
         hub: String,
     },
+    /// A room another server starts here that none of this server's users is invited to or
+    /// joined in (within the same transaction): its history is not this server's to keep.
+    #[error("no user of {server} is invited to or joined in {room_id}; its history is not stored here")]
+    RoomNotWanted {
+        /// The room.
+        room_id: String,
+        /// This server.
+        server: String,
+    },
+    /// The sending server has started its quota of new rooms here for today.
+    #[error("{0}")]
+    Quota(String),
     /// A different public key is already trusted under this server's key ID.
     #[error("{server} already has a different key {key_id}; a key ID never changes its key (generate a new key ID)")]
     KeyConflict {

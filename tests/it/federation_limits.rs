@@ -55,6 +55,11 @@ struct Listener {
 }
 
 fn listener() -> Listener {
+    listener_with(100)
+}
+
+/// [`listener`], letting a server start at most `rooms_per_day` rooms here.
+fn listener_with(rooms_per_day: u64) -> Listener {
     let dir = tempfile::tempdir().unwrap();
     let key = ServerKey::from_seed("a", [1; 32]).unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
@@ -65,7 +70,7 @@ fn listener() -> Listener {
     let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
     let address = listener.local_addr().unwrap();
     let (shutdown, watch) = tokio::sync::watch::channel(false);
-    let federation = Arc::new(Federation::new(hub, store));
+    let federation = Arc::new(Federation::new(hub, store).with_rooms_per_day(rooms_per_day));
     runtime.spawn(mimi_bridge::http::serve(listener, Arc::clone(&federation), MAX_BODY, watch));
     Listener { address, federation, _shutdown: shutdown, _runtime: runtime, _dir: dir }
 }
@@ -190,4 +195,69 @@ fn signatures_are_checked_over_the_bytes_before_the_body_is_parsed() {
     let mut text = String::new();
     mimi_bridge::http::metrics::MetricsSource::render(&*listener.federation.metrics, &mut text);
     assert!(text.contains("mimi_bridge_federation_unverified_parses_total 2"), "{text}");
+}
+
+/// A trusted peer may start a room in this server's store only if one of this server's users is
+/// invited or joined in it (in the same transaction), and only so many a day: a room that is
+/// nobody's here is refused whole; past the quota, its create event is refused.
+#[test]
+fn a_peer_starts_rooms_here_only_for_this_servers_users_and_within_its_quota() {
+    use mimi_bridge::hub::RoomPreset;
+    let listener = listener_with(1);
+    let dir = tempfile::tempdir().unwrap();
+    let peer_key = ServerKey::from_seed("p", [2; 32]).unwrap();
+    let peer = Hub::new("peer.test", &peer_key, Arc::new(Store::open(dir.path()).unwrap())).unwrap();
+    let carol = "@carol:peer.test";
+    let room = |invite: Option<&str>| {
+        let (room, _) = peer.create_room_blocking(carol, &RoomPreset::default(), 1_700_000_000_000).unwrap();
+        if let Some(user) = invite {
+            let content = crate::common::content(serde_json::json!({"membership": "invite"}));
+            let template = mimi_bridge::event::EventTemplate {
+                room_id: room.clone(),
+                event_type: "m.room.member".into(),
+                sender: carol.into(),
+                state_key: Some(user.into()),
+                content,
+                origin_server_ts: 1_700_000_000_001,
+            };
+            peer.submit_local(template).unwrap().wait().unwrap();
+        }
+        room
+    };
+    let send = |room: &str, txn: &str| -> serde_json::Value {
+        let short = peer.store().short_room(room).unwrap().unwrap();
+        let pdus: Vec<serde_json::Value> = peer
+            .store()
+            .pdus(short, 0)
+            .unwrap()
+            .map(|item| serde_json::from_slice(&item.unwrap().1).unwrap())
+            .collect();
+        let body = serde_json::json!({"pdus": pdus, "edus": []});
+        let object = mimi_bridge::event::canonical::parse_object(body.to_string().as_bytes()).unwrap();
+        let uri = format!("{UNSTABLE_PREFIX}/send/{txn}");
+        let auth = x_matrix::sign_request(&peer_key, "peer.test", "mimi.hs.test", "PUT", &uri, Some(&object));
+        let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
+        let mut response = agent
+            .put(format!("http://{}{uri}", listener.address))
+            .header("Authorization", &auth)
+            .send(body.to_string().as_bytes())
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        response.body_mut().read_json::<serde_json::Value>().unwrap()["failed_pdus"].clone()
+    };
+    let ours = listener.federation.hub.store();
+
+    let nobodys = room(None);
+    let failed = send(&nobodys, "t1");
+    assert!(failed.to_string().contains("no user of mimi.hs.test is invited"), "{failed}");
+    assert!(ours.short_room(&nobodys).unwrap().is_none(), "a room that is nobody's here is not stored");
+
+    let bobs = room(Some("@bob:mimi.hs.test"));
+    assert_eq!(send(&bobs, "t2"), serde_json::json!({}), "a room one of our users is invited to is kept");
+    assert!(ours.short_room(&bobs).unwrap().is_some());
+
+    let another = room(Some("@dave:mimi.hs.test"));
+    let failed = send(&another, "t3");
+    assert!(failed.to_string().contains("new rooms for today"), "past the quota: {failed}");
+    assert!(ours.short_room(&another).unwrap().is_none());
 }

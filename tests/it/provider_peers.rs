@@ -41,7 +41,7 @@ fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, se
         hub,
         store,
         consent: ConsentPolicy::default(),
-        quotas: PeerQuotas { consent_requests_per_day: 3, abuse_reports_per_day: 2 },
+        quotas: PeerQuotas { consent_requests_per_day: 3, abuse_reports_per_day: 2, rooms_per_day: 100 },
         discovery: true,
         metrics: Arc::default(),
     });
