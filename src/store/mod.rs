@@ -317,15 +317,19 @@ impl Store {
     }
 }
 
-/// Refuses a directory that exists, holds entries and is not a RocksDB store: writing RocksDB
-/// files among someone else's would mix the two and could not be undone cleanly.
+/// Refuses a directory that exists and holds entries that are not RocksDB's: writing RocksDB
+/// files among someone else's would mix the two and could not be undone cleanly. RocksDB's own
+/// files without `CURRENT` are a first open that was interrupted, and are opened again.
 fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
     let Ok(entries) = std::fs::read_dir(path) else {
         // Missing (RocksDB creates it) or unreadable (RocksDB reports it).
         return Ok(());
     };
-    let mut names: Vec<String> =
-        entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !rocksdb_file(name))
+        .collect();
     if names.is_empty() {
         return Ok(());
     }
@@ -337,6 +341,16 @@ fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
         found = format!("{found} and {more} more");
     }
     Err(StoreError::Foreign { path: path.display().to_string(), found })
+}
+
+/// Whether `name` is a file RocksDB writes before `CURRENT` exists.
+fn rocksdb_file(name: &str) -> bool {
+    let numbered = |suffix: &str| {
+        name.strip_suffix(suffix).is_some_and(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
+    };
+    ["LOCK", "IDENTITY", "LOG"].contains(&name)
+        || ["LOG.old.", "MANIFEST-", "OPTIONS-"].iter().any(|prefix| name.starts_with(prefix))
+        || [".log", ".sst", ".dbtmp"].iter().any(|suffix| numbered(suffix))
 }
 
 #[cfg(test)]

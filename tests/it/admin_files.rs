@@ -186,6 +186,13 @@ fn a_non_empty_foreign_data_directory_is_refused_and_left_untouched() {
     let err = Store::open(&foreign).unwrap_err();
     assert!(matches!(err, StoreError::Foreign { .. }), "{err}");
     assert_eq!(entries(&foreign), before);
+    // RocksDB's own files without CURRENT: a first open cut short, opened again.
+    let interrupted = dir.path().join("interrupted");
+    std::fs::create_dir(&interrupted).unwrap();
+    for name in ["LOCK", "LOG", "IDENTITY", "MANIFEST-000001", "000001.dbtmp"] {
+        std::fs::write(interrupted.join(name), b"").unwrap();
+    }
+    drop(Store::open(&interrupted).unwrap());
     // An empty directory (made by the admin beforehand) is fine, and so is the store it becomes.
     let empty = dir.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
