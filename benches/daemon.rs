@@ -343,7 +343,13 @@ fn main() {
         .expect("child");
     let figures: Vec<f64> =
         String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|v| v.parse().ok()).collect();
-    if let [seconds, rss_kib, _] = figures[..] {
-        println!("restart: the store opened in {seconds:.2} s in a new process (RSS {} MiB)", rss_kib as u64 / 1024);
+    match figures[..] {
+        [seconds, rss_kib, _] => {
+            println!(
+                "restart: the store opened in {seconds:.2} s in a new process (RSS {} MiB)",
+                rss_kib as u64 / 1024
+            );
+        }
+        _ => println!("restart: not measured: {}", String::from_utf8_lossy(&out.stderr).trim()),
     }
 }
