@@ -11,6 +11,13 @@
 //!    PUT as transactions of 100 by 4 connections as fast as the bridge answers; the process's
 //!    RSS while and after it bridges them, and the rate.
 //!
+//! 4. **The store after the flood**: its data directory's size on disk, and the time a new
+//!    process takes to open it after the bridge stopped as a crash would (WAL replay included).
+//!
+//! `-- --store` runs only the store's part, without Synapse (`support/store_load.rs`): the
+//! flood's writes with `database.memory_mb` (`MIMI_BENCH_MEMORY_MB`, default 128) beside the
+//! options of earlier builds, each in its own process.
+//!
 //! The 1,000 portals are made before the bridge starts, straight in its store (rooms created by
 //! the hub with their MLS groups, portal records for Matrix rooms that exist only by name): the
 //! portals' Matrix side is never written to in this bench. Bounded: fixed counts;
@@ -25,6 +32,8 @@
 
 #[path = "../tests/it/ports.rs"]
 mod ports;
+#[path = "support/store_load.rs"]
+mod store_load;
 #[path = "support/synapse.rs"]
 mod synapse;
 
@@ -72,10 +81,11 @@ fn config_yaml(dir: &Path, hs_port: u16, as_port: u16, trusted: &str) -> String 
          bot:\n    username: mimibot\n  as_token: as_0123456789abcdef0123456789abcdef\n  \
          hs_token: hs_0123456789abcdef0123456789abcdef\n  username_template: mimi_{{server}}_{{localpart}}\n\
          mimi:\n  server_name: mimi.hs.test\n  signing_key: {key}\n  federation_listen: 127.0.0.1:{fed}\n  trusted_keys: [\"{trusted}\"]\n\
-         database:\n  path: {data}\n  sync: sync\n",
+         database:\n  path: {data}\n  sync: sync\n  memory_mb: {memory_mb}\n",
         key = dir.join("signing.key").display(),
         data = dir.join("data").display(),
         fed = as_port.wrapping_add(1).max(1),
+        memory_mb = std::env::var("MIMI_BENCH_MEMORY_MB").unwrap_or_else(|_| "128".into()),
     )
 }
 
@@ -269,12 +279,25 @@ fn flood(address: std::net::SocketAddr, depth: &std::sync::atomic::AtomicU64, ev
 }
 
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let arg = |i: usize| args.get(i).map_or("", String::as_str);
+    let memory_mb = std::env::var("MIMI_BENCH_MEMORY_MB").ok().and_then(|v| v.parse().ok()).unwrap_or(128);
+    match arg(1) {
+        "--store-load" => {
+            store_load::load(Path::new(arg(2)), arg(3), arg(4).parse().expect("MiB"), arg(5).parse().expect("n"))
+        }
+        "--store-reopen" => return store_load::reopen(Path::new(arg(2)), arg(3), arg(4).parse().expect("MiB")),
+        _ => {}
+    }
     let quick = std::env::var_os("MIMI_BENCH_QUICK").is_some() || std::env::args().any(|a| a == "--quick");
     let events = std::env::var("MIMI_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(if quick {
         100_000
     } else {
         1_000_000
     });
+    if args.iter().any(|a| a == "--store") {
+        return store_load::compare(u64::try_from(events).expect("count"), memory_mb);
+    }
     let dir = tempfile::tempdir().expect("dir");
     let peer_dir = tempfile::tempdir().expect("dir");
     let key = ServerKey::generate(Some("bench")).expect("key");
@@ -311,4 +334,22 @@ fn main() {
     flood(running.address, &running.appservice.metrics.intake_depth, events);
     drop(running);
     drop(runtime);
+    let data = dir.path().join("data");
+    println!("store after the flood: data {} MiB on disk", store_load::disk_bytes(&data) >> 20);
+    let exe = std::env::current_exe().expect("exe");
+    let out = std::process::Command::new(exe)
+        .args(["--store-reopen", data.to_str().expect("utf-8"), "tuned", &memory_mb.to_string()])
+        .output()
+        .expect("child");
+    let figures: Vec<f64> =
+        String::from_utf8_lossy(&out.stdout).split_whitespace().filter_map(|v| v.parse().ok()).collect();
+    match figures[..] {
+        [seconds, rss_kib, _] => {
+            println!(
+                "restart: the store opened in {seconds:.2} s in a new process (RSS {} MiB)",
+                rss_kib as u64 / 1024
+            );
+        }
+        _ => println!("restart: not measured: {}", String::from_utf8_lossy(&out.stderr).trim()),
+    }
 }

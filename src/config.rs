@@ -16,6 +16,7 @@
 //! value found and what was expected. Tokens print redacted in `Debug` output.
 
 mod check;
+mod database;
 mod example;
 mod provider;
 mod registration;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use check::FieldError;
+pub use database::{DatabaseSection, DatabaseSync};
 pub use example::EXAMPLE;
 pub use provider::{ConsentPolicy, PeerQuotas, TlsSection};
 pub use registration::{Namespace, Namespaces, Registration, generate_token, replace_tokens};
@@ -167,37 +169,6 @@ pub struct MimiSection {
     /// `notFound`, whether or not the user exists. Default `false`.
     #[serde(default)]
     pub discovery: bool,
-}
-
-/// `database`: the RocksDB data directory.
-#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DatabaseSection {
-    /// Path of the data directory (created on first start). Required.
-    pub path: PathBuf,
-    /// Whether each write is synced to disk before it is acknowledged. Default `sync`.
-    #[serde(default)]
-    pub sync: DatabaseSync,
-}
-
-/// `database.sync`.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DatabaseSync {
-    /// fsync before acknowledging: nothing acknowledged is ever lost.
-    #[default]
-    Sync,
-    /// Leave syncing to the OS: a power cut can lose acknowledged messages (tests only).
-    NoSync,
-}
-
-impl From<DatabaseSync> for crate::store::SyncPolicy {
-    fn from(sync: DatabaseSync) -> Self {
-        match sync {
-            DatabaseSync::Sync => Self::Sync,
-            DatabaseSync::NoSync => Self::NoSync,
-        }
-    }
 }
 
 /// `logging`: log output on standard error.

@@ -20,7 +20,7 @@ use crate::event::ServerKey;
 use crate::http::metrics::{Metrics, MetricsHandler};
 use crate::hub::Hub;
 use crate::queue::{Queue, QueueOptions, RetryPolicy};
-use crate::store::{QueueId, Store, SyncPolicy};
+use crate::store::{QueueId, Store};
 
 /// Largest request body the appservice port accepts (Synapse's transactions are ≤ 100 events of
 /// ≤ 64 KiB each).
@@ -102,11 +102,14 @@ impl Running {
 /// Opens the store (which may upgrade it) and the hub, and trusts the pinned keys: synced writes,
 /// run where blocking is allowed.
 fn open_storage(config: &Config) -> Result<(Arc<Store>, Arc<Hub>), DaemonError> {
-    let sync = SyncPolicy::from(config.database.sync);
-    let store = Arc::new(Store::open_with(&config.database.path, sync).map_err(|e| setup("database.path")(&e))?);
-    let key_text = std::fs::read_to_string(&config.mimi.signing_key)
-        .map_err(|e| setup("mimi.signing_key")(&format!("{}: {e}", config.mimi.signing_key.display())))?;
-    let key = ServerKey::parse_synapse(&key_text).map_err(|e| setup("mimi.signing_key")(&e))?;
+    // The key first: a key file that cannot be one is refused before the data directory is
+    // created or touched.
+    let (key, warning) = ServerKey::read_file(&config.mimi.signing_key).map_err(|e| setup("mimi.signing_key")(&e))?;
+    if let Some(warning) = warning {
+        tracing::warn!("mimi.signing_key: {warning}");
+    }
+    let options = config.database.store_options();
+    let store = Arc::new(Store::open_with(&config.database.path, options).map_err(|e| setup("database.path")(&e))?);
     let hub =
         Arc::new(Hub::new(&config.mimi.server_name, &key, Arc::clone(&store)).map_err(|e| setup("database.path")(&e))?);
     let mut pinned = crate::event::KeyRing::new();

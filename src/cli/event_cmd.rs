@@ -13,10 +13,10 @@ use super::{CliError, room_version};
 /// Signs the event in `input` as `server` with the key in `key_file`; returns the signed JSON.
 pub fn event_sign(input: &[u8], server: &str, key_file: &Path, version: &str) -> Result<String, CliError> {
     let version = room_version(version)?;
-    let text = std::fs::read_to_string(key_file)
-        .map_err(|e| CliError::usage(format!("--key-file {}: {e}", key_file.display())))?;
-    let key = ServerKey::parse_synapse(&text)
-        .map_err(|e| CliError::usage(format!("--key-file {}: {e}", key_file.display())))?;
+    let (key, warning) = ServerKey::read_file(key_file).map_err(|e| CliError::usage(format!("--key-file {e}")))?;
+    if let Some(warning) = warning {
+        eprintln!("mimi-bridge: warning: --key-file: {warning}");
+    }
     let mut object = parse_object(input).map_err(|e| CliError::usage(format!("stdin: {e}")))?;
     sign_as(version, &mut object, &key, server);
     String::from_utf8(object_to_bytes(&object)).map_err(|e| CliError::usage(e.to_string()))

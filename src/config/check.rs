@@ -164,6 +164,13 @@ pub(super) fn check(config: &Config) -> Vec<FieldError> {
     }
     let path = config.database.path.to_string_lossy();
     need(!path.is_empty(), "database.path", &path, "the path of the data directory");
+    let memory = config.database.memory_mb;
+    need(
+        (crate::store::MIN_MEMORY_MB..=MAX_MEMORY_MB).contains(&memory),
+        "database.memory_mb",
+        &memory.to_string(),
+        "MiB for RocksDB's memtables and block cache, from 16 to 1048576",
+    );
     let level = &config.logging.level;
     need(
         tracing_subscriber::EnvFilter::builder().parse(level).is_ok(),
@@ -174,6 +181,8 @@ pub(super) fn check(config: &Config) -> Vec<FieldError> {
     errors
 }
 
+/// The largest `database.memory_mb` (1 TiB): beyond it, a typo rather than a budget.
+const MAX_MEMORY_MB: u32 = 1 << 20;
 const URL: &str = "an http:// or https:// URL such as http://127.0.0.1:8008 (no query or fragment)";
 const SERVER_NAME: &str = "a server name: a host name or IP address, optionally with :port";
 const LOCALPART: &str = "a Matrix localpart of lowercase letters, digits, `.`, `_` and `-`";

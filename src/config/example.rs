@@ -98,11 +98,15 @@ mimi:
   discovery: false
 
 database:
-  # The RocksDB data directory, created on first start.
+  # The RocksDB data directory, created on first start. An existing directory must be empty or
+  # a mimi-bridge data directory.
   path: /var/lib/mimi-bridge/data
   # `sync`: every write reaches the disk before it is acknowledged. `nosync` leaves that to the
   # operating system, so a power cut can lose acknowledged messages (tests only). (default)
   sync: sync
+  # MiB of memory for RocksDB: up to half for memtables (recent writes), the rest for cached
+  # data, index and filter blocks. At least 16; more helps a bridge with many busy rooms. (default)
+  memory_mb: 128
 
 logging:
   # A level (error, warn, info, debug, trace) or tracing filter directives such as

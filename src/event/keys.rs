@@ -58,6 +58,120 @@ pub enum KeyError {
     /// A `--key` argument that is not `SERVER=ed25519:ID=PUBKEY`.
     #[error("expected SERVER=ed25519:ID=PUBKEY, found {0:?}")]
     BadKeyArgument(String),
+    /// The key file cannot be opened or read.
+    #[error("{path}: cannot read: {message}")]
+    Unreadable {
+        /// The key file.
+        path: String,
+        /// The operating system's message.
+        message: String,
+    },
+    /// The path names something other than a regular file (a FIFO, a device, a directory).
+    #[error("{path} is {kind}, not a regular file: expected a signing key file written by `mimi-bridge keygen`")]
+    NotAFile {
+        /// The path.
+        path: String,
+        /// What it is instead.
+        kind: &'static str,
+    },
+    /// The file is larger than any key file.
+    #[error(
+        "{path} holds {size} bytes or more, more than a signing key file can ({MAX_KEY_FILE} at most): expected a \
+         key file written by `mimi-bridge keygen`"
+    )]
+    TooLarge {
+        /// The key file.
+        path: String,
+        /// Its size (or the bytes read before giving up).
+        size: u64,
+    },
+    /// The key file's content is wrong.
+    #[error("{path}: {source}")]
+    InFile {
+        /// The key file.
+        path: String,
+        /// What is wrong.
+        source: Box<KeyError>,
+    },
+}
+
+/// The largest signing-key file read: a key line is ~60 bytes; a few keys and comments fit.
+pub const MAX_KEY_FILE: u64 = 4096;
+
+/// Reads a signing-key file, refusing what cannot be one before reading it: a FIFO (reading it
+/// would wait for a writer forever), a device such as `/dev/zero` (endless), a directory, or a
+/// file over [`MAX_KEY_FILE`]; at most that many bytes (+1) are ever read. Returns the key and,
+/// when the file is open to group or others (any of the mode bits `0o077`, as OpenSSH judges
+/// private keys: read lets them sign as this server, write lets them replace its identity), a
+/// warning to log.
+fn read_key_file(path: &std::path::Path) -> Result<(ServerKey, Option<String>), KeyError> {
+    use std::io::Read as _;
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| KeyError::Unreadable { path: shown.clone(), message: e.to_string() };
+    let check = |meta: &std::fs::Metadata| -> Result<(), KeyError> {
+        if !meta.is_file() {
+            return Err(KeyError::NotAFile { path: shown.clone(), kind: file_kind(meta.file_type()) });
+        }
+        if meta.len() > MAX_KEY_FILE {
+            return Err(KeyError::TooLarge { path: shown.clone(), size: meta.len() });
+        }
+        Ok(())
+    };
+    check(&std::fs::metadata(path).map_err(unreadable)?)?;
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    // Again on what was opened, in case the path was replaced in between.
+    let meta = file.metadata().map_err(unreadable)?;
+    check(&meta)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_KEY_FILE + 1).read_to_end(&mut bytes).map_err(unreadable)?;
+    let read = u64::try_from(bytes.len()).unwrap_or(u64::MAX);
+    if read > MAX_KEY_FILE {
+        return Err(KeyError::TooLarge { path: shown, size: read });
+    }
+    let in_file = |e: KeyError| KeyError::InFile { path: shown.clone(), source: Box::new(e) };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| in_file(KeyError::FileFormat { line: 0, found: "bytes that are not UTF-8".into() }))?;
+    let key = ServerKey::parse_synapse(&text).map_err(in_file)?;
+    Ok((key, loose_permissions(&meta, &shown)))
+}
+
+#[cfg(unix)]
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt as _;
+    if kind.is_dir() {
+        "a directory"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else if kind.is_char_device() {
+        "a character device"
+    } else if kind.is_block_device() {
+        "a block device"
+    } else {
+        "not a regular file"
+    }
+}
+
+#[cfg(not(unix))]
+fn file_kind(kind: std::fs::FileType) -> &'static str {
+    if kind.is_dir() { "a directory" } else { "not a regular file" }
+}
+
+#[cfg(unix)]
+fn loose_permissions(meta: &std::fs::Metadata, path: &str) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = meta.permissions().mode() & 0o777;
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{path} has mode {mode:03o}: group or others may read or change this server's signing key; run `chmod 600 {path}`"
+        )
+    })
+}
+
+#[cfg(not(unix))]
+fn loose_permissions(_: &std::fs::Metadata, _: &str) -> Option<String> {
+    None
 }
 
 /// `len` uniformly random ASCII letters from the system RNG (rejection sampling, no modulo
@@ -139,6 +253,12 @@ impl ServerKey {
             return Self::from_seed(version, bytes);
         }
         Err(KeyError::Empty)
+    }
+
+    /// Reads a signing-key file: the key, and a warning to log if the file is open to group or
+    /// others. See [`MAX_KEY_FILE`] for what is refused before anything is read.
+    pub fn read_file(path: &std::path::Path) -> Result<(Self, Option<String>), KeyError> {
+        read_key_file(path)
     }
 
     /// The key as one line of a Synapse signing-key file.

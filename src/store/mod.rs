@@ -16,6 +16,7 @@ mod cf;
 mod commit;
 pub mod keys;
 mod migrate;
+mod options;
 mod provider;
 mod queue;
 mod read;
@@ -32,6 +33,7 @@ pub use batch::Batch;
 pub use cf::Cf;
 pub use commit::{CommitStats, Ticket};
 pub use keys::{QueueId, QueueKey, RoomSeq, ShortRoomId, Tail};
+pub use options::{DEFAULT_MEMORY_MB, MIN_MEMORY_MB, StoreOptions};
 pub use queue::QueueEntry;
 pub use read::{RetiredKeyPackage, StateDelta};
 
@@ -44,11 +46,6 @@ pub use read::{RetiredKeyPackage, StateDelta};
 /// `migrate`). Version 4 added the provider's families; version 5 retired the KeyPackages
 /// published with LM-triple credentials.
 pub const SCHEMA_VERSION: u32 = 5;
-
-/// Bytes all column families' memtables may hold together.
-pub const MEMTABLE_BUDGET: usize = 64 << 20;
-/// Bytes of the block cache all column families share (each would otherwise get its own 8 MiB).
-pub const BLOCK_CACHE: usize = 32 << 20;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -86,6 +83,17 @@ pub enum StoreError {
     /// A write to a store opened read-only.
     #[error("{0} was opened read-only")]
     ReadOnly(String),
+    /// The directory holds files, but no RocksDB store: it is not ours to write into.
+    #[error(
+        "{path} is not a mimi-bridge data directory: it is not empty and has no RocksDB CURRENT file (found {found}); \
+         point database.path at an empty or new directory"
+    )]
+    Foreign {
+        /// The directory.
+        path: String,
+        /// Some of the entries found there.
+        found: String,
+    },
 }
 
 impl StoreError {
@@ -151,9 +159,10 @@ fn rocks(path: &Path) -> impl Fn(rocksdb::Error) -> StoreError + '_ {
 }
 
 impl Store {
-    /// Opens (creating if needed) a data directory with the default, synced policy.
+    /// Opens (creating if needed) a data directory with the default options: synced, the
+    /// default memory budget.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        Self::open_with(path, SyncPolicy::Sync)
+        Self::open_with(path, StoreOptions::default())
     }
 
     /// Opens an existing data directory read-only (the log tools): nothing is created or
@@ -180,42 +189,36 @@ impl Store {
         Ok(store)
     }
 
-    /// Opens (creating if needed) a data directory.
-    pub fn open_with(path: &Path, sync: SyncPolicy) -> Result<Self, StoreError> {
+    /// Opens (creating if needed) a data directory; a [`SyncPolicy`] alone means the default
+    /// memory budget.
+    pub fn open_with(path: &Path, options: impl Into<StoreOptions>) -> Result<Self, StoreError> {
+        let options = options.into();
         // An existing directory is checked read-only first, so a newer schema or a foreign
         // RocksDB directory is refused before anything in it is created or written.
         if path.join("CURRENT").exists() {
             drop(Self::open_existing(path)?);
+        } else {
+            refuse_foreign(path)?;
         }
-        let mut opts = Options::default();
-        opts.create_if_missing(true);
-        opts.create_missing_column_families(true);
-        opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        opts.set_max_background_jobs(2);
-        // Memtables of every column family together, before RocksDB flushes the largest: without
-        // this cap each of the ~30 families may hold 2 × 64 MiB, and a busy bridge's memory grows
-        // with its write volume instead of staying flat.
-        opts.set_db_write_buffer_size(MEMTABLE_BUDGET);
+        let tuning = options::Tuning::new(options);
         // Column families a newer build added are opened too, so that the schema check below,
         // not RocksDB, reports the version mismatch.
         let mut names: Vec<String> = Cf::ALL.iter().map(|cf| cf.name().to_owned()).collect();
-        if let Ok(existing) = DB::list_cf(&opts, path) {
+        if let Ok(existing) = DB::list_cf(&tuning.db, path) {
             for name in existing {
                 if !names.contains(&name) && name != "default" {
                     names.push(name);
                 }
             }
         }
-        // One block cache for every family, so reads are cached within one bound.
-        let cache = rocksdb::Cache::new_lru_cache(BLOCK_CACHE);
-        let descriptors = names.iter().map(|n| ColumnFamilyDescriptor::new(n, cf_options(&cache)));
-        let db = Arc::new(DB::open_cf_descriptors(&opts, path, descriptors).map_err(rocks(path))?);
+        let descriptors = names.iter().map(|n| ColumnFamilyDescriptor::new(n, tuning.family(n)));
+        let db = Arc::new(DB::open_cf_descriptors(&tuning.db, path, descriptors).map_err(rocks(path))?);
         let poison = Arc::new(Poison::default());
         let announcer = Arc::new(advance::Announcer::default());
         let committer = Some(commit::Committer::start(
             Arc::clone(&db),
             Arc::clone(&poison),
-            sync,
+            options.sync,
             path.to_owned(),
             Arc::clone(&announcer),
         ));
@@ -327,14 +330,40 @@ impl Store {
     }
 }
 
-/// Column-family options: log keys are written in order, so the defaults with LZ4 serve well.
-fn cf_options(cache: &rocksdb::Cache) -> Options {
-    let mut opts = Options::default();
-    let mut table = rocksdb::BlockBasedOptions::default();
-    table.set_block_cache(cache);
-    opts.set_block_based_table_factory(&table);
-    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    opts
+/// Refuses a directory that exists and holds entries that are not RocksDB's: writing RocksDB
+/// files among someone else's would mix the two and could not be undone cleanly. RocksDB's own
+/// files without `CURRENT` are a first open that was interrupted, and are opened again.
+fn refuse_foreign(path: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        // Missing (RocksDB creates it) or unreadable (RocksDB reports it).
+        return Ok(());
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !rocksdb_file(name))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    names.sort();
+    let more = names.len().saturating_sub(3);
+    names.truncate(3);
+    let mut found = names.join(", ");
+    if more > 0 {
+        found = format!("{found} and {more} more");
+    }
+    Err(StoreError::Foreign { path: path.display().to_string(), found })
+}
+
+/// Whether `name` is a file RocksDB writes before `CURRENT` exists.
+fn rocksdb_file(name: &str) -> bool {
+    let numbered = |suffix: &str| {
+        name.strip_suffix(suffix).is_some_and(|stem| !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit()))
+    };
+    ["LOCK", "IDENTITY", "LOG"].contains(&name)
+        || ["LOG.old.", "MANIFEST-", "OPTIONS-"].iter().any(|prefix| name.starts_with(prefix))
+        || [".log", ".sst", ".dbtmp"].iter().any(|suffix| numbered(suffix))
 }
 
 #[cfg(test)]

@@ -143,6 +143,8 @@ fn bad_configs_exit_2_naming_file_field_value_and_expectation() {
         ("hs_token: generate", "hs_token: ''", &["appservice.hs_token", "\"\"", "visible ASCII"]),
         ("hostname: 127.0.0.1", "hostname: localhost", &["appservice.hostname", "localhost", "IP address"]),
         ("sync: sync", "sync: always", &["database.sync", "always", "expected `sync` or `nosync`"]),
+        ("memory_mb: 128", "memory_mb: 8", &["database.memory_mb", "\"8\"", "from 16 to 1048576"]),
+        ("memory_mb: 128", "memory_mb: lots", &["database.memory_mb", "lots", "u32"]),
         ("  domain: hs.test\n", "", &["homeserver", "missing field `domain`"]),
         ("level: info", "level: 'info,['", &["logging.level", "tracing filter"]),
     ];

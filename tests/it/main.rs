@@ -2,6 +2,7 @@
 
 #![allow(clippy::unwrap_used, reason = "test code: a failed unwrap is a failed test")]
 
+mod admin_files;
 mod appservice_http;
 mod appservice_limits;
 mod bridge_crash;
