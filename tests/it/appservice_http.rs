@@ -18,6 +18,8 @@ type Case<'a> = (&'a str, Option<&'a str>, &'a [u8], u16, &'a str);
 
 struct Served {
     base: String,
+    /// Stands in for the homeserver: records what the appservice asks of it, answers `{}`.
+    homeserver: crate::homeserver::Scripted,
     metrics: String,
     store: Arc<Store>,
     receiver: IntakeReader,
@@ -39,8 +41,10 @@ fn serve(legacy_query: bool) -> Served {
         ghosts: GhostTemplate::parse("mimi_{server}_{localpart}", "hs.test").unwrap(),
         more_content_extensions: false,
     };
-    // Nothing listens there: these endpoints never call the homeserver.
-    let homeserver = Arc::new(HomeserverClient::new("http://127.0.0.1:9", AS_TOKEN, "mimi").unwrap());
+    // Only the users query calls the homeserver (to register a ghost it answers 200 for).
+    let scripted =
+        runtime.block_on(crate::homeserver::Scripted::start(|_, _| Some(crate::homeserver::http(200, "{}"))));
+    let homeserver = Arc::new(HomeserverClient::new(&scripted.url(), AS_TOKEN, "mimi").unwrap());
     let counters = Arc::new(Metrics::default());
     let app = Arc::new(Appservice::new(settings, intake, Arc::clone(&counters), homeserver));
     let (shutdown, watch) = tokio::sync::watch::channel(false);
@@ -51,7 +55,7 @@ fn serve(legacy_query: bool) -> Served {
     let metrics = format!("http://{}/metrics", listener.local_addr().unwrap());
     let handler = Arc::new(mimi_bridge::http::metrics::MetricsHandler(counters));
     runtime.spawn(mimi_bridge::http::serve(listener, handler, 1024, watch));
-    Served { base, metrics, store, receiver, _shutdown: shutdown, _runtime: runtime, _dir: dir }
+    Served { base, homeserver: scripted, metrics, store, receiver, _shutdown: shutdown, _runtime: runtime, _dir: dir }
 }
 
 fn agent() -> ureq::Agent {
@@ -181,6 +185,58 @@ fn transactions_are_durable_before_200_and_deduplicated() {
     let replayed: Vec<u64> = reader.block_on(again_reader.next_page(100)).unwrap().iter().map(|q| q.seq).collect();
     assert_eq!(replayed, [1, 2, 3]);
     assert_eq!(again.backlog().capacity() - again.backlog().available(), 3, "the backlog counts what was left");
+}
+
+/// `GET /_matrix/app/v1/users/{userId}` as the homeserver sends it: (status, errcode).
+fn query_user(served: &Served, user_id: &str) -> (u16, String) {
+    let segment = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+    let mut response = agent()
+        .get(format!("{}/_matrix/app/v1/users/{segment}", served.base))
+        .header("Authorization", &format!("Bearer {HS_TOKEN}"))
+        .call()
+        .unwrap();
+    let value = response.body_mut().read_json::<serde_json::Value>().unwrap_or_default();
+    (response.status().as_u16(), value["errcode"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Usernames the appservice asked the homeserver to register.
+fn registered(served: &Served) -> Vec<String> {
+    served
+        .homeserver
+        .seen()
+        .iter()
+        .filter(|seen| seen.request_line().starts_with("POST /_matrix/client/v3/register"))
+        .map(|seen| {
+            serde_json::from_slice::<serde_json::Value>(&seen.body).unwrap()["username"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Only IDs the ghost mapping produces exist: anything else in the namespace is 404 and nothing
+/// is registered for it; a real ghost and the bot are registered and answered 200.
+#[test]
+fn the_users_query_knows_only_ghosts_the_mapping_produces() {
+    let served = serve(false);
+    let long = format!("@mimi_part.test_{}:hs.test", "a".repeat(292));
+    assert_eq!(long.len(), 316);
+    for hostile in [
+        "@mimi_../../x_y:hs.test",
+        "@mimi_Part.test_bob:hs.test",
+        "@mimi_part.test_BOB:hs.test",
+        "@mimi_part.test_bøb:hs.test",
+        "@mimi_part.tést_bob:hs.test",
+        "@mimi_part.test=1=2_bob:hs.test",
+        long.as_str(),
+        "@alice:hs.test",
+    ] {
+        assert_eq!(query_user(&served, hostile), (404, "M_NOT_FOUND".to_owned()), "{hostile}");
+    }
+    assert_eq!(registered(&served), Vec::<String>::new(), "nothing registered for IDs no MIMI user maps to");
+
+    assert_eq!(query_user(&served, "@mimi_part.test_bob:hs.test"), (200, String::new()));
+    assert_eq!(query_user(&served, "@mimi_part.test=8448_b_o.b:hs.test"), (200, String::new()));
+    assert_eq!(query_user(&served, "@mimibot:hs.test"), (200, String::new()));
+    assert_eq!(registered(&served), ["mimi_part.test_bob", "mimi_part.test=8448_b_o.b", "mimibot"]);
 }
 
 /// A transaction whose request is dropped while its batch syncs (the homeserver hung up) is
