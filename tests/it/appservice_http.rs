@@ -108,7 +108,7 @@ fn bad_tokens_bodies_and_paths_get_matrix_errors_and_store_nothing() {
     let (status, _) = put(&served, &format!("/_matrix/app/v1/transactions/1?access_token={HS_TOKEN}"), None, &body);
     assert_eq!(status, 401);
     assert!(served.store.intake_len().unwrap() == 0);
-    assert!(!served.store.txn_seen("1").unwrap());
+    assert!(!served.store.txn_seen(b"1").unwrap());
 }
 
 #[test]
@@ -130,7 +130,7 @@ fn transactions_are_durable_before_200_and_deduplicated() {
         })
         .collect();
     assert_eq!(ids, ["$a", "$b", "$c"]);
-    assert!(served.store.txn_seen("7").unwrap() && served.store.txn_seen("8").unwrap());
+    assert!(served.store.txn_seen(b"7").unwrap() && served.store.txn_seen(b"8").unwrap());
     let reader = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let page = reader.block_on(served.receiver.next_page(100)).unwrap();
     let delivered: Vec<&str> = page.iter().map(|q| q.event["event_id"].as_str().unwrap()).collect();
@@ -185,6 +185,29 @@ fn transactions_are_durable_before_200_and_deduplicated() {
     let replayed: Vec<u64> = reader.block_on(again_reader.next_page(100)).unwrap().iter().map(|q| q.seq).collect();
     assert_eq!(replayed, [1, 2, 3]);
     assert_eq!(again.backlog().capacity() - again.backlog().available(), 3, "the backlog counts what was left");
+}
+
+/// Transaction IDs are the path segment's exact bytes: `%C0` and `%C1` (both U+FFFD if decoded
+/// lossily) are two transactions, each taken in; the same ID again is still a duplicate, and an
+/// ID that is UTF-8 keeps its plain key.
+#[test]
+fn transaction_ids_are_compared_as_their_exact_bytes() {
+    let served = serve(false);
+    let ids = |served: &Served| -> Vec<String> {
+        let queue = served.store.intake_page(0, 100).unwrap();
+        queue
+            .iter()
+            .map(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).unwrap()["event_id"].to_string())
+            .collect()
+    };
+    for (segment, event) in [("%C0", "$x"), ("%C1", "$y"), ("%C0", "$z"), ("%E2%9C%93", "$w")] {
+        let path = format!("/_matrix/app/v1/transactions/{segment}");
+        assert_eq!(put(&served, &path, Some(HS_TOKEN), &txn(&[message(event, event)])).0, 200, "{segment}");
+    }
+    assert_eq!(ids(&served), ["\"$x\"", "\"$y\"", "\"$w\""], "%C1 taken in, %C0 again a duplicate");
+    assert!(served.store.txn_seen(&[0xC0]).unwrap() && served.store.txn_seen(&[0xC1]).unwrap());
+    assert!(served.store.txn_seen("✓".as_bytes()).unwrap(), "a UTF-8 ID keeps the key it always had");
+    assert!(!served.store.txn_seen("\u{FFFD}".as_bytes()).unwrap());
 }
 
 /// `GET /_matrix/app/v1/users/{userId}` as the homeserver sends it: (status, errcode).
@@ -252,7 +275,7 @@ fn a_transaction_cancelled_while_it_syncs_is_settled_whole() {
     let body = serde_json::json!({"events": [event("$a"), event("$a"), event("$b")]}).to_string();
     // Polled once (the batch is submitted), then dropped.
     runtime.block_on(async {
-        let mut take = std::pin::pin!(intake.take("t1", body.as_bytes()));
+        let mut take = std::pin::pin!(intake.take(b"t1", body.as_bytes()));
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(take.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "the transaction synced within its first poll: {first:?}");
     });
@@ -265,6 +288,6 @@ fn a_transaction_cancelled_while_it_syncs_is_settled_whole() {
         assert!(started.elapsed().as_secs() < 10, "backlog room left taken: {} free", backlog.available());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let retry = runtime.block_on(intake.take("t1", body.as_bytes())).unwrap();
+    let retry = runtime.block_on(intake.take(b"t1", body.as_bytes())).unwrap();
     assert!(retry.duplicate && retry.new_events == 0, "{retry:?}");
 }
