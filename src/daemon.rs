@@ -207,7 +207,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     queue.resume().await.map_err(|e| setup("database.path")(&e))?;
     appservice.set_ready();
     health.supervise("portal follower", tokio::spawn(Arc::clone(&bridge).run_follower(advances, Arc::clone(&queue))));
-    health.supervise("intake", tokio::spawn(bridge.run(reader)));
+    health.supervise("intake", tokio::spawn(bridge.run(reader, Arc::clone(&queue))));
     tracing::info!(%address, server_name = %config.mimi.server_name, "mimi-bridge is ready");
     Ok(Running { appservice, hub, address, federation_address, provider_address, queue, shutdown, listeners, store })
 }

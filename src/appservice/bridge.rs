@@ -3,7 +3,9 @@
 //!
 //! Each event's effect and the deletion of its intake entry are one batch: the appended
 //! `m.room.encrypted` with its Matrix ⇄ log ⇄ MIMI mappings, or just the deletion for an event
-//! that is deliberately not bridged (counted by reason). Events sent by the bridge's own
+//! that is deliberately not bridged (counted by reason). A user's message the MIMI room refuses
+//! for good (too large once encrypted) is not dropped silently: its entry's deletion queues a
+//! notice to the sender (`refusal`). Events sent by the bridge's own
 //! namespace (the bot, ghosts) are never bridged again, so nothing echoes between bridges.
 //! Failures talking to the homeserver are retried; the entry stays queued until it has an
 //! effect, so a crash at any point leaves it to be worked again after the restart.
@@ -16,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::delivery::HomeserverQueue;
 use super::homeserver::HomeserverClient;
 use super::ids::{StoreIds, record};
 use super::intake::{Backlog, IntakeReader, Queued};
@@ -46,6 +49,9 @@ pub enum BridgeError {
     /// A task the work ran on failed (panicked).
     #[error("internal error: {0}")]
     Internal(&'static str),
+    /// The MIMI room will never take the user's message: the sender is told (see `refusal`).
+    #[error(transparent)]
+    Refused(#[from] super::refusal::Refusal),
 }
 
 /// Hub work running at once on blocking threads: enough to keep both cores and the group commit
@@ -136,7 +142,8 @@ impl Bridge {
     /// after [`IDLE_WORKER`] without any. Its channel is bounded by the backlog, which bounds
     /// all rooms' entries together: a slow or retrying room never fills it, so it never holds
     /// up the reader and the other rooms, while the backlog holds the homeserver back.
-    pub async fn run(self: Arc<Self>, mut reader: IntakeReader) {
+    /// Refusal notices go out through `queue`.
+    pub async fn run(self: Arc<Self>, mut reader: IntakeReader, queue: Arc<HomeserverQueue>) {
         let backlog = reader.backlog();
         let mut rooms: BTreeMap<String, RoomWorker> = BTreeMap::new();
         loop {
@@ -153,12 +160,12 @@ impl Bridge {
                 let mut queued = Some(queued);
                 while let Some(item) = queued.take() {
                     let worker =
-                        rooms.entry(room.clone()).or_insert_with(|| self.spawn_room_worker(Arc::clone(&backlog), None));
+                        rooms.entry(room.clone()).or_insert_with(|| self.spawn_room_worker(&backlog, &queue, None));
                     if let Err(mpsc::error::SendError(item)) = worker.sender.send(item).await {
                         // The worker stopped for idleness just now, and may still be finishing
                         // what it had: its successor starts once it has, keeping the room's order.
                         let stopping = rooms.remove(&room).map(|w| w.task);
-                        rooms.insert(room.clone(), self.spawn_room_worker(Arc::clone(&backlog), stopping));
+                        rooms.insert(room.clone(), self.spawn_room_worker(&backlog, &queue, stopping));
                         queued = Some(item);
                     }
                 }
@@ -172,11 +179,12 @@ impl Bridge {
     /// Starts a room's worker; it begins once `predecessor` (the room's previous worker) ended.
     fn spawn_room_worker(
         self: &Arc<Self>,
-        backlog: Arc<Backlog>,
+        backlog: &Arc<Backlog>,
+        queue: &Arc<HomeserverQueue>,
         predecessor: Option<tokio::task::JoinHandle<()>>,
     ) -> RoomWorker {
         let (sender, mut receiver) = mpsc::channel::<Queued>(backlog.capacity());
-        let bridge = Arc::clone(self);
+        let (bridge, backlog, queue) = (Arc::clone(self), Arc::clone(backlog), Arc::clone(queue));
         let task = tokio::spawn(async move {
             if let Some(predecessor) = predecessor {
                 let _ = predecessor.await;
@@ -189,20 +197,21 @@ impl Bridge {
                         // Idle: refuse further sends, then finish what was already handed over.
                         receiver.close();
                         while let Some(queued) = receiver.recv().await {
-                            bridge.work(queued, &backlog).await;
+                            bridge.work(queued, &backlog, &queue).await;
                         }
                         return;
                     }
                 };
-                bridge.work(queued, &backlog).await;
+                bridge.work(queued, &backlog, &queue).await;
             }
         });
         RoomWorker { sender, task }
     }
 
     /// Bridges one queued event, retrying transient failures with the queue's backoff; frees
-    /// its place in the backlog once its entry is gone.
-    async fn work(&self, queued: Queued, backlog: &Backlog) {
+    /// its place in the backlog once its entry is gone. A message the MIMI room refuses is not
+    /// dropped silently: its sender is told through `queue`.
+    async fn work(&self, queued: Queued, backlog: &Backlog, queue: &Arc<HomeserverQueue>) {
         let started = Instant::now();
         let mut backoff = Backoff::new(RetryPolicy::default());
         loop {
@@ -213,6 +222,14 @@ impl Bridge {
                     let delay = backoff.failed(&error);
                     tracing::warn!(seq = queued.seq, %error, delay_ms = delay.as_millis(), "bridging an event failed; retrying");
                     tokio::time::sleep(delay).await;
+                }
+                Err(BridgeError::Refused(refusal)) => {
+                    if let Err(error) = self.refuse(&queued, &refusal, queue).await {
+                        tracing::error!(seq = queued.seq, %error, "queueing a refusal notice failed");
+                        self.health.failed("intake");
+                        return;
+                    }
+                    break;
                 }
                 Err(error) => {
                     tracing::warn!(seq = queued.seq, %error, "event not bridged");
@@ -332,7 +349,8 @@ impl Bridge {
                     batch
                 })?)
             })
-            .await?;
+            .await
+            .map_err(super::refusal::refusing)?;
             pending.durable().await?;
             appended = true;
         }

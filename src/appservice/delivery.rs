@@ -7,7 +7,8 @@
 //! retry after a crash cannot double-post, and the entry is deleted in the batch that records
 //! the Matrix ⇄ log ⇄ MIMI mappings. A ghost that was kicked is brought back in and the send
 //! tried again; if the room will not have it, the opener says so in the room and the failure
-//! is counted — a message is never dropped silently.
+//! is counted — a message is never dropped silently. The queue also carries the notices that
+//! tell a Matrix user their message was refused (`refusal`), sent as the portal's opener.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
@@ -77,6 +78,11 @@ impl Deliver for HomeserverDelivery {
         let request: Value =
             serde_json::from_slice(&entry.payload).map_err(|_| BridgeError::Malformed("queued request"))?;
         let bridge = &self.bridge;
+        if request["kind"] == "notice" {
+            let batch = bridge.send_notice(room, &request).await?;
+            bridge.metrics.events_out.fetch_add(1, Ordering::Relaxed);
+            return Ok(batch);
+        }
         let mimi_sender = request["mimi_sender"].as_str().ok_or(BridgeError::Malformed("mimi_sender"))?;
         let ghost = bridge.settings.ghosts.ghost_of(mimi_sender).ok_or(BridgeError::Malformed("sender"))?;
         if let Some(durable_us) = request["durable_us"].as_u64() {
@@ -101,8 +107,12 @@ impl Deliver for HomeserverDelivery {
 
     async fn undeliverable(&self, room: &str, entry: &QueueEntry, error: &BridgeError) {
         let bridge = &self.bridge;
-        bridge.metrics.dropped("homeserver_refused");
         let request: Value = serde_json::from_slice(&entry.payload).unwrap_or_default();
+        if request["kind"] == "notice" {
+            tracing::error!(room, seq = entry.seq, %error, "a refusal notice could not be delivered to the homeserver");
+            return;
+        }
+        bridge.metrics.dropped("homeserver_refused");
         let sender = request["mimi_sender"].as_str().unwrap_or("a MIMI user");
         tracing::error!(room, seq = entry.seq, sender, %error, "a message could not be delivered to the homeserver");
         let Ok(opener) = bridge.opener_of(room) else { return };
@@ -196,7 +206,7 @@ impl Bridge {
     }
 
     /// The bridge user that opened a portal (and so is in its Matrix room).
-    fn opener_of(&self, matrix_room: &str) -> Result<String, BridgeError> {
+    pub(super) fn opener_of(&self, matrix_room: &str) -> Result<String, BridgeError> {
         let store = self.store();
         let record = match store.portal_of(matrix_room)? {
             Some(mimi_room) => store.portal_record(&mimi_room)?,

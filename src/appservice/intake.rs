@@ -207,9 +207,10 @@ impl Intake {
     }
 
     /// Takes a transaction in: durable before this returns `Ok` (see the module documentation).
+    /// `txn_id` is the ID's exact bytes (the path segment percent-decoded).
     /// Cancelling it (the homeserver hung up) leaves the accounting whole: whatever was
     /// submitted is settled by a task of its own.
-    pub async fn take(&self, txn_id: &str, body: &[u8]) -> Result<Taken, MatrixError> {
+    pub async fn take(&self, txn_id: &[u8], body: &[u8]) -> Result<Taken, MatrixError> {
         let events = Self::parse(body)?;
         if self.store.txn_seen(txn_id).map_err(storage)? {
             return Ok(Taken { new_events: 0, duplicate: true });
@@ -246,7 +247,7 @@ impl Intake {
 
     /// Queues the events not taken in before, and the transaction ID, in one batch; returns its
     /// ticket and the IDs of the events it queues (in flight until the ticket resolves).
-    fn queue(&self, txn_id: &str, events: Vec<Value>) -> Result<(Ticket, Vec<String>), MatrixError> {
+    fn queue(&self, txn_id: &[u8], events: Vec<Value>) -> Result<(Ticket, Vec<String>), MatrixError> {
         let mut batch = Batch::new();
         let mut queued: Vec<String> = Vec::new();
         // Sequence numbers are handed out and the batch queued under one lock, so batches reach

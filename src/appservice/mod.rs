@@ -15,6 +15,7 @@ pub mod intake;
 pub mod outbound;
 pub mod ping;
 pub mod portal;
+pub mod refusal;
 pub mod rooms;
 pub mod service;
 pub mod transactions;

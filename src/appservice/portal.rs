@@ -47,6 +47,10 @@ impl Bridge {
             return self.drop_event(seq, "invite_from_another_server").await;
         }
         let as_user = (guest != self.settings.bot()).then_some(guest);
+        // Only a ghost some MIMI user maps to is registered (see `ghost::GhostTemplate::remote_of`).
+        if as_user.is_some() && self.settings.ghosts.remote_of(guest).is_none() {
+            return self.drop_event(seq, "not_a_ghost").await;
+        }
         if let Some(localpart) = super::ghost::GhostTemplate::localpart_of(guest).filter(|_| as_user.is_some()) {
             self.homeserver.register_ghost(localpart).await?;
         }
@@ -63,7 +67,7 @@ impl Bridge {
             self.homeserver.leave(room, as_user).await?;
             return self.drop_event(seq, "encrypted_matrix_room").await;
         }
-        let remote = self.settings.ghosts.mimi_user_of(guest);
+        let remote = self.settings.ghosts.remote_of(guest);
         self.create_portal(room, inviter, remote.as_deref(), Some(seq)).await
     }
 

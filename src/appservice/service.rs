@@ -109,7 +109,9 @@ impl Appservice {
         auth::check_bearer(&request, &self.settings.hs_token, self.settings.legacy_access_token_query)?;
         match segments.as_slice() {
             ["_matrix", "app", "v1", "transactions", txn] => {
-                super::transactions::put(self, &decode(txn), &request).await
+                // The exact bytes: a lossy decoding would make `%C0` and `%C1` one ID.
+                let txn: Vec<u8> = percent_encoding::percent_decode_str(txn).collect();
+                super::transactions::put(self, &txn, &request).await
             }
             ["_matrix", "app", "v1", "users", user] => super::users::get(self, &decode(user)).await,
             ["_matrix", "app", "v1", "rooms", alias] => super::rooms::get(self, &decode(alias)),

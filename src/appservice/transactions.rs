@@ -1,4 +1,8 @@
 //! `PUT /_matrix/app/v1/transactions/{txnId}`: answered 200 only once durable (see `intake`).
+//!
+//! The ID is the path segment percent-decoded to bytes, never through a lossy UTF-8 decoding:
+//! distinct IDs must stay distinct, or a new transaction is taken for a redelivery and its events
+//! are lost. Every ID that is valid UTF-8 (all Synapse makes) keeps the key it had before.
 
 use std::sync::atomic::Ordering;
 
@@ -6,9 +10,9 @@ use super::service::Appservice;
 use crate::http::{MatrixError, Request, Response, json};
 
 /// Takes the transaction in.
-pub async fn put(app: &Appservice, txn_id: &str, request: &Request) -> Result<Response, MatrixError> {
+pub async fn put(app: &Appservice, txn_id: &[u8], request: &Request) -> Result<Response, MatrixError> {
     if txn_id.is_empty() || txn_id.len() > 255 {
-        return Err(MatrixError::bad_request("M_INVALID_PARAM", "txnId: expected 1 to 255 characters"));
+        return Err(MatrixError::bad_request("M_INVALID_PARAM", "txnId: expected 1 to 255 bytes"));
     }
     let taken = app.intake.take(txn_id, &request.body).await?;
     if taken.duplicate {

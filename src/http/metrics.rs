@@ -79,6 +79,8 @@ pub struct Metrics {
     pub retries: AtomicU64,
     /// Events not bridged, by reason (the translation layer's counter names).
     dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// Users' messages the MIMI room refused (the sender was told), by reason.
+    refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Events waiting in the intake queue.
     pub intake_depth: AtomicU64,
     /// From taking an event in to its append being durable.
@@ -107,6 +109,18 @@ impl Metrics {
     /// How many events were dropped for `reason`.
     pub fn dropped_count(&self, reason: &str) -> u64 {
         self.dropped.lock().map_or(0, |d| d.get(reason).copied().unwrap_or(0))
+    }
+
+    /// Counts a user's message the MIMI room refused (its sender is told).
+    pub fn refused(&self, reason: &'static str) {
+        if let Ok(mut refused) = self.refused.lock() {
+            *refused.entry(reason).or_default() += 1;
+        }
+    }
+
+    /// How many users' messages were refused for `reason`.
+    pub fn refused_count(&self, reason: &str) -> u64 {
+        self.refused.lock().map_or(0, |r| r.get(reason).copied().unwrap_or(0))
     }
 
     /// Records the time from taking an event in to its append being durable.
@@ -161,6 +175,16 @@ impl Metrics {
         if let Ok(dropped) = self.dropped.lock() {
             for (reason, count) in dropped.iter() {
                 let _ = writeln!(out, "mimi_bridge_dropped_total{{reason=\"{reason}\"}} {count}");
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP mimi_bridge_messages_refused_total Users' messages the MIMI room refused (the sender was told), by \
+             reason.\n# TYPE mimi_bridge_messages_refused_total counter"
+        );
+        if let Ok(refused) = self.refused.lock() {
+            for (reason, count) in refused.iter() {
+                let _ = writeln!(out, "mimi_bridge_messages_refused_total{{reason=\"{reason}\"}} {count}");
             }
         }
         self.append.render(&mut out, "append_seconds", "From intake to durable append.");

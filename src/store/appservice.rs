@@ -33,9 +33,9 @@ impl Batch {
         self.put(Cf::MetanameValue, name.as_bytes().to_vec(), value.to_be_bytes().to_vec());
     }
 
-    /// Records a homeserver transaction as taken in.
-    pub fn txn_seen(&mut self, txn_id: &str, ms: u64) {
-        self.put(Cf::TxnidSeen, txn_id.as_bytes().to_vec(), ms.to_be_bytes().to_vec());
+    /// Records a homeserver transaction (its ID's exact bytes) as taken in.
+    pub fn txn_seen(&mut self, txn_id: &[u8], ms: u64) {
+        self.put(Cf::TxnidSeen, txn_id.to_vec(), ms.to_be_bytes().to_vec());
     }
 
     /// Queues (`Some`) or removes (`None`) a Matrix event on the intake queue.
@@ -89,9 +89,9 @@ impl Batch {
 }
 
 impl Store {
-    /// Whether a homeserver transaction was already taken in.
-    pub fn txn_seen(&self, txn_id: &str) -> Result<bool, StoreError> {
-        Ok(self.get(Cf::TxnidSeen, txn_id.as_bytes())?.is_some())
+    /// Whether a homeserver transaction (its ID's exact bytes) was already taken in.
+    pub fn txn_seen(&self, txn_id: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.get(Cf::TxnidSeen, txn_id)?.is_some())
     }
 
     /// The intake sequence number a Matrix event was taken in under, if it was.

@@ -18,6 +18,8 @@ type Case<'a> = (&'a str, Option<&'a str>, &'a [u8], u16, &'a str);
 
 struct Served {
     base: String,
+    /// Stands in for the homeserver: records what the appservice asks of it, answers `{}`.
+    homeserver: crate::homeserver::Scripted,
     metrics: String,
     store: Arc<Store>,
     receiver: IntakeReader,
@@ -39,8 +41,10 @@ fn serve(legacy_query: bool) -> Served {
         ghosts: GhostTemplate::parse("mimi_{server}_{localpart}", "hs.test").unwrap(),
         more_content_extensions: false,
     };
-    // Nothing listens there: these endpoints never call the homeserver.
-    let homeserver = Arc::new(HomeserverClient::new("http://127.0.0.1:9", AS_TOKEN, "mimi").unwrap());
+    // Only the users query calls the homeserver (to register a ghost it answers 200 for).
+    let scripted =
+        runtime.block_on(crate::homeserver::Scripted::start(|_, _| Some(crate::homeserver::http(200, "{}"))));
+    let homeserver = Arc::new(HomeserverClient::new(&scripted.url(), AS_TOKEN, "mimi").unwrap());
     let counters = Arc::new(Metrics::default());
     let app = Arc::new(Appservice::new(settings, intake, Arc::clone(&counters), homeserver));
     let (shutdown, watch) = tokio::sync::watch::channel(false);
@@ -51,7 +55,7 @@ fn serve(legacy_query: bool) -> Served {
     let metrics = format!("http://{}/metrics", listener.local_addr().unwrap());
     let handler = Arc::new(mimi_bridge::http::metrics::MetricsHandler(counters));
     runtime.spawn(mimi_bridge::http::serve(listener, handler, 1024, watch));
-    Served { base, metrics, store, receiver, _shutdown: shutdown, _runtime: runtime, _dir: dir }
+    Served { base, homeserver: scripted, metrics, store, receiver, _shutdown: shutdown, _runtime: runtime, _dir: dir }
 }
 
 fn agent() -> ureq::Agent {
@@ -104,7 +108,7 @@ fn bad_tokens_bodies_and_paths_get_matrix_errors_and_store_nothing() {
     let (status, _) = put(&served, &format!("/_matrix/app/v1/transactions/1?access_token={HS_TOKEN}"), None, &body);
     assert_eq!(status, 401);
     assert!(served.store.intake_len().unwrap() == 0);
-    assert!(!served.store.txn_seen("1").unwrap());
+    assert!(!served.store.txn_seen(b"1").unwrap());
 }
 
 #[test]
@@ -126,7 +130,7 @@ fn transactions_are_durable_before_200_and_deduplicated() {
         })
         .collect();
     assert_eq!(ids, ["$a", "$b", "$c"]);
-    assert!(served.store.txn_seen("7").unwrap() && served.store.txn_seen("8").unwrap());
+    assert!(served.store.txn_seen(b"7").unwrap() && served.store.txn_seen(b"8").unwrap());
     let reader = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let page = reader.block_on(served.receiver.next_page(100)).unwrap();
     let delivered: Vec<&str> = page.iter().map(|q| q.event["event_id"].as_str().unwrap()).collect();
@@ -183,6 +187,81 @@ fn transactions_are_durable_before_200_and_deduplicated() {
     assert_eq!(again.backlog().capacity() - again.backlog().available(), 3, "the backlog counts what was left");
 }
 
+/// Transaction IDs are the path segment's exact bytes: `%C0` and `%C1` (both U+FFFD if decoded
+/// lossily) are two transactions, each taken in; the same ID again is still a duplicate, and an
+/// ID that is UTF-8 keeps its plain key.
+#[test]
+fn transaction_ids_are_compared_as_their_exact_bytes() {
+    let served = serve(false);
+    let ids = |served: &Served| -> Vec<String> {
+        let queue = served.store.intake_page(0, 100).unwrap();
+        queue
+            .iter()
+            .map(|(_, b)| serde_json::from_slice::<serde_json::Value>(b).unwrap()["event_id"].to_string())
+            .collect()
+    };
+    for (segment, event) in [("%C0", "$x"), ("%C1", "$y"), ("%C0", "$z"), ("%E2%9C%93", "$w")] {
+        let path = format!("/_matrix/app/v1/transactions/{segment}");
+        assert_eq!(put(&served, &path, Some(HS_TOKEN), &txn(&[message(event, event)])).0, 200, "{segment}");
+    }
+    assert_eq!(ids(&served), ["\"$x\"", "\"$y\"", "\"$w\""], "%C1 taken in, %C0 again a duplicate");
+    assert!(served.store.txn_seen(&[0xC0]).unwrap() && served.store.txn_seen(&[0xC1]).unwrap());
+    assert!(served.store.txn_seen("✓".as_bytes()).unwrap(), "a UTF-8 ID keeps the key it always had");
+    assert!(!served.store.txn_seen("\u{FFFD}".as_bytes()).unwrap());
+}
+
+/// `GET /_matrix/app/v1/users/{userId}` as the homeserver sends it: (status, errcode).
+fn query_user(served: &Served, user_id: &str) -> (u16, String) {
+    let segment = percent_encoding::utf8_percent_encode(user_id, percent_encoding::NON_ALPHANUMERIC);
+    let mut response = agent()
+        .get(format!("{}/_matrix/app/v1/users/{segment}", served.base))
+        .header("Authorization", &format!("Bearer {HS_TOKEN}"))
+        .call()
+        .unwrap();
+    let value = response.body_mut().read_json::<serde_json::Value>().unwrap_or_default();
+    (response.status().as_u16(), value["errcode"].as_str().unwrap_or_default().to_owned())
+}
+
+/// Usernames the appservice asked the homeserver to register.
+fn registered(served: &Served) -> Vec<String> {
+    served
+        .homeserver
+        .seen()
+        .iter()
+        .filter(|seen| seen.request_line().starts_with("POST /_matrix/client/v3/register"))
+        .map(|seen| {
+            serde_json::from_slice::<serde_json::Value>(&seen.body).unwrap()["username"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+/// Only IDs the ghost mapping produces exist: anything else in the namespace is 404 and nothing
+/// is registered for it; a real ghost and the bot are registered and answered 200.
+#[test]
+fn the_users_query_knows_only_ghosts_the_mapping_produces() {
+    let served = serve(false);
+    let long = format!("@mimi_part.test_{}:hs.test", "a".repeat(292));
+    assert_eq!(long.len(), 316);
+    for hostile in [
+        "@mimi_../../x_y:hs.test",
+        "@mimi_Part.test_bob:hs.test",
+        "@mimi_part.test_BOB:hs.test",
+        "@mimi_part.test_bøb:hs.test",
+        "@mimi_part.tést_bob:hs.test",
+        "@mimi_part.test=1=2_bob:hs.test",
+        long.as_str(),
+        "@alice:hs.test",
+    ] {
+        assert_eq!(query_user(&served, hostile), (404, "M_NOT_FOUND".to_owned()), "{hostile}");
+    }
+    assert_eq!(registered(&served), Vec::<String>::new(), "nothing registered for IDs no MIMI user maps to");
+
+    assert_eq!(query_user(&served, "@mimi_part.test_bob:hs.test"), (200, String::new()));
+    assert_eq!(query_user(&served, "@mimi_part.test=8448_b_o.b:hs.test"), (200, String::new()));
+    assert_eq!(query_user(&served, "@mimibot:hs.test"), (200, String::new()));
+    assert_eq!(registered(&served), ["mimi_part.test_bob", "mimi_part.test=8448_b_o.b", "mimibot"]);
+}
+
 /// A transaction whose request is dropped while its batch syncs (the homeserver hung up) is
 /// still settled whole: its events are queued once, the backlog room it did not use (a repeated
 /// event) is given back, and the homeserver's retry is a duplicate.
@@ -196,7 +275,7 @@ fn a_transaction_cancelled_while_it_syncs_is_settled_whole() {
     let body = serde_json::json!({"events": [event("$a"), event("$a"), event("$b")]}).to_string();
     // Polled once (the batch is submitted), then dropped.
     runtime.block_on(async {
-        let mut take = std::pin::pin!(intake.take("t1", body.as_bytes()));
+        let mut take = std::pin::pin!(intake.take(b"t1", body.as_bytes()));
         let first = std::future::poll_fn(|cx| std::task::Poll::Ready(take.as_mut().poll(cx))).await;
         assert!(first.is_pending(), "the transaction synced within its first poll: {first:?}");
     });
@@ -209,6 +288,6 @@ fn a_transaction_cancelled_while_it_syncs_is_settled_whole() {
         assert!(started.elapsed().as_secs() < 10, "backlog room left taken: {} free", backlog.available());
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    let retry = runtime.block_on(intake.take("t1", body.as_bytes())).unwrap();
+    let retry = runtime.block_on(intake.take(b"t1", body.as_bytes())).unwrap();
     assert!(retry.duplicate && retry.new_events == 0, "{retry:?}");
 }

@@ -1,7 +1,7 @@
 //! The bridge attached to a real Synapse (from `PyPI`, `SQLite`, 127.0.0.1): a user opens a portal by
 //! inviting the bot, talks, edits, replies, reacts and redacts; every event lands in the MIMI log
 //! exactly once, in order, MLS-encrypted, and the log verifies. An encrypted Matrix room is
-//! refused with a notice.
+//! refused with a notice, and so is a message too large once encrypted.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -185,6 +185,45 @@ fn a_portal_carries_messages_edits_replies_reactions_and_redactions_into_the_mim
     assert!(portal.running.appservice.metrics.dropped_count("own_namespace") >= 1, "the bot's own join is not bridged");
     let summary = replay::verify_store(&store, None, &KeyRing::new(), false).unwrap();
     assert_eq!(summary.rooms, 1);
+}
+
+/// A legal ~60 KB Matrix message is over the MIMI event limit once MLS-encrypted: it is not
+/// appended, and instead of vanishing it is answered with one notice naming the limit (from the
+/// durable homeserver queue) and counted; the portal goes on bridging what follows.
+#[test]
+fn a_message_too_large_once_encrypted_is_refused_with_a_notice_and_counted() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let portal = open_portal(&synapse, &bridge, BOT);
+    let store = Arc::clone(portal.running.hub.store());
+    let room = &portal.matrix_room;
+    let big = synapse.send_text(&portal.token, room, &"x".repeat(60 * 1024));
+    synapse.send_text(&portal.token, room, "after the big one");
+
+    let notices = || -> Vec<String> {
+        synapse
+            .messages(&portal.token, room)
+            .iter()
+            .filter(|e| e["sender"] == BOT && e["content"]["msgtype"] == "m.notice")
+            .map(|e| e["content"]["body"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    wait_for("the refusal notice", Duration::from_mins(1), || !notices().is_empty());
+    wait_for("the next message in the MIMI log", Duration::from_mins(1), || {
+        store.short_room(&portal.mimi_room).unwrap().is_some() && !mimi_messages(&store, &portal.mimi_room).is_empty()
+    });
+    let notices = notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(notices[0].starts_with("Your message was not bridged: it is "), "{notices:?}");
+    assert!(notices[0].ends_with("bytes once encrypted, over the 65,536-byte limit of a MIMI room event."));
+    let texts: Vec<Option<String>> = mimi_messages(&store, &portal.mimi_room).iter().map(|(_, c)| text_of(c)).collect();
+    assert_eq!(texts, [Some("after the big one".to_owned())], "the big message is not in the log");
+    assert_eq!(store.mapped(&big).unwrap(), None);
+    let metrics = &portal.running.appservice.metrics;
+    assert_eq!(metrics.refused_count("too_large"), 1);
+    assert!(metrics.render().lines().any(|l| l == "mimi_bridge_messages_refused_total{reason=\"too_large\"} 1"));
+    assert_eq!(metrics.dropped_count("bridge_error"), 0, "not counted as a silent drop");
+    assert!(store.intake_len().unwrap() == 0);
 }
 
 #[test]

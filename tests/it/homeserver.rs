@@ -67,13 +67,13 @@ fn matrix_errcode(result: &Result<impl std::fmt::Debug, HomeserverError>) -> (u1
 
 /// A request the scripted server received.
 #[derive(Clone, Debug)]
-struct Seen {
-    head: String,
-    body: Vec<u8>,
+pub(crate) struct Seen {
+    pub(crate) head: String,
+    pub(crate) body: Vec<u8>,
 }
 
 impl Seen {
-    fn request_line(&self) -> &str {
+    pub(crate) fn request_line(&self) -> &str {
         self.head.lines().next().unwrap_or_default()
     }
 
@@ -87,13 +87,13 @@ impl Seen {
 
 type Respond = Box<dyn FnMut(usize, &Seen) -> Option<Vec<u8>> + Send>;
 
-struct Scripted {
+pub(crate) struct Scripted {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 impl Scripted {
-    async fn start(respond: impl FnMut(usize, &Seen) -> Option<Vec<u8>> + Send + 'static) -> Scripted {
+    pub(crate) async fn start(respond: impl FnMut(usize, &Seen) -> Option<Vec<u8>> + Send + 'static) -> Scripted {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -107,11 +107,11 @@ impl Scripted {
         Scripted { addr, seen }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 
@@ -157,7 +157,7 @@ async fn serve_one(mut stream: TcpStream, log: Arc<Mutex<Vec<Seen>>>, respond: A
 }
 
 /// A complete HTTP/1.1 response with a JSON body.
-fn http(status: u16, body: &str) -> Vec<u8> {
+pub(crate) fn http(status: u16, body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
