@@ -72,7 +72,7 @@ pub(crate) fn load(dir: &Path, profile: &str, memory_mb: u32, events: u64) -> ! 
     let mut in_flight = std::collections::VecDeque::new();
     for txn in 0..events / PER_TXN {
         let mut intake = Batch::new();
-        intake.txn_seen(&format!("txn-{txn}"), txn);
+        intake.txn_seen(format!("txn-{txn}").as_bytes(), txn);
         let mut bridged = Batch::new();
         for e in 0..PER_TXN {
             let seq = txn * PER_TXN + e;
