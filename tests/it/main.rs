@@ -7,6 +7,7 @@ mod appservice_http;
 mod appservice_limits;
 mod bridge_crash;
 mod bridge_isolation;
+mod bridge_pair;
 mod bridge_peer;
 mod bridge_synapse;
 mod cli;

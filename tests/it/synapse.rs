@@ -96,9 +96,15 @@ impl Synapse {
     /// Installs Synapse if needed and starts a fresh server on a free port, loading the given
     /// appservice registration files.
     pub(crate) fn start(registrations: &[&Path]) -> Synapse {
-        install();
         let server_name =
             std::env::var("MIMI_BRIDGE_SYNAPSE_SERVER_NAME").unwrap_or_else(|_| DEFAULT_SERVER_NAME.to_owned());
+        Self::start_named(&server_name, registrations)
+    }
+
+    /// [`start`](Self::start) with the given server name (a second homeserver beside the first).
+    pub(crate) fn start_named(server_name: &str, registrations: &[&Path]) -> Synapse {
+        install();
+        let server_name = server_name.to_owned();
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(Duration::from_mins(1)))
