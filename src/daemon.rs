@@ -179,9 +179,14 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         MAX_FEDERATION_BODY,
         watch.clone(),
     )));
-    let provider_address = match &config.mimi.tls {
-        Some(tls) => Some(start_provider(config, &metrics, tls, &hub, &store, &mut listeners, watch.clone()).await?),
-        None => None,
+    let (provider_address, outbox) = match &config.mimi.tls {
+        Some(tls) => {
+            let serving = (&hub, &store, &health);
+            let (address, outbox) =
+                start_provider(config, &metrics, tls, serving, &mut listeners, watch.clone()).await?;
+            (Some(address), Some(outbox))
+        }
+        None => (None, None),
     };
     let advances = store.advances();
     let bridge = Arc::new(Bridge {
@@ -192,6 +197,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         metrics: Arc::clone(&metrics),
         health: Arc::clone(&health),
         advances: advances.clone(),
+        outbox: outbox.clone(),
     });
     let options = QueueOptions {
         counter: NEXT_SEQ,
@@ -205,6 +211,9 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     metrics.add_queue(Arc::clone(&queue) as Arc<dyn crate::http::metrics::QueueStats>);
     check_homeserver(&homeserver, &config.bot_user_id()).await?;
     queue.resume().await.map_err(|e| setup("database.path")(&e))?;
+    if let Some(outbox) = &outbox {
+        outbox.resume().await.map_err(|e| setup("database.path")(&e))?;
+    }
     appservice.set_ready();
     health.supervise("portal follower", tokio::spawn(Arc::clone(&bridge).run_follower(advances, Arc::clone(&queue))));
     health.supervise("intake", tokio::spawn(bridge.run(reader, Arc::clone(&queue))));
@@ -212,16 +221,16 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     Ok(Running { appservice, hub, address, federation_address, provider_address, queue, shutdown, listeners, store })
 }
 
-/// The MIMI listener: mutual TLS with `mimi.tls`'s certificate, on `mimi.listen`.
+/// The MIMI listener: mutual TLS with `mimi.tls`'s certificate, on `mimi.listen`; and the
+/// outbox of requests to other providers, with the same certificate as client.
 async fn start_provider(
     config: &Config,
     metrics: &Metrics,
     tls: &crate::config::TlsSection,
-    hub: &Arc<Hub>,
-    store: &Arc<Store>,
+    (hub, store, health): (&Arc<Hub>, &Arc<Store>, &Arc<crate::http::health::Health>),
     listeners: &mut Vec<tokio::task::JoinHandle<()>>,
     watch: tokio::sync::watch::Receiver<bool>,
-) -> Result<std::net::SocketAddr, DaemonError> {
+) -> Result<(std::net::SocketAddr, Arc<crate::provider::outbox::Outbox>), DaemonError> {
     let material = crate::http::tls::TlsMaterial::load(&tls.certificate, &tls.key, tls.trust_anchors.as_deref())
         .map_err(|e| setup("mimi.tls")(&e))?;
     let server = material.server_config().map_err(|e| setup("mimi.tls")(&e))?;
@@ -238,6 +247,13 @@ async fn start_provider(
         metrics: Arc::new(crate::provider::metrics::PeerMetrics::default()),
     });
     metrics.add_source(Arc::clone(&provider.metrics) as Arc<dyn crate::http::metrics::MetricsSource>);
+    let client = crate::provider::client::PeerClient::new(&material, &mimi.server_name, mimi.peers.clone())
+        .map_err(|e| setup("mimi.tls")(&e))?
+        .with_metrics(Arc::clone(&provider.metrics));
+    let peers = Arc::new(crate::provider::peers::Peers::new(client));
+    let outbox = crate::provider::outbox::open(Arc::clone(store), peers, Arc::clone(health), watch.clone())
+        .map_err(|e| setup("database.path")(&e))?;
+    metrics.add_queue(Arc::clone(&outbox) as Arc<dyn crate::http::metrics::QueueStats>);
     let listener = tokio::net::TcpListener::bind(mimi.listen)
         .await
         .map_err(|e| setup("mimi.listen")(&format!("binding {}: {e}", mimi.listen)))?;
@@ -245,7 +261,7 @@ async fn start_provider(
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(server));
     listeners.push(tokio::spawn(crate::http::serve_with(listener, Some(acceptor), provider, MAX_PROVIDER_BODY, watch)));
     tracing::info!(%address, "MIMI provider listening (mutual TLS)");
-    Ok(address)
+    Ok((address, outbox))
 }
 
 async fn check_homeserver(homeserver: &HomeserverClient, bot: &str) -> Result<(), DaemonError> {

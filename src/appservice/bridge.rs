@@ -120,6 +120,8 @@ pub struct Bridge {
     pub health: Arc<Health>,
     /// Wakes the portal follower (a portal recorded, a retry put off).
     pub advances: crate::store::Advances,
+    /// Requests to other providers, when the bridge is a MIMI provider (`mimi.tls`).
+    pub outbox: Option<Arc<crate::provider::outbox::Outbox>>,
 }
 
 fn str_of<'a>(event: &'a Value, name: &'static str) -> Result<&'a str, BridgeError> {

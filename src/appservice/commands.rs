@@ -9,7 +9,8 @@ use crate::store::Batch;
 
 const HELP: &str = "Commands: help · ping (round trip to the homeserver) · version · rooms (this bridge's portals) · \
                     open (a new portal room, with you in it) · consent grant|revoke <MIMI user URI> [<room URI>] \
-                    (whether that user of another provider may fetch your key material to add you to rooms)";
+                    (whether that user of another provider may fetch your key material to add you to rooms; \
+                    their provider is told)";
 
 impl Bridge {
     /// Joins a direct chat the bot was invited to and records it as a management room.
@@ -31,6 +32,7 @@ impl Bridge {
             return self.drop_event(seq, "command_from_another_server").await;
         }
         let mut batch = Batch::new();
+        let mut outgoing = Vec::new();
         let answer = match body.trim().trim_start_matches("!mimi").trim() {
             "help" | "" => HELP.to_owned(),
             "ping" => match self.homeserver.ping(Some(&format!("cmd.{seq}"))).await {
@@ -48,19 +50,46 @@ impl Bridge {
                 self.create_portal(&room, sender, None, None).await?;
                 format!("Opened a portal: {room} (you are invited).")
             }
-            consent if consent.starts_with("consent") => self.consent_command(consent, sender, &mut batch),
+            consent if consent.starts_with("consent") => {
+                self.consent_command(consent, sender, &mut batch, &mut outgoing)
+            }
             other => format!("Unknown command {other:?}. {HELP}"),
         };
         // The command has run: a failed answer is logged, not retried (that would run it again).
         if let Err(error) = self.reply(seq, room, &answer).await {
             tracing::warn!(%error, room, "could not answer a command");
         }
-        self.finish(seq, batch).await
+        self.finish_sending(seq, batch, outgoing).await
+    }
+
+    /// `finish`, queuing `outgoing` (provider, request) on the outbox in the same
+    /// batch; without an outbox (not a MIMI provider) they are not sent.
+    pub(super) async fn finish_sending(
+        &self,
+        seq: u64,
+        mut batch: Batch,
+        outgoing: Vec<(String, Vec<u8>)>,
+    ) -> Result<(), BridgeError> {
+        let Some(outbox) = self.outbox.as_ref().filter(|_| !outgoing.is_empty()) else {
+            return self.finish(seq, batch).await;
+        };
+        batch.intake(seq, None);
+        let (ticket, keys) = outbox.enqueue(batch, outgoing);
+        ticket.wait().await?;
+        outbox.wake(&keys);
+        Ok(())
     }
 
     /// `consent grant|revoke <user URI> [<room URI>]`: the sender's decision, written with the
-    /// command's intake entry (a rerun after a crash writes the same record).
-    fn consent_command(&self, command: &str, sender: &str, batch: &mut Batch) -> String {
+    /// command's intake entry (a rerun after a crash writes the same record), and told to the
+    /// requester's provider (`updateConsent`, from the outbox, queued in the same batch).
+    fn consent_command(
+        &self,
+        command: &str,
+        sender: &str,
+        batch: &mut Batch,
+        outgoing: &mut Vec<(String, Vec<u8>)>,
+    ) -> String {
         use crate::translate::uri::{matrix_user_id, parse_room_uri, user_uri};
         let usage = "Usage: consent grant|revoke <MIMI user URI, e.g. mimi://b.example/u/bob> [<room URI>]";
         let words: Vec<&str> = command.split_whitespace().collect();
@@ -80,6 +109,8 @@ impl Bridge {
         let Some(target) = self.mimi_user(sender).and_then(|id| user_uri(&id).ok()) else { return usage.to_owned() };
         let record = json!({"state": state, "at": crate::queue::now_ms()}).to_string();
         batch.consent(requester, &target, room, Some(record.as_bytes()));
+        let provider = remote.unwrap_or_default();
+        outgoing.push((provider.clone(), update_consent(state, requester, &target, room, &provider)));
         let scope = room.map_or_else(|| "for any room".to_owned(), |r| format!("for {r}"));
         if state == "granted" {
             format!("{requester} may now fetch your key material {scope}.")
@@ -138,4 +169,23 @@ impl Bridge {
         self.homeserver.send_event(room, "m.room.message", &format!("cmd.{seq}"), &content, None, None).await?;
         Ok(())
     }
+}
+
+/// The outbox request telling `provider` (the requester's) of a target's decision.
+fn update_consent(state: &str, requester: &str, target: &str, room: Option<&str>, provider: &str) -> Vec<u8> {
+    use crate::mimi::protocol::{AppDataDictionary, ConsentEntry, ConsentOperation, Wire as _};
+    let entry = ConsentEntry {
+        operation: if state == "granted" { ConsentOperation::Grant } else { ConsentOperation::Revoke },
+        requester_uri: requester.to_owned(),
+        target_uri: target.to_owned(),
+        room_id: room.map(str::to_owned),
+        key_packages: Vec::new(),
+        extensions: AppDataDictionary::default(),
+    };
+    let request = crate::provider::outbox::Outgoing {
+        endpoint: "updateConsent".into(),
+        variables: vec![("requesterDomain".into(), provider.to_owned())],
+        body: entry.encode(),
+    };
+    request.encode()
 }

@@ -8,6 +8,7 @@ pub mod directory;
 mod identifier;
 pub mod key_material;
 pub mod metrics;
+pub mod outbox;
 pub mod peers;
 mod quota;
 pub mod service;

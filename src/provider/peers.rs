@@ -134,6 +134,11 @@ impl Peers {
         Self { client, directories: DirectoryCache::new(DIRECTORY_LIFETIME) }
     }
 
+    /// The HTTPS client.
+    pub fn client(&self) -> &PeerClient {
+        &self.client
+    }
+
     /// `provider`'s directory, from the cache or fetched.
     pub async fn directory(&self, provider: &str) -> Result<Directory, PeersError> {
         if let Some(directory) = self.directories.get(provider) {

@@ -54,6 +54,8 @@ impl RoomSeq {
 pub enum QueueId {
     /// Client-server requests for the homeserver; the destination is the Matrix room.
     Homeserver,
+    /// MIMI requests for other providers; the destination is the provider's domain.
+    Provider,
 }
 
 impl QueueId {
@@ -61,6 +63,7 @@ impl QueueId {
     pub fn to_byte(self) -> u8 {
         match self {
             QueueId::Homeserver => 1,
+            QueueId::Provider => 2,
         }
     }
 
@@ -68,6 +71,7 @@ impl QueueId {
     pub fn name(self) -> &'static str {
         match self {
             QueueId::Homeserver => "homeserver",
+            QueueId::Provider => "provider",
         }
     }
 }
