@@ -17,12 +17,6 @@ use mimi_bridge::store::Store;
 const MAX_BODY: usize = mimi_bridge::daemon::MAX_BODY;
 const HS_TOKEN: &str = "hs-token-0123456789";
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Sends a transaction's head declaring `length` bytes, then (if `send_body`) up to the limit of
 /// them; returns the status line.
 fn put(address: std::net::SocketAddr, token: Option<&str>, length: u64, send_body: bool) -> String {
@@ -74,14 +68,14 @@ fn hostile_uploads_are_refused_on_their_headers_and_memory_stays_flat() {
     assert!(put(address, Some(HS_TOKEN), MAX_BODY as u64 + 1, false).contains("413"), "one byte over");
 
     // 200 clients at once, each offering an 8 MiB − 1 body without a token (1.6 GB offered).
-    let before = rss_kib();
+    let before = crate::common::rss_kib();
     let threads: Vec<_> =
         (0..200).map(|_| std::thread::spawn(move || put(address, None, MAX_BODY as u64 - 1, true))).collect();
     let mut peak = before;
     for thread in threads {
         let status = thread.join().unwrap();
         assert!(status.contains("401") || status.is_empty(), "{status}");
-        peak = peak.max(rss_kib());
+        peak = peak.max(crate::common::rss_kib());
     }
     let growth_mib = peak.saturating_sub(before) / 1024;
     println!(

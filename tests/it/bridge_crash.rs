@@ -47,6 +47,28 @@ fn start_bridge_with(config: &std::path::Path, as_port: u16, log: &std::path::Pa
     child
 }
 
+/// Alice registers and opens a portal by inviting the bot; (her token, the Matrix room, the MIMI
+/// room), once the bridge has recorded the portal.
+fn alice_opens_a_portal(synapse: &Synapse, dir: &std::path::Path) -> (String, String, String) {
+    synapse.register("alice", "alice-password");
+    let token = synapse.login("alice", "alice-password");
+    let room = synapse.create_room(&token, &json!({"preset": "private_chat"}));
+    synapse.invite(&token, &room, BOT);
+    wait_for("the portal", Duration::from_secs(30), || {
+        read_only(dir).is_some_and(|s| s.portal_of(&room).unwrap().is_some())
+    });
+    let mimi_room = read_only(dir).unwrap().portal_of(&room).unwrap().unwrap();
+    (token, room, mimi_room)
+}
+
+/// The texts of a MIMI room's messages, in log order.
+fn texts_of(store: &Store, mimi_room: &str) -> Vec<String> {
+    mimi_messages(store, mimi_room)
+        .iter()
+        .map(|(_, c)| mimi_bridge::mimi::json::content_to_json(c)["body"]["text"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 fn read_only(dir: &std::path::Path) -> Option<Store> {
     Store::open_existing(&dir.join("data")).ok()
 }
@@ -78,14 +100,7 @@ fn interrupted_mid_stream(stop: impl Fn(&mut Child)) {
     let log = bridge.dir.path().join("bridge.log");
     let mut child = start_bridge(&config, bridge.as_port, &log);
 
-    synapse.register("alice", "alice-password");
-    let token = synapse.login("alice", "alice-password");
-    let room = synapse.create_room(&token, &json!({"preset": "private_chat"}));
-    synapse.invite(&token, &room, BOT);
-    wait_for("the portal", Duration::from_secs(30), || {
-        read_only(bridge.dir.path()).is_some_and(|s| s.portal_of(&room).unwrap().is_some())
-    });
-    let mimi_room = read_only(bridge.dir.path()).unwrap().portal_of(&room).unwrap().unwrap();
+    let (token, room, mimi_room) = alice_opens_a_portal(&synapse, bridge.dir.path());
 
     let kills = [37, 91, 150];
     let mut seed = 0x9e37_79b9_u32;
@@ -108,10 +123,7 @@ fn interrupted_mid_stream(stop: impl Fn(&mut Child)) {
     child.wait().unwrap();
 
     let store = Store::open_existing(&bridge.dir.path().join("data")).unwrap();
-    let texts: Vec<String> = mimi_messages(&store, &mimi_room)
-        .iter()
-        .map(|(_, c)| mimi_bridge::mimi::json::content_to_json(c)["body"]["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = texts_of(&store, &mimi_room);
     let expected: Vec<String> = (0..TOTAL).map(|i| format!("message {i}")).collect();
     assert_eq!(texts, expected, "exactly once, in order; bridge log:\n{}", std::fs::read_to_string(&log).unwrap());
     drop(store);
@@ -191,14 +203,7 @@ fn a_full_disk_stops_the_bridge_with_status_1_and_a_restart_loses_nothing() {
     let env = [("MIMI_BRIDGE_FAULT_FULL_DISK", flag.to_str().unwrap())];
     let mut child = start_bridge_with(&config, bridge.as_port, &log, &env);
 
-    synapse.register("alice", "alice-password");
-    let token = synapse.login("alice", "alice-password");
-    let room = synapse.create_room(&token, &json!({"preset": "private_chat"}));
-    synapse.invite(&token, &room, BOT);
-    wait_for("the portal", Duration::from_secs(30), || {
-        read_only(bridge.dir.path()).is_some_and(|s| s.portal_of(&room).unwrap().is_some())
-    });
-    let mimi_room = read_only(bridge.dir.path()).unwrap().portal_of(&room).unwrap().unwrap();
+    let (token, room, mimi_room) = alice_opens_a_portal(&synapse, bridge.dir.path());
     let count = || read_only(bridge.dir.path()).map_or(0, |s| mimi_messages(&s, &mimi_room).len());
     for i in 0..10 {
         synapse.send_text(&token, &room, &format!("message {i}"));
@@ -222,10 +227,7 @@ fn a_full_disk_stops_the_bridge_with_status_1_and_a_restart_loses_nothing() {
     child.kill().unwrap();
     child.wait().unwrap();
     let store = read_only(bridge.dir.path()).unwrap();
-    let texts: Vec<String> = mimi_messages(&store, &mimi_room)
-        .iter()
-        .map(|(_, c)| mimi_bridge::mimi::json::content_to_json(c)["body"]["text"].as_str().unwrap().to_owned())
-        .collect();
+    let texts = texts_of(&store, &mimi_room);
     let expected: Vec<String> = (0..20).map(|i| format!("message {i}")).collect();
     assert_eq!(texts, expected, "exactly once, in order");
     synapse.stop();

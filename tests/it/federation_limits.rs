@@ -15,12 +15,6 @@ use mimi_bridge::store::Store;
 
 const MAX_BODY: usize = mimi_bridge::daemon::MAX_FEDERATION_BODY;
 
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse().unwrap()
-}
-
 /// Sends a request head declaring a body of `MAX_BODY` bytes, then (if `send_body`) the body,
 /// and returns the status line the server answered with.
 fn put_large(address: std::net::SocketAddr, authorization: Option<&str>, send_body: bool) -> String {
@@ -91,7 +85,7 @@ fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bou
     // credentials; half name a trusted key with a signature that cannot verify, so their
     // bodies are read, within the listener's budget, and then refused.
     let forged = x_matrix::sign_request(&peer, "peer.test", "mimi.hs.test", "PUT", "/elsewhere", None);
-    let before = rss_kib();
+    let before = crate::common::rss_kib();
     let mut peak = before;
     for round in 0..8 {
         let threads: Vec<_> = (0..64)
@@ -107,7 +101,7 @@ fn unauthenticated_requests_are_refused_before_their_bodies_and_memory_stays_bou
             // see the connection closed while it still writes.
             assert!(status.contains("401") || status.is_empty(), "round {round}: {status}");
         }
-        peak = peak.max(rss_kib());
+        peak = peak.max(crate::common::rss_kib());
     }
     let growth_mib = peak.saturating_sub(before) / 1024;
     println!(
