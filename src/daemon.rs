@@ -254,6 +254,7 @@ async fn start_provider(
     let outbox = crate::provider::outbox::open(Arc::clone(store), peers, Arc::clone(health), watch.clone())
         .map_err(|e| setup("database.path")(&e))?;
     metrics.add_queue(Arc::clone(&outbox) as Arc<dyn crate::http::metrics::QueueStats>);
+    hub.set_fanout(Arc::new(crate::provider::fanout::OutboxFanout(Arc::clone(&outbox))));
     let listener = tokio::net::TcpListener::bind(mimi.listen)
         .await
         .map_err(|e| setup("mimi.listen")(&format!("binding {}: {e}", mimi.listen)))?;

@@ -52,6 +52,9 @@ pub enum BridgeError {
     /// The MIMI room will never take the user's message: the sender is told (see `refusal`).
     #[error(transparent)]
     Refused(#[from] super::refusal::Refusal),
+    /// A user of another MIMI provider could not be brought in.
+    #[error(transparent)]
+    Remote(#[from] super::remote::RemoteError),
 }
 
 /// Hub work running at once on blocking threads: enough to keep both cores and the group commit
@@ -75,6 +78,14 @@ impl BridgeError {
         match self {
             Self::Homeserver(e) => e.is_retryable(),
             Self::Hub(HubError::Store(_)) | Self::Store(_) => true,
+            // The other provider may be back later; its refusals are final.
+            Self::Remote(super::remote::RemoteError::Peer(e)) => {
+                matches!(
+                    e,
+                    crate::provider::peers::PeersError::Transport(_)
+                        | crate::provider::peers::PeersError::Directory { .. }
+                ) || matches!(e, crate::provider::peers::PeersError::Status { status, .. } if *status >= 500 || *status == 429)
+            }
             _ => false,
         }
     }
@@ -301,9 +312,8 @@ impl Bridge {
         let matrix_event_id = str_of(&queued.event, "event_id")?;
         let mut event = queued.event.clone();
         event["sender"] = Value::String(mimi_sender.to_owned());
-        let opaque = mimi_room.trim_start_matches('!').split(':').next().unwrap_or_default();
         let ctx = OutboundContext {
-            room_uri: format!("mimi://{}/r/{opaque}", self.hub.server_name()),
+            room_uri: crate::translate::uri::room_uri_of(mimi_room).map_err(|_| BridgeError::Malformed("room ID"))?,
             salt: Salt::Random,
             matrix_origin: self.settings.more_content_extensions.then(|| self.settings.domain.clone()),
         };

@@ -8,6 +8,7 @@
 pub mod bridge;
 pub mod commands;
 pub mod delivery;
+pub mod followed;
 pub mod ghost;
 pub mod homeserver;
 pub mod ids;
@@ -16,6 +17,7 @@ pub mod outbound;
 pub mod ping;
 pub mod portal;
 pub mod refusal;
+pub mod remote;
 pub mod rooms;
 pub mod service;
 pub mod transactions;

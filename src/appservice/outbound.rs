@@ -19,7 +19,7 @@ use super::ids::StoreIds;
 use crate::event::UnverifiedPdu;
 use crate::event::meta::server_of;
 use crate::mimi::MimiContent;
-use crate::mls::events::ENCRYPTED;
+use crate::mls::events::{ENCRYPTED, FANOUT};
 use crate::queue::{Backoff, RetryPolicy};
 use crate::store::{Advances, Batch, ShortRoomId};
 use crate::translate::{MatrixOut, encode_with_id, to_matrix};
@@ -101,6 +101,17 @@ impl Bridge {
         durable_us: u64,
         queue: &Arc<HomeserverQueue>,
     ) -> Result<(), BridgeError> {
+        let bridge = Arc::clone(self);
+        let unopened = off_runtime(move || {
+            let Some(mimi_room) = bridge.hub.room_id_of(room)? else { return Ok(None) };
+            Ok(bridge.store().portal_record(&mimi_room)?.is_none().then_some(mimi_room))
+        })
+        .await?;
+        if let Some(mimi_room) = unopened
+            && !self.open_followed_portal(&mimi_room).await?
+        {
+            return Ok(());
+        }
         loop {
             let bridge = Arc::clone(self);
             let page = off_runtime(move || bridge.portal_page(room, durable_us)).await?;
@@ -134,9 +145,15 @@ impl Bridge {
             }
             let pdu = UnverifiedPdu::parse(&bytes).map_err(|_| BridgeError::Malformed("stored PDU"))?;
             let meta = pdu.meta();
-            if meta.event_type == ENCRYPTED && server_of(&meta.sender) != self.hub.server_name() {
+            // A followed room's record names the sender inside each message: ours come back too.
+            let from_here = match meta.event_type.as_str() {
+                ENCRYPTED => Some(server_of(&meta.sender) == self.hub.server_name()),
+                FANOUT => None,
+                _ => Some(true),
+            };
+            if from_here != Some(true) {
                 let event_id = pdu.event_id(&crate::event::room_version::LINEARIZED_02);
-                for mut request in self.requests_for(matrix_room, &event_id)? {
+                for mut request in self.requests_for(matrix_room, &event_id, from_here.is_none())? {
                     request["durable_us"] = json!(durable_us);
                     requests.push((matrix_room.to_owned(), request.to_string().into_bytes()));
                 }
@@ -152,15 +169,26 @@ impl Bridge {
     }
 
     /// The homeserver requests a stored message becomes.
-    fn requests_for(&self, matrix_room: &str, event_id: &str) -> Result<Vec<Value>, BridgeError> {
+    /// `unless_ours`: nothing for a message whose content names a sender of this provider.
+    fn requests_for(&self, matrix_room: &str, event_id: &str, unless_ours: bool) -> Result<Vec<Value>, BridgeError> {
         let Some(plaintext) = self.hub.plaintext(event_id)? else {
-            self.metrics.dropped("undecryptable");
+            // A record's Welcomes and commits carry no message.
+            if !unless_ours {
+                self.metrics.dropped("undecryptable");
+            }
             return Ok(Vec::new());
         };
         let Ok(content) = MimiContent::decode(&plaintext) else {
             self.metrics.dropped("malformed_mimi_content");
             return Ok(Vec::new());
         };
+        let from_this_provider = content
+            .sender_uri()
+            .and_then(|uri| crate::translate::uri::matrix_user_id(uri).ok())
+            .is_some_and(|user| server_of(&user) == self.hub.server_name());
+        if unless_ours && from_this_provider {
+            return Ok(Vec::new());
+        }
         let ids = StoreIds(Arc::clone(self.store()));
         let outs = match to_matrix(&content, &ids) {
             Ok(outs) => outs,

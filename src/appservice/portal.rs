@@ -19,7 +19,7 @@ use crate::store::Batch;
 /// The MLS device every local user's client uses (one per user).
 pub const DEVICE_ID: &str = "MIMIBRIDGE";
 
-fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
@@ -93,7 +93,8 @@ impl Bridge {
         // Device registration and room creation wait on synced writes: a blocking thread's work.
         off_runtime(move || {
             hub.directories().register_device(&room_creator, DEVICE_ID)?;
-            let preset = RoomPreset { encrypted: true, ..RoomPreset::default() };
+            let version = &crate::event::room_version::MIMI_HUB_1;
+            let preset = RoomPreset { encrypted: true, version, ..RoomPreset::default() };
             hub.open_room_blocking(&room_id, &room_creator, &preset, now_ms())?;
             crash_point("portal-room");
             if let Some(remote) = remote_user.filter(|r| hub.membership(&room_id, r).ok().flatten().is_none()) {
@@ -103,6 +104,11 @@ impl Bridge {
             Ok(())
         })
         .await?;
+        if let Some(remote) =
+            intent["remote"].as_str().filter(|r| crate::event::meta::server_of(r) != self.hub.server_name())
+        {
+            self.admit_remote(&mimi_room, &creator, remote).await?;
+        }
         let record =
             json!({"matrix_room": room, "mimi_room": mimi_room, "creator": creator, "opener": intent["opener"]});
         let mut batch = Batch::new();

@@ -60,7 +60,7 @@ pub fn mimi_claim(config_path: &Path, user_uri: &str, room: Option<&str>) -> Res
             ClientMaterial::Success { client_uri, key_package } => {
                 let verdict = claimed.checked.iter().find(|(c, _)| c == client_uri).map(|(_, v)| v);
                 match verdict {
-                    Some(Ok(())) => format!("{client_uri}\tKeyPackage of {} bytes, valid", key_package.len()),
+                    Some(Ok(_)) => format!("{client_uri}\tKeyPackage of {} bytes, valid", key_package.len()),
                     Some(Err(refusal)) => format!("{client_uri}\tKeyPackage refused: {refusal}"),
                     None => format!("{client_uri}\tKeyPackage not checked"),
                 }

@@ -161,14 +161,15 @@ impl Chain {
         if prev != self.prev_events() {
             return Err(ChainError::Gap { position: self.next, found: prev, tail: self.tail.clone() });
         }
+        let origin = self.version.signer(meta);
         let from_hub = match &meta.hub_server {
-            Some(hub) => *hub == self.hub && meta.origin() != self.hub,
-            None => meta.origin() == self.hub,
+            Some(hub) => *hub == self.hub && origin != self.hub && !self.version.hub_signs(),
+            None => origin == self.hub,
         };
         if !from_hub {
             return Err(ChainError::NotFromHub {
                 hub: self.hub.clone(),
-                origin: meta.origin().to_owned(),
+                origin: origin.to_owned(),
                 hub_server: meta.hub_server.clone(),
             });
         }

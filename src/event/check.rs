@@ -103,9 +103,15 @@ pub fn inspect(version: &RoomVersion, event: &CanonicalJsonObject, keys: &KeyRin
         }
     }
 
-    // Signatures: the origin always signs; the hub signs what it completed.
-    let origin = match event.get("sender") {
-        Some(CanonicalJsonValue::String(sender)) if crate::event::meta::is_user_id(sender) => {
+    // Signatures: the origin always signs; the hub signs what it completed. Where the hub
+    // signs everything, the room's server is every event's origin.
+    let origin = match (event.get("sender"), event.get("room_id")) {
+        (Some(CanonicalJsonValue::String(sender)), Some(CanonicalJsonValue::String(room)))
+            if version.hub_signs() && crate::event::meta::is_user_id(sender) =>
+        {
+            server_of(room).to_owned()
+        }
+        (Some(CanonicalJsonValue::String(sender)), _) if crate::event::meta::is_user_id(sender) => {
             server_of(sender).to_owned()
         }
         _ => {

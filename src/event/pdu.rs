@@ -205,7 +205,7 @@ impl UnverifiedPdu {
         if let Some(error) = report.error {
             return Err(Box::new((error, report.event_id)));
         }
-        let signers = required_signers(report.form, self.meta.origin(), self.meta.hub_server.as_deref());
+        let signers = required_signers(report.form, version.signer(&self.meta), self.meta.hub_server.as_deref());
         let before = signing_servers(&self.object).len();
         let had_unsigned = self.object.contains_key("unsigned");
         let object = strip_other_signatures(self.object, &signers);

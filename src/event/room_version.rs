@@ -53,6 +53,23 @@ pub struct RoomVersion {
     pub linearized: bool,
     /// This crate implements the version's auth rules, so rooms of this version can be logged.
     pub loggable: bool,
+    /// Whose log it is: a Matrix room's, a MIMI hub's or a MIMI follower's record.
+    pub log: LogKind,
+}
+
+/// Whose log a room version's rooms are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogKind {
+    /// Every event is signed by its sender's server (and a hub that completed it).
+    Matrix,
+    /// A MIMI room at its hub: the hub (the server of the room ID) signs every event, whoever
+    /// sent it, and no event is an LPDU. Participants at other providers reach the hub over the
+    /// MIMI protocol (mutual TLS, MLS signatures), which has no per-event server signature.
+    MimiHub,
+    /// A follower's record of a MIMI room hubbed elsewhere: the room ID names the hub, but the
+    /// record is created and written by its keeper at the follower (the create event's server
+    /// need not be the room's), and its MLS checks are the transcript's alone.
+    MimiRecord,
 }
 
 /// `org.matrix.i-d.ralston-mimi-linearized-matrix.02`: the LM test version that eigen-server
@@ -97,7 +114,20 @@ pub const LINEARIZED_02: RoomVersion = RoomVersion {
     event_id: EventIdFormat::ReferenceHash,
     linearized: true,
     loggable: true,
+    log: LogKind::Matrix,
 };
+
+/// `org.mimi-bridge.mimi-hub.1`: a MIMI room as its hub logs it. Linearized Matrix 02 in every
+/// rule but one: the room's server signs every event ([`LogKind::MimiHub`]), so users of
+/// other MIMI providers are members under their own IDs (`schemas/mimi-protocol.md`).
+pub const MIMI_HUB_1: RoomVersion =
+    RoomVersion { id: "org.mimi-bridge.mimi-hub.1", log: LogKind::MimiHub, ..LINEARIZED_02 };
+
+/// `org.mimi-bridge.mimi-record.1`: a follower's record of a MIMI room hubbed elsewhere
+/// ([`LogKind::MimiRecord`]): its keeper's create event and join, then one `m.mimi.fanout` per
+/// message the hub fanned out, verbatim, in hub order (`schemas/mimi-protocol.md`).
+pub const MIMI_RECORD_1: RoomVersion =
+    RoomVersion { id: "org.mimi-bridge.mimi-record.1", log: LogKind::MimiRecord, ..LINEARIZED_02 };
 
 /// Matrix room version 1 (redaction, hashing and signing only).
 pub const V1: RoomVersion = RoomVersion {
@@ -144,15 +174,33 @@ pub const V1: RoomVersion = RoomVersion {
     event_id: EventIdFormat::InEvent,
     linearized: false,
     loggable: false,
+    log: LogKind::Matrix,
 };
 
 /// Every version this crate knows.
-pub const KNOWN: &[RoomVersion] = &[LINEARIZED_02, V1];
+pub const KNOWN: &[RoomVersion] = &[LINEARIZED_02, MIMI_HUB_1, MIMI_RECORD_1, V1];
 
 impl RoomVersion {
     /// Looks a version up by its ID string.
     pub fn from_id(id: &str) -> Option<&'static RoomVersion> {
         KNOWN.iter().find(|v| v.id == id)
+    }
+
+    /// The server whose signature makes an event of `meta` authentic (beside the hub's, for an
+    /// LPDU a hub completed): its sender's, or in versions where the hub signs everything, the
+    /// room's.
+    pub fn signer<'a>(&self, meta: &'a super::EventMeta) -> &'a str {
+        if self.hub_signs() { super::meta::server_of(&meta.room_id) } else { meta.origin() }
+    }
+
+    /// The room's hub signs every event ([`LogKind::MimiHub`]).
+    pub fn hub_signs(&self) -> bool {
+        self.log == LogKind::MimiHub
+    }
+
+    /// A follower's record ([`LogKind::MimiRecord`]).
+    pub fn is_record(&self) -> bool {
+        self.log == LogKind::MimiRecord
     }
 }
 

@@ -158,7 +158,14 @@ impl Hub {
             lpdu_id,
         });
         let flushes = Self::observe_mls(head, pdu, position, &step, &mut batch);
-        let ticket = self.store.submit(batch);
+        let owed = self.owed(head, pdu, &step, &batch);
+        let (ticket, owed) = match self.fanout.get().filter(|_| !owed.is_empty()) {
+            Some(fanout) => {
+                let (ticket, keys) = fanout.submit(batch, owed);
+                (ticket, Some((Arc::clone(fanout), keys)))
+            }
+            None => (self.store.submit(batch), None),
+        };
         head.chain.apply(pdu);
         Self::apply_mls(head, step, pdu);
         if let Some(lpdu_id) = lpdu_id {
@@ -176,7 +183,7 @@ impl Hub {
             lpdu_id: lpdu_id.map(str::to_owned),
             duplicate: false,
         };
-        Ok(PendingAppend { appended, ticket: Some(ticket), flushes })
+        Ok(PendingAppend { appended, ticket: Some(ticket), flushes, owed })
     }
 
     pub(super) fn insert_head(

@@ -7,7 +7,7 @@
 use ruma::{CanonicalJsonObject, CanonicalJsonValue, Int};
 
 use crate::event::room_version::LINEARIZED_02;
-use crate::event::{Chain, EventTemplate, build_local};
+use crate::event::{Chain, EventTemplate, RoomVersion, build_local};
 
 use super::{Appended, Hub, HubError, RoomHead, lock};
 
@@ -21,11 +21,20 @@ pub struct RoomPreset {
     /// An MLS-encrypted room: the creator's registered device creates the room's group, whose
     /// epoch-0 group info goes into the create event.
     pub encrypted: bool,
+    /// The room version: Linearized Matrix 02 by default; portals use
+    /// [`MIMI_HUB_1`](crate::event::room_version::MIMI_HUB_1), whose members may be users of
+    /// other MIMI providers.
+    pub version: &'static RoomVersion,
 }
 
 impl Default for RoomPreset {
     fn default() -> Self {
-        Self { join_rule: "invite".into(), history_visibility: "shared".into(), encrypted: false }
+        Self {
+            join_rule: "invite".into(),
+            history_visibility: "shared".into(),
+            encrypted: false,
+            version: &LINEARIZED_02,
+        }
     }
 }
 
@@ -134,12 +143,12 @@ impl Hub {
             return Err(HubError::NotLocalSender { sender: creator.to_owned(), server: self.server_name.clone() });
         }
         let group = preset.encrypted.then(|| self.new_group(creator, &room_id)).transpose()?;
-        let mut create_content = object(vec![("room_version", text(LINEARIZED_02.id))]);
+        let mut create_content = object(vec![("room_version", text(preset.version.id))]);
         if let Some((_, encryption)) = &group {
             create_content.insert("encryption".to_owned(), encryption.to_json());
         }
         let create = build_local(
-            &LINEARIZED_02,
+            preset.version,
             state_event(&room_id, creator, ts, "m.room.create", create_content),
             &[],
             &[],

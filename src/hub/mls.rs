@@ -14,6 +14,7 @@ use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
 
 use crate::event::{EventTemplate, Pdu, UnverifiedLpdu, build_lpdu};
 use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, RoomEncryption};
+use crate::mls::identity::DeviceDirectory;
 use crate::mls::member::{Member, Seen, Welcome, ciphertext_hash, parse_welcome};
 use crate::mls::public::{MlsCheckError, PublicView, Step, apply_step, check_event};
 use crate::mls::{Flush, MlsProvider};
@@ -23,9 +24,12 @@ use super::{Hub, HubError, PendingAppend, RoomHead, lock, trusted_pdu};
 
 /// A room's MLS group as this server holds it.
 pub(crate) struct RoomMls {
-    view: PublicView,
+    pub(super) view: PublicView,
     /// This server's clients in the group, by user.
-    members: BTreeMap<String, Member>,
+    pub(super) members: BTreeMap<String, Member>,
+    /// The current epoch's application messages: ciphertext hash → acceptance time (ms), so a
+    /// provider's resubmission is answered with the first acceptance.
+    pub(super) accepted: BTreeMap<[u8; 32], u64>,
 }
 
 pub(super) fn client_error(error: impl std::fmt::Display) -> HubError {
@@ -38,8 +42,10 @@ impl Hub {
         // Only the hub holds the device directory; a follower checks what the log itself shows.
         let keys = (pdu.meta().event_type == COMMIT && head.chain.hub() == self.server_name)
             .then(|| self.directories.trusted_keys());
-        let devices =
-            keys.as_ref().map(|keys| (self.directories.devices() as &dyn crate::mls::identity::DeviceDirectory, keys));
+        let own = OwnUsers { inner: self.directories.devices(), server: &self.server_name };
+        let directory: &dyn DeviceDirectory =
+            if head.chain.version().hub_signs() { &own } else { self.directories.devices() };
+        let devices = keys.as_ref().map(|keys| (directory, keys));
         let view = head.mls.as_ref().map(|m| &m.view);
         Ok(check_event(view, head.chain.next_position(), pdu, head.chain.state(), devices)?)
     }
@@ -73,15 +79,23 @@ impl Hub {
 
     /// Moves the room's group along once the event's batch is queued.
     pub(super) fn apply_mls(head: &mut RoomHead, step: Step, pdu: &Pdu) {
-        let (mut view, members) = match head.mls.take() {
-            Some(mls) => (Some(mls.view), mls.members),
-            None => (None, BTreeMap::new()),
+        let (mut view, members, mut accepted) = match head.mls.take() {
+            Some(mls) => (Some(mls.view), mls.members, mls.accepted),
+            None => (None, BTreeMap::new(), BTreeMap::new()),
         };
+        match &step {
+            Step::Encrypted(content) => {
+                let ts = u64::try_from(pdu.meta().origin_server_ts).unwrap_or_default();
+                accepted.insert(ciphertext_hash(&content.ciphertext), ts);
+            }
+            Step::Commit(_) => accepted.clear(),
+            _ => {}
+        }
         // The checks passed before the batch was queued; applying cannot refuse the event now.
         if let Err(error) = apply_step(&mut view, step, pdu.event_id()) {
             tracing::error!(event_id = pdu.event_id(), %error, "MLS state not advanced for an appended event");
         }
-        head.mls = view.map(|view| RoomMls { view, members });
+        head.mls = view.map(|view| RoomMls { view, members, accepted });
         if let Some(mls) = head.mls.as_mut() {
             mls.members.retain(|_, member| member.epoch().is_some());
         }
@@ -113,12 +127,15 @@ impl Hub {
                 PublicView::from_group_info(&content.public_group_state, room_id, commit.event_id())?
             }
         };
+        let mut accepted = BTreeMap::new();
         for item in self.store.pdus(short, latest_commit.unwrap_or(0))? {
             let (_, bytes) = item?;
             let pdu = trusted_pdu(&bytes, Some(version))?;
             if pdu.meta().event_type == ENCRYPTED
                 && let Ok(content) = EncryptedContent::parse(pdu.content())
             {
+                let ts = u64::try_from(pdu.meta().origin_server_ts).unwrap_or_default();
+                accepted.insert(ciphertext_hash(&content.ciphertext), ts);
                 view.note_encrypted(&content);
             }
         }
@@ -131,7 +148,7 @@ impl Hub {
                 members.insert(user_id, member);
             }
         }
-        Ok(Some(RoomMls { view, members }))
+        Ok(Some(RoomMls { view, members, accepted }))
     }
 
     /// The client of `user_id`'s device for a new room: the group (epoch 0) and the create
@@ -153,7 +170,8 @@ impl Hub {
     ) -> Result<(), HubError> {
         let meta = create.meta();
         let view = PublicView::for_create(&encryption.group_info, &meta.room_id, &meta.sender, create.event_id())?;
-        head.mls = Some(RoomMls { view, members: BTreeMap::from([(meta.sender.clone(), member)]) });
+        let members = BTreeMap::from([(meta.sender.clone(), member)]);
+        head.mls = Some(RoomMls { view, members, accepted: BTreeMap::new() });
         Ok(())
     }
 
@@ -336,6 +354,27 @@ impl Hub {
         Ok(in_group)
     }
 
+    /// This server's users with a client in the room's group.
+    pub fn local_clients(&self, room_id: &str) -> Result<Vec<String>, HubError> {
+        let head = self.head(room_id)?;
+        let users = lock(&head).mls.as_ref().map(|m| m.members.keys().cloned().collect()).unwrap_or_default();
+        Ok(users)
+    }
+
+    /// Whether the room's log here is a follower's record of a room hubbed elsewhere.
+    pub fn is_record(&self, room_id: &str) -> Result<bool, HubError> {
+        let head = self.head(room_id)?;
+        let record = lock(&head).chain.version().is_record();
+        Ok(record)
+    }
+
+    /// Whether `user_id` (of any provider) has a client in the room's group.
+    pub fn has_clients(&self, room_id: &str, user_id: &str) -> Result<bool, HubError> {
+        let head = self.head(room_id)?;
+        let found = lock(&head).mls.as_ref().is_some_and(|m| m.view.members().iter().any(|c| c.user_id() == user_id));
+        Ok(found)
+    }
+
     /// The epoch of a room's group as this server's log has it.
     pub fn mls_epoch(&self, room_id: &str) -> Result<Option<u64>, HubError> {
         let head = self.head(room_id)?;
@@ -344,7 +383,24 @@ impl Hub {
     }
 }
 
-fn template(
+/// In a MIMI room the hub's directory speaks only for this server's users: users of other
+/// providers publish no device objects, and their provider vouched for their joining.
+struct OwnUsers<'a> {
+    inner: &'a dyn DeviceDirectory,
+    server: &'a str,
+}
+
+impl DeviceDirectory for OwnUsers<'_> {
+    fn device(&self, user_id: &str, device_id: &str) -> Option<crate::mls::identity::DeviceObject> {
+        self.inner.device(user_id, device_id)
+    }
+
+    fn vouches_for(&self, user_id: &str) -> bool {
+        crate::event::meta::server_of(user_id) == self.server
+    }
+}
+
+pub(super) fn template(
     room_id: &str,
     sender: &str,
     event_type: &str,

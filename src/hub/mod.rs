@@ -14,11 +14,14 @@ mod append;
 mod create;
 mod directories;
 mod error;
+mod fanout;
 mod follow;
 mod heads;
 mod log;
 mod mls;
 mod receive;
+mod record;
+mod remote;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -33,8 +36,11 @@ pub use admit::{Admission, member_event};
 pub use create::RoomPreset;
 pub use directories::Directories;
 pub use error::{HubError, LpduRejection};
+pub use fanout::{Fanout, Notify};
 pub use heads::MAX_LOADED_ROOMS;
 pub use receive::Refused;
+pub use record::{KEEPER, Recorded};
+pub use remote::Verdict;
 
 /// An event that is (or, for a `PendingAppend`, will be once durable) in a room's log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,16 +65,21 @@ pub struct PendingAppend {
     ticket: Option<Ticket>,
     /// MLS writes the batch carries, released from memory once durable.
     flushes: Vec<(Arc<MlsProvider>, Flush)>,
+    /// `notify` requests the batch queued, to start delivering once durable.
+    owed: Option<(Arc<dyn Fanout>, Vec<crate::store::QueueKey>)>,
 }
 
 impl PendingAppend {
     fn new(appended: Appended, ticket: Option<Ticket>) -> Self {
-        Self { appended, ticket, flushes: Vec::new() }
+        Self { appended, ticket, flushes: Vec::new(), owed: None }
     }
 
     fn done(self) -> Appended {
         for (provider, flush) in &self.flushes {
             provider.storage().mark_durable(*flush);
+        }
+        if let Some((fanout, keys)) = &self.owed {
+            fanout.wake(keys);
         }
         self.appended
     }
@@ -118,6 +129,7 @@ pub struct Hub {
     store: Arc<Store>,
     rooms: Mutex<heads::Heads>,
     directories: Directories,
+    fanout: std::sync::OnceLock<Arc<dyn Fanout>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -141,6 +153,7 @@ impl Hub {
             key: key.clone(),
             rooms: Mutex::new(heads::Heads::new(MAX_LOADED_ROOMS)),
             directories: Directories::open(server_name, key, Arc::clone(&store))?,
+            fanout: std::sync::OnceLock::new(),
             store,
         })
     }

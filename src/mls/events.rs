@@ -24,6 +24,8 @@ pub const ALGORITHM: &str = "m.mls.v1.dhkemx25519-aes128gcm-sha256-ed25519";
 pub const COMMIT: &str = "m.mls.commit";
 /// The application message event type.
 pub const ENCRYPTED: &str = "m.room.encrypted";
+/// A follower's record of one message the room's hub fanned out.
+pub const FANOUT: &str = "m.mimi.fanout";
 
 /// Why an MLS event's content is refused.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -157,6 +159,26 @@ impl EncryptedContent {
             ("commit_event_id".to_owned(), text(&self.commit_event_id)),
         ]
         .into()
+    }
+}
+
+/// An `m.mimi.fanout`'s content: `{"fanout": b64}`, one `FanoutMessage` of a `notify` body
+/// (the hub's timestamp, the MLS message and what came with it) exactly as received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FanoutContent {
+    /// The `FanoutMessage`, TLS-encoded.
+    pub fanout: Vec<u8>,
+}
+
+impl FanoutContent {
+    /// Parses the content.
+    pub fn parse(content: &CanonicalJsonObject) -> Result<Self, ContentError> {
+        Ok(Self { fanout: bytes(content, FANOUT, "fanout")? })
+    }
+
+    /// The event content.
+    pub fn to_json(&self) -> CanonicalJsonObject {
+        [("fanout".to_owned(), b64(&self.fanout))].into()
     }
 }
 

@@ -259,6 +259,15 @@ impl RoomGroup {
         Ok(Self { group })
     }
 
+    /// The `KeyPackageRef`s a Welcome (TLS `MlsMessage`) is for: whose packages it uses.
+    pub fn welcome_targets(welcome: &[u8]) -> Result<Vec<Vec<u8>>, GroupError> {
+        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| GroupError::Malformed(e.to_string()))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(GroupError::Malformed("not a Welcome".into()));
+        };
+        Ok(welcome.secrets().iter().map(|s| s.new_member().as_slice().to_vec()).collect())
+    }
+
     /// The current group as a signed `GroupInfo` with the ratchet tree (TLS `MlsMessage`): what
     /// a room's create event carries for epoch 0.
     pub fn group_info(&self, provider: &MlsProvider, signer: &impl Signer) -> Result<Vec<u8>, GroupError> {

@@ -243,6 +243,13 @@ impl DeviceObject {
 pub trait DeviceDirectory {
     /// The device object of (`user_id`, `device_id`), if one is known.
     fn device(&self, user_id: &str, device_id: &str) -> Option<DeviceObject>;
+
+    /// Whether this directory speaks for `user_id`'s devices. For users it does not (those of
+    /// other MIMI providers, which publish no device objects), an added device is checked as
+    /// replay checks it: its user must be joined.
+    fn vouches_for(&self, _user_id: &str) -> bool {
+        true
+    }
 }
 
 /// A [`DeviceDirectory`] in memory, keyed by (user, device).

@@ -20,10 +20,11 @@ use openmls_basic_credential::SignatureKeyPair;
 use ruma::CanonicalJsonObject;
 use sha2::Digest as _;
 
-use super::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent};
+use super::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, FANOUT, FanoutContent};
 use super::group::{GroupError, RoomGroup, StagedOut};
 use super::identity::{DeviceCredential, DeviceObject, LocalDevice, NamedClient};
 use super::{Flush, MlsProvider, SIGNATURE_SCHEME};
+use crate::mimi::protocol::{FanoutExtra, Wire as _};
 use crate::store::{Batch, Store, StoreError};
 
 /// Why a member operation failed.
@@ -114,6 +115,12 @@ impl Member {
         let group = RoomGroup::create(&provider, &device.signer, device.credential_with_key.clone(), room_id)?;
         let group_info = group.group_info(&provider, &device.signer)?;
         Ok((Self::with(provider, device, Some(group)), group_info))
+    }
+
+    /// The group as this client has it: a signed `GroupInfo` with the ratchet tree.
+    pub fn group_info(&self) -> Result<Vec<u8>, MemberError> {
+        let group = self.group.as_ref().ok_or(MemberError::NotInGroup)?;
+        Ok(group.group_info(&self.provider, &self.device.signer)?)
     }
 
     /// Joins from a Welcome.
@@ -216,28 +223,41 @@ impl Member {
         event_id: &str,
         batch: &mut Batch,
     ) -> Seen {
+        let malformed = |e: &dyn std::fmt::Display| MemberError::from(GroupError::Malformed(e.to_string()));
         let seen = match event_type {
-            COMMIT => self.observe_commit(content, event_id, batch).inspect_err(|_| {
-                // A commit this client cannot apply leaves it behind the log for good: it leaves
-                // the room's clients (its user can be added again).
-                self.group = None;
-            }),
-            ENCRYPTED => self.observe_message(sender, content, event_id, batch),
+            COMMIT => CommitContent::parse(content)
+                .map_err(|e| malformed(&e))
+                .and_then(|commit| self.observe_commit(&commit.message, event_id, batch)),
+            ENCRYPTED => EncryptedContent::parse(content)
+                .map_err(|e| malformed(&e))
+                .and_then(|message| self.observe_message(Some(sender), &message.ciphertext, event_id, batch)),
+            // A follower's record: what the hub fanned out, the sender named inside the content.
+            FANOUT => match FanoutContent::parse(content)
+                .map_err(|e| malformed(&e))
+                .and_then(|c| crate::mimi::protocol::FanoutMessage::decode(&c.fanout).map_err(|e| malformed(&e)))
+            {
+                Ok(fanout) => match fanout.extra {
+                    FanoutExtra::Commit(_) => self.observe_commit(&fanout.message, event_id, batch),
+                    FanoutExtra::Application(_) => self.observe_message(None, &fanout.message, event_id, batch),
+                    FanoutExtra::Welcome(_) | FanoutExtra::Proposal(_) => Ok(Seen::Nothing),
+                },
+                Err(e) => Err(e),
+            },
             _ => Ok(Seen::Nothing),
         };
         seen.unwrap_or_else(|e| Seen::Failed(e.to_string()))
     }
 
-    fn observe_commit(
-        &mut self,
-        content: &CanonicalJsonObject,
-        event_id: &str,
-        batch: &mut Batch,
-    ) -> Result<Seen, MemberError> {
+    /// A commit this client cannot apply leaves it behind the log for good: it leaves the room's
+    /// clients (its user can be added again).
+    fn observe_commit(&mut self, commit: &[u8], event_id: &str, batch: &mut Batch) -> Result<Seen, MemberError> {
+        self.apply_logged_commit(commit, event_id, batch).inspect_err(|_| self.group = None)
+    }
+
+    fn apply_logged_commit(&mut self, commit: &[u8], event_id: &str, batch: &mut Batch) -> Result<Seen, MemberError> {
         let Some(group) = self.group.as_mut() else { return Ok(Seen::Nothing) };
-        let commit = CommitContent::parse(content).map_err(|e| GroupError::Malformed(e.to_string()))?;
         if let Some(pending) = self.pending.take() {
-            if pending.staged.commit == commit.message {
+            if pending.staged.commit == commit {
                 group.merge_pending_commit(&self.provider)?;
                 if let Some(welcome) = &pending.staged.welcome {
                     batch.put_welcome(event_id, &welcome_json(welcome, event_id, &pending.targets));
@@ -247,7 +267,7 @@ impl Member {
             // Another commit took the epoch: ours is void.
             group.discard_pending_commit(&self.provider)?;
         }
-        match group.apply_commit(&self.provider, &commit.message) {
+        match group.apply_commit(&self.provider, commit) {
             Ok(()) if !group.is_active() => {
                 self.group = None;
                 Ok(Seen::Removed)
@@ -259,15 +279,16 @@ impl Member {
         }
     }
 
+    /// An application message, sent by a device of `sender` (the event's sender; for a record,
+    /// the sender its MIMI content names).
     fn observe_message(
         &mut self,
-        sender: &str,
-        content: &CanonicalJsonObject,
+        sender: Option<&str>,
+        ciphertext: &[u8],
         event_id: &str,
         batch: &mut Batch,
     ) -> Result<Seen, MemberError> {
-        let message = EncryptedContent::parse(content).map_err(|e| GroupError::Malformed(e.to_string()))?;
-        let hash = ciphertext_hash(&message.ciphertext);
+        let hash = ciphertext_hash(ciphertext);
         if let Some(plaintext) = self.sent.remove(&hash) {
             batch.put_plaintext(event_id, &plaintext);
             batch.sent_plaintext(&hash, None);
@@ -276,12 +297,12 @@ impl Member {
         let Some(group) = self.group.as_mut() else { return Ok(Seen::Nothing) };
         // Decrypt first even when a plaintext is stored under this hash: another client of this
         // server may have sent it, and this client must consume (and so delete) its key.
-        match group.decrypt(&self.provider, &message.ciphertext) {
+        match group.decrypt(&self.provider, ciphertext) {
             // The MLS sender must be a device of the event's sender: otherwise one user's
             // ciphertext could be relayed as another's message.
             Ok(decrypted)
-                if NamedClient::from_identity(&decrypted.sender_identity).ok().map(|c| c.user_id).as_deref()
-                    != Some(sender) =>
+                if NamedClient::from_identity(&decrypted.sender_identity).ok().map(|c| c.user_id)
+                    != sender.map(str::to_owned).or_else(|| content_sender(&decrypted.mimi_cbor)) =>
             {
                 Err(GroupError::Malformed("the MLS sender is not a device of the event's sender".into()).into())
             }
@@ -305,8 +326,14 @@ impl Member {
     }
 }
 
+/// The user (`@name:provider`) a MIMI content's `senderUri` names.
+fn content_sender(mimi_cbor: &[u8]) -> Option<String> {
+    let content = crate::mimi::MimiContent::decode(mimi_cbor).ok()?;
+    crate::translate::uri::matrix_user_id(content.sender_uri()?).ok()
+}
+
 /// The Welcome as the draft's to-device message content, with whom it is for.
-fn welcome_json(welcome: &[u8], commit_event_id: &str, targets: &[(String, String)]) -> Vec<u8> {
+pub fn welcome_json(welcome: &[u8], commit_event_id: &str, targets: &[(String, String)]) -> Vec<u8> {
     use base64::Engine as _;
     let targets: Vec<_> = targets.iter().map(|(user, device)| serde_json::json!([user, device])).collect();
     let value = serde_json::json!({

@@ -27,6 +27,7 @@ use std::collections::BTreeSet;
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 
+mod record;
 mod step;
 
 pub use step::{Step, apply_step, check_event};
@@ -123,19 +124,46 @@ pub enum MlsCheckError {
     /// openmls refused the message.
     #[error("MLS validation failed: {0}")]
     Rejected(String),
+    /// A follower's record holds the hub's messages as `m.mimi.fanout` events only.
+    #[error("{event_type} in a follower's record, which holds m.mimi.fanout events only")]
+    NotAFanout {
+        /// The refused event's type.
+        event_type: String,
+    },
 }
 
 fn malformed(error: impl std::fmt::Display) -> MlsCheckError {
     MlsCheckError::Malformed(error.to_string())
 }
 
-/// A commit that passed [`PublicView::check_commit`], to apply once its event is appended.
+/// A commit that passed the checks, to apply once its event is appended.
 #[derive(Debug)]
-pub struct CheckedCommit(Box<PublicView>);
+pub struct CheckedCommit {
+    after: After,
+    added: Vec<DeviceCredential>,
+}
+
+/// How the group moves to the commit's epoch.
+#[derive(Debug)]
+enum After {
+    /// To the group the event's `public_group_state` declares (checked equal to the commit's).
+    Declared(Box<PublicView>),
+    /// By merging the commit (a follower's record, which has only the commit).
+    Staged(Box<StagedCommit>),
+}
+
+impl CheckedCommit {
+    /// The devices the commit adds (a Welcome goes to their providers).
+    pub fn added(&self) -> &[DeviceCredential] {
+        &self.added
+    }
+}
 
 /// The public state of a room's group (see the module documentation).
 pub struct PublicView {
     group: PublicGroup,
+    /// A follower's record: its events are `m.mimi.fanout`s (see [`record`]).
+    record: bool,
     crypto: RustCrypto,
     latest_commit: String,
     /// SHA-256 of every ciphertext of the current epoch.
@@ -164,6 +192,17 @@ fn group_info(bytes: &[u8], room_id: &str) -> Result<VerifiableGroupInfo, MlsChe
         return Err(MlsCheckError::Malformed(format!("ciphersuite {:?} is not the room's", info.ciphersuite())));
     }
     Ok(info)
+}
+
+/// The ratchet tree a GroupInfo (TLS `MlsMessage`) carries in its extension: the encoded nodes
+/// of `Node ratchet_tree<V>`, without the vector's length.
+pub fn ratchet_tree(group_info_bytes: &[u8]) -> Option<Vec<u8>> {
+    use openmls::prelude::tls_codec::Serialize as _;
+    let message = MlsMessageIn::tls_deserialize_exact(group_info_bytes).ok()?;
+    let MlsMessageBodyIn::GroupInfo(info) = message.extract() else { return None };
+    let encoded = info.extensions().ratchet_tree()?.ratchet_tree().tls_serialize_detached().ok()?;
+    let mut reader = crate::mimi::protocol::tls::Reader::new(&encoded);
+    reader.opaque("ratchet_tree").ok().map(<[u8]>::to_vec)
 }
 
 fn device(leaf: &LeafNode) -> Result<DeviceCredential, MlsCheckError> {
@@ -199,7 +238,7 @@ impl PublicView {
         let (crypto, storage) = (RustCrypto::default(), MemoryStorage::default());
         let (group, _) =
             PublicGroup::from_external(&crypto, &storage, tree, info, ProposalStore::new()).map_err(malformed)?;
-        Ok(Self { group, crypto, latest_commit: latest_commit.to_owned(), ciphertexts: BTreeSet::new() })
+        Ok(Self { group, record: false, crypto, latest_commit: latest_commit.to_owned(), ciphertexts: BTreeSet::new() })
     }
 
     /// The group of a new room: epoch 0 with one member, a device of the room's creator.
@@ -256,6 +295,38 @@ impl PublicView {
         device(leaf)
     }
 
+    /// The device that signed a commit (a `PublicMessage` for the current epoch), read before
+    /// the commit is checked, to name the event's sender.
+    pub fn committer(&self, commit: &[u8]) -> Result<DeviceCredential, MlsCheckError> {
+        let message = MlsMessageIn::tls_deserialize_exact(commit).map_err(malformed)?;
+        let MlsMessageBodyIn::PublicMessage(public) = message.extract() else {
+            return Err(MlsCheckError::NotPublicCommit);
+        };
+        let sender = public.sender().clone();
+        let message = ProtocolMessage::from(public);
+        if message.content_type() != ContentType::Commit {
+            return Err(MlsCheckError::NotPublicCommit);
+        }
+        self.check_epoch(&message)?;
+        match sender {
+            Sender::Member(leaf) => self.leaf_owner(leaf),
+            _ => Err(MlsCheckError::ExternalCommit),
+        }
+    }
+
+    /// The epoch of an application message (a `PrivateMessage` for this group).
+    pub fn message_epoch(&self, ciphertext: &[u8]) -> Result<u64, MlsCheckError> {
+        let message = MlsMessageIn::tls_deserialize_exact(ciphertext).map_err(malformed)?;
+        let MlsMessageBodyIn::PrivateMessage(private) = message.extract() else {
+            return Err(MlsCheckError::NotApplication);
+        };
+        let message = ProtocolMessage::from(private);
+        if message.group_id() != self.group.group_id() {
+            return Err(MlsCheckError::WrongGroup);
+        }
+        Ok(message.epoch().as_u64())
+    }
+
     /// Checks an `m.mls.commit` by `sender` against the room's `state` before it (see the module
     /// documentation). With `devices`, added leaves must also have device objects their users'
     /// servers signed (the hub's check); without, their users must be joined (replay).
@@ -291,7 +362,7 @@ impl PublicView {
         let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
             return Err(MlsCheckError::NotPublicCommit);
         };
-        self.check_proposals(&staged, &committer, state, devices)?;
+        let added = self.check_proposals(&staged, &committer, state, devices)?;
         // The declared group after the commit must load on its own (signature, ratchet tree
         // matching the tree hash: a restart reloads from it) and be exactly the group the commit
         // produces, down to the confirmation tag, which the public state cannot recompute.
@@ -302,7 +373,7 @@ impl PublicView {
         {
             return Err(MlsCheckError::StateMismatch);
         }
-        Ok(CheckedCommit(Box::new(after)))
+        Ok(CheckedCommit { after: After::Declared(Box::new(after)), added })
     }
 
     fn check_proposals(
@@ -311,7 +382,7 @@ impl PublicView {
         committer: &DeviceCredential,
         state: &RoomState,
         devices: Option<(&dyn DeviceDirectory, &KeyRing)>,
-    ) -> Result<(), MlsCheckError> {
+    ) -> Result<Vec<DeviceCredential>, MlsCheckError> {
         for queued in staged.queued_proposals() {
             let kind = queued.proposal().proposal_type();
             if !matches!(
@@ -323,18 +394,26 @@ impl PublicView {
                 return Err(MlsCheckError::UnsupportedProposal(format!("{kind:?}")));
             }
         }
+        let mut added = Vec::new();
         for add in staged.add_proposals() {
             let leaf = add.add_proposal().key_package().leaf_node();
-            if let Some((directory, keys)) = devices {
-                validate_new_leaf(leaf.credential(), leaf.signature_key().as_slice(), state, directory, keys)?;
+            let device = device(leaf)?;
+            if let Some((directory, keys)) = devices.filter(|(d, _)| d.vouches_for(device.user_id())) {
+                added.push(validate_new_leaf(
+                    leaf.credential(),
+                    leaf.signature_key().as_slice(),
+                    state,
+                    directory,
+                    keys,
+                )?);
                 continue;
             }
-            let added = device(leaf)?;
-            let membership = state.membership(added.user_id());
+            let membership = state.membership(device.user_id());
             if membership != Some("join") {
-                let user = added.user_id().to_owned();
+                let user = device.user_id().to_owned();
                 return Err(IdentityError::NotJoined { user, membership: membership.map(str::to_owned) }.into());
             }
+            added.push(device);
         }
         for remove in staged.remove_proposals() {
             let removed = self.leaf_owner(remove.remove_proposal().removed())?;
@@ -353,15 +432,22 @@ impl PublicView {
         if let Some(leaf) = staged.update_path_leaf_node() {
             same_owner(leaf, committer)?;
         }
-        Ok(())
+        Ok(added)
     }
 
     /// Moves the group to the epoch `commit` opens; `event_id` is its event.
     /// The group becomes the one the commit's group info describes (checked equal to what the
     /// commit produces), as a reload from that group info would.
-    pub fn apply(&mut self, commit: CheckedCommit, event_id: &str) {
-        *self = *commit.0;
+    pub fn apply(&mut self, commit: CheckedCommit, event_id: &str) -> Result<(), MlsCheckError> {
+        match commit.after {
+            After::Declared(after) => *self = *after,
+            After::Staged(staged) => {
+                self.group.merge_commit(&MemoryStorage::default(), *staged).map_err(malformed)?;
+                self.ciphertexts.clear();
+            }
+        }
         event_id.clone_into(&mut self.latest_commit);
+        Ok(())
     }
 
     /// Records an appended `m.room.encrypted` of the current epoch, so a replay is refused.

@@ -21,10 +21,8 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
     if admitted.body.len() > MAX_REPORT {
         return Err(MatrixError::too_large(MAX_REPORT));
     }
-    let room_id = crate::translate::uri::parse_room_uri(room)
-        .ok()
-        .filter(|(server, _)| *server == provider.domain)
-        .map(|(server, opaque)| format!("!{opaque}:{server}"));
+    let room_id =
+        crate::translate::uri::room_id_of(room).ok().filter(|id| crate::event::meta::server_of(id) == provider.domain);
     let store = std::sync::Arc::clone(&provider.store);
     let hosted = match room_id {
         Some(id) => blocking(move || store.short_room(&id)).await?.is_some(),

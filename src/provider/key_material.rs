@@ -5,7 +5,7 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    BasicCredential, Capabilities, Credential, KeyPackageIn, ProtocolVersion, RequiredCapabilitiesExtension,
+    BasicCredential, Capabilities, Credential, KeyPackage, KeyPackageIn, ProtocolVersion, RequiredCapabilitiesExtension,
 };
 
 use crate::http::{MatrixError, Response};
@@ -186,13 +186,13 @@ pub enum ClaimRefusal {
 
 /// Checks a KeyPackage claimed for `user` (a user URI) as `client`: parses, verifies (signature,
 /// lifetime, keys), uses the rooms' cipher suite, supports what the room requires, and names the
-/// user (client or user URI).
+/// user (client or user URI). Returns the validated package.
 pub fn check_claimed(
     bytes: &[u8],
     user: &str,
     client: &str,
     required: &RequiredCapabilitiesExtension,
-) -> Result<(), ClaimRefusal> {
+) -> Result<KeyPackage, ClaimRefusal> {
     let under = parse_client_uri(client).ok().and_then(|(u, _)| user_uri(&u).ok()).is_some_and(|u| u == user);
     if !under && client != user {
         return Err(ClaimRefusal::ForeignClient { client: client.to_owned(), user: user.to_owned() });
@@ -214,5 +214,5 @@ pub fn check_claimed(
     if !credential_names(package.leaf_node().credential(), user) {
         return Err(ClaimRefusal::WrongUser { client: client.to_owned(), user: user.to_owned() });
     }
-    Ok(())
+    Ok(package)
 }

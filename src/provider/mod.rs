@@ -5,12 +5,16 @@ mod abuse;
 pub mod client;
 pub mod consent;
 pub mod directory;
+pub mod fanout;
 mod identifier;
 pub mod key_material;
 pub mod metrics;
+mod notify;
 pub mod outbox;
 pub mod peers;
 mod quota;
 pub mod service;
+mod submit;
+mod update;
 
 pub use service::Provider;

@@ -95,6 +95,13 @@ pub struct OutboxDelivery {
     peers: Arc<Peers>,
 }
 
+impl OutboxDelivery {
+    /// The peers requests go to (also for requests answered at once, like claims).
+    pub fn peers(&self) -> &Arc<Peers> {
+        &self.peers
+    }
+}
+
 impl Deliver for OutboxDelivery {
     type Error = OutboxError;
 

@@ -117,8 +117,9 @@ impl Requester {
 pub struct Claimed {
     /// The answer as received.
     pub response: KeyMaterialResponse,
-    /// Per client with a KeyPackage: its URI and whether it may be used.
-    pub checked: Vec<(String, Result<(), ClaimRefusal>)>,
+    /// Per client with a KeyPackage: its URI and the package validated, or why it may not be
+    /// used.
+    pub checked: Vec<(String, Result<openmls::prelude::KeyPackage, ClaimRefusal>)>,
 }
 
 /// The peers (see the module documentation).

@@ -16,8 +16,11 @@ use super::directory;
 pub const PREFIX: &str = "/mimi/v1/";
 
 /// The endpoints served, as directory entries: key → path template.
-pub const SERVED: [(&str, &str); 5] = [
+pub const SERVED: [(&str, &str); 8] = [
     ("keyMaterial", "/mimi/v1/keyMaterial/{targetUser}"),
+    ("update", "/mimi/v1/update/{roomId}"),
+    ("submitMessage", "/mimi/v1/submitMessage/{roomId}"),
+    ("notify", "/mimi/v1/notify/{roomId}"),
     ("requestConsent", "/mimi/v1/requestConsent/{targetDomain}"),
     ("updateConsent", "/mimi/v1/updateConsent/{requesterDomain}"),
     ("identifierQuery", "/mimi/v1/identifierQuery/{domain}"),
@@ -121,6 +124,9 @@ impl Handler for Provider {
                 "requestConsent" | "updateConsent" => super::consent::serve(self, endpoint, &variable, admitted).await,
                 "identifierQuery" => super::identifier::serve(self, &variable, admitted).await,
                 "reportAbuse" => super::abuse::serve(self, &variable, admitted).await,
+                "update" => super::update::serve(self, &variable, admitted).await,
+                "submitMessage" => super::submit::serve(self, &variable, admitted).await,
+                "notify" => super::notify::serve(self, &variable, admitted).await,
                 _ => Err(MatrixError::unrecognized()),
             }
         };

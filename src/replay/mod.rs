@@ -119,7 +119,7 @@ pub(crate) fn check_event_bytes(bytes: &[u8], version: &RoomVersion, keys: &KeyR
     })?;
     let meta = unverified.meta().clone();
     let form = if meta.hub_server.is_some() { Form::HubPdu } else { Form::Pdu };
-    let signers = required_signers(form, meta.origin(), meta.hub_server.as_deref());
+    let signers = required_signers(form, version.signer(&meta), meta.hub_server.as_deref());
     let fault = |reason: String, u: &UnverifiedPdu| EventFault::Check { event_id: Some(u.event_id(version)), reason };
     if unverified.object().contains_key("unsigned") {
         return Err(fault(

@@ -105,6 +105,13 @@ impl Batch {
         self.ops.push((Cf::CiphertexthashPlaintext, ciphertext_hash.to_vec(), mimi_cbor.map(<[u8]>::to_vec)));
     }
 
+    /// The Welcome this batch stores for a commit, if it does.
+    pub fn welcome_of(&self, commit_event_id: &str) -> Option<Vec<u8>> {
+        self.ops.iter().find_map(|(cf, key, value)| {
+            (*cf == Cf::CommitidWelcome && key == commit_event_id.as_bytes()).then(|| value.clone()).flatten()
+        })
+    }
+
     /// Stores the Welcome a commit produced.
     pub fn put_welcome(&mut self, commit_event_id: &str, welcome_json: &[u8]) {
         self.put(Cf::CommitidWelcome, commit_event_id.as_bytes().to_vec(), welcome_json.to_vec());

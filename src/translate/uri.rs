@@ -82,6 +82,22 @@ pub fn parse_room_uri(uri: &str) -> Result<(String, String), TranslateError> {
     split_mimi(uri, "r").ok_or_else(|| TranslateError::BadUri(uri.to_owned()))
 }
 
+/// The URI of a MIMI room whose log has the room ID `!<opaque>:<server>`.
+pub fn room_uri_of(room_id: &str) -> Result<String, TranslateError> {
+    let bad = || TranslateError::BadUri(room_id.to_owned());
+    let (opaque, server) = room_id.strip_prefix('!').and_then(|r| r.split_once(':')).ok_or_else(bad)?;
+    room_uri(server, opaque)
+}
+
+/// The room ID `!<opaque>:<server>` of a MIMI room URI (the inverse of [`room_uri_of`]).
+pub fn room_id_of(uri: &str) -> Result<String, TranslateError> {
+    let (server, opaque) = parse_room_uri(uri)?;
+    if opaque.contains(':') {
+        return Err(TranslateError::BadUri(uri.to_owned()));
+    }
+    Ok(format!("!{opaque}:{server}"))
+}
+
 /// (server, decoded segment) of `mimi://server/<kind>/segment`.
 fn split_mimi(uri: &str, kind: &str) -> Option<(String, String)> {
     let rest = uri.strip_prefix("mimi://")?;

@@ -16,10 +16,10 @@ use crate::bridge_synapse::{BOT, BridgeDir, config_yaml, wait_for};
 use crate::synapse::Synapse;
 
 /// One side: its Synapse, its running bridge and its config file.
-struct Side {
-    synapse: Synapse,
-    running: mimi_bridge::daemon::Running,
-    config: std::path::PathBuf,
+pub(crate) struct Side {
+    pub(crate) synapse: Synapse,
+    pub(crate) running: mimi_bridge::daemon::Running,
+    pub(crate) config: std::path::PathBuf,
     _runtime: tokio::runtime::Runtime,
     _bridge: BridgeDir,
 }
@@ -52,7 +52,7 @@ fn yaml(
         .replacen("database:\n", &tls, 1)
 }
 
-fn side(homeserver: &str, ca: &crate::pki::TestCa, listen: u16, peer: (&str, u16)) -> Side {
+pub(crate) fn side(homeserver: &str, ca: &crate::pki::TestCa, listen: u16, peer: (&str, u16)) -> Side {
     let bridge = BridgeDir::new();
     let registration_yaml = yaml(&bridge, 1, homeserver, ca, listen, peer);
     let registration = Config::from_yaml(&registration_yaml, Path::new("test.yaml")).unwrap().registration();
@@ -71,7 +71,7 @@ impl Side {
     /// Registers `user` on the homeserver and has them open a portal, which gives them their
     /// MLS device; publishes two one-time KeyPackages and a last resort for it. Returns the
     /// user's access token.
-    fn user_with_a_portal(&self, user: &str, provider: &str) -> String {
+    pub(crate) fn user_with_a_portal(&self, user: &str, provider: &str) -> String {
         self.synapse.register(user, "password");
         let token = self.synapse.login(user, "password");
         let room = self.synapse.create_room(&token, &json!({"preset": "private_chat"}));
@@ -84,7 +84,7 @@ impl Side {
     }
 
     /// `user` (with `token`) types `command` in a direct chat with the bot and waits for its answer.
-    fn command(&self, token: &str, command: &str) -> String {
+    pub(crate) fn command(&self, token: &str, command: &str) -> String {
         let bot = BOT.replace("hs.test", &self.synapse.server_name);
         let dm = self
             .synapse
@@ -172,7 +172,7 @@ fn two_bridges_each_claim_the_others_users_over_mutual_tls() {
 
 /// A loopback TCP proxy to `target` that, while down, closes every connection at once (a
 /// provider that cannot be reached: the one fault two real bridges cannot otherwise show).
-struct Switch {
+pub(crate) struct Switch {
     up: Arc<std::sync::atomic::AtomicBool>,
     refused: Arc<std::sync::atomic::AtomicU64>,
     /// Connections forwarded so far, cut when the switch goes down (pooled ones included).
@@ -180,7 +180,7 @@ struct Switch {
 }
 
 impl Switch {
-    fn start(port: u16, target: u16) -> Self {
+    pub(crate) fn start(port: u16, target: u16) -> Self {
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         let up = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -212,7 +212,7 @@ impl Switch {
         Self { up, refused, open }
     }
 
-    fn set_up(&self, up: bool) {
+    pub(crate) fn set_up(&self, up: bool) {
         self.up.store(up, std::sync::atomic::Ordering::SeqCst);
         if !up {
             for stream in self.open.lock().unwrap().drain(..) {
@@ -221,7 +221,7 @@ impl Switch {
         }
     }
 
-    fn refused(&self) -> u64 {
+    pub(crate) fn refused(&self) -> u64 {
         self.refused.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

@@ -40,6 +40,7 @@ mod provider_crash;
 mod provider_peers;
 mod provider_tls;
 mod replay;
+mod rooms_across;
 mod synapse;
 mod translate;
 mod translate_relations;

@@ -102,7 +102,7 @@ fn a_commit_that_does_not_apply_to_the_public_group_is_refused() {
     let mut view = fresh();
     for (sender, event_id, content) in &commits {
         let checked = view.check_commit(sender, content, &state, None).unwrap();
-        view.apply(checked, event_id);
+        view.apply(checked, event_id).unwrap();
     }
     assert_eq!(view.epoch(), 2);
     assert_eq!(view.latest_commit(), commits[1].1);
@@ -111,7 +111,7 @@ fn a_commit_that_does_not_apply_to_the_public_group_is_refused() {
     let (sender, event_id, first) = &commits[0];
     let mut view = fresh();
     let checked = view.check_commit(sender, first, &state, None).unwrap();
-    view.apply(checked, event_id);
+    view.apply(checked, event_id).unwrap();
     assert_eq!(
         view.check_commit(sender, first, &state, None).unwrap_err(),
         MlsCheckError::StaleEpoch { message: 0, group: 1 }

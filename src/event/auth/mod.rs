@@ -278,7 +278,9 @@ fn check_create(room_version: &str, ev: &AuthInput<'_>) -> Result<(), AuthError>
         return Err(AuthError::CreateStateKey { state_key: ev.state_key.map(str::to_owned) });
     }
     let room_server = crate::event::meta::server_of(ev.room_id);
-    if room_server.is_empty() || crate::event::meta::server_of(ev.sender) != room_server {
+    // A follower's record of a room is kept (and created) by the follower, not the room's hub.
+    let record = crate::event::RoomVersion::from_id(room_version).is_some_and(crate::event::RoomVersion::is_record);
+    if room_server.is_empty() || (crate::event::meta::server_of(ev.sender) != room_server && !record) {
         return Err(AuthError::CreateWrongServer { sender: ev.sender.to_owned(), room_server: room_server.to_owned() });
     }
     let found = content_str(ev.content, "room_version");

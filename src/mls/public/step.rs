@@ -31,7 +31,14 @@ pub fn check_event(
 ) -> Result<Step, MlsCheckError> {
     let meta = pdu.meta();
     if position == 0 {
+        let record =
+            crate::event::chain::create_version(meta, pdu.content()).is_ok_and(crate::event::RoomVersion::is_record);
         return match crate::mls::events::RoomEncryption::from_create(pdu.content())? {
+            Some(encryption) if view.is_none() && record => Ok(Step::Create(Box::new(PublicView::for_record(
+                &encryption.group_info,
+                &meta.room_id,
+                pdu.event_id(),
+            )?))),
             Some(encryption) if view.is_none() => Ok(Step::Create(Box::new(PublicView::for_create(
                 &encryption.group_info,
                 &meta.room_id,
@@ -39,6 +46,15 @@ pub fn check_event(
                 pdu.event_id(),
             )?))),
             _ => Ok(Step::None),
+        };
+    }
+    if let Some(view) = view.filter(|v| v.is_record()) {
+        return match (meta.event_type.as_str(), &meta.state_key) {
+            (crate::mls::events::FANOUT, None) => {
+                view.check_fanout(&crate::mls::events::FanoutContent::parse(pdu.content())?.fanout)
+            }
+            (_, Some(_)) => Ok(Step::None),
+            (other, None) => Err(MlsCheckError::NotAFanout { event_type: other.to_owned() }),
         };
     }
     let (commit, encrypted) =
@@ -67,7 +83,7 @@ pub fn apply_step(view: &mut Option<PublicView>, step: Step, event_id: &str) -> 
         Step::None => {}
         Step::Create(created) => *view = Some(*created),
         Step::Encrypted(content) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.note_encrypted(&content),
-        Step::Commit(checked) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.apply(checked, event_id),
+        Step::Commit(checked) => view.as_mut().ok_or(MlsCheckError::NotEncrypted)?.apply(checked, event_id)?,
     }
     Ok(())
 }

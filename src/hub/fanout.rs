@@ -1,0 +1,110 @@
+//! Fan-out: what a MIMI room's hub owes the other providers for each message it accepts.
+//!
+//! An accepted MLS message is owed to every provider with a client in the room's group (the
+//! sender's own included: its record must hold the room's order, and its other users need the
+//! message), and a Welcome to the providers of the devices it adds. Those `notify` requests are computed under the room's lock
+//! and queued in the very batch that appends the event, so the log and the fan-out can never
+//! disagree: a message is in the log exactly when it is owed to the followers, and a crash
+//! can lose neither. Delivery belongs to the provider's outbox, behind [`Fanout`]; this module
+//! only says what is owed.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use crate::event::Pdu;
+use crate::event::meta::server_of;
+use crate::mimi::protocol::{FanoutExtra, FanoutMessage, RatchetTreeOption};
+use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED};
+use crate::mls::public::Step;
+use crate::store::{Batch, QueueKey, Ticket};
+
+use super::{Hub, RoomHead};
+
+/// One `notify` request owed to a provider.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notify {
+    /// The follower provider's domain.
+    pub provider: String,
+    /// The room (its log's room ID; the request names its MIMI room URI).
+    pub room_id: String,
+    /// The `notify` body: one `FanoutMessage`.
+    pub body: Vec<u8>,
+}
+
+/// The durable queue `notify` requests go out from (the provider's outbox).
+pub trait Fanout: Send + Sync + std::fmt::Debug {
+    /// Adds `notifies` to `batch` under fresh sequence numbers and submits it, in one step that
+    /// keeps the queue's order the order of the batches.
+    fn submit(&self, batch: Batch, notifies: Vec<Notify>) -> (Ticket, Vec<QueueKey>);
+
+    /// Starts delivering entries once their batch is durable.
+    fn wake(&self, keys: &[QueueKey]);
+}
+
+impl Hub {
+    /// Sets where fan-out goes. Appends made before (offline tools) owe nothing to anyone.
+    pub fn set_fanout(&self, fanout: Arc<dyn Fanout>) {
+        let _ = self.fanout.set(fanout);
+    }
+
+    /// The `notify` requests owed for `pdu`, about to be appended to a room hubbed here with
+    /// `batch` (which holds the Welcome of a commit that adds devices). Computed against the
+    /// room's state before the event.
+    pub(super) fn owed(&self, head: &RoomHead, pdu: &Pdu, step: &Step, batch: &Batch) -> Vec<Notify> {
+        if !head.chain.version().hub_signs() || head.chain.hub() != self.server_name || self.fanout.get().is_none() {
+            return Vec::new();
+        }
+        let meta = pdu.meta();
+        let timestamp = u64::try_from(meta.origin_server_ts).unwrap_or_default();
+        let followers = self.followers(head);
+        let message = match (meta.event_type.as_str(), step) {
+            (ENCRYPTED, Step::Encrypted(content)) => {
+                FanoutMessage { timestamp, message: content.ciphertext.clone(), extra: FanoutExtra::Application(None) }
+            }
+            (COMMIT, Step::Commit(_)) => match CommitContent::parse(pdu.content()) {
+                Ok(content) => {
+                    FanoutMessage { timestamp, message: content.message, extra: FanoutExtra::Commit(vec![]) }
+                }
+                Err(_) => return Vec::new(),
+            },
+            _ => return Vec::new(),
+        };
+        let notify = |provider: &str, message: &FanoutMessage| Notify {
+            provider: provider.to_owned(),
+            room_id: meta.room_id.clone(),
+            body: FanoutMessage::encode_all(std::slice::from_ref(message)),
+        };
+        let mut out: Vec<Notify> = followers.iter().map(|p| notify(p, &message)).collect();
+        if let Step::Commit(checked) = step
+            && let Some(welcome) = batch.welcome_of(pdu.event_id()).and_then(|j| crate::mls::member::parse_welcome(&j))
+        {
+            // The tree travels beside the Welcome ("full"), as the group after the commit has it.
+            let tree = CommitContent::parse(pdu.content())
+                .ok()
+                .and_then(|c| crate::mls::public::ratchet_tree(&c.public_group_state))
+                .map_or(RatchetTreeOption::DistributionService, RatchetTreeOption::Full);
+            let welcome = FanoutMessage { timestamp, message: welcome.message, extra: FanoutExtra::Welcome(tree) };
+            let invited: BTreeSet<&str> = checked
+                .added()
+                .iter()
+                .map(|d| server_of(d.user_id()))
+                .filter(|server| *server != self.server_name)
+                .collect();
+            out.extend(invited.into_iter().map(|p| notify(p, &welcome)));
+        }
+        out
+    }
+
+    /// The providers other than this one with a client in the room's group (before the event):
+    /// those that can use what the room carries. A provider whose first client a commit adds
+    /// gets that commit's Welcome instead.
+    fn followers(&self, head: &RoomHead) -> BTreeSet<String> {
+        let Some(mls) = head.mls.as_ref() else { return BTreeSet::new() };
+        mls.view
+            .members()
+            .iter()
+            .map(|client| server_of(client.user_id()).to_owned())
+            .filter(|server| *server != self.server_name)
+            .collect()
+    }
+}

@@ -1,0 +1,175 @@
+//! Following a MIMI room hubbed at another provider: the record this server keeps of it.
+//!
+//! The room's hub fans out (`notify`) every message it accepted; this server appends each, as
+//! received, to its record of the room (room version
+//! [`MIMI_RECORD_1`](crate::event::room_version::MIMI_RECORD_1)): one `m.mimi.fanout` event
+//! per message, sent by the record's keeper, signed by this server, with the hub's timestamp.
+//! The record's public view checks each (see `mls::public::record`) and this server's clients
+//! apply it in the same batch, so a commit is merged and a message decrypted exactly when its
+//! record entry is durable.
+//!
+//! A record begins with a Welcome for one of this server's clients, routed by the KeyPackageRef
+//! the hub claimed: its create event carries the group as that client joined it. Until then
+//! there is nothing to keep: a message for a room no client of ours is in is acknowledged and
+//! dropped. What the record already holds (a repeat: the hub's order is fixed, so anything of an
+//! older epoch or seen in this one came before) is acknowledged once; an epoch ahead of the
+//! record is a gap, refused, never skipped.
+
+use ruma::{CanonicalJsonObject, CanonicalJsonValue};
+
+use crate::event::meta::server_of;
+use crate::event::room_version::MIMI_RECORD_1;
+use crate::event::{Chain, EventTemplate, build_local};
+use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
+use crate::mls::events::{FANOUT, FanoutContent, RoomEncryption};
+use crate::mls::group::RoomGroup;
+use crate::mls::member::Member;
+use crate::mls::public::{MlsCheckError, PublicView};
+use crate::store::Batch;
+
+use super::mls::{RoomMls, client_error};
+use super::{Hub, HubError, PendingAppend, RoomHead, lock, member_event};
+
+/// The localpart of the user that keeps this server's records (`@_mimi_record:<server>`).
+pub const KEEPER: &str = "_mimi_record";
+
+/// What became of one fanned-out message.
+#[derive(Debug)]
+pub enum Recorded {
+    /// Appended to the record (durable once `pending` is); `joined` are this server's users whose
+    /// clients joined from it (a Welcome).
+    Appended {
+        /// The append.
+        pending: Box<PendingAppend>,
+        /// Users whose clients joined.
+        joined: Vec<String>,
+    },
+    /// Already in the record (a repeat), or for a room no client of ours is in: nothing to do.
+    Nothing,
+}
+
+impl Hub {
+    /// The user that keeps this server's records.
+    pub fn keeper(&self) -> String {
+        format!("@{KEEPER}:{}", self.server_name)
+    }
+
+    /// Records one message `hub` (authenticated by the caller) fanned out for `room_id`. Blocks
+    /// on writes: call it from a blocking thread, one notify at a time per room.
+    pub fn record_fanout(&self, room_id: &str, hub: &str, fanout: &FanoutMessage) -> Result<Recorded, HubError> {
+        if server_of(room_id) != hub || hub == self.server_name {
+            return Err(HubError::NotHub { room_id: room_id.to_owned(), hub: server_of(room_id).to_owned() });
+        }
+        let head = match self.head(room_id) {
+            Ok(head) => head,
+            Err(HubError::UnknownRoom(_)) => return self.open_record(room_id, hub, fanout),
+            Err(e) => return Err(e),
+        };
+        let mut head = lock(&head);
+        if !head.chain.version().is_record() {
+            return Err(HubError::NotHub { room_id: room_id.to_owned(), hub: head.chain.hub().to_owned() });
+        }
+        let pending = match self.append_fanout(&mut head, fanout) {
+            Ok(pending) => pending,
+            Err(HubError::Mls(MlsCheckError::StaleEpoch { .. } | MlsCheckError::Replay)) => {
+                return Ok(Recorded::Nothing);
+            }
+            Err(e) => return Err(e),
+        };
+        drop(head);
+        let joined = match &fanout.extra {
+            FanoutExtra::Welcome(_) => self.join_welcomed(room_id, hub, &fanout.message)?,
+            _ => Vec::new(),
+        };
+        Ok(Recorded::Appended { pending: Box::new(pending), joined })
+    }
+
+    fn append_fanout(&self, head: &mut RoomHead, fanout: &FanoutMessage) -> Result<PendingAppend, HubError> {
+        let template = EventTemplate {
+            room_id: head.chain.room_id().to_owned(),
+            event_type: FANOUT.to_owned(),
+            sender: self.keeper(),
+            state_key: None,
+            content: FanoutContent { fanout: fanout.encode() }.to_json(),
+            origin_server_ts: i64::try_from(fanout.timestamp).unwrap_or(i64::MAX),
+        };
+        self.append_template(head, template, |_| Batch::new())
+    }
+
+    /// This server's users a Welcome is for, by the `KeyPackageRef`s `hub` claimed.
+    fn welcomed(&self, hub: &str, welcome: &[u8]) -> Result<Vec<String>, HubError> {
+        let mut users = Vec::new();
+        for reference in RoomGroup::welcome_targets(welcome).map_err(client_error)? {
+            let Some(record) = self.store.key_package_claim(&reference, hub)? else { continue };
+            let record: serde_json::Value = serde_json::from_slice(&record).unwrap_or_default();
+            if let Some(user) = record["user"].as_str().filter(|u| server_of(u) == self.server_name) {
+                users.push(user.to_owned());
+            }
+        }
+        Ok(users)
+    }
+
+    /// Joins this server's clients a Welcome in the record is for (those not in the group yet).
+    fn join_welcomed(&self, room_id: &str, hub: &str, welcome: &[u8]) -> Result<Vec<String>, HubError> {
+        let mut joined = Vec::new();
+        for user in self.welcomed(hub, welcome)? {
+            if self.in_group(room_id, &user)? {
+                continue;
+            }
+            match self.join_group(room_id, &user, welcome) {
+                Ok(()) => joined.push(user),
+                Err(error) => tracing::warn!(room_id, user, %error, "a Welcome for a client here could not be used"),
+            }
+        }
+        Ok(joined)
+    }
+
+    /// Opens the record of a room with the Welcome of its first client here: the create event
+    /// (the group as that client joined it), the keeper's join, then the Welcome itself.
+    fn open_record(&self, room_id: &str, hub: &str, fanout: &FanoutMessage) -> Result<Recorded, HubError> {
+        if !matches!(fanout.extra, FanoutExtra::Welcome(_)) {
+            tracing::info!(room_id, hub, "a fanned-out message for a room no client here is in: nothing to record");
+            return Ok(Recorded::Nothing);
+        }
+        let Some(user) = self.welcomed(hub, &fanout.message)?.into_iter().next() else {
+            tracing::info!(room_id, hub, "a Welcome for no client of this provider");
+            return Ok(Recorded::Nothing);
+        };
+        let device = self.directories.local_device(&user)?;
+        let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
+        let member = Member::join(provider, device, &fanout.message).map_err(client_error)?;
+        let group_info = member.group_info().map_err(client_error)?;
+        let keeper = self.keeper();
+        let content: CanonicalJsonObject = [
+            ("room_version".to_owned(), CanonicalJsonValue::String(MIMI_RECORD_1.id.to_owned())),
+            ("encryption".to_owned(), RoomEncryption { group_info: group_info.clone() }.to_json()),
+            ("mimi_hub".to_owned(), CanonicalJsonValue::String(hub.to_owned())),
+        ]
+        .into();
+        let template = EventTemplate {
+            room_id: room_id.to_owned(),
+            event_type: "m.room.create".into(),
+            sender: keeper.clone(),
+            state_key: Some(String::new()),
+            content,
+            origin_server_ts: i64::try_from(fanout.timestamp).unwrap_or(i64::MAX),
+        };
+        let create = build_local(&MIMI_RECORD_1, template, &[], &[], &self.key, &self.server_name)?;
+        let chain = Chain::for_create(&create)?;
+        let head = self.insert_head(room_id, RoomHead::new(self.store.allocate_short_room(), chain))?;
+        let mut head = lock(&head);
+        let view = PublicView::for_record(&group_info, room_id, create.event_id())?;
+        let members = std::collections::BTreeMap::from([(user.clone(), member)]);
+        head.mls = Some(RoomMls { view, members, accepted: std::collections::BTreeMap::new() });
+        // The client's joined state lands in the create event's batch.
+        self.append_built(&mut head, &create, None, Batch::new())?.wait()?;
+        let join = member_event(room_id, &keeper, &keeper, "join", create.meta().origin_server_ts);
+        self.append_template(&mut head, join, |_| Batch::new())?.wait()?;
+        let pending = self.append_fanout(&mut head, fanout)?;
+        drop(head);
+        tracing::info!(room_id, hub, user, "following a room hubbed elsewhere");
+        let mut joined = vec![user];
+        joined.extend(self.join_welcomed(room_id, hub, &fanout.message)?);
+        Ok(Recorded::Appended { pending: Box::new(pending), joined })
+    }
+}
