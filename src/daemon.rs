@@ -251,10 +251,11 @@ async fn start_provider(
         .map_err(|e| setup("mimi.tls")(&e))?
         .with_metrics(Arc::clone(&provider.metrics));
     let peers = Arc::new(crate::provider::peers::Peers::new(client));
-    let outbox = crate::provider::outbox::open(Arc::clone(store), peers, Arc::clone(health), watch.clone())
-        .map_err(|e| setup("database.path")(&e))?;
+    let outbox =
+        crate::provider::outbox::open(Arc::clone(store), peers, Arc::clone(hub), Arc::clone(health), watch.clone())
+            .map_err(|e| setup("database.path")(&e))?;
     metrics.add_queue(Arc::clone(&outbox) as Arc<dyn crate::http::metrics::QueueStats>);
-    hub.set_fanout(Arc::new(crate::provider::fanout::OutboxFanout(Arc::clone(&outbox))));
+    hub.set_outbox(Arc::new(crate::provider::requests::OutboxRequests(Arc::clone(&outbox))));
     let listener = tokio::net::TcpListener::bind(mimi.listen)
         .await
         .map_err(|e| setup("mimi.listen")(&format!("binding {}: {e}", mimi.listen)))?;

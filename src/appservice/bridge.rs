@@ -299,7 +299,7 @@ impl Bridge {
             return self.drop_event(queued.seq, "membership").await;
         }
         let mimi_sender = self.mimi_user(sender).ok_or(BridgeError::Malformed("sender"))?;
-        self.ensure_member(&mimi_room, &mimi_sender).await?;
+        self.ensure_member(&mimi_room, &mimi_sender).await.map_err(super::refusal::refusing)?;
         self.translate_and_append(queued, &mimi_room, &mimi_sender).await
     }
 
@@ -350,20 +350,30 @@ impl Bridge {
             // A cold room loads its state and MLS group, and encrypting is CPU work: off the
             // runtime threads. Only the wait for durability is async.
             let pending = off_runtime(move || {
-                Ok(hub.send_encrypted_with(&room, &sender, &bytes, ts, |event_id| {
+                let effects = |event_id: Option<&str>| {
                     let mut batch = Batch::new();
                     batch.intake(seq, None);
-                    batch.map_event(&matrix_id, event_id);
+                    if let Some(event_id) = event_id {
+                        batch.map_event(&matrix_id, event_id);
+                    }
                     record(&mut batch, &matrix_id, &mapped);
                     if let Some((media_id, ciphertext)) = &hosted {
                         batch.media(media_id, ciphertext);
                     }
                     batch
-                })?)
+                };
+                // A room hubbed elsewhere: to its hub, from the outbox; it comes back in the record.
+                if hub.is_record(&room)? {
+                    hub.submit_to_hub(&room, &sender, &bytes, effects(None))?;
+                    return Ok(None);
+                }
+                Ok(Some(hub.send_encrypted_with(&room, &sender, &bytes, ts, |event_id| effects(Some(event_id)))?))
             })
             .await
             .map_err(super::refusal::refusing)?;
-            pending.durable().await?;
+            if let Some(pending) = pending {
+                pending.durable().await?;
+            }
             appended = true;
         }
         if !appended {

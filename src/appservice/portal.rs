@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::bridge::{Bridge, BridgeError, off_runtime};
 use std::sync::Arc;
 
-use crate::hub::{Admission, RoomPreset, member_event};
+use crate::hub::{Admission, HubError, RoomPreset, member_event};
 use crate::store::Batch;
 
 /// The MLS device every local user's client uses (one per user).
@@ -90,10 +90,16 @@ impl Bridge {
         let (mimi_room, creator) = (field("mimi_room")?, field("creator")?);
         let (hub, room_id, room_creator) = (Arc::clone(&self.hub), mimi_room.clone(), creator.clone());
         let remote_user = intent["remote"].as_str().map(str::to_owned);
+        // With the MIMI provider side, rooms take users of other MIMI providers; without it, only
+        // Linearized Matrix peers, whose events their own servers sign.
+        let version = if self.outbox.is_some() {
+            &crate::event::room_version::MIMI_HUB_1
+        } else {
+            &crate::event::room_version::LINEARIZED_02
+        };
         // Device registration and room creation wait on synced writes: a blocking thread's work.
         off_runtime(move || {
             hub.directories().register_device(&room_creator, DEVICE_ID)?;
-            let version = &crate::event::room_version::MIMI_HUB_1;
             let preset = RoomPreset { encrypted: true, version, ..RoomPreset::default() };
             hub.open_room_blocking(&room_id, &room_creator, &preset, now_ms())?;
             crash_point("portal-room");
@@ -104,8 +110,9 @@ impl Bridge {
             Ok(())
         })
         .await?;
-        if let Some(remote) =
-            intent["remote"].as_str().filter(|r| crate::event::meta::server_of(r) != self.hub.server_name())
+        if let Some(remote) = intent["remote"]
+            .as_str()
+            .filter(|r| self.outbox.is_some() && crate::event::meta::server_of(r) != self.hub.server_name())
         {
             self.admit_remote(&mimi_room, &creator, remote).await?;
         }
@@ -152,6 +159,10 @@ impl Bridge {
             record.get("creator").and_then(Value::as_str).ok_or(BridgeError::Malformed("portal creator"))?.to_owned();
         let (hub, room, user) = (Arc::clone(&self.hub), mimi_room.to_owned(), user.to_owned());
         off_runtime(move || {
+            // In a room hubbed elsewhere only the hub adds clients (a Welcome brings them).
+            if hub.is_record(&room)? {
+                return if hub.in_group(&room, &user)? { Ok(()) } else { Err(HubError::NoMlsDevice { user }.into()) };
+            }
             let admission =
                 Admission { room_id: &room, user_id: &user, device_id: DEVICE_ID, sponsor: &sponsor, ts: now_ms() };
             Ok(hub.admit_local_user(&admission)?)

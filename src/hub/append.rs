@@ -159,10 +159,10 @@ impl Hub {
         });
         let flushes = Self::observe_mls(head, pdu, position, &step, &mut batch);
         let owed = self.owed(head, pdu, &step, &batch);
-        let (ticket, owed) = match self.fanout.get().filter(|_| !owed.is_empty()) {
-            Some(fanout) => {
-                let (ticket, keys) = fanout.submit(batch, owed);
-                (ticket, Some((Arc::clone(fanout), keys)))
+        let (ticket, owed) = match self.outbox.get().filter(|_| !owed.is_empty()) {
+            Some(outbox) => {
+                let (ticket, keys) = outbox.submit(batch, owed);
+                (ticket, Some((Arc::clone(outbox), keys)))
             }
             None => (self.store.submit(batch), None),
         };

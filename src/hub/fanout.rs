@@ -5,7 +5,7 @@
 //! message), and a Welcome to the providers of the devices it adds. Those `notify` requests are computed under the room's lock
 //! and queued in the very batch that appends the event, so the log and the fan-out can never
 //! disagree: a message is in the log exactly when it is owed to the followers, and a crash
-//! can lose neither. Delivery belongs to the provider's outbox, behind [`Fanout`]; this module
+//! can lose neither. Delivery belongs to the provider's outbox, behind [`RequestQueue`]; this module
 //! only says what is owed.
 
 use std::collections::BTreeSet;
@@ -20,38 +20,42 @@ use crate::store::{Batch, QueueKey, Ticket};
 
 use super::{Hub, RoomHead};
 
-/// One `notify` request owed to a provider.
+/// One request owed to another provider about a room: a hub's `notify`, a follower's
+/// `submitMessage` or `update`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Notify {
-    /// The follower provider's domain.
+pub struct Owed {
+    /// The provider's domain.
     pub provider: String,
+    /// The endpoint, as directories name it.
+    pub endpoint: &'static str,
     /// The room (its log's room ID; the request names its MIMI room URI).
     pub room_id: String,
-    /// The `notify` body: one `FanoutMessage`.
+    /// The body.
     pub body: Vec<u8>,
 }
 
-/// The durable queue `notify` requests go out from (the provider's outbox).
-pub trait Fanout: Send + Sync + std::fmt::Debug {
-    /// Adds `notifies` to `batch` under fresh sequence numbers and submits it, in one step that
+/// The durable queue requests to other providers go out from (the provider's outbox).
+pub trait RequestQueue: Send + Sync + std::fmt::Debug {
+    /// Adds `owed` to `batch` under fresh sequence numbers and submits it, in one step that
     /// keeps the queue's order the order of the batches.
-    fn submit(&self, batch: Batch, notifies: Vec<Notify>) -> (Ticket, Vec<QueueKey>);
+    fn submit(&self, batch: Batch, owed: Vec<Owed>) -> (Ticket, Vec<QueueKey>);
 
     /// Starts delivering entries once their batch is durable.
     fn wake(&self, keys: &[QueueKey]);
 }
 
 impl Hub {
-    /// Sets where fan-out goes. Appends made before (offline tools) owe nothing to anyone.
-    pub fn set_fanout(&self, fanout: Arc<dyn Fanout>) {
-        let _ = self.fanout.set(fanout);
+    /// Sets where requests to other providers go. Appends made before (offline tools) owe
+    /// nothing to anyone.
+    pub fn set_outbox(&self, outbox: Arc<dyn RequestQueue>) {
+        let _ = self.outbox.set(outbox);
     }
 
     /// The `notify` requests owed for `pdu`, about to be appended to a room hubbed here with
     /// `batch` (which holds the Welcome of a commit that adds devices). Computed against the
     /// room's state before the event.
-    pub(super) fn owed(&self, head: &RoomHead, pdu: &Pdu, step: &Step, batch: &Batch) -> Vec<Notify> {
-        if !head.chain.version().hub_signs() || head.chain.hub() != self.server_name || self.fanout.get().is_none() {
+    pub(super) fn owed(&self, head: &RoomHead, pdu: &Pdu, step: &Step, batch: &Batch) -> Vec<Owed> {
+        if !head.chain.version().hub_signs() || head.chain.hub() != self.server_name || self.outbox.get().is_none() {
             return Vec::new();
         }
         let meta = pdu.meta();
@@ -69,12 +73,13 @@ impl Hub {
             },
             _ => return Vec::new(),
         };
-        let notify = |provider: &str, message: &FanoutMessage| Notify {
+        let notify = |provider: &str, message: &FanoutMessage| Owed {
             provider: provider.to_owned(),
+            endpoint: "notify",
             room_id: meta.room_id.clone(),
             body: FanoutMessage::encode_all(std::slice::from_ref(message)),
         };
-        let mut out: Vec<Notify> = followers.iter().map(|p| notify(p, &message)).collect();
+        let mut out: Vec<Owed> = followers.iter().map(|p| notify(p, &message)).collect();
         if let Step::Commit(checked) = step
             && let Some(welcome) = batch.welcome_of(pdu.event_id()).and_then(|j| crate::mls::member::parse_welcome(&j))
         {

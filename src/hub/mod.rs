@@ -36,10 +36,10 @@ pub use admit::{Admission, member_event};
 pub use create::RoomPreset;
 pub use directories::Directories;
 pub use error::{HubError, LpduRejection};
-pub use fanout::{Fanout, Notify};
+pub use fanout::{Owed, RequestQueue};
 pub use heads::MAX_LOADED_ROOMS;
 pub use receive::Refused;
-pub use record::{KEEPER, Recorded};
+pub use record::{KEEPER, Recorded, Resubmit};
 pub use remote::Verdict;
 
 /// An event that is (or, for a `PendingAppend`, will be once durable) in a room's log.
@@ -66,7 +66,7 @@ pub struct PendingAppend {
     /// MLS writes the batch carries, released from memory once durable.
     flushes: Vec<(Arc<MlsProvider>, Flush)>,
     /// `notify` requests the batch queued, to start delivering once durable.
-    owed: Option<(Arc<dyn Fanout>, Vec<crate::store::QueueKey>)>,
+    owed: Option<(Arc<dyn RequestQueue>, Vec<crate::store::QueueKey>)>,
 }
 
 impl PendingAppend {
@@ -78,8 +78,8 @@ impl PendingAppend {
         for (provider, flush) in &self.flushes {
             provider.storage().mark_durable(*flush);
         }
-        if let Some((fanout, keys)) = &self.owed {
-            fanout.wake(keys);
+        if let Some((outbox, keys)) = &self.owed {
+            outbox.wake(keys);
         }
         self.appended
     }
@@ -129,7 +129,7 @@ pub struct Hub {
     store: Arc<Store>,
     rooms: Mutex<heads::Heads>,
     directories: Directories,
-    fanout: std::sync::OnceLock<Arc<dyn Fanout>>,
+    outbox: std::sync::OnceLock<Arc<dyn RequestQueue>>,
 }
 
 impl std::fmt::Debug for Hub {
@@ -153,7 +153,7 @@ impl Hub {
             key: key.clone(),
             rooms: Mutex::new(heads::Heads::new(MAX_LOADED_ROOMS)),
             directories: Directories::open(server_name, key, Arc::clone(&store))?,
-            fanout: std::sync::OnceLock::new(),
+            outbox: std::sync::OnceLock::new(),
             store,
         })
     }

@@ -15,20 +15,21 @@
 //! older epoch or seen in this one came before) is acknowledged once; an epoch ahead of the
 //! record is a gap, refused, never skipped.
 
+use openmls::prelude::OpenMlsProvider as _;
 use ruma::{CanonicalJsonObject, CanonicalJsonValue};
 
 use crate::event::meta::server_of;
 use crate::event::room_version::MIMI_RECORD_1;
 use crate::event::{Chain, EventTemplate, build_local};
-use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
+use crate::mimi::protocol::{FanoutExtra, FanoutMessage, SubmitMessageRequest, Wire as _};
 use crate::mls::events::{FANOUT, FanoutContent, RoomEncryption};
 use crate::mls::group::RoomGroup;
-use crate::mls::member::Member;
+use crate::mls::member::{Member, ciphertext_hash};
 use crate::mls::public::{MlsCheckError, PublicView};
 use crate::store::Batch;
 
 use super::mls::{RoomMls, client_error};
-use super::{Hub, HubError, PendingAppend, RoomHead, lock, member_event};
+use super::{Hub, HubError, Owed, PendingAppend, RoomHead, lock, member_event};
 
 /// The localpart of the user that keeps this server's records (`@_mimi_record:<server>`).
 pub const KEEPER: &str = "_mimi_record";
@@ -172,4 +173,97 @@ impl Hub {
         joined.extend(self.join_welcomed(room_id, hub, &fanout.message)?);
         Ok(Recorded::Appended { pending: Box::new(pending), joined })
     }
+}
+
+/// What to do about a message the hub found too old (`epochTooOld`).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Resubmit {
+    /// The record has not reached the hub's epoch yet: ask again later.
+    Behind,
+    /// The message came back in the record: the hub accepted it before (its answer was lost).
+    Accepted,
+    /// Send this `submitMessage` body instead: the same plaintext, encrypted in the record's
+    /// epoch (durable, with the new ciphertext's plaintext kept, before this returns).
+    Body(Vec<u8>),
+}
+
+impl Hub {
+    /// As a follower: encrypts MIMI content as `sender` (a user of this server with a client
+    /// in the room) and queues the `submitMessage` to the room's hub, in one batch with the
+    /// client's ratchet state, the plaintext (kept until the message comes back in the record)
+    /// and `extra`. Blocks until durable.
+    pub fn submit_to_hub(&self, room_id: &str, sender: &str, mimi_cbor: &[u8], extra: Batch) -> Result<(), HubError> {
+        let outbox = self.outbox.get().ok_or_else(|| HubError::NotHub {
+            room_id: room_id.to_owned(),
+            hub: format!("{} (this bridge has no MIMI provider side)", server_of(room_id)),
+        })?;
+        let head = self.head(room_id)?;
+        let mut head = lock(&head);
+        if !head.chain.version().is_record() {
+            return Err(HubError::NotHub { room_id: room_id.to_owned(), hub: head.chain.hub().to_owned() });
+        }
+        let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        let member = mls.members.get_mut(sender).ok_or_else(|| HubError::NoMlsDevice { user: sender.to_owned() })?;
+        let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
+        let mut batch = extra;
+        batch.sent_plaintext(&ciphertext_hash(&ciphertext), Some(mimi_cbor));
+        let flush = member.take_batch(&mut batch);
+        let provider = std::sync::Arc::clone(member.provider());
+        let owed = Owed {
+            provider: server_of(room_id).to_owned(),
+            endpoint: "submitMessage",
+            room_id: room_id.to_owned(),
+            body: submit_body(sender, ciphertext)?,
+        };
+        // Queued under the room's lock: the hub gets the client's messages in ratchet order.
+        let (ticket, keys) = outbox.submit(batch, vec![owed]);
+        drop(head);
+        ticket.blocking_wait()?;
+        provider.storage().mark_durable(flush);
+        outbox.wake(&keys);
+        Ok(())
+    }
+
+    /// A `submitMessage` (`body`) the hub answered `epochTooOld` with `epoch` (see
+    /// [`Resubmit`]). `replace(new_body)` gives the writes that make the new body the one
+    /// queued, put in the batch that keeps the new ciphertext's plaintext.
+    pub fn resubmit(
+        &self,
+        room_id: &str,
+        body: &[u8],
+        epoch: u64,
+        replace: impl FnOnce(&[u8]) -> Batch,
+    ) -> Result<Resubmit, HubError> {
+        let request = SubmitMessageRequest::decode(body).map_err(|e| HubError::MlsClient(e.to_string()))?;
+        let sender = crate::translate::uri::matrix_user_id(&request.sending_uri)
+            .map_err(|e| HubError::MlsClient(e.to_string()))?;
+        let old = ciphertext_hash(&request.app_message);
+        let head = self.head(room_id)?;
+        let mut head = lock(&head);
+        let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        if mls.view.epoch() < epoch {
+            return Ok(Resubmit::Behind);
+        }
+        // Everything of the epochs before the hub's is in the record: a message of ours that
+        // was accepted has come back, and its kept plaintext moved to its record entry.
+        let Some(plaintext) = self.store.sent_plaintext(&old)? else { return Ok(Resubmit::Accepted) };
+        let member = mls.members.get_mut(&sender).ok_or_else(|| HubError::NoMlsDevice { user: sender.clone() })?;
+        let ciphertext = member.encrypt(&plaintext).map_err(client_error)?;
+        let new_body = submit_body(&sender, ciphertext.clone())?;
+        let mut batch = replace(&new_body);
+        batch.sent_plaintext(&old, None);
+        batch.sent_plaintext(&ciphertext_hash(&ciphertext), Some(&plaintext));
+        let flush = member.take_batch(&mut batch);
+        let provider = std::sync::Arc::clone(member.provider());
+        let ticket = self.store.submit(batch);
+        drop(head);
+        ticket.blocking_wait()?;
+        provider.storage().mark_durable(flush);
+        Ok(Resubmit::Body(new_body))
+    }
+}
+
+fn submit_body(sender: &str, app_message: Vec<u8>) -> Result<Vec<u8>, HubError> {
+    let sending_uri = crate::translate::uri::user_uri(sender).map_err(|e| HubError::MlsClient(e.to_string()))?;
+    Ok(SubmitMessageRequest { app_message, sending_uri }.encode())
 }

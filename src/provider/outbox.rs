@@ -8,8 +8,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::hub::Resubmit;
+use crate::mimi::protocol::{SubmitMessageResponse, Wire as _};
 use crate::queue::{Deliver, Queue, QueueOptions, Retryable};
-use crate::store::{Batch, QueueEntry, QueueId, Store, StoreError};
+use crate::store::{Batch, QueueEntry, QueueId, QueueKey, Store, StoreError};
 
 use super::peers::Peers;
 
@@ -93,12 +95,28 @@ impl Retryable for OutboxError {
 #[derive(Debug)]
 pub struct OutboxDelivery {
     peers: Arc<Peers>,
+    /// Whose clients re-encrypt a message a room's hub found too old.
+    hub: Arc<crate::hub::Hub>,
 }
 
 impl OutboxDelivery {
     /// The peers requests go to (also for requests answered at once, like claims).
     pub fn peers(&self) -> &Arc<Peers> {
         &self.peers
+    }
+
+    /// Posts `body`; the answer's body once 2xx.
+    async fn post(&self, url: &str, body: Vec<u8>) -> Result<Vec<u8>, OutboxError> {
+        let answer = self.peers.client().post(url, body).await.map_err(|e| OutboxError::Retry(e.to_string()))?;
+        let status = answer.status;
+        let said =
+            || format!("{url}: {status} {}", String::from_utf8_lossy(&answer.body[..answer.body.len().min(200)]));
+        match status.as_u16() {
+            200..=299 => Ok(answer.body.to_vec()),
+            429 => Err(OutboxError::Later { reason: said(), after: Duration::from_secs(30) }),
+            400..=499 => Err(OutboxError::Final(said())),
+            _ => Err(OutboxError::Retry(said())),
+        }
     }
 }
 
@@ -113,16 +131,43 @@ impl Deliver for OutboxDelivery {
         let url = directory
             .url(&outgoing.endpoint, &variables)
             .map_err(|e| OutboxError::Retry(format!("{dest}'s directory: {e}")))?;
-        let answer =
-            self.peers.client().post(&url, outgoing.body).await.map_err(|e| OutboxError::Retry(e.to_string()))?;
-        let status = answer.status;
-        let said =
-            || format!("{url}: {status} {}", String::from_utf8_lossy(&answer.body[..answer.body.len().min(200)]));
-        match status.as_u16() {
-            200..=299 => Ok(Batch::new()),
-            429 => Err(OutboxError::Later { reason: said(), after: Duration::from_secs(30) }),
-            400..=499 => Err(OutboxError::Final(said())),
-            _ => Err(OutboxError::Retry(said())),
+        let body = outgoing.body.clone();
+        let answer = self.post(&url, body.clone()).await?;
+        if outgoing.endpoint != "submitMessage" {
+            return Ok(Batch::new());
+        }
+        let room = outgoing.variables.iter().find(|(name, _)| name == "roomId").map(|(_, v)| v.clone());
+        let room = room.and_then(|uri| crate::translate::uri::room_id_of(&uri).ok());
+        let room = room.ok_or_else(|| OutboxError::Final(format!("outbox entry {} names no room", entry.seq)))?;
+        let epoch = match SubmitMessageResponse::decode(&answer) {
+            Ok(SubmitMessageResponse::Accepted { .. }) => return Ok(Batch::new()),
+            Ok(SubmitMessageResponse::EpochTooOld { current_epoch }) => current_epoch,
+            Ok(SubmitMessageResponse::NotAllowed) => return Err(OutboxError::Final(format!("{url}: notAllowed"))),
+            Err(error) => return Err(OutboxError::Retry(format!("{url}: {error}"))),
+        };
+        // Too old: the same plaintext, encrypted anew once the record reached the hub's epoch
+        // (the queued body replaced in the same batch), unless it came back accepted meanwhile.
+        let key = QueueKey { queue: QueueId::Provider, dest: dest.to_owned(), seq: entry.seq };
+        let (hub, queued_ms) = (Arc::clone(&self.hub), entry.queued_ms);
+        let resubmit = tokio::task::spawn_blocking(move || {
+            hub.resubmit(&room, &body, epoch, |new_body| {
+                let mut batch = Batch::new();
+                let replaced = Outgoing { body: new_body.to_vec(), ..outgoing };
+                batch.queue_push(&key, queued_ms, &replaced.encode());
+                batch
+            })
+        })
+        .await
+        .map_err(|_| OutboxError::Retry("worker stopped".into()))?
+        .map_err(|e| OutboxError::Retry(e.to_string()))?;
+        match resubmit {
+            Resubmit::Accepted => Ok(Batch::new()),
+            Resubmit::Behind => Err(OutboxError::Retry(format!("{url}: epochTooOld; following the hub to {epoch}"))),
+            Resubmit::Body(new_body) => match SubmitMessageResponse::decode(&self.post(&url, new_body).await?) {
+                Ok(SubmitMessageResponse::Accepted { .. }) => Ok(Batch::new()),
+                Ok(SubmitMessageResponse::NotAllowed) => Err(OutboxError::Final(format!("{url}: notAllowed"))),
+                _ => Err(OutboxError::Retry(format!("{url}: the re-encrypted message was not accepted yet"))),
+            },
         }
     }
 
@@ -131,14 +176,16 @@ impl Deliver for OutboxDelivery {
     }
 }
 
-/// Opens the outbox over `store`, delivering through `peers`; call `resume` once serving.
+/// Opens the outbox over `store`, delivering through `peers` (and re-encrypting with `hub`'s
+/// clients); call `resume` once serving.
 pub fn open(
     store: Arc<Store>,
     peers: Arc<Peers>,
+    hub: Arc<crate::hub::Hub>,
     health: Arc<crate::http::health::Health>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Arc<Outbox>, StoreError> {
     let options =
         QueueOptions { counter: NEXT_SEQ, policy: crate::queue::RetryPolicy::default(), max_in_flight: 8, health };
-    Queue::open(QueueId::Provider, store, OutboxDelivery { peers }, options, shutdown)
+    Queue::open(QueueId::Provider, store, OutboxDelivery { peers, hub }, options, shutdown)
 }

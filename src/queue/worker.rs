@@ -1,6 +1,7 @@
 //! One destination's worker: reads the destination's entries a page at a time, delivers them in
-//! order with one request in flight, backs off alone when the other side fails, and stops when
-//! the destination has nothing left (or the queue shuts down).
+//! order with one request in flight, backs off alone when the other side fails (then reads the
+//! entry again, which a delivery may rewrite), and stops when the destination has nothing left
+//! (or the queue shuts down).
 
 use std::sync::Arc;
 use std::sync::PoisonError;
@@ -8,6 +9,14 @@ use std::sync::atomic::Ordering;
 
 use super::{Backoff, Deliver, PAGE, Queue, Retryable, blocking};
 use crate::store::{Batch, QueueEntry, QueueKey};
+
+/// What became of the entry at the head.
+enum Done {
+    /// Delivered, or dropped for good: removed.
+    Removed,
+    /// It failed and the worker waited out its backoff: try it again, as stored now.
+    Waited,
+}
 
 /// Why a worker stops before its destination is empty.
 enum Stop {
@@ -41,9 +50,14 @@ pub(super) async fn run<D: Deliver>(queue: Arc<Queue<D>>, dest: String) {
         }
         let mut stop = None;
         for entry in &entries {
-            if let Err(why) = deliver_one(&queue, &dest, entry, &mut backoff).await {
-                stop = Some(why);
-                break;
+            match deliver_one(&queue, &dest, entry, &mut backoff).await {
+                Ok(Done::Removed) => {}
+                // Read again: the delivery may have rewritten the entry while it failed.
+                Ok(Done::Waited) => break,
+                Err(why) => {
+                    stop = Some(why);
+                    break;
+                }
             }
         }
         if stop.is_some() {
@@ -81,53 +95,51 @@ async fn deliver_one<D: Deliver>(
     dest: &str,
     entry: &QueueEntry,
     backoff: &mut Backoff,
-) -> Result<(), Stop> {
+) -> Result<Done, Stop> {
     let key = QueueKey { queue: queue.id, dest: dest.to_owned(), seq: entry.seq };
     set_lane(queue, dest, |lane| lane.head_ms = Some(entry.queued_ms));
     let mut shutdown = queue.shutdown.clone();
-    loop {
-        let permit = tokio::select! {
-            permit = queue.slots.acquire() => permit.map_err(|_| Stop::Shutdown)?,
-            () = crate::http::stopped(&mut shutdown) => return Err(Stop::Shutdown),
-        };
-        // A delivery that started finishes, shutdown or not: its effect must be recorded.
-        let result = queue.deliver.deliver(dest, entry).await;
-        drop(permit);
-        let error = match result {
-            Ok(mut batch) => {
-                backoff.succeeded();
-                batch.queue_remove(&key);
-                return remove(queue, batch, true).await;
-            }
-            Err(error) => error,
-        };
-        queue.metrics.failures.fetch_add(1, Ordering::Relaxed);
-        if !error.is_retryable() {
-            tracing::warn!(queue = queue.id.name(), dest, seq = entry.seq, %error, "delivery refused for good");
-            queue.deliver.undeliverable(dest, entry, &error).await;
-            queue.metrics.dropped.fetch_add(1, Ordering::Relaxed);
-            let mut batch = Batch::new();
+    let permit = tokio::select! {
+        permit = queue.slots.acquire() => permit.map_err(|_| Stop::Shutdown)?,
+        () = crate::http::stopped(&mut shutdown) => return Err(Stop::Shutdown),
+    };
+    // A delivery that started finishes, shutdown or not: its effect must be recorded.
+    let result = queue.deliver.deliver(dest, entry).await;
+    drop(permit);
+    let error = match result {
+        Ok(mut batch) => {
+            backoff.succeeded();
             batch.queue_remove(&key);
-            return remove(queue, batch, false).await;
+            return remove(queue, batch, true).await;
         }
-        let delay = backoff.failed(&error);
-        tracing::warn!(
-            queue = queue.id.name(),
-            dest,
-            seq = entry.seq,
-            %error,
-            failures_in_a_row = backoff.failures(),
-            delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
-            "delivery failed; this destination waits, the others go on"
-        );
-        tokio::select! {
-            () = tokio::time::sleep(delay) => {}
-            () = crate::http::stopped(&mut shutdown) => return Err(Stop::Shutdown),
-        }
+        Err(error) => error,
+    };
+    queue.metrics.failures.fetch_add(1, Ordering::Relaxed);
+    if !error.is_retryable() {
+        tracing::warn!(queue = queue.id.name(), dest, seq = entry.seq, %error, "delivery refused for good");
+        queue.deliver.undeliverable(dest, entry, &error).await;
+        queue.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+        let mut batch = Batch::new();
+        batch.queue_remove(&key);
+        return remove(queue, batch, false).await;
+    }
+    let delay = backoff.failed(&error);
+    tracing::warn!(
+        queue = queue.id.name(),
+        dest,
+        seq = entry.seq,
+        %error,
+        failures_in_a_row = backoff.failures(),
+        delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+        "delivery failed; this destination waits, the others go on"
+    );
+    tokio::select! {
+        () = tokio::time::sleep(delay) => Ok(Done::Waited),
+        () = crate::http::stopped(&mut shutdown) => Err(Stop::Shutdown),
     }
 }
 
-async fn remove<D>(queue: &Queue<D>, batch: Batch, delivered: bool) -> Result<(), Stop> {
+async fn remove<D>(queue: &Queue<D>, batch: Batch, delivered: bool) -> Result<Done, Stop> {
     if let Err(error) = queue.store.submit(batch).wait().await {
         tracing::error!(queue = queue.id.name(), %error, "recording a delivery failed");
         return Err(Stop::StoreFailed);
@@ -136,5 +148,5 @@ async fn remove<D>(queue: &Queue<D>, batch: Batch, delivered: bool) -> Result<()
     if delivered {
         queue.metrics.delivered.fetch_add(1, Ordering::Relaxed);
     }
-    Ok(())
+    Ok(Done::Removed)
 }

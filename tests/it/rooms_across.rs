@@ -54,4 +54,12 @@ fn a_user_invites_a_user_of_another_provider_and_they_talk() {
     wait_for("Alice's message at Bob's", Duration::from_mins(1), || {
         texts().iter().any(|(sender, body)| *sender == alice_ghost && body == "hello Bob, from hs.test")
     });
+
+    // Bob answers: his provider submits it to the hub, which fans it out to everyone.
+    b.synapse.send_text(&bob_token, &room_b, "hello Alice, from hs-b.test");
+    let bob_ghost = ghost("bob", "mimi.hs-b.test", "hs.test");
+    let texts = || a.synapse.texts(&alice_token, &room_a);
+    wait_for("Bob's message at Alice's", Duration::from_mins(1), || {
+        texts().iter().any(|(sender, body)| *sender == bob_ghost && body == "hello Alice, from hs-b.test")
+    });
 }
