@@ -5,9 +5,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
+use mimi_bridge::event::UnverifiedPdu;
+use mimi_bridge::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
+use mimi_bridge::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, FANOUT, FanoutContent};
+use serde_json::{Value, json};
 
-use crate::bridge_pair::{Side, side};
+use crate::bridge_pair::{Side, Switch, side};
 use crate::bridge_synapse::wait_for;
 
 /// The ghost on `homeserver` of the MIMI user `@name:provider` (the tests' template).
@@ -20,19 +23,68 @@ fn portal_on(side: &Side, mimi_room: &str) -> String {
     let store = Arc::clone(side.running.hub.store());
     let record = || store.portal_record(mimi_room).unwrap();
     wait_for("the portal on the follower", Duration::from_mins(1), || record().is_some());
-    let record: serde_json::Value = serde_json::from_slice(&record().unwrap()).unwrap();
+    let record: Value = serde_json::from_slice(&record().unwrap()).unwrap();
     record["matrix_room"].as_str().unwrap().to_owned()
 }
 
+/// The messages `sender` sent into `room` as `reader` sees them: (event ID, body), edits and
+/// reactions left out.
+fn messages_from(side: &Side, token: &str, room: &str, sender: &str) -> Vec<(String, String)> {
+    side.synapse
+        .messages(token, room)
+        .into_iter()
+        .filter(|e| e["sender"] == sender && e["type"] == "m.room.message")
+        .filter(|e| e["content"]["m.relates_to"]["rel_type"] != "m.replace")
+        .map(|e| (e["event_id"].as_str().unwrap().to_owned(), e["content"]["body"].as_str().unwrap().to_owned()))
+        .collect()
+}
+
+/// The MLS messages (commits and application messages) of a room's log at the hub, in order.
+fn hub_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
+    log(side, room)
+        .into_iter()
+        .filter_map(|pdu| match pdu.meta().event_type.as_str() {
+            COMMIT => Some(CommitContent::parse(pdu.content()).unwrap().message),
+            ENCRYPTED => Some(EncryptedContent::parse(pdu.content()).unwrap().ciphertext),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The MLS messages of a follower's record of a room, in order (Welcomes left out).
+fn record_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
+    log(side, room)
+        .into_iter()
+        .filter(|pdu| pdu.meta().event_type == FANOUT)
+        .map(|pdu| FanoutMessage::decode(&FanoutContent::parse(pdu.content()).unwrap().fanout).unwrap())
+        .filter(|fanout| !matches!(fanout.extra, FanoutExtra::Welcome(_)))
+        .map(|fanout| fanout.message)
+        .collect()
+}
+
+fn log(side: &Side, room: &str) -> Vec<UnverifiedPdu> {
+    let hub = &side.running.hub;
+    let short = hub.short_room(room).unwrap().unwrap();
+    hub.log_page(short, 0, 100_000).unwrap().iter().map(|(_, bytes)| UnverifiedPdu::parse(bytes).unwrap()).collect()
+}
+
+fn verify(side: &Side) {
+    let summary =
+        mimi_bridge::replay::verify_store(side.running.hub.store(), None, &mimi_bridge::event::KeyRing::new(), false);
+    assert!(summary.is_ok(), "{summary:?}");
+}
+
 #[test]
-fn a_user_invites_a_user_of_another_provider_and_they_talk() {
+fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     if std::env::var_os("RUST_LOG").is_some() {
         let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
     }
     let pki = tempfile::tempdir().unwrap();
     let ca = crate::pki::TestCa::new(pki.path(), "test CA");
-    let ports = crate::ports::consecutive(2);
-    let a = side("hs.test", &ca, ports, ("mimi.hs-b.test", ports + 1));
+    let ports = crate::ports::consecutive(3);
+    // The hub reaches the follower through a loopback switch that can play it being down.
+    let a = side("hs.test", &ca, ports, ("mimi.hs-b.test", ports + 2));
+    let to_b = Switch::start(ports + 2, ports + 1);
     let b = side("hs-b.test", &ca, ports + 1, ("mimi.hs.test", ports));
     let bob_token = b.user_with_a_portal("bob", "mimi.hs-b.test");
     a.synapse.register("alice", "password");
@@ -47,19 +99,63 @@ fn a_user_invites_a_user_of_another_provider_and_they_talk() {
     let mimi_room = store_a.portal_of(&room_a).unwrap().unwrap();
     let room_b = portal_on(&b, &mimi_room);
     b.synapse.join(&bob_token, &room_b);
+    let (alice_at_b, bob_at_a) =
+        (ghost("alice", "mimi.hs.test", "hs-b.test"), ghost("bob", "mimi.hs-b.test", "hs.test"));
 
-    a.synapse.send_text(&alice_token, &room_a, "hello Bob, from hs.test");
-    let alice_ghost = ghost("alice", "mimi.hs.test", "hs-b.test");
-    let texts = || b.synapse.texts(&bob_token, &room_b);
-    wait_for("Alice's message at Bob's", Duration::from_mins(1), || {
-        texts().iter().any(|(sender, body)| *sender == alice_ghost && body == "hello Bob, from hs.test")
-    });
+    // Both talk at once; each sees the other's messages once, in order.
+    for i in 0..20 {
+        a.synapse.send_text(&alice_token, &room_a, &format!("a{i}"));
+        b.synapse.send_text(&bob_token, &room_b, &format!("b{i}"));
+    }
+    let expected = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
+    let bodies = |m: Vec<(String, String)>| m.into_iter().map(|(_, body)| body).collect::<Vec<_>>();
+    let at_b = || bodies(messages_from(&b, &bob_token, &room_b, &alice_at_b));
+    let at_a = || bodies(messages_from(&a, &alice_token, &room_a, &bob_at_a));
+    wait_for("Alice's 20 at Bob's", Duration::from_mins(1), || at_b().len() >= 20);
+    wait_for("Bob's 20 at Alice's", Duration::from_mins(1), || at_a().len() >= 20);
+    assert_eq!(at_b(), expected("a", 20));
+    assert_eq!(at_a(), expected("b", 20));
 
-    // Bob answers: his provider submits it to the hub, which fans it out to everyone.
-    b.synapse.send_text(&bob_token, &room_b, "hello Alice, from hs-b.test");
-    let bob_ghost = ghost("bob", "mimi.hs-b.test", "hs.test");
-    let texts = || a.synapse.texts(&alice_token, &room_a);
-    wait_for("Bob's message at Alice's", Duration::from_mins(1), || {
-        texts().iter().any(|(sender, body)| *sender == bob_ghost && body == "hello Alice, from hs-b.test")
-    });
+    // Relations cross both ways and point at the right events on each side.
+    let a0_at_b = messages_from(&b, &bob_token, &room_b, &alice_at_b)[0].0.clone();
+    let reply = json!({"msgtype": "m.text", "body": "re a0", "m.relates_to": {"m.in_reply_to": {"event_id": a0_at_b}}});
+    b.synapse.send(&bob_token, &room_b, "m.room.message", &reply);
+    let b1_at_a = messages_from(&a, &alice_token, &room_a, &bob_at_a)[1].0.clone();
+    let reaction = json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": b1_at_a, "key": "👍"}});
+    a.synapse.send(&alice_token, &room_a, "m.reaction", &reaction);
+    wait_for("Bob's reply at Alice's", Duration::from_mins(1), || at_a().contains(&"re a0".to_owned()));
+    let a0_at_a = messages_from(&a, &alice_token, &room_a, "@alice:hs.test")[0].0.clone();
+    let reply_at_a =
+        a.synapse.messages(&alice_token, &room_a).into_iter().find(|e| e["content"]["body"] == "re a0").unwrap();
+    assert_eq!(reply_at_a["content"]["m.relates_to"]["m.in_reply_to"]["event_id"], a0_at_a.as_str());
+    let b1_at_b = messages_from(&b, &bob_token, &room_b, "@bob:hs-b.test")[1].0.clone();
+    let reacted = || {
+        b.synapse
+            .messages(&bob_token, &room_b)
+            .into_iter()
+            .find(|e| e["type"] == "m.reaction" && e["sender"] == alice_at_b)
+    };
+    wait_for("Alice's reaction at Bob's", Duration::from_mins(1), || reacted().is_some());
+    assert_eq!(reacted().unwrap()["content"]["m.relates_to"]["event_id"], b1_at_b.as_str());
+
+    // Bob's provider is unreachable for a while: the hub keeps fanning out to its queue and
+    // delivers, in order, once it is back.
+    to_b.set_up(false);
+    for i in 0..10 {
+        a.synapse.send_text(&alice_token, &room_a, &format!("while away {i}"));
+    }
+    wait_for("a refused delivery", Duration::from_mins(1), || to_b.refused() > 0);
+    to_b.set_up(true);
+    let all = [expected("a", 20), expected("while away ", 10)].concat();
+    wait_for("the queued messages at Bob's", Duration::from_mins(2), || at_b().len() >= 30);
+    assert_eq!(at_b(), all);
+
+    // Both logs verify; the hub's log and the follower's record hold the same MLS messages in
+    // the same order (the record from the commit that added Bob's client on).
+    verify(&a);
+    verify(&b);
+    let (hub, record) = (hub_transcript(&a, &mimi_room), record_transcript(&b, &mimi_room));
+    assert!(record.len() >= 20 + 20 + 10 + 2, "{} messages recorded", record.len());
+    let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
+    assert_eq!(hub[start..], record[..], "the same MLS messages in the same order");
 }
