@@ -83,6 +83,17 @@ impl Deliver for HomeserverDelivery {
             bridge.metrics.events_out.fetch_add(1, Ordering::Relaxed);
             return Ok(batch);
         }
+        if request["kind"] == "invite" {
+            // A user of this homeserver a followed room's hub welcomed: the portal's opener
+            // invites them (one already in the room is left as is).
+            let user = request["user"].as_str().ok_or(BridgeError::Malformed("user"))?;
+            let opener = bridge.opener_of(room)?;
+            let as_user = (opener != bridge.settings.bot()).then_some(opener.as_str());
+            return match bridge.homeserver.invite(room, as_user, user).await {
+                Err(super::homeserver::HomeserverError::Matrix { status: 403, .. }) => Ok(Batch::new()),
+                other => other.map(|()| Batch::new()).map_err(BridgeError::from),
+            };
+        }
         let mimi_sender = request["mimi_sender"].as_str().ok_or(BridgeError::Malformed("mimi_sender"))?;
         let ghost = bridge.settings.ghosts.ghost_of(mimi_sender).ok_or(BridgeError::Malformed("sender"))?;
         if let Some(durable_us) = request["durable_us"].as_u64() {

@@ -1,8 +1,9 @@
 //! Portals of MIMI rooms hubbed at other providers: when a room's hub welcomes a client of one
 //! of this homeserver's users, the room's record begins (`hub::record`) and the portal follower,
-//! woken by that append, finds a record without a portal. The bot then opens a Matrix room and
-//! invites the users whose clients are in the group; what the record holds from then on is
-//! bridged like any portal's log, each message sent as its sender's ghost.
+//! woken by that append, finds a record without a portal. The bot then opens a Matrix room; the
+//! follower invites each user whose client a Welcome in the record brought in, when it passes
+//! that Welcome (so they read from their Welcome on), and bridges every message of the record
+//! as its sender's ghost.
 //!
 //! The portal is recorded once the homeserver created the room. A crash between the two leaves
 //! an empty room the bot created and opens another: Matrix has no idempotent room creation.
@@ -22,16 +23,13 @@ impl Bridge {
         let users =
             off_runtime(move || Ok(if hub.is_record(&room)? { hub.local_clients(&room)? } else { Vec::new() })).await?;
         let Some(first) = users.first() else { return Ok(false) };
-        let homeserver_users: Vec<String> = users
-            .iter()
-            .filter_map(|u| u.strip_prefix('@')?.split_once(':').map(|(local, _)| local.to_owned()))
-            .map(|local| format!("@{local}:{}", self.settings.domain))
-            .collect();
         let hub_domain = crate::event::meta::server_of(mimi_room);
+        // Each user is invited when the record reaches their Welcome, and reads from there on.
+        let visibility = json!({"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}});
         let body = json!({
             "preset": "private_chat",
             "name": format!("MIMI room at {hub_domain}"),
-            "invite": homeserver_users,
+            "initial_state": [visibility],
         });
         let matrix_room = self.homeserver.create_room(None, &body).await?;
         let opener = self.settings.bot();

@@ -151,6 +151,14 @@ impl Bridge {
                 FANOUT => None,
                 _ => Some(true),
             };
+            if meta.event_type == FANOUT {
+                for user in self.hub.welcomed_in(&mimi_room, pdu.content())? {
+                    let local = user.strip_prefix('@').and_then(|u| u.split_once(':')).map(|(l, _)| l);
+                    let user = format!("@{}:{}", local.unwrap_or_default(), self.settings.domain);
+                    let request = json!({"kind": "invite", "room": matrix_room, "user": user});
+                    requests.push((matrix_room.to_owned(), request.to_string().into_bytes()));
+                }
+            }
             if from_here != Some(true) {
                 let event_id = pdu.event_id(&crate::event::room_version::LINEARIZED_02);
                 for mut request in self.requests_for(matrix_room, &event_id, from_here.is_none())? {

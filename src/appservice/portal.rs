@@ -55,8 +55,11 @@ impl Bridge {
             self.homeserver.register_ghost(localpart).await?;
         }
         self.homeserver.join(room, as_user).await?;
-        if self.store().portal_of(room)?.is_some() {
-            return self.drop_event(seq, "already_a_portal").await;
+        if let Some(mimi_room) = self.store().portal_of(room)? {
+            return match self.settings.ghosts.remote_of(guest).filter(|_| as_user.is_some()) {
+                Some(remote) => self.invite_remote(seq, &mimi_room, inviter, &remote).await,
+                None => self.drop_event(seq, "already_a_portal").await,
+            };
         }
         if self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some() {
             let notice = "This room is end-to-end encrypted with Megolm, which the MIMI bridge cannot read. \
@@ -149,6 +152,35 @@ impl Bridge {
         batch.portal_intent(room, Some(intent.to_string().as_bytes()));
         self.store().submit(batch).wait().await?;
         Ok(intent)
+    }
+
+    /// A ghost invited into a portal that exists: its MIMI user is invited to the room by the
+    /// inviter (who gets a client in the group first) and, if it is a user of another MIMI
+    /// provider, brought in (`remote`).
+    async fn invite_remote(&self, seq: u64, mimi_room: &str, inviter: &str, remote: &str) -> Result<(), BridgeError> {
+        let inviter = self.mimi_user(inviter).ok_or(BridgeError::Malformed("inviter"))?;
+        self.ensure_member(mimi_room, &inviter).await.map_err(super::refusal::refusing)?;
+        let (hub, room, sponsor, user) =
+            (Arc::clone(&self.hub), mimi_room.to_owned(), inviter.clone(), remote.to_owned());
+        off_runtime(move || {
+            if hub.is_record(&room)? {
+                // Only the room's hub adds users to a room hubbed elsewhere.
+                return Err(HubError::NotHub {
+                    room_id: room.clone(),
+                    hub: crate::event::meta::server_of(&room).into(),
+                }
+                .into());
+            }
+            if !matches!(hub.membership(&room, &user)?.as_deref(), Some("invite" | "join")) {
+                hub.submit_local(member_event(&room, &sponsor, &user, "invite", now_ms()))?.wait()?;
+            }
+            Ok(())
+        })
+        .await?;
+        if self.outbox.is_some() && crate::event::meta::server_of(remote) != self.hub.server_name() {
+            self.admit_remote(mimi_room, &inviter, remote).await?;
+        }
+        self.finish(seq, Batch::new()).await
     }
 
     /// Makes a local user a joined member of the MIMI room with a device in its group (the

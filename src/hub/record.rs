@@ -110,6 +110,17 @@ impl Hub {
         Ok(users)
     }
 
+    /// This server's users an `m.mimi.fanout` (its content) welcomes, if it is a Welcome.
+    pub fn welcomed_in(&self, room_id: &str, content: &CanonicalJsonObject) -> Result<Vec<String>, HubError> {
+        let Ok(fanout) = FanoutContent::parse(content) else { return Ok(Vec::new()) };
+        match FanoutMessage::decode(&fanout.fanout) {
+            Ok(FanoutMessage { message, extra: FanoutExtra::Welcome(_), .. }) => {
+                self.welcomed(server_of(room_id), &message)
+            }
+            _ => Ok(Vec::new()),
+        }
+    }
+
     /// Joins this server's clients a Welcome in the record is for (those not in the group yet).
     fn join_welcomed(&self, room_id: &str, hub: &str, welcome: &[u8]) -> Result<Vec<String>, HubError> {
         let mut joined = Vec::new();

@@ -131,6 +131,11 @@ impl PeerClient {
 
     /// Counts this client's requests per peer in `metrics`.
     #[must_use]
+    /// The per-peer figures this client counts into.
+    pub fn metrics(&self) -> &Arc<super::metrics::PeerMetrics> {
+        &self.metrics
+    }
+
     pub fn with_metrics(mut self, metrics: Arc<super::metrics::PeerMetrics>) -> Self {
         self.metrics = metrics;
         self

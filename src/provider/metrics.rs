@@ -18,6 +18,7 @@ struct Figures {
     out_seconds: f64,
     in_requests: u64,
     in_refused: u64,
+    reencrypted: u64,
 }
 
 /// A family: name, kind, help, and its value for one peer.
@@ -54,6 +55,11 @@ impl PeerMetrics {
         });
     }
 
+    /// A message `peer` (a room's hub) found too old was encrypted anew for its epoch.
+    pub fn reencrypted(&self, peer: &str) {
+        self.with(peer, |f| f.reencrypted += 1);
+    }
+
     /// An abuse report was stored.
     pub fn abuse_report(&self) {
         self.abuse_reports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -69,7 +75,7 @@ impl PeerMetrics {
 impl crate::http::metrics::MetricsSource for PeerMetrics {
     fn render(&self, out: &mut String) {
         let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let families: [Family; 5] = [
+        let families: [Family; 6] = [
             ("peer_requests_out_total", "counter", "Requests to another provider.", |f| f.out_requests.to_string()),
             ("peer_failures_out_total", "counter", "Requests to another provider that got no answer or a 5xx.", |f| {
                 f.out_failures.to_string()
@@ -82,6 +88,9 @@ impl crate::http::metrics::MetricsSource for PeerMetrics {
             }),
             ("peer_refused_in_total", "counter", "Requests from another provider answered 4xx or 5xx.", |f| {
                 f.in_refused.to_string()
+            }),
+            ("peer_reencrypted_total", "counter", "Messages a room's hub found too old, encrypted anew.", |f| {
+                f.reencrypted.to_string()
             }),
         ];
         for (name, kind, help, value) in families {

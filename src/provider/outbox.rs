@@ -105,6 +105,15 @@ impl OutboxDelivery {
         &self.peers
     }
 
+    /// Posts a re-encrypted `submitMessage`.
+    async fn resent(&self, url: &str, new_body: Vec<u8>) -> Result<Batch, OutboxError> {
+        match SubmitMessageResponse::decode(&self.post(url, new_body).await?) {
+            Ok(SubmitMessageResponse::Accepted { .. }) => Ok(Batch::new()),
+            Ok(SubmitMessageResponse::NotAllowed) => Err(OutboxError::Final(format!("{url}: notAllowed"))),
+            _ => Err(OutboxError::Retry(format!("{url}: the re-encrypted message was not accepted yet"))),
+        }
+    }
+
     /// Posts `body`; the answer's body once 2xx.
     async fn post(&self, url: &str, body: Vec<u8>) -> Result<Vec<u8>, OutboxError> {
         let answer = self.peers.client().post(url, body).await.map_err(|e| OutboxError::Retry(e.to_string()))?;
@@ -163,11 +172,10 @@ impl Deliver for OutboxDelivery {
         match resubmit {
             Resubmit::Accepted => Ok(Batch::new()),
             Resubmit::Behind => Err(OutboxError::Retry(format!("{url}: epochTooOld; following the hub to {epoch}"))),
-            Resubmit::Body(new_body) => match SubmitMessageResponse::decode(&self.post(&url, new_body).await?) {
-                Ok(SubmitMessageResponse::Accepted { .. }) => Ok(Batch::new()),
-                Ok(SubmitMessageResponse::NotAllowed) => Err(OutboxError::Final(format!("{url}: notAllowed"))),
-                _ => Err(OutboxError::Retry(format!("{url}: the re-encrypted message was not accepted yet"))),
-            },
+            Resubmit::Body(new_body) => {
+                self.peers.client().metrics().reencrypted(dest);
+                self.resent(&url, new_body).await
+            }
         }
     }
 

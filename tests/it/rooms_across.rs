@@ -68,6 +68,12 @@ fn log(side: &Side, room: &str) -> Vec<UnverifiedPdu> {
     hub.log_page(short, 0, 100_000).unwrap().iter().map(|(_, bytes)| UnverifiedPdu::parse(bytes).unwrap()).collect()
 }
 
+/// A sample of the bridge's metrics (0 when absent).
+fn metric(side: &Side, series: &str) -> f64 {
+    let text = side.running.appservice.metrics.render();
+    text.lines().find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse().unwrap())).unwrap_or(0.0)
+}
+
 fn verify(side: &Side) {
     let summary =
         mimi_bridge::replay::verify_store(side.running.hub.store(), None, &mimi_bridge::event::KeyRing::new(), false);
@@ -150,12 +156,52 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     wait_for("the queued messages at Bob's", Duration::from_mins(2), || at_b().len() >= 30);
     assert_eq!(at_b(), all);
 
+    // A commit Bob's provider has not seen: while it is unreachable, Dave of hs.test joins
+    // Alice's portal and speaks (his client is added: a new epoch). Bob's next message is
+    // encrypted in the old epoch; the hub answers epochTooOld, and Bob's provider sends the
+    // same plaintext again, re-encrypted, once its record has caught up: it arrives once.
+    to_b.set_up(false);
+    a.synapse.register("dave", "password");
+    let dave_token = a.synapse.login("dave", "password");
+    a.synapse.invite(&alice_token, &room_a, "@dave:hs.test");
+    a.synapse.join(&dave_token, &room_a);
+    a.synapse.send_text(&dave_token, &room_a, "Dave here");
+    let hub_a = Arc::clone(&a.running.hub);
+    wait_for("Dave's client", Duration::from_mins(1), || hub_a.in_group(&mimi_room, "@dave:mimi.hs.test").unwrap());
+    b.synapse.send_text(&bob_token, &room_b, "sent in an old epoch");
+    let reencrypted = || metric(&b, "mimi_bridge_peer_reencrypted_total{peer=\"mimi.hs.test\"}");
+    wait_for("the hub's refusal of a too old epoch", Duration::from_mins(1), || {
+        metric(&b, "mimi_bridge_queue_failures_total{queue=\"provider\"}") > 0.0
+    });
+    assert_eq!(reencrypted(), 0.0, "not before the record caught up");
+    to_b.set_up(true);
+    let stale = || at_a().iter().filter(|body| *body == "sent in an old epoch").count();
+    wait_for("the re-encrypted message at Alice's", Duration::from_mins(1), || stale() > 0);
+    assert_eq!(reencrypted(), 1.0);
+    let dave_at_b = ghost("dave", "mimi.hs.test", "hs-b.test");
+    wait_for("Dave's message at Bob's", Duration::from_mins(1), || {
+        bodies(messages_from(&b, &bob_token, &room_b, &dave_at_b)) == ["Dave here"]
+    });
+
+    // Carol of hs-b.test is invited later: her client reads from its Welcome on, and she is
+    // invited to the portal on her homeserver when the record reaches it.
+    let carol_token = b.user_with_a_portal("carol", "mimi.hs-b.test");
+    a.synapse.invite(&alice_token, &room_a, &ghost("carol", "mimi.hs-b.test", "hs.test"));
+    let join_path = format!("/_matrix/client/v3/join/{}", crate::synapse::encode(&room_b));
+    let join = || b.synapse.call(crate::synapse::Method::Post, Some(&carol_token), &join_path, Some(&json!({}))).0;
+    wait_for("Carol's invite", Duration::from_mins(1), || join() == 200);
+    a.synapse.send_text(&alice_token, &room_a, "welcome, Carol");
+    let at_carol = || bodies(messages_from(&b, &carol_token, &room_b, &alice_at_b));
+    wait_for("Alice's welcome at Carol's", Duration::from_mins(1), || !at_carol().is_empty());
+    assert_eq!(at_carol(), ["welcome, Carol"], "nothing from before her Welcome");
+    assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
+
     // Both logs verify; the hub's log and the follower's record hold the same MLS messages in
     // the same order (the record from the commit that added Bob's client on).
     verify(&a);
     verify(&b);
     let (hub, record) = (hub_transcript(&a, &mimi_room), record_transcript(&b, &mimi_room));
-    assert!(record.len() >= 20 + 20 + 10 + 2, "{} messages recorded", record.len());
+    assert!(record.len() >= 20 + 20 + 10 + 2 + 3, "{} messages recorded", record.len());
     let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
     assert_eq!(hub[start..], record[..], "the same MLS messages in the same order");
 }
