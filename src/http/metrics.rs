@@ -56,7 +56,27 @@ pub trait QueueStats: Send + Sync + std::fmt::Debug {
     fn oldest_age(&self) -> Duration;
     /// Destinations with entries (and a worker).
     fn destinations(&self) -> usize;
+    /// Figures per destination, for a queue whose destinations are bounded (none otherwise).
+    fn per_destination(&self) -> Vec<DestinationStats> {
+        Vec::new()
+    }
 }
+
+/// One destination's figures in a durable queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationStats {
+    /// The destination (the `dest` label), or `other` past the queue's limit.
+    pub dest: String,
+    /// Entries waiting.
+    pub depth: u64,
+    /// Age of the oldest entry being worked on (zero when none is).
+    pub oldest: Duration,
+    /// Failed delivery attempts.
+    pub failures: u64,
+}
+
+/// A per-destination family: name, kind, help, and its value for one destination.
+type DestinationFamily = (&'static str, &'static str, &'static str, fn(&DestinationStats) -> String);
 
 /// Another part's figures, rendered into the exposition as they are.
 pub trait MetricsSource: Send + Sync + std::fmt::Debug {
@@ -234,7 +254,38 @@ impl Metrics {
             let _ =
                 writeln!(out, "mimi_bridge_queue_destinations{{queue=\"{}\"}} {}", queue.name(), queue.destinations());
         }
+        let per_destination: Vec<_> = queues.iter().map(|q| (q.name(), q.per_destination())).collect();
+        let families: [DestinationFamily; 3] = [
+            ("queue_destination_depth", "gauge", "Entries waiting for one destination.", |d| d.depth.to_string()),
+            (
+                "queue_destination_oldest_seconds",
+                "gauge",
+                "Age of the oldest entry being delivered to one destination.",
+                |d| d.oldest.as_secs_f64().to_string(),
+            ),
+            ("queue_destination_failures_total", "counter", "Failed delivery attempts to one destination.", |d| {
+                d.failures.to_string()
+            }),
+        ];
+        for (name, kind, help, value) in families {
+            let _ = writeln!(out, "# HELP mimi_bridge_{name} {help}\n# TYPE mimi_bridge_{name} {kind}");
+            for (queue, dests) in &per_destination {
+                for d in dests {
+                    let _ = writeln!(
+                        out,
+                        "mimi_bridge_{name}{{queue=\"{queue}\",dest=\"{}\"}} {}",
+                        escape(&d.dest),
+                        value(d)
+                    );
+                }
+            }
+        }
     }
+}
+
+/// A label value as the text format writes it (a destination is a name from elsewhere).
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// Serves `GET /metrics` (and nothing else) for the metrics listener.

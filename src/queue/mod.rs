@@ -14,7 +14,10 @@
 //! counter on disk never goes back and a transaction ID derived from a sequence number is never
 //! reused, even across a crash.
 
+mod destinations;
 pub mod retry;
+#[cfg(test)]
+mod tests;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -25,6 +28,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::store::{Batch, QueueEntry, QueueId, QueueKey, Store, StoreError, Ticket};
 
+pub use destinations::MAX_DESTINATIONS;
 pub use retry::{Backoff, Retried, RetryPolicy, Retryable, retry};
 
 /// Entries a worker reads from the store at once.
@@ -80,6 +84,8 @@ pub struct Queue<D> {
     /// Most deliveries in flight across destinations.
     slots: tokio::sync::Semaphore,
     metrics: QueueMetrics,
+    /// Figures per destination, for the provider queue only (see `destinations`).
+    per_destination: Option<destinations::DestinationMetrics>,
     shutdown: tokio::sync::watch::Receiver<bool>,
     /// Workers running; [`Queue::drained`] waits for none.
     workers: tokio::sync::watch::Sender<usize>,
@@ -126,6 +132,7 @@ impl<D: Deliver> Queue<D> {
             lanes: Mutex::new(BTreeMap::new()),
             slots: tokio::sync::Semaphore::new(options.max_in_flight.max(1)),
             metrics: QueueMetrics::default(),
+            per_destination: (id == QueueId::Provider).then(destinations::DestinationMetrics::default),
             shutdown,
             workers: tokio::sync::watch::channel(0).0,
             health: options.health,
@@ -176,6 +183,9 @@ impl<D: Deliver> Queue<D> {
 
     fn woken(self: &Arc<Self>, dest: &str, count: u64) {
         self.metrics.depth.fetch_add(count, Ordering::Relaxed);
+        if let Some(per_destination) = &self.per_destination {
+            per_destination.queued(dest, count);
+        }
         let mut lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(lane) = lanes.get_mut(dest) {
             lane.dirty = true;
@@ -244,5 +254,14 @@ impl<D: Deliver + std::fmt::Debug> crate::http::metrics::QueueStats for Queue<D>
 
     fn destinations(&self) -> usize {
         self.active_destinations()
+    }
+
+    fn per_destination(&self) -> Vec<crate::http::metrics::DestinationStats> {
+        let Some(per_destination) = &self.per_destination else { return Vec::new() };
+        let heads: Vec<(String, u64)> = {
+            let lanes = self.lanes.lock().unwrap_or_else(PoisonError::into_inner);
+            lanes.iter().filter_map(|(dest, lane)| Some((dest.clone(), lane.head_ms?))).collect()
+        };
+        per_destination.snapshot(&heads, now_ms())
     }
 }

@@ -110,18 +110,21 @@ async fn deliver_one<D: Deliver>(
         Ok(mut batch) => {
             backoff.succeeded();
             batch.queue_remove(&key);
-            return remove(queue, batch, true).await;
+            return remove(queue, dest, batch, true).await;
         }
         Err(error) => error,
     };
     queue.metrics.failures.fetch_add(1, Ordering::Relaxed);
+    if let Some(per_destination) = &queue.per_destination {
+        per_destination.failed(dest);
+    }
     if !error.is_retryable() {
         tracing::warn!(queue = queue.id.name(), dest, seq = entry.seq, %error, "delivery refused for good");
         queue.deliver.undeliverable(dest, entry, &error).await;
         queue.metrics.dropped.fetch_add(1, Ordering::Relaxed);
         let mut batch = Batch::new();
         batch.queue_remove(&key);
-        return remove(queue, batch, false).await;
+        return remove(queue, dest, batch, false).await;
     }
     let delay = backoff.failed(&error);
     tracing::warn!(
@@ -139,12 +142,15 @@ async fn deliver_one<D: Deliver>(
     }
 }
 
-async fn remove<D>(queue: &Queue<D>, batch: Batch, delivered: bool) -> Result<Done, Stop> {
+async fn remove<D>(queue: &Queue<D>, dest: &str, batch: Batch, delivered: bool) -> Result<Done, Stop> {
     if let Err(error) = queue.store.submit(batch).wait().await {
         tracing::error!(queue = queue.id.name(), %error, "recording a delivery failed");
         return Err(Stop::StoreFailed);
     }
     crate::http::metrics::Metrics::decrement(&queue.metrics.depth);
+    if let Some(per_destination) = &queue.per_destination {
+        per_destination.removed(dest);
+    }
     if delivered {
         queue.metrics.delivered.fetch_add(1, Ordering::Relaxed);
     }
