@@ -129,13 +129,13 @@ impl PeerClient {
         Ok(Self { client, from, timeout: TIMEOUT, max_answer: MAX_ANSWER, metrics: Arc::default() })
     }
 
-    /// Counts this client's requests per peer in `metrics`.
-    #[must_use]
     /// The per-peer figures this client counts into.
     pub fn metrics(&self) -> &Arc<super::metrics::PeerMetrics> {
         &self.metrics
     }
 
+    /// Counts this client's requests per peer in `metrics`.
+    #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<super::metrics::PeerMetrics>) -> Self {
         self.metrics = metrics;
         self
