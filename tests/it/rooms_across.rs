@@ -71,7 +71,7 @@ fn log(side: &Side, room: &str) -> Vec<UnverifiedPdu> {
 /// A counter of the bridge's metrics (0 when absent).
 fn metric(side: &Side, series: &str) -> u64 {
     let text = side.running.appservice.metrics.render();
-    text.lines().find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse().unwrap())).unwrap_or(0.0)
+    text.lines().find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse().unwrap())).unwrap_or(0)
 }
 
 fn verify(side: &Side) {
