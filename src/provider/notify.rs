@@ -16,12 +16,12 @@ use crate::mls::public::MlsCheckError;
 use super::service::{Admitted, Provider, accepted, malformed};
 
 pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_>) -> Result<Response, MatrixError> {
-    let messages = FanoutMessage::decode_all(admitted.body).map_err(|e| malformed(&e))?;
     let room_id = crate::translate::uri::room_id_of(room)
         .map_err(|_| MatrixError::not_found(format!("{room} is not a MIMI room URI")))?;
     if server_of(&room_id) != admitted.from {
         return Err(MatrixError::forbidden(format!("{} is not the hub of {room}", admitted.from)));
     }
+    let messages = FanoutMessage::decode_all(admitted.body).map_err(|e| malformed(&e))?;
     let (hub, from) = (Arc::clone(&provider.hub), admitted.from.to_owned());
     let recorded = tokio::task::spawn_blocking(move || {
         let mut out = Vec::with_capacity(messages.len());

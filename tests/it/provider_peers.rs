@@ -19,16 +19,16 @@ use mimi_bridge::store::Store;
 use crate::pki::TestCa;
 
 /// One provider: its store, hub, listener and client.
-struct Side {
-    domain: &'static str,
-    provider: Arc<Provider>,
-    peers: Peers,
-    address: std::net::SocketAddr,
+pub(crate) struct Side {
+    pub(crate) domain: &'static str,
+    pub(crate) provider: Arc<Provider>,
+    pub(crate) peers: Peers,
+    pub(crate) address: std::net::SocketAddr,
     _shutdown: tokio::sync::watch::Sender<bool>,
     _dir: tempfile::TempDir,
 }
 
-fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, seed: u8) -> Side {
+pub(crate) fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, seed: u8) -> Side {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(Store::open(dir.path()).unwrap());
     let hub = Arc::new(Hub::new(domain, &ServerKey::from_seed("k1", [seed; 32]).unwrap(), Arc::clone(&store)).unwrap());
@@ -55,15 +55,15 @@ fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'static str, se
 }
 
 /// a.test and b.test under one test CA, a.test's client pointed at b.test.
-struct Pair {
-    a: Side,
-    b: Side,
-    ca: TestCa,
-    runtime: tokio::runtime::Runtime,
-    _pki: tempfile::TempDir,
+pub(crate) struct Pair {
+    pub(crate) a: Side,
+    pub(crate) b: Side,
+    pub(crate) ca: TestCa,
+    pub(crate) runtime: tokio::runtime::Runtime,
+    pub(crate) _pki: tempfile::TempDir,
 }
 
-fn pair() -> Pair {
+pub(crate) fn pair() -> Pair {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let pki = tempfile::tempdir().unwrap();
     let ca = TestCa::new(pki.path(), "test CA");
@@ -74,7 +74,7 @@ fn pair() -> Pair {
 }
 
 /// Points `from`'s client at `to`'s listener.
-fn connect(from: &mut Side, to: &Side, ca: &TestCa) {
+pub(crate) fn connect(from: &mut Side, to: &Side, ca: &TestCa) {
     let leaf = ca.issue(from.domain, &format!("{}-client", from.domain));
     let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&ca.ca_file())).unwrap();
     let overrides = BTreeMap::from([(to.domain.to_owned(), to.address)]);
@@ -84,7 +84,7 @@ fn connect(from: &mut Side, to: &Side, ca: &TestCa) {
 }
 
 /// A local user with a device and `count` one-time KeyPackages (plus the last resort).
-fn user_with_packages(side: &Side, local: &str, count: usize) -> String {
+pub(crate) fn user_with_packages(side: &Side, local: &str, count: usize) -> String {
     let user_id = format!("@{local}:{}", side.domain);
     let directories = side.provider.hub.directories();
     directories.register_device(&user_id, "D1").unwrap();
@@ -99,7 +99,7 @@ fn key_package_of(client: &ClientMaterial) -> Vec<u8> {
     }
 }
 
-fn grant(side: &Side, requester: &str, target: &str) {
+pub(crate) fn grant(side: &Side, requester: &str, target: &str) {
     let mut batch = mimi_bridge::store::Batch::new();
     batch.consent(requester, target, None, Some(br#"{"state":"granted","at":1700000000000}"#));
     side.provider.store.write(batch).unwrap();

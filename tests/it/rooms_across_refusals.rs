@@ -1,0 +1,131 @@
+//! What a hub refuses of other providers, over mutual TLS, with nothing stored: a message from a
+//! provider that is not in the room, a provider speaking for another's user, a commit adding a
+//! user who is not a participant (invalidProposal), a message of a closed epoch (epochTooOld,
+//! with the epoch), and a `notify` from a provider that is not the room's hub.
+
+use std::collections::BTreeMap;
+
+use mimi_bridge::event::canonical::parse_object;
+use mimi_bridge::event::room_version::MIMI_HUB_1;
+use mimi_bridge::http::tls::TlsMaterial;
+use mimi_bridge::hub::{Admission, RoomPreset, member_event};
+use mimi_bridge::mimi::protocol::{
+    FanoutExtra, FanoutMessage, GroupInfoOption, HandshakeBundle, RatchetTreeOption, SubmitMessageRequest,
+    SubmitMessageResponse, UpdateOutcome, UpdateRoomResponse, Wire as _,
+};
+use mimi_bridge::mls::identity::DeviceObject;
+use mimi_bridge::mls::member::Member;
+use mimi_bridge::provider::client::PeerClient;
+use mimi_bridge::provider::peers::Requester;
+
+use crate::provider_peers::{Side, connect, grant, pair, user_with_packages};
+
+const ALICE: &str = "@alice:a.test";
+const BOB: &str = "@bob:b.test";
+
+/// The client of `user` (device D1) at `side`, as its store has it for `room`.
+fn client(side: &Side, user: &str, room: &str) -> Member {
+    let store = side.provider.hub.store();
+    let object = DeviceObject::from_json(parse_object(&store.device_object(user, "D1").unwrap().unwrap()).unwrap());
+    let credential = object.verify(&side.provider.hub.directories().trusted_keys()).unwrap();
+    let provider = Member::provider_for(store, user, "D1");
+    let device = Member::load_device(&provider, object, credential).unwrap();
+    Member::load(provider, device, room).unwrap().expect("in the room's group")
+}
+
+/// A client for `from` (its certificate) pointed at `to`.
+fn as_provider(pair: &crate::provider_peers::Pair, from: &str, to: &Side) -> PeerClient {
+    let leaf = pair.ca.issue(from, &format!("{from}-refusals"));
+    let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&pair.ca.ca_file())).unwrap();
+    PeerClient::new(&tls, from, BTreeMap::from([(to.domain.to_owned(), to.address)])).unwrap()
+}
+
+#[test]
+fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
+    let pair = pair();
+    let (a, b, runtime) = (&pair.a, &pair.b, &pair.runtime);
+    let (hub_a, hub_b) = (&a.provider.hub, &b.provider.hub);
+    let alice_uri = user_with_packages(a, "alice", 1);
+    let bob_uri = user_with_packages(b, "bob", 2);
+    user_with_packages(b, "carol", 1);
+    grant(b, &alice_uri, &bob_uri);
+
+    // A MIMI room at a.test with Bob of b.test in it (his package claimed over mutual TLS, his
+    // join vouched, his client added), and Bob's client joined at b.test from the Welcome.
+    let room = hub_a.new_room_id().unwrap();
+    let preset = RoomPreset { encrypted: true, version: &MIMI_HUB_1, ..RoomPreset::default() };
+    hub_a.open_room_blocking(&room, ALICE, &preset, 1).unwrap();
+    let claimed = runtime.block_on(a.peers.claim(&Requester::ephemeral(&alice_uri).unwrap(), &bob_uri, None)).unwrap();
+    let package = claimed.checked.into_iter().next().unwrap().1.unwrap();
+    hub_a.submit_local(member_event(&room, ALICE, BOB, "invite", 2)).unwrap().wait().unwrap();
+    hub_a.vouch_join(&room, BOB, 3).unwrap().unwrap().wait().unwrap();
+    let commit = hub_a.commit_add(&room, ALICE, &[package], 4).unwrap().wait().unwrap();
+    let welcome = hub_a.welcome(&commit.event_id).unwrap().unwrap().message;
+    let fanned = FanoutMessage {
+        timestamp: 4,
+        message: welcome,
+        extra: FanoutExtra::Welcome(RatchetTreeOption::DistributionService),
+    };
+    hub_b.record_fanout(&room, "a.test", &fanned).unwrap();
+    assert!(hub_b.in_group(&room, BOB).unwrap());
+    let mut bob = client(b, BOB, &room);
+
+    let room_uri = mimi_bridge::translate::uri::room_uri_of(&room).unwrap();
+    let path = |endpoint: &str| format!("https://a.test/mimi/v1/{endpoint}/{}", crate::synapse::encode(&room_uri));
+    let length = || hub_a.store().tail(hub_a.short_room(&room).unwrap().unwrap()).unwrap().unwrap().events().unwrap();
+    let submit = |client: &PeerClient, sender: &str, ciphertext: Vec<u8>| {
+        let body = SubmitMessageRequest { app_message: ciphertext, sending_uri: sender.into() }.encode();
+        let answer = runtime.block_on(client.post(&path("submitMessage"), body)).unwrap();
+        assert_eq!(answer.status.as_u16(), 200, "{}", String::from_utf8_lossy(&answer.body));
+        SubmitMessageResponse::decode(&answer.body).unwrap()
+    };
+    let from_b = as_provider(&pair, "b.test", a);
+    let from_c = as_provider(&pair, "c.test", a);
+    let before = length();
+
+    // A provider with nobody in the room, and b.test speaking for a user of a.test.
+    let ciphertext = bob.encrypt(b"not sent").unwrap();
+    let late = bob.encrypt(b"sent once the epoch is closed").unwrap();
+    assert_eq!(submit(&from_c, "mimi://c.test/u/mallory", ciphertext.clone()), SubmitMessageResponse::NotAllowed);
+    assert_eq!(submit(&from_b, &alice_uri, ciphertext.clone()), SubmitMessageResponse::NotAllowed);
+    assert_eq!(length(), before, "nothing stored");
+
+    // A commit of Bob's adding Carol, who is no participant: invalidProposal, nothing stored.
+    let carol_package = hub_b.directories().claim_key_package("@carol:b.test", "D1").unwrap().unwrap();
+    let carol_package = hub_b.directories().check_key_package(&carol_package, "@carol:b.test", "D1").unwrap();
+    let staged = bob.stage_add(&[carol_package]).unwrap();
+    let group_info = GroupInfoOption::Full(staged.public_group_state[4..].to_vec());
+    let bundle = HandshakeBundle::Commit {
+        commit: staged.message.clone(),
+        welcome: None,
+        group_info,
+        ratchet_tree: RatchetTreeOption::DistributionService,
+    };
+    let answer = runtime.block_on(from_b.post(&path("update"), bundle.encode())).unwrap();
+    let response = UpdateRoomResponse::decode(&answer.body).unwrap();
+    assert!(matches!(response.outcome, UpdateOutcome::InvalidProposal(_)), "{response:?}");
+    assert!(response.error_description.contains("@carol:b.test"), "{}", response.error_description);
+    assert_eq!(length(), before, "nothing stored");
+
+    // Bob's message of the current epoch is accepted; once Alice's client commits (a new
+    // epoch), one of the old epoch is refused with the room's epoch.
+    assert!(matches!(submit(&from_b, &bob_uri, ciphertext.clone()), SubmitMessageResponse::Accepted { .. }));
+    assert!(matches!(submit(&from_b, &bob_uri, ciphertext), SubmitMessageResponse::Accepted { .. }), "a retry");
+    assert_eq!(length(), before + 1, "accepted once");
+    let epoch = hub_a.mls_epoch(&room).unwrap().unwrap();
+    let dave = Admission { room_id: &room, user_id: "@dave:a.test", device_id: "D1", sponsor: ALICE, ts: 5 };
+    hub_a.admit_local_user(&dave).unwrap();
+    assert_eq!(submit(&from_b, &bob_uri, late), SubmitMessageResponse::EpochTooOld { current_epoch: epoch + 1 });
+    let after = length();
+
+    // A notify for the room from a provider that is not its hub: 403, nothing recorded.
+    let mut c = crate::provider_peers::side(runtime, &pair.ca, "c.test", 3);
+    connect(&mut c, b, &pair.ca);
+    let fanout = FanoutMessage { timestamp: 9, message: vec![0, 1], extra: FanoutExtra::Application(None) };
+    let notify = format!("https://b.test/mimi/v1/notify/{}", crate::synapse::encode(&room_uri));
+    let answer = runtime.block_on(c.peers.client().post(&notify, FanoutMessage::encode_all(&[fanout]))).unwrap();
+    assert_eq!(answer.status.as_u16(), 403, "{}", String::from_utf8_lossy(&answer.body));
+    assert_eq!(length(), after);
+    let record = hub_b.store().tail(hub_b.short_room(&room).unwrap().unwrap()).unwrap().unwrap();
+    assert_eq!(record.events().unwrap(), 3, "the record holds its create, its keeper's join and the Welcome");
+}
