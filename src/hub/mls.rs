@@ -115,6 +115,9 @@ impl Hub {
         };
         let room_id = &create.meta().room_id;
         let latest_commit = self.store.latest_commit(short)?;
+        if version.is_record() {
+            return self.load_record(short, create, &encryption).map(Some);
+        }
         let mut view = match latest_commit {
             None => PublicView::from_group_info(&encryption.group_info, room_id, create.event_id())?,
             Some(seq) => {
@@ -139,16 +142,44 @@ impl Hub {
                 view.note_encrypted(&content);
             }
         }
-        let mut members = BTreeMap::new();
         // Only users with a membership in the room can have a client in its group.
-        for (user_id, device) in self.directories.local_devices(|user| state.membership(user).is_some())? {
+        let members = self.load_members(room_id, |user| state.membership(user).is_some())?;
+        Ok(Some(RoomMls { view, members, accepted }))
+    }
+
+    /// A follower's record: its group has no declared state to start from but the create
+    /// event's, so the public view replays every recorded commit from there.
+    fn load_record(&self, short: ShortRoomId, create: &Pdu, encryption: &RoomEncryption) -> Result<RoomMls, HubError> {
+        let room_id = &create.meta().room_id;
+        let mut view = Some(PublicView::for_record(&encryption.group_info, room_id, create.event_id())?);
+        for item in self.store.pdus(short, 1)? {
+            let (_, bytes) = item?;
+            let pdu = trusted_pdu(&bytes, Some(&crate::event::room_version::MIMI_RECORD_1))?;
+            if pdu.meta().event_type != crate::mls::events::FANOUT {
+                continue;
+            }
+            let Some(current) = view.as_ref() else { break };
+            let content = crate::mls::events::FanoutContent::parse(pdu.content()).map_err(MlsCheckError::from)?;
+            let step = current.check_fanout(&content.fanout)?;
+            apply_step(&mut view, step, pdu.event_id())?;
+        }
+        let view = view.ok_or(MlsCheckError::NotEncrypted)?;
+        // Records hold no membership of the room's users: any local client in the group.
+        let members = self.load_members(room_id, |_| true)?;
+        Ok(RoomMls { view, members, accepted: BTreeMap::new() })
+    }
+
+    /// This server's clients in the room's group, among users `wanted` admits.
+    fn load_members(&self, room_id: &str, wanted: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Member>, HubError> {
+        let mut members = BTreeMap::new();
+        for (user_id, device) in self.directories.local_devices(wanted)? {
             let provider =
                 Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
             if let Some(member) = Member::load(provider, device, room_id).map_err(client_error)? {
                 members.insert(user_id, member);
             }
         }
-        Ok(Some(RoomMls { view, members, accepted }))
+        Ok(members)
     }
 
     /// The client of `user_id`'s device for a new room: the group (epoch 0) and the create

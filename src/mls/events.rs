@@ -182,6 +182,19 @@ impl FanoutContent {
     }
 }
 
+/// Whether an event carries a commit: an `m.mls.commit`, or a follower's record of one.
+pub fn carries_commit(event_type: &str, content: &CanonicalJsonObject) -> bool {
+    use crate::mimi::protocol::Wire as _;
+    match event_type {
+        COMMIT => true,
+        FANOUT => FanoutContent::parse(content).ok().is_some_and(|c| {
+            crate::mimi::protocol::FanoutMessage::decode(&c.fanout)
+                .is_ok_and(|f| matches!(f.extra, crate::mimi::protocol::FanoutExtra::Commit(_)))
+        }),
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

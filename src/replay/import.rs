@@ -6,7 +6,6 @@ use std::io::{BufRead, Read as _};
 use crate::event::canonical::{parse_object, to_bytes};
 use crate::event::keys::decode_public;
 use crate::event::{Chain, KeyRing, Pdu};
-use crate::mls::events::COMMIT;
 use crate::mls::public::{MlsCheckError, PublicView, apply_step, check_event};
 use crate::store::batch::EventRecord;
 use crate::store::{Batch, RoomSeq, Store};
@@ -220,7 +219,7 @@ fn write_room(store: &Store, header: &ExportHeader, keys: &KeyRing, pdus: &[Pdu]
     batch.add_room(short, &header.room_id);
     for (seq, pdu) in (0u64..).zip(pdus) {
         let meta = pdu.meta();
-        if meta.event_type == COMMIT {
+        if crate::mls::events::carries_commit(&meta.event_type, pdu.content()) {
             // The hub reloads the group from the latest commit; `log verify` checks this index.
             batch.set_latest_commit(short, seq);
         }

@@ -1,7 +1,8 @@
-//! What a hub refuses of other providers, over mutual TLS, with nothing stored: a message from a
-//! provider that is not in the room, a provider speaking for another's user, a commit adding a
-//! user who is not a participant (invalidProposal), a message of a closed epoch (epochTooOld,
-//! with the epoch), and a `notify` from a provider that is not the room's hub.
+//! Hub and follower at the library level: what a hub refuses of other providers, over mutual
+//! TLS, with nothing stored (a message from a provider that is not in the room, a provider
+//! speaking for another's user, a commit adding a user who is not a participant —
+//! invalidProposal —, a message of a closed epoch — epochTooOld, with the epoch —, and a `notify`
+//! from a provider that is not the room's hub); and a follower's record reloaded after a restart.
 
 use std::collections::BTreeMap;
 
@@ -128,4 +129,95 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     assert_eq!(length(), after);
     let record = hub_b.store().tail(hub_b.short_room(&room).unwrap().unwrap()).unwrap().unwrap();
     assert_eq!(record.events().unwrap(), 3, "the record holds its create, its keeper's join and the Welcome");
+}
+
+/// A follower's record survives a restart: reopened, the hub reloads the record's group by
+/// replaying its commits and its user's client decrypts what comes next; the record verifies.
+#[test]
+fn a_followers_record_is_reloaded_after_a_restart() {
+    use mimi_bridge::event::ServerKey;
+    use mimi_bridge::hub::Hub;
+    use mimi_bridge::store::Store;
+    use std::sync::Arc;
+
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let key_b = ServerKey::from_seed("k1", [2; 32]).unwrap();
+    let hub_a =
+        Hub::new("a.test", &ServerKey::from_seed("k1", [1; 32]).unwrap(), Arc::new(Store::open(dir_a.path()).unwrap()))
+            .unwrap();
+    let open_b = || Hub::new("b.test", &key_b, Arc::new(Store::open(dir_b.path()).unwrap())).unwrap();
+    let hub_b = open_b();
+    hub_a.directories().register_device(ALICE, "D1").unwrap();
+    hub_b.directories().register_device(BOB, "D1").unwrap();
+    hub_b.directories().publish_key_packages(BOB, 1).unwrap();
+    let record = br#"{"provider":"a.test","user":"@bob:b.test","device":"D1","at":1}"#;
+    let claimed = hub_b.directories().claim_key_package_for(BOB, "D1", "a.test", record).unwrap().unwrap();
+    let package = hub_a.directories().check_key_package(&claimed, BOB, "D1").unwrap();
+
+    let room = hub_a.new_room_id().unwrap();
+    let preset = RoomPreset { encrypted: true, version: &MIMI_HUB_1, ..RoomPreset::default() };
+    hub_a.open_room_blocking(&room, ALICE, &preset, 1).unwrap();
+    hub_a.submit_local(member_event(&room, ALICE, BOB, "invite", 2)).unwrap().wait().unwrap();
+    hub_a.vouch_join(&room, BOB, 3).unwrap().unwrap().wait().unwrap();
+    let added = hub_a.commit_add(&room, ALICE, &[package], 4).unwrap().wait().unwrap();
+    let welcome = hub_a.welcome(&added.event_id).unwrap().unwrap().message;
+    let fanout = |message: Vec<u8>, extra| FanoutMessage { timestamp: 5, message, extra };
+    hub_b
+        .record_fanout(&room, "a.test", &fanout(welcome, FanoutExtra::Welcome(RatchetTreeOption::DistributionService)))
+        .unwrap();
+
+    // What the hub appends next, fanned out to b.test by hand: Alice's message, Dave's add (a
+    // commit), Alice's message in the new epoch.
+    let last_mls = |hub: &Hub| {
+        let short = hub.short_room(&room).unwrap().unwrap();
+        let (_, bytes) = hub.log_page(short, 0, 1000).unwrap().pop().unwrap();
+        mimi_bridge::event::UnverifiedPdu::parse(&bytes).unwrap()
+    };
+    let encrypted = |pdu: &mimi_bridge::event::UnverifiedPdu| {
+        mimi_bridge::mls::events::EncryptedContent::parse(pdu.content()).unwrap().ciphertext
+    };
+    hub_a.send_encrypted(&room, ALICE, &mimi_text(&room, "before"), 6).unwrap().wait().unwrap();
+    hub_b
+        .record_fanout(&room, "a.test", &fanout(encrypted(&last_mls(&hub_a)), FanoutExtra::Application(None)))
+        .unwrap();
+    let dave = Admission { room_id: &room, user_id: "@dave:a.test", device_id: "D1", sponsor: ALICE, ts: 7 };
+    hub_a.admit_local_user(&dave).unwrap();
+    let short = hub_a.short_room(&room).unwrap().unwrap();
+    let commit = hub_a
+        .log_page(short, 0, 1000)
+        .unwrap()
+        .into_iter()
+        .map(|(_, bytes)| mimi_bridge::event::UnverifiedPdu::parse(&bytes).unwrap())
+        .rfind(|pdu| pdu.meta().event_type == mimi_bridge::mls::events::COMMIT)
+        .unwrap();
+    let commit = mimi_bridge::mls::events::CommitContent::parse(commit.content()).unwrap().message;
+    hub_b.record_fanout(&room, "a.test", &fanout(commit, FanoutExtra::Commit(Vec::new()))).unwrap();
+
+    // b.test restarts.
+    drop(hub_b);
+    let hub_b = open_b();
+    hub_a.send_encrypted(&room, ALICE, &mimi_text(&room, "after"), 8).unwrap().wait().unwrap();
+    let after = fanout(encrypted(&last_mls(&hub_a)), FanoutExtra::Application(None));
+    let recorded = hub_b.record_fanout(&room, "a.test", &after).unwrap();
+    let mimi_bridge::hub::Recorded::Appended { pending, .. } = recorded else { panic!("not recorded") };
+    let appended = pending.wait().unwrap();
+    let plaintext = hub_b.plaintext(&appended.event_id).unwrap().expect("decrypted after the restart");
+    assert_eq!(plaintext, mimi_text(&room, "after"));
+    assert_eq!(hub_b.mls_epoch(&room).unwrap(), hub_a.mls_epoch(&room).unwrap());
+    let keys = mimi_bridge::event::KeyRing::new();
+    let summary = mimi_bridge::replay::verify_store(hub_b.store(), None, &keys, false);
+    assert!(summary.is_ok_and(|s| s.mls_commits == 1), "the record's one commit replayed");
+}
+
+/// MIMI content with a text body from Alice in `room`.
+fn mimi_text(room: &str, text: &str) -> Vec<u8> {
+    let json = serde_json::json!({
+        "body": {"cardinality": "single", "content": hex::encode(text), "contentType": "text/plain;charset=utf-8",
+                 "disposition": 1, "language": ""},
+        "expires": null,
+        "extensions": [{"key": 1, "value": "mimi://a.test/u/alice"},
+                       {"key": 2, "value": mimi_bridge::translate::uri::room_uri_of(room).unwrap()}],
+        "inReplyTo": null, "replaces": null, "salt": "5eed9406c2545547ab6f09f20a18b003", "topicId": "",
+    });
+    mimi_bridge::mimi::json::json_to_content(&json).unwrap().encode()
 }
