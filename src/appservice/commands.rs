@@ -8,7 +8,8 @@ use super::bridge::{Bridge, BridgeError};
 use crate::store::Batch;
 
 const HELP: &str = "Commands: help · ping (round trip to the homeserver) · version · rooms (this bridge's portals) · \
-                    open (a new portal room, with you in it) · consent grant|revoke <MIMI user URI> [<room URI>] \
+                    open (a new portal room, with you in it) · invite <MIMI user URI> (a new portal room with \
+                    you and that user of another provider) · consent grant|revoke <MIMI user URI> [<room URI>] \
                     (whether that user of another provider may fetch your key material to add you to rooms; \
                     their provider is told)";
 
@@ -40,8 +41,10 @@ impl Bridge {
                 Err(e) => format!("the homeserver could not reach the bridge: {e}"),
             },
             "version" => format!(
-                "mimi-bridge {} · room version org.matrix.i-d.ralston-mimi-linearized-matrix.02 · MLS {}",
+                "mimi-bridge {} · MIMI rooms {} (Linearized Matrix {}) · MLS {}",
                 env!("CARGO_PKG_VERSION"),
+                crate::event::room_version::MIMI_HUB_1.id,
+                crate::event::room_version::LINEARIZED_02.id,
                 crate::mls::events::ALGORITHM
             ),
             "rooms" => self.rooms_list()?,
@@ -50,6 +53,7 @@ impl Bridge {
                 self.create_portal(&room, sender, None, None).await?;
                 format!("Opened a portal: {room} (you are invited).")
             }
+            invite if invite.starts_with("invite") => self.invite_command(seq, sender, invite).await?,
             consent if consent.starts_with("consent") => {
                 self.consent_command(consent, sender, &mut batch, &mut outgoing)
             }
@@ -119,6 +123,27 @@ impl Bridge {
         }
     }
 
+    /// `invite <user URI>`: a new portal room with the sender (its MIMI room's creator) and the
+    /// user of another provider, brought in as a ghost invited at opening would be.
+    async fn invite_command(&self, seq: u64, sender: &str, command: &str) -> Result<String, BridgeError> {
+        let usage = "Usage: invite <MIMI user URI of another provider, e.g. mimi://b.example/u/bob>";
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let ["invite", uri] = words.as_slice() else { return Ok(usage.to_owned()) };
+        let remote = crate::translate::uri::matrix_user_id(uri).ok();
+        let Some(remote) = remote.filter(|id| crate::event::meta::server_of(id) != self.hub.server_name()) else {
+            return Ok(format!("{uri} is not a user of another MIMI provider. {usage}"));
+        };
+        if self.outbox.is_none() {
+            return Ok(
+                "This bridge has no MIMI provider side (mimi.tls), so it cannot invite users of other providers."
+                    .to_owned(),
+            );
+        }
+        let room = self.open_command_room(seq, sender).await?;
+        self.create_portal(&room, sender, Some(&remote), None).await?;
+        Ok(format!("Opened a portal with {uri}: {room} (you are invited)."))
+    }
+
     /// The Matrix room for an `open` command, made once: createRoom is not idempotent, so the
     /// room gets an alias named after the command's intake entry, and a retry after a crash finds
     /// the room under that alias instead of making another.
@@ -156,7 +181,10 @@ impl Bridge {
             .iter()
             .filter_map(|(mimi_room, record)| {
                 let record: Value = serde_json::from_slice(record).ok()?;
-                Some(format!("{} ⇄ {mimi_room}", record["matrix_room"].as_str()?))
+                let hub = crate::event::meta::server_of(mimi_room);
+                let whose =
+                    if hub == self.hub.server_name() { "hubbed here".to_owned() } else { format!("hubbed at {hub}") };
+                Some(format!("{} ⇄ {mimi_room} ({whose})", record["matrix_room"].as_str()?))
             })
             .take(SHOWN)
             .collect();

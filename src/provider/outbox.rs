@@ -3,7 +3,9 @@
 //! order, the same bytes again after a failure (with the queue's backoff) until the peer answers
 //! 2xx, and resumed after a restart. The peer's endpoint comes from its directory at delivery
 //! time, never from a path written here. A 4xx answer is final: the peer will never take those
-//! bytes, and the entry is dropped with an error in the log and the queue's `dropped` count.
+//! bytes, and the entry is dropped with an error in the log and the queue's `dropped` count —
+//! except 409, a follower's gap, which is never skipped: it is tried again, and the destination's
+//! failures and oldest entry show it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -123,6 +125,8 @@ impl OutboxDelivery {
         match status.as_u16() {
             200..=299 => Ok(answer.body.to_vec()),
             429 => Err(OutboxError::Later { reason: said(), after: Duration::from_secs(30) }),
+            // A follower that found a gap: never skipped, tried again (and seen in the metrics).
+            409 => Err(OutboxError::Retry(said())),
             400..=499 => Err(OutboxError::Final(said())),
             _ => Err(OutboxError::Retry(said())),
         }

@@ -206,6 +206,24 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     assert_eq!(at_carol(), ["welcome, Carol"], "nothing from before her Welcome");
     assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
 
+    // The management room: Bob's bridge lists the room as hubbed at Alice's provider; Alice
+    // opens a second room with Bob by his URI, which reaches Bob's homeserver as a portal too.
+    let rooms = b.command(&bob_token, "rooms");
+    assert!(rooms.contains(&format!("{room_b} ⇄ {mimi_room} (hubbed at mimi.hs.test)")), "{rooms}");
+    let answer = a.command(&alice_token, "invite mimi://mimi.hs-b.test/u/bob");
+    assert!(answer.starts_with("Opened a portal with mimi://mimi.hs-b.test/u/bob"), "{answer}");
+    let followed = || {
+        b.running
+            .hub
+            .store()
+            .portals_page(None, 100)
+            .unwrap()
+            .into_iter()
+            .filter(|(r, _)| r.ends_with(":mimi.hs.test"))
+            .count()
+    };
+    wait_for("the second room at Bob's", Duration::from_mins(1), || followed() == 2);
+
     // Both logs verify, and again once exported and imported; the hub's log and the follower's
     // record hold the same MLS messages in
     // the same order (the record from the commit that added Bob's client on).
