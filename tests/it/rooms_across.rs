@@ -90,146 +90,192 @@ fn verify(side: &Side, room: &str) {
     assert!(summary.is_ok(), "imported: {summary:?}");
 }
 
-#[test]
-fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
-    if std::env::var_os("RUST_LOG").is_some() {
-        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
-    }
-    let pki = tempfile::tempdir().unwrap();
-    let ca = crate::pki::TestCa::new(pki.path(), "test CA");
-    let ports = crate::ports::consecutive(3);
-    // The hub reaches the follower through a loopback switch that can play it being down.
-    let a = side("hs.test", &ca, ports, ("mimi.hs-b.test", ports + 2));
-    let to_b = Switch::start(ports + 2, ports + 1);
-    let b = side("hs-b.test", &ca, ports + 1, ("mimi.hs.test", ports));
-    let bob_token = b.user_with_a_portal("bob", "mimi.hs-b.test");
-    a.synapse.register("alice", "password");
-    let alice_token = a.synapse.login("alice", "password");
+/// Alice of hs.test and Bob of hs-b.test in one MIMI room hubbed by Alice's bridge, each in
+/// the portal on their own homeserver.
+struct Across {
+    a: Side,
+    b: Side,
+    /// The hub's way to the follower, which can play it being down.
+    to_b: Switch,
+    alice: String,
+    bob: String,
+    room_a: String,
+    room_b: String,
+    mimi_room: String,
+    _pki: tempfile::TempDir,
+}
 
-    // Alice invites Bob's ghost: her bridge claims Bob's key material from his provider, adds
-    // his client, and the Welcome reaches his provider, which opens a portal and invites him.
-    let room_a = a.synapse.create_room(&alice_token, &json!({"preset": "private_chat"}));
-    a.synapse.invite(&alice_token, &room_a, &ghost("bob", "mimi.hs-b.test", "hs.test"));
-    let store_a = Arc::clone(a.running.hub.store());
-    wait_for("Alice's portal", Duration::from_mins(1), || store_a.portal_of(&room_a).unwrap().is_some());
-    let mimi_room = store_a.portal_of(&room_a).unwrap().unwrap();
-    let room_b = portal_on(&b, &mimi_room);
-    b.synapse.join(&bob_token, &room_b);
+impl Across {
+    /// Alice invites Bob's ghost: her bridge claims Bob's key material from his provider, adds
+    /// his client, and the Welcome reaches his provider, which opens a portal and invites him.
+    fn open() -> Self {
+        let pki = tempfile::tempdir().unwrap();
+        let ca = crate::pki::TestCa::new(pki.path(), "test CA");
+        let ports = crate::ports::consecutive(3);
+        let a = side("hs.test", &ca, ports, ("mimi.hs-b.test", ports + 2));
+        let to_b = Switch::start(ports + 2, ports + 1);
+        let b = side("hs-b.test", &ca, ports + 1, ("mimi.hs.test", ports));
+        let bob = b.user_with_a_portal("bob", "mimi.hs-b.test");
+        a.synapse.register("alice", "password");
+        let alice = a.synapse.login("alice", "password");
+        let room_a = a.synapse.create_room(&alice, &json!({"preset": "private_chat"}));
+        a.synapse.invite(&alice, &room_a, &ghost("bob", "mimi.hs-b.test", "hs.test"));
+        let store_a = Arc::clone(a.running.hub.store());
+        wait_for("Alice's portal", Duration::from_mins(1), || store_a.portal_of(&room_a).unwrap().is_some());
+        let mimi_room = store_a.portal_of(&room_a).unwrap().unwrap();
+        let room_b = portal_on(&b, &mimi_room);
+        b.synapse.join(&bob, &room_b);
+        Self { a, b, to_b, alice, bob, room_a, room_b, mimi_room, _pki: pki }
+    }
+
+    /// Alice's messages as Bob sees them.
+    fn at_b(&self) -> Vec<String> {
+        bodies(messages_from(&self.b, &self.bob, &self.room_b, &ghost("alice", "mimi.hs.test", "hs-b.test")))
+    }
+
+    /// Bob's messages as Alice sees them.
+    fn at_a(&self) -> Vec<String> {
+        bodies(messages_from(&self.a, &self.alice, &self.room_a, &ghost("bob", "mimi.hs-b.test", "hs.test")))
+    }
+}
+
+fn bodies(messages: Vec<(String, String)>) -> Vec<String> {
+    messages.into_iter().map(|(_, body)| body).collect()
+}
+
+fn expected(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}{i}")).collect()
+}
+
+/// Both talk at once; each sees the other's messages once, in order; a reply and a reaction
+/// cross and point at the right events on each side.
+fn talk_and_relate(x: &Across) {
+    let (a, b) = (&x.a, &x.b);
+    for i in 0..20 {
+        a.synapse.send_text(&x.alice, &x.room_a, &format!("a{i}"));
+        b.synapse.send_text(&x.bob, &x.room_b, &format!("b{i}"));
+    }
+    wait_for("Alice's 20 at Bob's", Duration::from_mins(1), || x.at_b().len() >= 20);
+    wait_for("Bob's 20 at Alice's", Duration::from_mins(1), || x.at_a().len() >= 20);
+    assert_eq!(x.at_b(), expected("a", 20));
+    assert_eq!(x.at_a(), expected("b", 20));
+
     let (alice_at_b, bob_at_a) =
         (ghost("alice", "mimi.hs.test", "hs-b.test"), ghost("bob", "mimi.hs-b.test", "hs.test"));
-
-    // Both talk at once; each sees the other's messages once, in order.
-    for i in 0..20 {
-        a.synapse.send_text(&alice_token, &room_a, &format!("a{i}"));
-        b.synapse.send_text(&bob_token, &room_b, &format!("b{i}"));
-    }
-    let expected = |prefix: &str, n: usize| (0..n).map(|i| format!("{prefix}{i}")).collect::<Vec<_>>();
-    let bodies = |m: Vec<(String, String)>| m.into_iter().map(|(_, body)| body).collect::<Vec<_>>();
-    let at_b = || bodies(messages_from(&b, &bob_token, &room_b, &alice_at_b));
-    let at_a = || bodies(messages_from(&a, &alice_token, &room_a, &bob_at_a));
-    wait_for("Alice's 20 at Bob's", Duration::from_mins(1), || at_b().len() >= 20);
-    wait_for("Bob's 20 at Alice's", Duration::from_mins(1), || at_a().len() >= 20);
-    assert_eq!(at_b(), expected("a", 20));
-    assert_eq!(at_a(), expected("b", 20));
-
-    // Relations cross both ways and point at the right events on each side.
-    let a0_at_b = messages_from(&b, &bob_token, &room_b, &alice_at_b)[0].0.clone();
+    let a0_at_b = messages_from(b, &x.bob, &x.room_b, &alice_at_b)[0].0.clone();
     let reply = json!({"msgtype": "m.text", "body": "re a0", "m.relates_to": {"m.in_reply_to": {"event_id": a0_at_b}}});
-    b.synapse.send(&bob_token, &room_b, "m.room.message", &reply);
-    let b1_at_a = messages_from(&a, &alice_token, &room_a, &bob_at_a)[1].0.clone();
+    b.synapse.send(&x.bob, &x.room_b, "m.room.message", &reply);
+    let b1_at_a = messages_from(a, &x.alice, &x.room_a, &bob_at_a)[1].0.clone();
     let reaction = json!({"m.relates_to": {"rel_type": "m.annotation", "event_id": b1_at_a, "key": "👍"}});
-    a.synapse.send(&alice_token, &room_a, "m.reaction", &reaction);
-    wait_for("Bob's reply at Alice's", Duration::from_mins(1), || at_a().contains(&"re a0".to_owned()));
-    let a0_at_a = messages_from(&a, &alice_token, &room_a, "@alice:hs.test")[0].0.clone();
-    let reply_at_a =
-        a.synapse.messages(&alice_token, &room_a).into_iter().find(|e| e["content"]["body"] == "re a0").unwrap();
-    assert_eq!(reply_at_a["content"]["m.relates_to"]["m.in_reply_to"]["event_id"], a0_at_a.as_str());
-    let b1_at_b = messages_from(&b, &bob_token, &room_b, "@bob:hs-b.test")[1].0.clone();
+    a.synapse.send(&x.alice, &x.room_a, "m.reaction", &reaction);
+    wait_for("Bob's reply at Alice's", Duration::from_mins(1), || x.at_a().contains(&"re a0".to_owned()));
+    let a0_at_a = messages_from(a, &x.alice, &x.room_a, "@alice:hs.test")[0].0.clone();
+    let reply_at_a = a.synapse.messages(&x.alice, &x.room_a).into_iter().find(|e| e["content"]["body"] == "re a0");
+    assert_eq!(reply_at_a.unwrap()["content"]["m.relates_to"]["m.in_reply_to"]["event_id"], a0_at_a.as_str());
+    let b1_at_b = messages_from(b, &x.bob, &x.room_b, "@bob:hs-b.test")[1].0.clone();
     let reacted = || {
         b.synapse
-            .messages(&bob_token, &room_b)
+            .messages(&x.bob, &x.room_b)
             .into_iter()
             .find(|e| e["type"] == "m.reaction" && e["sender"] == alice_at_b)
     };
     wait_for("Alice's reaction at Bob's", Duration::from_mins(1), || reacted().is_some());
     assert_eq!(reacted().unwrap()["content"]["m.relates_to"]["event_id"], b1_at_b.as_str());
+}
 
-    // Bob's provider is unreachable for a while: the hub keeps fanning out to its queue and
-    // delivers, in order, once it is back.
-    to_b.set_up(false);
+/// Bob's provider is unreachable for a while: the hub keeps fanning out to its queue and
+/// delivers, in order, once it is back.
+fn follower_away(x: &Across) {
+    x.to_b.set_up(false);
     for i in 0..10 {
-        a.synapse.send_text(&alice_token, &room_a, &format!("while away {i}"));
+        x.a.synapse.send_text(&x.alice, &x.room_a, &format!("while away {i}"));
     }
-    wait_for("a refused delivery", Duration::from_mins(1), || to_b.refused() > 0);
-    to_b.set_up(true);
-    let all = [expected("a", 20), expected("while away ", 10)].concat();
-    wait_for("the queued messages at Bob's", Duration::from_mins(2), || at_b().len() >= 30);
-    assert_eq!(at_b(), all);
+    wait_for("a refused delivery", Duration::from_mins(1), || x.to_b.refused() > 0);
+    x.to_b.set_up(true);
+    wait_for("the queued messages at Bob's", Duration::from_mins(2), || x.at_b().len() >= 30);
+    assert_eq!(x.at_b(), [expected("a", 20), expected("while away ", 10)].concat());
+}
 
-    // A commit Bob's provider has not seen: while it is unreachable, Dave of hs.test joins
-    // Alice's portal and speaks (his client is added: a new epoch). Bob's next message is
-    // encrypted in the old epoch; the hub answers epochTooOld, and Bob's provider sends the
-    // same plaintext again, re-encrypted, once its record has caught up: it arrives once.
-    to_b.set_up(false);
+/// A commit Bob's provider has not seen: while it is unreachable, Dave of hs.test joins
+/// Alice's portal and speaks (his client is added: a new epoch). Bob's next message is
+/// encrypted in the old epoch; the hub answers epochTooOld, and Bob's provider sends the same
+/// plaintext again, re-encrypted, once its record has caught up: it arrives once. Returns how
+/// many times Alice saw it.
+fn stale_epoch(x: &Across) -> impl Fn() -> usize + '_ {
+    let (a, b) = (&x.a, &x.b);
+    x.to_b.set_up(false);
     a.synapse.register("dave", "password");
     let dave_token = a.synapse.login("dave", "password");
-    a.synapse.invite(&alice_token, &room_a, "@dave:hs.test");
-    a.synapse.join(&dave_token, &room_a);
-    a.synapse.send_text(&dave_token, &room_a, "Dave here");
+    a.synapse.invite(&x.alice, &x.room_a, "@dave:hs.test");
+    a.synapse.join(&dave_token, &x.room_a);
+    a.synapse.send_text(&dave_token, &x.room_a, "Dave here");
     let hub_a = Arc::clone(&a.running.hub);
-    wait_for("Dave's client", Duration::from_mins(1), || hub_a.in_group(&mimi_room, "@dave:mimi.hs.test").unwrap());
-    b.synapse.send_text(&bob_token, &room_b, "sent in an old epoch");
-    let reencrypted = || metric(&b, "mimi_bridge_peer_reencrypted_total{peer=\"mimi.hs.test\"}");
+    wait_for("Dave's client", Duration::from_mins(1), || hub_a.in_group(&x.mimi_room, "@dave:mimi.hs.test").unwrap());
+    b.synapse.send_text(&x.bob, &x.room_b, "sent in an old epoch");
+    let reencrypted = || metric(b, "mimi_bridge_peer_reencrypted_total{peer=\"mimi.hs.test\"}");
     wait_for("the hub's refusal of a too old epoch", Duration::from_mins(1), || {
-        metric(&b, "mimi_bridge_queue_failures_total{queue=\"provider\"}") > 0
+        metric(b, "mimi_bridge_queue_failures_total{queue=\"provider\"}") > 0
     });
     assert_eq!(reencrypted(), 0, "not before the record caught up");
-    to_b.set_up(true);
-    let stale = || at_a().iter().filter(|body| *body == "sent in an old epoch").count();
+    x.to_b.set_up(true);
+    let stale = move || x.at_a().iter().filter(|body| *body == "sent in an old epoch").count();
     wait_for("the re-encrypted message at Alice's", Duration::from_mins(1), || stale() > 0);
     assert_eq!(reencrypted(), 1);
     let dave_at_b = ghost("dave", "mimi.hs.test", "hs-b.test");
     wait_for("Dave's message at Bob's", Duration::from_mins(1), || {
-        bodies(messages_from(&b, &bob_token, &room_b, &dave_at_b)) == ["Dave here"]
+        bodies(messages_from(b, &x.bob, &x.room_b, &dave_at_b)) == ["Dave here"]
     });
+    stale
+}
 
-    // Carol of hs-b.test is invited later: her client reads from its Welcome on, and she is
-    // invited to the portal on her homeserver when the record reaches it.
+/// Carol of hs-b.test is invited later: her client reads from its Welcome on, and she is
+/// invited to the portal on her homeserver when the record reaches it.
+fn welcomed_later(x: &Across) {
+    let (a, b) = (&x.a, &x.b);
     let carol_token = b.user_with_a_portal("carol", "mimi.hs-b.test");
-    a.synapse.invite(&alice_token, &room_a, &ghost("carol", "mimi.hs-b.test", "hs.test"));
-    let join_path = format!("/_matrix/client/v3/join/{}", crate::synapse::encode(&room_b));
+    a.synapse.invite(&x.alice, &x.room_a, &ghost("carol", "mimi.hs-b.test", "hs.test"));
+    let join_path = format!("/_matrix/client/v3/join/{}", crate::synapse::encode(&x.room_b));
     let join = || b.synapse.call(crate::synapse::Method::Post, Some(&carol_token), &join_path, Some(&json!({}))).0;
     wait_for("Carol's invite", Duration::from_mins(1), || join() == 200);
-    a.synapse.send_text(&alice_token, &room_a, "welcome, Carol");
-    let at_carol = || bodies(messages_from(&b, &carol_token, &room_b, &alice_at_b));
+    a.synapse.send_text(&x.alice, &x.room_a, "welcome, Carol");
+    let alice_at_b = ghost("alice", "mimi.hs.test", "hs-b.test");
+    let at_carol = || bodies(messages_from(b, &carol_token, &x.room_b, &alice_at_b));
     wait_for("Alice's welcome at Carol's", Duration::from_mins(1), || !at_carol().is_empty());
     assert_eq!(at_carol(), ["welcome, Carol"], "nothing from before her Welcome");
-    assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
+}
 
-    // The management room: Bob's bridge lists the room as hubbed at Alice's provider; Alice
-    // opens a second room with Bob by his URI, which reaches Bob's homeserver as a portal too.
-    let rooms = b.command(&bob_token, "rooms");
-    assert!(rooms.contains(&format!("{room_b} ⇄ {mimi_room} (hubbed at mimi.hs.test)")), "{rooms}");
-    let answer = a.command(&alice_token, "invite mimi://mimi.hs-b.test/u/bob");
+/// The management room: Bob's bridge lists the room as hubbed at Alice's provider; Alice opens
+/// a second room with Bob by his URI, which reaches Bob's homeserver as a portal too.
+fn management(x: &Across) {
+    let rooms = x.b.command(&x.bob, "rooms");
+    assert!(rooms.contains(&format!("{} ⇄ {} (hubbed at mimi.hs.test)", x.room_b, x.mimi_room)), "{rooms}");
+    let answer = x.a.command(&x.alice, "invite mimi://mimi.hs-b.test/u/bob");
     assert!(answer.starts_with("Opened a portal with mimi://mimi.hs-b.test/u/bob"), "{answer}");
-    let followed = || {
-        b.running
-            .hub
-            .store()
-            .portals_page(None, 100)
-            .unwrap()
-            .into_iter()
-            .filter(|(r, _)| r.ends_with(":mimi.hs.test"))
-            .count()
-    };
+    let store = x.b.running.hub.store();
+    let followed =
+        || store.portals_page(None, 100).unwrap().iter().filter(|(r, _)| r.ends_with(":mimi.hs.test")).count();
     wait_for("the second room at Bob's", Duration::from_mins(1), || followed() == 2);
+}
+
+#[test]
+fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::from_default_env()).try_init();
+    }
+    let x = Across::open();
+    talk_and_relate(&x);
+    follower_away(&x);
+    let stale = stale_epoch(&x);
+    welcomed_later(&x);
+    assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
+    management(&x);
 
     // Both logs verify, and again once exported and imported; the hub's log and the follower's
-    // record hold the same MLS messages in
-    // the same order (the record from the commit that added Bob's client on).
-    verify(&a, &mimi_room);
-    verify(&b, &mimi_room);
-    let (hub, record) = (hub_transcript(&a, &mimi_room), record_transcript(&b, &mimi_room));
+    // record hold the same MLS messages in the same order (the record from the commit that
+    // added Bob's client on).
+    verify(&x.a, &x.mimi_room);
+    verify(&x.b, &x.mimi_room);
+    let (hub, record) = (hub_transcript(&x.a, &x.mimi_room), record_transcript(&x.b, &x.mimi_room));
     assert!(record.len() >= 20 + 20 + 10 + 2 + 3, "{} messages recorded", record.len());
     let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
     assert_eq!(hub[start..], record[..], "the same MLS messages in the same order");
