@@ -31,12 +31,14 @@ const NEXT_SEQ: &str = "intake_next_seq";
 pub const MAX_EVENTS: usize = 1000;
 
 /// What taking a transaction in did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
     /// Events newly queued.
     pub new_events: usize,
     /// The transaction was taken in before: nothing was stored.
     pub duplicate: bool,
+    /// The `origin_server_ts` (ms) of each event of a new transaction, for the push delay.
+    pub origin_ts: Vec<u64>,
 }
 
 /// An event on the intake queue.
@@ -213,8 +215,9 @@ impl Intake {
     pub async fn take(&self, txn_id: &[u8], body: &[u8]) -> Result<Taken, MatrixError> {
         let events = Self::parse(body)?;
         if self.store.txn_seen(txn_id).map_err(storage)? {
-            return Ok(Taken { new_events: 0, duplicate: true });
+            return Ok(Taken { new_events: 0, duplicate: true, origin_ts: Vec::new() });
         }
+        let origin_ts = events.iter().filter_map(|e| e.get("origin_server_ts").and_then(Value::as_u64)).collect();
         // Room for every event first: under a flood this is where the answer slows down.
         let wanted = u32::try_from(events.len()).unwrap_or(u32::MAX);
         let permits = self
@@ -242,7 +245,7 @@ impl Intake {
             durable.map(|()| queued.len())
         });
         let new_events = settled.await.map_err(|_| MatrixError::internal("intake stopped"))?.map_err(storage)?;
-        Ok(Taken { new_events, duplicate: false })
+        Ok(Taken { new_events, duplicate: false, origin_ts })
     }
 
     /// Queues the events not taken in before, and the transaction ID, in one batch; returns its

@@ -103,6 +103,8 @@ pub struct Metrics {
     refused: Mutex<BTreeMap<&'static str, u64>>,
     /// Events waiting in the intake queue.
     pub intake_depth: AtomicU64,
+    /// From an event's `origin_server_ts` to its transaction reaching the bridge.
+    push: Histogram,
     /// From taking an event in to its append being durable.
     append: Histogram,
     /// From an append being durable to the ghost's send starting.
@@ -141,6 +143,11 @@ impl Metrics {
     /// How many users' messages were refused for `reason`.
     pub fn refused_count(&self, reason: &str) -> u64 {
         self.refused.lock().map_or(0, |r| r.get(reason).copied().unwrap_or(0))
+    }
+
+    /// Records the time from an event's `origin_server_ts` to its transaction reaching the bridge.
+    pub fn push_delay(&self, elapsed: Duration) {
+        self.push.observe(elapsed);
     }
 
     /// Records the time from taking an event in to its append being durable.
@@ -207,6 +214,11 @@ impl Metrics {
                 let _ = writeln!(out, "mimi_bridge_messages_refused_total{{reason=\"{reason}\"}} {count}");
             }
         }
+        self.push.render(
+            &mut out,
+            "push_delay_seconds",
+            "From an event's origin_server_ts to the homeserver's transaction carrying it reaching the bridge.",
+        );
         self.append.render(&mut out, "append_seconds", "From intake to durable append.");
         self.handoff.render(&mut out, "handoff_seconds", "From a durable append to the ghost's send starting.");
         self.render_queues(&mut out);

@@ -197,7 +197,18 @@ pub fn open(
     health: Arc<crate::http::health::Health>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<Arc<Outbox>, StoreError> {
+    open_delivering(store, OutboxDelivery { peers, hub }, health, shutdown)
+}
+
+/// The outbox's queue (its ID, counter and options) delivering with `deliver`: [`open`]'s, or a
+/// bench's delivery that needs no network.
+pub fn open_delivering<D: Deliver>(
+    store: Arc<Store>,
+    deliver: D,
+    health: Arc<crate::http::health::Health>,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<Arc<Queue<D>>, StoreError> {
     let options =
         QueueOptions { counter: NEXT_SEQ, policy: crate::queue::RetryPolicy::default(), max_in_flight: 8, health };
-    Queue::open(QueueId::Provider, store, OutboxDelivery { peers, hub }, options, shutdown)
+    Queue::open(QueueId::Provider, store, deliver, options, shutdown)
 }

@@ -14,12 +14,12 @@ use crate::bridge_pair::{Side, Switch, side};
 use crate::bridge_synapse::wait_for;
 
 /// The ghost on `homeserver` of the MIMI user `@name:provider` (the tests' template).
-fn ghost(name: &str, provider: &str, homeserver: &str) -> String {
+pub(crate) fn ghost(name: &str, provider: &str, homeserver: &str) -> String {
     format!("@mimi_{provider}_{name}:{homeserver}")
 }
 
 /// The Matrix room on `side` that is the portal of `mimi_room`, once there is one.
-fn portal_on(side: &Side, mimi_room: &str) -> String {
+pub(crate) fn portal_on(side: &Side, mimi_room: &str) -> String {
     let store = Arc::clone(side.running.hub.store());
     let record = || store.portal_record(mimi_room).unwrap();
     wait_for("the portal on the follower", Duration::from_mins(1), || record().is_some());
