@@ -178,8 +178,9 @@ enum LogCommand {
         /// One JSON object per line: `position`, `event_id`, `pdu` (and `decrypted`).
         #[arg(long)]
         json: bool,
-        /// Print the MIMI content stored for each `m.room.encrypted` (what this server's
-        /// clients encrypted or first decrypted; MLS keeps no keys to decrypt again).
+        /// Print the MIMI content stored for each `m.room.encrypted` (or, in a follower's record,
+        /// each `m.mimi.fanout` of an application message): what this server's clients encrypted
+        /// or first decrypted; MLS keeps no keys to decrypt again.
         #[arg(long)]
         decrypt: bool,
     },

@@ -38,7 +38,8 @@ pub struct ShowOptions {
     pub limit: Option<u64>,
     /// JSON lines `{"position", "event_id", "pdu"}` instead of text.
     pub json: bool,
-    /// Also print the MIMI content this server stored for each `m.room.encrypted`.
+    /// Also print the MIMI content this server stored for each MLS application message
+    /// (`m.room.encrypted`, or `m.mimi.fanout` in a follower's record).
     pub decrypt: bool,
 }
 
@@ -48,11 +49,8 @@ pub fn log_show(dir: &Path, room: &str, options: ShowOptions) -> Result<String, 
     let entries = replay::timeline(&store, room, options.from, options.limit)?;
     let mut out = String::new();
     for e in &entries {
-        let decrypted = if options.decrypt && e.meta.event_type == crate::mls::events::ENCRYPTED {
-            Some(decrypted(&store, &e.event_id)?)
-        } else {
-            None
-        };
+        let decrypted =
+            if options.decrypt && carries_a_message(e) { Some(decrypted(&store, &e.event_id)?) } else { None };
         if options.json {
             let pdu = String::from_utf8_lossy(&e.bytes);
             let decrypted = decrypted.map(|d| format!("\"decrypted\":{d},")).unwrap_or_default();
@@ -66,6 +64,21 @@ pub fn log_show(dir: &Path, room: &str, options: ShowOptions) -> Result<String, 
         }
     }
     Ok(out.trim_end().to_owned())
+}
+
+/// Whether an event carries an MLS application message: an `m.room.encrypted` of a hub's log, or
+/// an `m.mimi.fanout` of an application message in a follower's record of a room.
+fn carries_a_message(e: &TimelineEntry) -> bool {
+    use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
+    use crate::mls::events::{ENCRYPTED, FANOUT, FanoutContent};
+    match e.meta.event_type.as_str() {
+        ENCRYPTED => true,
+        FANOUT => FanoutContent::parse(&e.content)
+            .ok()
+            .and_then(|c| FanoutMessage::decode(&c.fanout).ok())
+            .is_some_and(|fanout| matches!(fanout.extra, FanoutExtra::Application(_))),
+        _ => false,
+    }
 }
 
 /// The stored MIMI content of an encrypted event as compact JSON (`null` if none is stored:

@@ -156,17 +156,26 @@ impl Directories {
     }
 
     /// Registers the MLS device of a user of this server: a new signing key, kept in the store,
-    /// and its device object signed with this server's key. One device per user.
+    /// and its device object signed with this server's key, with a last-resort key package
+    /// published in the same batch, so that another provider can claim the device (add it to a
+    /// room) from the start. One device per user; a device registered without a last resort (by
+    /// an older version) gets one here.
     pub fn register_device(&self, user_id: &str, device_id: &str) -> Result<DeviceCredential, HubError> {
         if server_of(user_id) != self.server_name {
             return Err(HubError::NotLocalSender { sender: user_id.to_owned(), server: self.server_name.clone() });
         }
         if let Ok(device) = self.local_device(user_id) {
+            let (user, device_id) = (device.credential.user_id(), device.credential.device_id());
+            if !self.key_packages.count(user, device_id).map_err(client_error)?.last_resort {
+                self.publish_key_packages(user_id, 0)?;
+            }
             return Ok(device.credential);
         }
         let provider = Member::provider_for(&self.store, user_id, device_id);
         let device = LocalDevice::generate(&provider, &self.key, user_id, device_id).map_err(client_error)?;
+        let last_resort = key_package::generate(&provider, &device, true).map_err(client_error)?;
         let mut batch = Batch::new();
+        key_package::publish(&mut batch, provider.crypto(), &device, &last_resort).map_err(client_error)?;
         let _flush = provider.storage().take_batch(&mut batch);
         directory::publish(&mut batch, user_id, device_id, &device.object);
         self.store.write(batch)?;

@@ -59,7 +59,12 @@ pub fn list_rooms(store: &Store) -> Result<Vec<RoomSummary>, ReplayError> {
         let tail = store.tail(short)?.ok_or_else(|| corrupt(0, &"room without a tail"))?;
         let (_, version) = room(store, &room_id)?;
         let create = store.pdu_at(RoomSeq { room: short, seq: 0 })?.unwrap_or_default();
-        let hub = entry(version, 0, create)?.meta.origin().to_owned();
+        let create = entry(version, 0, create)?;
+        // A follower's record is kept here but names the room's hub in its create event.
+        let hub = match create.content.get("mimi_hub") {
+            Some(ruma::CanonicalJsonValue::String(hub)) if version.is_record() => hub.clone(),
+            _ => create.meta.origin().to_owned(),
+        };
         out.push(RoomSummary { room_id, events: tail.events()?, tail_event_id: tail.event_id, hub });
     }
     Ok(out)

@@ -69,8 +69,8 @@ pub(crate) fn side(homeserver: &str, ca: &crate::pki::TestCa, listen: u16, peer:
 
 impl Side {
     /// Registers `user` on the homeserver and has them open a portal, which gives them their
-    /// MLS device; publishes two one-time KeyPackages and a last resort for it. Returns the
-    /// user's access token.
+    /// MLS device (with its last-resort KeyPackage); publishes two one-time KeyPackages for it.
+    /// Returns the user's access token.
     pub(crate) fn user_with_a_portal(&self, user: &str, provider: &str) -> String {
         self.synapse.register(user, "password");
         let token = self.synapse.login(user, "password");

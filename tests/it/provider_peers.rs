@@ -153,6 +153,43 @@ fn two_providers_claim_each_others_key_material_once_each_with_consent() {
     assert!(text.contains("mimi_bridge_peer_requests_in_total{peer=\"a.test\"} 6"), "{text}");
 }
 
+/// A device is claimable from its registration on, with nothing else published: its last-resort
+/// KeyPackage is published with it (the bridge registers a user's device when they open a portal,
+/// and nothing else publishes packages for them). Registering again adds none, and a device
+/// without a last resort (registered by an older version) gets one.
+#[test]
+fn a_registered_device_is_claimable_by_its_last_resort() {
+    let Pair { a, b, runtime, .. } = pair();
+    let directories = b.provider.hub.directories();
+    directories.register_device("@bob:b.test", "D1").unwrap();
+    let (bob, alice) = ("mimi://b.test/u/bob", "mimi://a.test/u/alice");
+    let stored = || b.provider.store.key_packages("@bob:b.test", "D1").unwrap();
+    assert_eq!(stored().len(), 1);
+    assert_eq!(stored()[0].1[0], 1, "a last resort");
+
+    grant(&b, alice, bob);
+    let as_alice = Requester::ephemeral(alice).unwrap();
+    let mut seen = Vec::new();
+    for round in 0..2 {
+        let claimed = runtime.block_on(a.peers.claim(&as_alice, bob, None)).unwrap();
+        assert_eq!(claimed.response.status, UserStatus::Success, "round {round}");
+        let (client, checked) = &claimed.checked[0];
+        assert_eq!(client, "mimi://b.test/d/bob/D1");
+        assert!(checked.as_ref().unwrap().last_resort(), "round {round}");
+        seen.push(key_package_of(&claimed.response.clients[0]));
+    }
+    assert_eq!(seen[0], seen[1], "the last resort stays");
+
+    directories.register_device("@bob:b.test", "D1").unwrap();
+    assert_eq!(stored().len(), 1, "registering again publishes nothing");
+    let mut batch = mimi_bridge::store::Batch::new();
+    batch.key_package("@bob:b.test", "D1", &hex::decode(&stored()[0].0).unwrap(), None);
+    b.provider.store.write(batch).unwrap();
+    assert!(stored().is_empty());
+    directories.register_device("@bob:b.test", "D1").unwrap();
+    assert_eq!(stored().iter().map(|(_, value)| value[0]).collect::<Vec<_>>(), [1], "a last resort again");
+}
+
 /// Requests whose names do not match their certificate, or whose bodies do not decode, are
 /// refused with the right status, and nothing is stored or consumed.
 #[test]

@@ -74,6 +74,25 @@ fn metric(side: &Side, series: &str) -> u64 {
     text.lines().find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse().unwrap())).unwrap_or(0)
 }
 
+/// Checks the texts `mimi-bridge log show --decrypt --json` prints for the `event_type` events of
+/// a side's log of `room`: Alice's first to her welcome of Carol, Bob's reply and Dave's message.
+fn shows_decrypted(side: &Side, room: &str, event_type: &str) {
+    let data = side.config.parent().unwrap().join("data");
+    let args = ["log", "show", "--data-dir", data.to_str().unwrap(), "--room", room, "--decrypt", "--json"];
+    let out = crate::common::run(&args, b"");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let texts: Vec<String> = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).unwrap())
+        .filter(|e| e["pdu"]["type"] == event_type)
+        .filter_map(|e| e["decrypted"]["body"]["text"].as_str().map(str::to_owned))
+        .collect();
+    let (first, last) = (texts.iter().position(|t| t == "a0"), texts.iter().position(|t| t == "welcome, Carol"));
+    assert!(first.is_some_and(|first| last > Some(first)), "{event_type}: {texts:?}");
+    assert!(texts.contains(&"re a0".to_owned()) && texts.contains(&"Dave here".to_owned()), "{texts:?}");
+}
+
 /// `log verify` of the bridge's store; then the room exported and imported into a new store,
 /// where it verifies again.
 fn verify(side: &Side, room: &str) {
@@ -270,11 +289,15 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
     management(&x);
 
-    // Both logs verify, and again once exported and imported; the hub's log and the follower's
-    // record hold the same MLS messages in the same order (the record from the commit that
-    // added Bob's client on).
+    // Both logs verify, and again once exported and imported; `log show --decrypt` beside the
+    // running bridges prints the MIMI content of the hub's `m.room.encrypted` and of the
+    // follower's application `m.mimi.fanout`s alike; the hub's log and the follower's record
+    // hold the same MLS messages in the same order (the record from the commit that added Bob's
+    // client on).
     verify(&x.a, &x.mimi_room);
     verify(&x.b, &x.mimi_room);
+    shows_decrypted(&x.a, &x.mimi_room, ENCRYPTED);
+    shows_decrypted(&x.b, &x.mimi_room, FANOUT);
     let (hub, record) = (hub_transcript(&x.a, &x.mimi_room), record_transcript(&x.b, &x.mimi_room));
     assert!(record.len() >= 20 + 20 + 10 + 2 + 3, "{} messages recorded", record.len());
     let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
