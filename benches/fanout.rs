@@ -61,6 +61,11 @@ impl Deliver for Answered {
     fn undeliverable(&self, _: &str, _: &QueueEntry, _: &OutboxError) -> impl Future<Output = ()> + Send {
         std::future::ready(())
     }
+
+    /// Grouped as the real outbox groups `notify` entries (several messages per request).
+    fn together(&self, entries: &[QueueEntry]) -> usize {
+        mimi_bridge::provider::outbox::notify_group(entries)
+    }
 }
 
 /// The draft's MIMI content vector (193 bytes), read once.

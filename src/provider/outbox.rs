@@ -20,6 +20,26 @@ use super::peers::Peers;
 /// The queue of requests to other providers; the destination is the provider's domain.
 pub type Outbox = Queue<OutboxDelivery>;
 
+/// At most this many messages, and bytes, in one `notify` body (the peers' body limit is 4 MiB).
+const MAX_NOTIFY_MESSAGES: usize = 64;
+const MAX_NOTIFY_BODY: usize = 1 << 20;
+
+/// How many of a provider's next outbox entries go as one request: consecutive `notify`
+/// entries of one room (the draft lets a `notify` body carry several `FanoutMessage`s, and the
+/// follower takes them in order), within [`MAX_NOTIFY_MESSAGES`] and [`MAX_NOTIFY_BODY`]; any
+/// other entry alone.
+pub fn notify_group(entries: &[QueueEntry]) -> usize {
+    let notify = |entry: &QueueEntry| Outgoing::decode(&entry.payload).filter(|o| o.endpoint == "notify");
+    let Some(first) = entries.first().and_then(notify) else { return 1 };
+    let mut size = first.body.len();
+    let same = entries.iter().skip(1).take(MAX_NOTIFY_MESSAGES - 1).map_while(|entry| {
+        let next = notify(entry).filter(|next| next.variables == first.variables)?;
+        size += next.body.len();
+        (size <= MAX_NOTIFY_BODY).then_some(())
+    });
+    1 + same.count()
+}
+
 /// The counter naming outbox entries (`metaname_value`).
 const NEXT_SEQ: &str = "provider_next_seq";
 
@@ -116,6 +136,15 @@ impl OutboxDelivery {
         }
     }
 
+    /// Where `outgoing` goes at `dest`, from its directory.
+    async fn url(&self, dest: &str, outgoing: &Outgoing) -> Result<String, OutboxError> {
+        let directory = self.peers.directory(dest).await.map_err(|e| OutboxError::Retry(e.to_string()))?;
+        let variables: Vec<(&str, &str)> = outgoing.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        directory
+            .url(&outgoing.endpoint, &variables)
+            .map_err(|e| OutboxError::Retry(format!("{dest}'s directory: {e}")))
+    }
+
     /// Posts `body`; the answer's body once 2xx.
     async fn post(&self, url: &str, body: Vec<u8>) -> Result<Vec<u8>, OutboxError> {
         let answer = self.peers.client().post(url, body).await.map_err(|e| OutboxError::Retry(e.to_string()))?;
@@ -139,11 +168,7 @@ impl Deliver for OutboxDelivery {
     async fn deliver(&self, dest: &str, entry: &QueueEntry) -> Result<Batch, OutboxError> {
         let outgoing = Outgoing::decode(&entry.payload)
             .ok_or_else(|| OutboxError::Final(format!("outbox entry {} is not a request", entry.seq)))?;
-        let directory = self.peers.directory(dest).await.map_err(|e| OutboxError::Retry(e.to_string()))?;
-        let variables: Vec<(&str, &str)> = outgoing.variables.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let url = directory
-            .url(&outgoing.endpoint, &variables)
-            .map_err(|e| OutboxError::Retry(format!("{dest}'s directory: {e}")))?;
+        let url = self.url(dest, &outgoing).await?;
         let body = outgoing.body.clone();
         let answer = self.post(&url, body.clone()).await?;
         if outgoing.endpoint != "submitMessage" {
@@ -181,6 +206,23 @@ impl Deliver for OutboxDelivery {
                 self.resent(&url, new_body).await
             }
         }
+    }
+
+    fn together(&self, entries: &[QueueEntry]) -> usize {
+        notify_group(entries)
+    }
+
+    async fn deliver_together(&self, dest: &str, entries: &[QueueEntry]) -> Result<Batch, OutboxError> {
+        let mut requests = entries.iter().map(|entry| Outgoing::decode(&entry.payload));
+        let Some(Some(first)) = requests.next() else {
+            return Err(OutboxError::Final("outbox entries that are not requests".into()));
+        };
+        let mut body = first.body.clone();
+        for request in requests {
+            body.extend(request.ok_or_else(|| OutboxError::Final("an outbox entry is not a request".into()))?.body);
+        }
+        let url = self.url(dest, &first).await?;
+        self.post(&url, body).await.map(|_| Batch::new())
     }
 
     async fn undeliverable(&self, dest: &str, entry: &QueueEntry, error: &OutboxError) {

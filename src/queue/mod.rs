@@ -46,6 +46,29 @@ pub trait Deliver: Send + Sync + 'static {
 
     /// Reports an entry given up on (a final error), before it is deleted.
     fn undeliverable(&self, dest: &str, entry: &QueueEntry, error: &Self::Error) -> impl Future<Output = ()> + Send;
+
+    /// How many of the destination's next entries (`entries`, in order, at least one) one
+    /// request may carry together. 1, the default, delivers one at a time.
+    fn together(&self, _entries: &[QueueEntry]) -> usize {
+        1
+    }
+
+    /// Delivers several entries (as [`together`](Self::together) grouped them) as one request;
+    /// its result stands for each of them. The default delivers the first only, since the
+    /// default grouping never makes more.
+    fn deliver_together(
+        &self,
+        dest: &str,
+        entries: &[QueueEntry],
+    ) -> impl Future<Output = Result<Batch, Self::Error>> + Send {
+        let first = entries.first().cloned();
+        async move {
+            match first {
+                Some(entry) => self.deliver(dest, &entry).await,
+                None => Ok(Batch::new()),
+            }
+        }
+    }
 }
 
 /// A queue's figures (Prometheus names in `http::metrics`).

@@ -49,9 +49,11 @@ pub(super) async fn run<D: Deliver>(queue: Arc<Queue<D>>, dest: String) {
             continue;
         }
         let mut stop = None;
-        for entry in &entries {
-            match deliver_one(&queue, &dest, entry, &mut backoff).await {
-                Ok(Done::Removed) => {}
+        let mut next = 0;
+        while let Some(rest) = entries.get(next..).filter(|rest| !rest.is_empty()) {
+            let group = &rest[..queue.deliver.together(rest).clamp(1, rest.len())];
+            match deliver_group(&queue, &dest, group, &mut backoff).await {
+                Ok(Done::Removed) => next += group.len(),
                 // Read again: the delivery may have rewritten the entry while it failed.
                 Ok(Done::Waited) => break,
                 Err(why) => {
@@ -90,13 +92,16 @@ fn finished<D>(queue: &Queue<D>, dest: &str) -> bool {
     true
 }
 
-async fn deliver_one<D: Deliver>(
+/// Delivers the destination's next entry, or the next few one request carries together.
+async fn deliver_group<D: Deliver>(
     queue: &Queue<D>,
     dest: &str,
-    entry: &QueueEntry,
+    group: &[QueueEntry],
     backoff: &mut Backoff,
 ) -> Result<Done, Stop> {
-    let key = QueueKey { queue: queue.id, dest: dest.to_owned(), seq: entry.seq };
+    let Some(entry) = group.first() else { return Ok(Done::Removed) };
+    let keys: Vec<QueueKey> =
+        group.iter().map(|e| QueueKey { queue: queue.id, dest: dest.to_owned(), seq: e.seq }).collect();
     set_lane(queue, dest, |lane| lane.head_ms = Some(entry.queued_ms));
     let mut shutdown = queue.shutdown.clone();
     let permit = tokio::select! {
@@ -104,13 +109,19 @@ async fn deliver_one<D: Deliver>(
         () = crate::http::stopped(&mut shutdown) => return Err(Stop::Shutdown),
     };
     // A delivery that started finishes, shutdown or not: its effect must be recorded.
-    let result = queue.deliver.deliver(dest, entry).await;
+    let result = if group.len() == 1 {
+        queue.deliver.deliver(dest, entry).await
+    } else {
+        queue.deliver.deliver_together(dest, group).await
+    };
     drop(permit);
     let error = match result {
         Ok(mut batch) => {
             backoff.succeeded();
-            batch.queue_remove(&key);
-            return remove(queue, dest, batch, true).await;
+            for key in &keys {
+                batch.queue_remove(key);
+            }
+            return remove(queue, dest, batch, true, keys.len()).await;
         }
         Err(error) => error,
     };
@@ -119,12 +130,14 @@ async fn deliver_one<D: Deliver>(
         per_destination.failed(dest);
     }
     if !error.is_retryable() {
-        tracing::warn!(queue = queue.id.name(), dest, seq = entry.seq, %error, "delivery refused for good");
-        queue.deliver.undeliverable(dest, entry, &error).await;
-        queue.metrics.dropped.fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(queue = queue.id.name(), dest, seq = entry.seq, entries = group.len(), %error, "delivery refused for good");
         let mut batch = Batch::new();
-        batch.queue_remove(&key);
-        return remove(queue, dest, batch, false).await;
+        for (entry, key) in group.iter().zip(&keys) {
+            queue.deliver.undeliverable(dest, entry, &error).await;
+            batch.queue_remove(key);
+        }
+        queue.metrics.dropped.fetch_add(keys.len() as u64, Ordering::Relaxed);
+        return remove(queue, dest, batch, false, keys.len()).await;
     }
     let delay = backoff.failed(&error);
     tracing::warn!(
@@ -142,17 +155,20 @@ async fn deliver_one<D: Deliver>(
     }
 }
 
-async fn remove<D>(queue: &Queue<D>, dest: &str, batch: Batch, delivered: bool) -> Result<Done, Stop> {
+/// Records `count` entries removed (delivered, or dropped for good) with `batch`.
+async fn remove<D>(queue: &Queue<D>, dest: &str, batch: Batch, delivered: bool, count: usize) -> Result<Done, Stop> {
     if let Err(error) = queue.store.submit(batch).wait().await {
         tracing::error!(queue = queue.id.name(), %error, "recording a delivery failed");
         return Err(Stop::StoreFailed);
     }
-    crate::http::metrics::Metrics::decrement(&queue.metrics.depth);
-    if let Some(per_destination) = &queue.per_destination {
-        per_destination.removed(dest);
+    for _ in 0..count {
+        crate::http::metrics::Metrics::decrement(&queue.metrics.depth);
+        if let Some(per_destination) = &queue.per_destination {
+            per_destination.removed(dest);
+        }
     }
     if delivered {
-        queue.metrics.delivered.fetch_add(1, Ordering::Relaxed);
+        queue.metrics.delivered.fetch_add(count as u64, Ordering::Relaxed);
     }
     Ok(Done::Removed)
 }
