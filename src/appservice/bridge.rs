@@ -296,7 +296,7 @@ impl Bridge {
             return self.drop_event(queued.seq, "not_a_portal").await;
         };
         if event_type == "m.room.member" {
-            return self.drop_event(queued.seq, "membership").await;
+            return self.membership_change(queued, &mimi_room).await;
         }
         let mimi_sender = self.mimi_user(sender).ok_or(BridgeError::Malformed("sender"))?;
         self.ensure_member(&mimi_room, &mimi_sender).await.map_err(super::refusal::refusing)?;

@@ -183,6 +183,33 @@ impl Bridge {
         self.finish(seq, Batch::new()).await
     }
 
+    /// A membership change in a portal: a local user leaving (or kicked) a room hubbed here
+    /// leaves the MIMI room, and their clients are removed from its group; the rest is not
+    /// bridged (yet: bans, and leaves in rooms hubbed elsewhere).
+    pub(super) async fn membership_change(
+        &self,
+        queued: &super::intake::Queued,
+        mimi_room: &str,
+    ) -> Result<(), BridgeError> {
+        let event = &queued.event;
+        let field = |pointer: &str| event.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let (membership, target, sender) = (field("/content/membership"), field("/state_key"), field("/sender"));
+        let (Some(user), Some(by)) = (self.mimi_user(&target), self.mimi_user(&sender)) else {
+            return self.drop_event(queued.seq, "membership").await;
+        };
+        let hubbed_here = crate::event::meta::server_of(mimi_room) == self.hub.server_name();
+        if membership != "leave" || !hubbed_here || self.settings.is_ours(&target) {
+            return self.drop_event(queued.seq, "membership").await;
+        }
+        let (hub, room) = (Arc::clone(&self.hub), mimi_room.to_owned());
+        let removed =
+            off_runtime(move || Ok(hub.leave(&room, &by, &user, now_ms())?)).await.map_err(super::refusal::refusing)?;
+        if !removed {
+            tracing::info!(mimi_room, target, "left; the clients go with the next commit of a user of this server");
+        }
+        self.finish(queued.seq, Batch::new()).await
+    }
+
     /// Makes a local user a joined member of the MIMI room with a device in its group (the
     /// hub's admission, on a blocking thread: it waits on several synced writes).
     pub(super) async fn ensure_member(&self, mimi_room: &str, user: &str) -> Result<(), BridgeError> {

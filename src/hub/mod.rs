@@ -17,6 +17,7 @@ mod error;
 mod fanout;
 mod follow;
 mod heads;
+mod leave;
 mod log;
 mod mls;
 mod receive;

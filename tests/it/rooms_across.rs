@@ -263,6 +263,27 @@ fn welcomed_later(x: &Across) {
     assert_eq!(at_carol(), ["welcome, Carol"], "nothing from before her Welcome");
 }
 
+/// Dave leaves Alice's portal: he leaves the MIMI room and Alice's client commits his client's
+/// removal; Bob's record follows that commit, and the room goes on.
+fn local_leave(x: &Across) {
+    let dave = x.a.synapse.login("dave", "password");
+    x.a.synapse.post(
+        Some(&dave),
+        &format!("/_matrix/client/v3/rooms/{}/leave", crate::synapse::encode(&x.room_a)),
+        &json!({}),
+    );
+    let hub_a = &x.a.running.hub;
+    wait_for("Dave's client removed", Duration::from_mins(1), || {
+        !hub_a.has_clients(&x.mimi_room, "@dave:mimi.hs.test").unwrap()
+    });
+    assert_eq!(hub_a.membership(&x.mimi_room, "@dave:mimi.hs.test").unwrap().as_deref(), Some("leave"));
+    x.a.synapse.send_text(&x.alice, &x.room_a, "after Dave left");
+    wait_for("Alice's message after the removal", Duration::from_mins(1), || {
+        x.at_b().last().is_some_and(|m| m == "after Dave left")
+    });
+    assert_eq!(x.b.running.hub.mls_epoch(&x.mimi_room).unwrap(), hub_a.mls_epoch(&x.mimi_room).unwrap());
+}
+
 /// The management room: Bob's bridge lists the room as hubbed at Alice's provider; Alice opens
 /// a second room with Bob by his URI, which reaches Bob's homeserver as a portal too.
 fn management(x: &Across) {
@@ -287,6 +308,7 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     let stale = stale_epoch(&x);
     welcomed_later(&x);
     assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
+    local_leave(&x);
     management(&x);
 
     // Both logs verify, and again once exported and imported; `log show --decrypt` beside the
@@ -299,7 +321,7 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     shows_decrypted(&x.a, &x.mimi_room, ENCRYPTED);
     shows_decrypted(&x.b, &x.mimi_room, FANOUT);
     let (hub, record) = (hub_transcript(&x.a, &x.mimi_room), record_transcript(&x.b, &x.mimi_room));
-    assert!(record.len() >= 20 + 20 + 10 + 2 + 3, "{} messages recorded", record.len());
+    assert!(record.len() >= 20 + 20 + 10 + 2 + 3 + 2, "{} messages recorded", record.len());
     let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
     assert_eq!(hub[start..], record[..], "the same MLS messages in the same order");
 }
