@@ -13,14 +13,16 @@ use std::sync::Arc;
 use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
 
 use crate::event::{EventTemplate, Pdu, UnverifiedLpdu, build_lpdu};
-use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, RoomEncryption};
+use crate::mls::events::{COMMIT, ENCRYPTED, EncryptedContent, RoomEncryption};
 use crate::mls::identity::DeviceDirectory;
 use crate::mls::member::{Member, Seen, Welcome, ciphertext_hash, parse_welcome};
 use crate::mls::public::{MlsCheckError, PublicView, Step, apply_step, check_event};
 use crate::mls::{Flush, MlsProvider};
-use crate::store::{Batch, RoomSeq, ShortRoomId, StoreError};
+use crate::store::Batch;
 
-use super::{Hub, HubError, PendingAppend, RoomHead, lock, trusted_pdu};
+mod load;
+
+use super::{Hub, HubError, PendingAppend, RoomHead, lock};
 
 /// A room's MLS group as this server holds it.
 pub(crate) struct RoomMls {
@@ -99,87 +101,6 @@ impl Hub {
         if let Some(mls) = head.mls.as_mut() {
             mls.members.retain(|_, member| member.epoch().is_some());
         }
-    }
-
-    /// The group of a room being loaded: the view from its latest commit (or create event), and
-    /// the clients of this server's devices that are in the group.
-    pub(super) fn load_mls(
-        &self,
-        short: ShortRoomId,
-        create: &Pdu,
-        version: &'static crate::event::RoomVersion,
-        state: &crate::event::state::RoomState,
-    ) -> Result<Option<RoomMls>, HubError> {
-        let Some(encryption) = RoomEncryption::from_create(create.content()).map_err(MlsCheckError::from)? else {
-            return Ok(None);
-        };
-        let room_id = &create.meta().room_id;
-        let latest_commit = self.store.latest_commit(short)?;
-        if version.is_record() {
-            return self.load_record(short, create, &encryption).map(Some);
-        }
-        let mut view = match latest_commit {
-            None => PublicView::from_group_info(&encryption.group_info, room_id, create.event_id())?,
-            Some(seq) => {
-                let bytes = self
-                    .store
-                    .pdu_at(RoomSeq { room: short, seq })?
-                    .ok_or_else(|| StoreError::corrupt("latest commit position without its PDU"))?;
-                let commit = trusted_pdu(&bytes, Some(version))?;
-                let content = CommitContent::parse(commit.content()).map_err(MlsCheckError::from)?;
-                PublicView::from_group_info(&content.public_group_state, room_id, commit.event_id())?
-            }
-        };
-        let mut accepted = BTreeMap::new();
-        for item in self.store.pdus(short, latest_commit.unwrap_or(0))? {
-            let (_, bytes) = item?;
-            let pdu = trusted_pdu(&bytes, Some(version))?;
-            if pdu.meta().event_type == ENCRYPTED
-                && let Ok(content) = EncryptedContent::parse(pdu.content())
-            {
-                let ts = u64::try_from(pdu.meta().origin_server_ts).unwrap_or_default();
-                accepted.insert(ciphertext_hash(&content.ciphertext), ts);
-                view.note_encrypted(&content);
-            }
-        }
-        // Only users with a membership in the room can have a client in its group.
-        let members = self.load_members(room_id, |user| state.membership(user).is_some())?;
-        Ok(Some(RoomMls { view, members, accepted }))
-    }
-
-    /// A follower's record: its group has no declared state to start from but the create
-    /// event's, so the public view replays every recorded commit from there.
-    fn load_record(&self, short: ShortRoomId, create: &Pdu, encryption: &RoomEncryption) -> Result<RoomMls, HubError> {
-        let room_id = &create.meta().room_id;
-        let mut view = Some(PublicView::for_record(&encryption.group_info, room_id, create.event_id())?);
-        for item in self.store.pdus(short, 1)? {
-            let (_, bytes) = item?;
-            let pdu = trusted_pdu(&bytes, Some(&crate::event::room_version::MIMI_RECORD_1))?;
-            if pdu.meta().event_type != crate::mls::events::FANOUT {
-                continue;
-            }
-            let Some(current) = view.as_ref() else { break };
-            let content = crate::mls::events::FanoutContent::parse(pdu.content()).map_err(MlsCheckError::from)?;
-            let step = current.check_fanout(&content.fanout)?;
-            apply_step(&mut view, step, pdu.event_id())?;
-        }
-        let view = view.ok_or(MlsCheckError::NotEncrypted)?;
-        // Records hold no membership of the room's users: any local client in the group.
-        let members = self.load_members(room_id, |_| true)?;
-        Ok(RoomMls { view, members, accepted: BTreeMap::new() })
-    }
-
-    /// This server's clients in the room's group, among users `wanted` admits.
-    fn load_members(&self, room_id: &str, wanted: impl Fn(&str) -> bool) -> Result<BTreeMap<String, Member>, HubError> {
-        let mut members = BTreeMap::new();
-        for (user_id, device) in self.directories.local_devices(wanted)? {
-            let provider =
-                Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
-            if let Some(member) = Member::load(provider, device, room_id).map_err(client_error)? {
-                members.insert(user_id, member);
-            }
-        }
-        Ok(members)
     }
 
     /// The client of `user_id`'s device for a new room: the group (epoch 0) and the create
