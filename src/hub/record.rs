@@ -66,6 +66,13 @@ impl Hub {
             Err(HubError::UnknownRoom(_)) => return self.open_record(room_id, hub, fanout),
             Err(e) => return Err(e),
         };
+        // A Welcome whose clients here are all in the group already is a repeat.
+        if let FanoutExtra::Welcome(_) = &fanout.extra {
+            let welcomed = self.welcomed(hub, &fanout.message)?;
+            if !welcomed.is_empty() && welcomed.iter().all(|user| self.in_group(room_id, user).unwrap_or(false)) {
+                return Ok(Recorded::Nothing);
+            }
+        }
         let mut head = lock(&head);
         if !head.chain.version().is_record() {
             return Err(HubError::NotHub { room_id: room_id.to_owned(), hub: head.chain.hub().to_owned() });

@@ -69,6 +69,8 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     };
     hub_b.record_fanout(&room, "a.test", &fanned).unwrap();
     assert!(hub_b.in_group(&room, BOB).unwrap());
+    let repeat = hub_b.record_fanout(&room, "a.test", &fanned).unwrap();
+    assert!(matches!(repeat, mimi_bridge::hub::Recorded::Nothing), "a repeated Welcome is recorded once");
     let mut bob = client(b, BOB, &room);
 
     let room_uri = mimi_bridge::translate::uri::room_uri_of(&room).unwrap();
