@@ -50,10 +50,9 @@ impl Hub {
         sender: &str,
         ciphertext: &[u8],
     ) -> Result<Verdict, HubError> {
-        let head = match self.head(room_id) {
+        let head = match self.remote_head(room_id)? {
             Ok(head) => head,
-            Err(HubError::UnknownRoom(_)) => return Ok(Verdict::NotAllowed(format!("no room {room_id} here"))),
-            Err(e) => return Err(e),
+            Err(refusal) => return Ok(refusal),
         };
         let mut head = lock(&head);
         if let Some(refusal) = self.refuse_remote(&head, provider, sender) {
@@ -87,10 +86,9 @@ impl Hub {
         group_info: &[u8],
         welcome: Option<&[u8]>,
     ) -> Result<Verdict, HubError> {
-        let head = match self.head(room_id) {
+        let head = match self.remote_head(room_id)? {
             Ok(head) => head,
-            Err(HubError::UnknownRoom(_)) => return Ok(Verdict::NotAllowed(format!("no room {room_id} here"))),
-            Err(e) => return Err(e),
+            Err(refusal) => return Ok(refusal),
         };
         let mut head = lock(&head);
         let Some(mls) = head.mls.as_ref() else { return Ok(Verdict::NotAllowed("the room is not encrypted".into())) };
@@ -136,6 +134,18 @@ impl Hub {
         }
         let template = super::member_event(room_id, user, user, "join", ts);
         self.append_template(&mut head, template, |_| Batch::new()).map(Some)
+    }
+
+    /// The room's head, or the answer for a room this server does not have.
+    fn remote_head(
+        &self,
+        room_id: &str,
+    ) -> Result<Result<std::sync::Arc<std::sync::Mutex<RoomHead>>, Verdict>, HubError> {
+        match self.head(room_id) {
+            Ok(head) => Ok(Ok(head)),
+            Err(HubError::UnknownRoom(_)) => Ok(Err(Verdict::NotAllowed(format!("no room {room_id} here")))),
+            Err(e) => Err(e),
+        }
     }
 
     /// Why `provider` may not speak for `sender` in this room, if it may not.

@@ -51,6 +51,13 @@ pub struct CheckedCommit {
     added: Vec<DeviceCredential>,
 }
 
+/// A commit read as a `PublicMessage` of the current epoch (see `PublicView::public_commit`).
+struct PublicCommit {
+    message: ProtocolMessage,
+    sender: Sender,
+    confirmation_tag: Option<openmls::prelude::ConfirmationTag>,
+}
+
 /// How the group moves to the commit's epoch.
 #[derive(Debug)]
 enum After {
@@ -206,20 +213,26 @@ impl PublicView {
     /// The device that signed a commit (a `PublicMessage` for the current epoch), read before
     /// the commit is checked, to name the event's sender.
     pub fn committer(&self, commit: &[u8]) -> Result<DeviceCredential, MlsCheckError> {
+        match self.public_commit(commit)?.sender {
+            Sender::Member(leaf) => self.leaf_owner(leaf),
+            _ => Err(MlsCheckError::ExternalCommit),
+        }
+    }
+
+    /// A commit (TLS `MlsMessage`) as a `PublicMessage` of this group's current epoch, with what
+    /// checking it needs from the public message before openmls takes it.
+    fn public_commit(&self, commit: &[u8]) -> Result<PublicCommit, MlsCheckError> {
         let message = MlsMessageIn::tls_deserialize_exact(commit).map_err(malformed)?;
         let MlsMessageBodyIn::PublicMessage(public) = message.extract() else {
             return Err(MlsCheckError::NotPublicCommit);
         };
-        let sender = public.sender().clone();
+        let (sender, confirmation_tag) = (public.sender().clone(), public.confirmation_tag().cloned());
         let message = ProtocolMessage::from(public);
         if message.content_type() != ContentType::Commit {
             return Err(MlsCheckError::NotPublicCommit);
         }
         self.check_epoch(&message)?;
-        match sender {
-            Sender::Member(leaf) => self.leaf_owner(leaf),
-            _ => Err(MlsCheckError::ExternalCommit),
-        }
+        Ok(PublicCommit { message, sender, confirmation_tag })
     }
 
     /// The epoch of an application message (a `PrivateMessage` for this group).
@@ -245,16 +258,7 @@ impl PublicView {
         state: &RoomState,
         devices: Option<(&dyn DeviceDirectory, &KeyRing)>,
     ) -> Result<CheckedCommit, MlsCheckError> {
-        let message = MlsMessageIn::tls_deserialize_exact(&content.message).map_err(malformed)?;
-        let MlsMessageBodyIn::PublicMessage(public) = message.extract() else {
-            return Err(MlsCheckError::NotPublicCommit);
-        };
-        let confirmation_tag = public.confirmation_tag().cloned();
-        let message = ProtocolMessage::from(public);
-        if message.content_type() != ContentType::Commit {
-            return Err(MlsCheckError::NotPublicCommit);
-        }
-        self.check_epoch(&message)?;
+        let PublicCommit { message, confirmation_tag, .. } = self.public_commit(&content.message)?;
         let processed =
             self.group.process_message(&self.crypto, message).map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
         let Sender::Member(committer_leaf) = processed.sender() else {

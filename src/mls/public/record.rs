@@ -12,8 +12,7 @@
 //! whatever belonged to an older epoch came before the commit that closed it); an epoch ahead
 //! is a gap.
 
-use openmls::prelude::tls_codec::Deserialize as _;
-use openmls::prelude::{ContentType, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent, ProtocolMessage, Sender};
+use openmls::prelude::{ProcessedMessageContent, Sender};
 
 use super::{After, CheckedCommit, MlsCheckError, PublicView, malformed};
 use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
@@ -53,15 +52,7 @@ impl PublicView {
     }
 
     fn check_fanned_commit(&self, commit: &[u8]) -> Result<CheckedCommit, MlsCheckError> {
-        let message = MlsMessageIn::tls_deserialize_exact(commit).map_err(malformed)?;
-        let MlsMessageBodyIn::PublicMessage(public) = message.extract() else {
-            return Err(MlsCheckError::NotPublicCommit);
-        };
-        let message = ProtocolMessage::from(public);
-        if message.content_type() != ContentType::Commit {
-            return Err(MlsCheckError::NotPublicCommit);
-        }
-        self.check_epoch(&message)?;
+        let message = self.public_commit(commit)?.message;
         let processed =
             self.group.process_message(&self.crypto, message).map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
         if !matches!(processed.sender(), Sender::Member(_) | Sender::NewMemberCommit) {
