@@ -264,3 +264,26 @@ fn write_schema_v4_fixture() {
     });
     freeze(&fixture, &expected);
 }
+
+/// `MIMI_BRIDGE_WRITE_FIXTURE=1 cargo test --release --test it fixtures::write -- --ignored`, with
+/// a schema-5 build (commit c8bf385): a room of two servers' clients (client URI credentials)
+/// with messages of both.
+#[test]
+#[ignore = "writes tests/fixtures/store-v5; run by hand when a schema version is added"]
+fn write_schema_v5_fixture() {
+    if std::env::var_os("MIMI_BRIDGE_WRITE_FIXTURE").is_none() {
+        return;
+    }
+    let fixture = fixture_of(5);
+    let _ = std::fs::remove_dir_all(&fixture);
+    let part = tempfile::tempdir().unwrap();
+    let (room, events, tail) = {
+        let pair = crate::mls_rooms::Pair::new(&fixture.join("db"), part.path());
+        pair.alice_sends(1);
+        pair.part_sends(BOB, 2).unwrap();
+        let summary = replay::list_rooms(pair.hub.store()).unwrap().remove(0);
+        (pair.room.clone(), summary.events, summary.tail_event_id)
+    };
+    let expected = serde_json::json!({"room_id": room, "events": events, "tail_event_id": tail, "schema_version": 5});
+    freeze(&fixture, &expected);
+}
