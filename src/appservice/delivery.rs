@@ -67,6 +67,36 @@ impl HomeserverDelivery {
     }
 }
 
+impl HomeserverDelivery {
+    /// A membership the MIMI room's log changed: a user of this homeserver a followed room's
+    /// hub welcomed (`invite`) or removed (`kick`), invited or kicked by the portal's opener; a
+    /// ghost whose user left (`leave`). One already in (or out) is left as is.
+    async fn membership(&self, room: &str, kind: &str, request: &Value) -> Result<Batch, BridgeError> {
+        let bridge = &self.bridge;
+        let user = request["user"].as_str().ok_or(BridgeError::Malformed("user"))?;
+        let opener = bridge.opener_of(room)?;
+        let as_opener = (opener != bridge.settings.bot()).then_some(opener.as_str());
+        let done = match kind {
+            "invite" => bridge.homeserver.invite(room, as_opener, user).await,
+            "kick" => bridge.homeserver.kick(room, as_opener, user, "removed from the MIMI room by its hub").await,
+            _ => {
+                let ghost = bridge.settings.ghosts.ghost_of(user).ok_or(BridgeError::Malformed("user"))?;
+                let handed_over =
+                    if ghost == opener { bridge.hand_over_to_bot(room, &ghost).await? } else { Batch::new() };
+                self.joined().remove(&(room.to_owned(), ghost.clone()));
+                return match bridge.homeserver.leave(room, Some(&ghost)).await {
+                    Ok(()) | Err(super::homeserver::HomeserverError::Matrix { status: 403, .. }) => Ok(handed_over),
+                    Err(error) => Err(error.into()),
+                };
+            }
+        };
+        match done {
+            Err(super::homeserver::HomeserverError::Matrix { status: 403, .. }) => Ok(Batch::new()),
+            other => other.map(|()| Batch::new()).map_err(BridgeError::from),
+        }
+    }
+}
+
 fn not_in_room(error: &BridgeError) -> bool {
     matches!(error, BridgeError::Homeserver(e) if e.errcode() == Some("M_FORBIDDEN"))
 }
@@ -83,16 +113,8 @@ impl Deliver for HomeserverDelivery {
             bridge.metrics.events_out.fetch_add(1, Ordering::Relaxed);
             return Ok(batch);
         }
-        if request["kind"] == "invite" {
-            // A user of this homeserver a followed room's hub welcomed: the portal's opener
-            // invites them (one already in the room is left as is).
-            let user = request["user"].as_str().ok_or(BridgeError::Malformed("user"))?;
-            let opener = bridge.opener_of(room)?;
-            let as_user = (opener != bridge.settings.bot()).then_some(opener.as_str());
-            return match bridge.homeserver.invite(room, as_user, user).await {
-                Err(super::homeserver::HomeserverError::Matrix { status: 403, .. }) => Ok(Batch::new()),
-                other => other.map(|()| Batch::new()).map_err(BridgeError::from),
-            };
+        if let Some(kind @ ("invite" | "kick" | "leave")) = request["kind"].as_str() {
+            return self.membership(room, kind, &request).await;
         }
         let mimi_sender = request["mimi_sender"].as_str().ok_or(BridgeError::Malformed("mimi_sender"))?;
         let ghost = bridge.settings.ghosts.ghost_of(mimi_sender).ok_or(BridgeError::Malformed("sender"))?;
@@ -214,6 +236,27 @@ impl Bridge {
             Ok(MatrixOut::Event { event_type, content, .. }) => Ok(Some((event_type, content))),
             _ => Ok(None),
         }
+    }
+
+    /// The ghost that opened a portal is leaving: the bot takes its place, or the homeserver
+    /// would stop telling the bridge about the room (it sends an appservice only the events of
+    /// rooms its users are in). Returns the portal record's change, for the leave's batch.
+    async fn hand_over_to_bot(&self, matrix_room: &str, ghost: &str) -> Result<Batch, BridgeError> {
+        let bot = self.settings.bot();
+        match self.homeserver.invite(matrix_room, Some(ghost), &bot).await {
+            Ok(()) | Err(super::homeserver::HomeserverError::Matrix { status: 403, .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.homeserver.join(matrix_room, None).await?;
+        let store = self.store();
+        let mut batch = Batch::new();
+        if let Some(mimi_room) = store.portal_of(matrix_room)? {
+            let record = store.portal_record(&mimi_room)?;
+            let mut record: Value = record.and_then(|r| serde_json::from_slice(&r).ok()).unwrap_or_default();
+            record["opener"] = Value::String(bot);
+            batch.portal(matrix_room, &mimi_room, record.to_string().as_bytes());
+        }
+        Ok(batch)
     }
 
     /// The bridge user that opened a portal (and so is in its Matrix room).

@@ -152,12 +152,25 @@ impl Bridge {
                 _ => Some(true),
             };
             if meta.event_type == FANOUT {
-                for user in self.hub.welcomed_in(&mimi_room, pdu.content())? {
+                let event_id = pdu.event_id(&crate::event::room_version::LINEARIZED_02);
+                let welcomed = self.hub.welcomed_in(&mimi_room, pdu.content())?.into_iter().map(|u| ("invite", u));
+                let removed = store.removed_by(&event_id)?.into_iter().map(|u| ("kick", u));
+                for (kind, user) in welcomed.chain(removed) {
                     let local = user.strip_prefix('@').and_then(|u| u.split_once(':')).map(|(l, _)| l);
                     let user = format!("@{}:{}", local.unwrap_or_default(), self.settings.domain);
-                    let request = json!({"kind": "invite", "room": matrix_room, "user": user});
+                    let request = json!({"kind": kind, "room": matrix_room, "user": user});
                     requests.push((matrix_room.to_owned(), request.to_string().into_bytes()));
                 }
+            }
+            // A user of another provider who left: their ghost leaves the portal too.
+            let membership = pdu.content().get("membership").and_then(|m| m.as_str());
+            if meta.event_type == "m.room.member"
+                && membership == Some("leave")
+                && meta.state_key.as_deref() == Some(meta.sender.as_str())
+                && server_of(&meta.sender) != self.hub.server_name()
+            {
+                let request = json!({"kind": "leave", "room": matrix_room, "user": meta.sender});
+                requests.push((matrix_room.to_owned(), request.to_string().into_bytes()));
             }
             if from_here != Some(true) {
                 let event_id = pdu.event_id(&crate::event::room_version::LINEARIZED_02);

@@ -183,9 +183,11 @@ impl Bridge {
         self.finish(seq, Batch::new()).await
     }
 
-    /// A membership change in a portal: a local user leaving (or kicked) a room hubbed here
-    /// leaves the MIMI room, and their clients are removed from its group; the rest is not
-    /// bridged (yet: bans, and leaves in rooms hubbed elsewhere).
+    /// A membership change in a portal: a user leaving, kicked or banned leaves the MIMI room
+    /// and their clients are removed from its group. In a room hubbed here that is anyone (a
+    /// ghost's user too: a kick or ban of a ghost removes that user of another provider); in a
+    /// room hubbed elsewhere only this homeserver's users' own leaves are ours to pass on (their
+    /// clients propose their removal to the hub). Other changes are not bridged.
     pub(super) async fn membership_change(
         &self,
         queued: &super::intake::Queued,
@@ -194,18 +196,34 @@ impl Bridge {
         let event = &queued.event;
         let field = |pointer: &str| event.pointer(pointer).and_then(Value::as_str).unwrap_or_default().to_owned();
         let (membership, target, sender) = (field("/content/membership"), field("/state_key"), field("/sender"));
-        let (Some(user), Some(by)) = (self.mimi_user(&target), self.mimi_user(&sender)) else {
+        let user = match self.settings.ghosts.remote_of(&target) {
+            Some(remote) => Some(remote),
+            None if self.settings.is_ours(&target) => None,
+            None => self.mimi_user(&target),
+        };
+        let (Some(user), Some(by)) = (user, self.mimi_user(&sender)) else {
             return self.drop_event(queued.seq, "membership").await;
         };
         let hubbed_here = crate::event::meta::server_of(mimi_room) == self.hub.server_name();
-        if membership != "leave" || !hubbed_here || self.settings.is_ours(&target) {
+        let local = crate::event::meta::server_of(&user) == self.hub.server_name();
+        let passed_on = match membership.as_str() {
+            "leave" | "ban" if hubbed_here => true,
+            "leave" => local && by == user,
+            _ => false,
+        };
+        if !passed_on {
             return self.drop_event(queued.seq, "membership").await;
         }
         let (hub, room) = (Arc::clone(&self.hub), mimi_room.to_owned());
-        let removed =
-            off_runtime(move || Ok(hub.leave(&room, &by, &user, now_ms())?)).await.map_err(super::refusal::refusing)?;
-        if !removed {
-            tracing::info!(mimi_room, target, "left; the clients go with the next commit of a user of this server");
+        let out = off_runtime(move || {
+            Ok(if hubbed_here {
+                hub.leave(&room, &by, &user, &membership, now_ms())?
+            } else {
+                hub.propose_leave(&room, &user)?
+            })
+        });
+        if !out.await.map_err(super::refusal::refusing)? {
+            tracing::info!(mimi_room, target, "left; no client of theirs removed yet (or none in the group)");
         }
         self.finish(queued.seq, Batch::new()).await
     }

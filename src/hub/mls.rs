@@ -63,18 +63,28 @@ impl Hub {
         if matches!(step, Step::Commit(_)) {
             batch.set_latest_commit(head.short, position);
         }
+        let record = head.chain.version().is_record();
         let Some(mls) = head.mls.as_mut() else { return Vec::new() };
         let meta = pdu.meta();
         let mut flushes = Vec::with_capacity(mls.members.len());
-        for member in mls.members.values_mut() {
+        let mut removed = Vec::new();
+        for (user, member) in &mut mls.members {
             match member.observe(&meta.event_type, &meta.sender, pdu.content(), pdu.event_id(), batch) {
                 Seen::Failed(reason) => {
                     tracing::warn!(event_id = pdu.event_id(), %reason, "MLS client skipped an event");
                 }
-                Seen::Removed => tracing::info!(event_id = pdu.event_id(), "MLS client removed from the group"),
+                Seen::Removed => {
+                    tracing::info!(event_id = pdu.event_id(), user, "MLS client removed from the group");
+                    removed.push(user.clone());
+                }
                 _ => {}
             }
             flushes.push((Arc::clone(member.provider()), member.take_batch(batch)));
+        }
+        // A follower's portal learns here who the hub removed (this server's users left the
+        // portal themselves in a room hubbed here).
+        if record && !removed.is_empty() {
+            batch.put_removed(pdu.event_id(), &removed);
         }
         flushes
     }

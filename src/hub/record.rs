@@ -211,29 +211,51 @@ impl Hub {
     /// client's ratchet state, the plaintext (kept until the message comes back in the record)
     /// and `extra`. Blocks until durable.
     pub fn submit_to_hub(&self, room_id: &str, sender: &str, mimi_cbor: &[u8], extra: Batch) -> Result<(), HubError> {
-        let outbox = self.outbox.get().ok_or_else(|| HubError::NotHub {
-            room_id: room_id.to_owned(),
-            hub: format!("{} (this bridge has no MIMI provider side)", server_of(room_id)),
-        })?;
         let head = self.head(room_id)?;
         let mut head = lock(&head);
-        if !head.chain.version().is_record() {
-            return Err(HubError::NotHub { room_id: room_id.to_owned(), hub: head.chain.hub().to_owned() });
-        }
+        self.followed(&head)?;
         let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
         let member = mls.members.get_mut(sender).ok_or_else(|| HubError::NoMlsDevice { user: sender.to_owned() })?;
         let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
         let mut batch = extra;
         batch.sent_plaintext(&ciphertext_hash(&ciphertext), Some(mimi_cbor));
-        let flush = member.take_batch(&mut batch);
-        let provider = std::sync::Arc::clone(member.provider());
         let owed = Owed {
             provider: server_of(room_id).to_owned(),
             endpoint: "submitMessage",
             room_id: room_id.to_owned(),
             body: submit_body(sender, ciphertext)?,
         };
-        // Queued under the room's lock: the hub gets the client's messages in ratchet order.
+        self.send_to_hub(head, sender, batch, owed)
+    }
+
+    /// The outbox to a room's hub, if `head` is a followed room's record (and this bridge has
+    /// a provider side).
+    pub(super) fn followed(&self, head: &RoomHead) -> Result<&std::sync::Arc<dyn super::RequestQueue>, HubError> {
+        let room_id = head.chain.room_id();
+        if !head.chain.version().is_record() {
+            return Err(HubError::NotHub { room_id: room_id.to_owned(), hub: head.chain.hub().to_owned() });
+        }
+        self.outbox.get().ok_or_else(|| HubError::NotHub {
+            room_id: room_id.to_owned(),
+            hub: format!("{} (this bridge has no MIMI provider side)", server_of(room_id)),
+        })
+    }
+
+    /// Queues `owed` for the room's hub in one batch with `batch` and the pending MLS writes of
+    /// `user`'s client, under the room's lock (so the hub gets a client's messages in ratchet
+    /// order); blocks until durable.
+    pub(super) fn send_to_hub(
+        &self,
+        mut head: std::sync::MutexGuard<'_, RoomHead>,
+        user: &str,
+        mut batch: Batch,
+        owed: Owed,
+    ) -> Result<(), HubError> {
+        let outbox = std::sync::Arc::clone(self.followed(&head)?);
+        let member = head.mls.as_mut().and_then(|mls| mls.members.get_mut(user));
+        let member = member.ok_or_else(|| HubError::NoMlsDevice { user: user.to_owned() })?;
+        let flush = member.take_batch(&mut batch);
+        let provider = std::sync::Arc::clone(member.provider());
         let (ticket, keys) = outbox.submit(batch, vec![owed]);
         drop(head);
         ticket.blocking_wait()?;

@@ -37,7 +37,7 @@ pub enum Verdict {
     InvalidProposal(String),
 }
 
-fn now_ms() -> u64 {
+pub(super) fn now_ms() -> u64 {
     crate::queue::now_ms()
 }
 
@@ -137,7 +137,7 @@ impl Hub {
     }
 
     /// The room's head, or the answer for a room this server does not have.
-    fn remote_head(
+    pub(super) fn remote_head(
         &self,
         room_id: &str,
     ) -> Result<Result<std::sync::Arc<std::sync::Mutex<RoomHead>>, Verdict>, HubError> {
@@ -162,7 +162,7 @@ impl Hub {
     }
 }
 
-fn ts(ms: u64) -> i64 {
+pub(super) fn ts(ms: u64) -> i64 {
     i64::try_from(ms).unwrap_or(i64::MAX)
 }
 

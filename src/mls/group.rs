@@ -245,6 +245,12 @@ impl RoomGroup {
         staged_out(&commit, welcome.as_ref(), group_info).map(Some)
     }
 
+    /// A proposal (TLS `MlsMessage`, a `PublicMessage`) removing our own leaf, for another
+    /// member to commit: MLS lets no client commit its own removal.
+    pub fn propose_leave(&mut self, provider: &MlsProvider, signer: &impl Signer) -> Result<Vec<u8>, GroupError> {
+        serialize(&self.group.leave_group(provider, signer).map_err(openmls_error)?)
+    }
+
     /// Joins a group from a Welcome (TLS `MlsMessage`); the key package it names must be in
     /// `provider`'s storage.
     pub fn join(provider: &MlsProvider, welcome: &[u8]) -> Result<Self, GroupError> {

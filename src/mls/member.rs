@@ -192,6 +192,24 @@ impl Member {
         Ok(group.remove_user(&provider, signer, user_id)?.map(|staged| self.hold(staged, Vec::new())))
     }
 
+    /// A proposal removing this client, for the room's hub to have committed (pending writes
+    /// until taken, like [`encrypt`](Self::encrypt)'s).
+    pub fn propose_leave(&mut self) -> Result<Vec<u8>, MemberError> {
+        let (provider, signer) = (Arc::clone(&self.provider), &self.device.signer);
+        let group = self.group.as_mut().ok_or(MemberError::NotInGroup)?;
+        Ok(group.propose_leave(&provider, signer)?)
+    }
+
+    /// Whether a handshake message (TLS `MlsMessage`) was sent from this client's leaf (leaves
+    /// keep their index while their client is in the group).
+    pub fn proposed(&self, message: &[u8]) -> bool {
+        use openmls::prelude::tls_codec::Deserialize as _;
+        let Some(group) = &self.group else { return false };
+        let Ok(message) = openmls::prelude::MlsMessageIn::tls_deserialize_exact(message) else { return false };
+        let openmls::prelude::MlsMessageBodyIn::PublicMessage(public) = message.extract() else { return false };
+        *public.sender() == openmls::prelude::Sender::Member(group.mls_group().own_leaf_index())
+    }
+
     fn hold(&mut self, staged: StagedOut, targets: Vec<(String, String)>) -> CommitContent {
         let content = CommitContent { message: staged.commit.clone(), public_group_state: staged.group_info.clone() };
         self.pending = Some(Pending { staged, targets });

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::hub::Resubmit;
-use crate::mimi::protocol::{SubmitMessageResponse, Wire as _};
+use crate::mimi::protocol::{SubmitMessageResponse, UpdateOutcome, UpdateRoomResponse, Wire as _};
 use crate::queue::{Deliver, Queue, QueueOptions, Retryable};
 use crate::store::{Batch, QueueEntry, QueueId, QueueKey, Store, StoreError};
 
@@ -127,12 +127,12 @@ impl OutboxDelivery {
         &self.peers
     }
 
-    /// Posts a re-encrypted `submitMessage`.
-    async fn resent(&self, url: &str, new_body: Vec<u8>) -> Result<Batch, OutboxError> {
-        match SubmitMessageResponse::decode(&self.post(url, new_body).await?) {
-            Ok(SubmitMessageResponse::Accepted { .. }) => Ok(Batch::new()),
-            Ok(SubmitMessageResponse::NotAllowed) => Err(OutboxError::Final(format!("{url}: notAllowed"))),
-            _ => Err(OutboxError::Retry(format!("{url}: the re-encrypted message was not accepted yet"))),
+    /// Posts a `submitMessage` or `update` made again for the hub's epoch.
+    async fn resent(&self, url: &str, endpoint: &str, new_body: Vec<u8>) -> Result<Batch, OutboxError> {
+        match read_answer(endpoint, &self.post(url, new_body).await?) {
+            Answer::Done => Ok(Batch::new()),
+            Answer::Refused(why) => Err(OutboxError::Final(format!("{url}: {why}"))),
+            _ => Err(OutboxError::Retry(format!("{url}: made again for the hub's epoch but not accepted yet"))),
         }
     }
 
@@ -171,39 +171,43 @@ impl Deliver for OutboxDelivery {
         let url = self.url(dest, &outgoing).await?;
         let body = outgoing.body.clone();
         let answer = self.post(&url, body.clone()).await?;
-        if outgoing.endpoint != "submitMessage" {
-            return Ok(Batch::new());
-        }
+        let epoch = match read_answer(&outgoing.endpoint, &answer) {
+            Answer::Done => return Ok(Batch::new()),
+            Answer::Stale(epoch) => epoch,
+            Answer::Refused(why) => return Err(OutboxError::Final(format!("{url}: {why}"))),
+            Answer::Unreadable(why) => return Err(OutboxError::Retry(format!("{url}: {why}"))),
+        };
         let room = outgoing.variables.iter().find(|(name, _)| name == "roomId").map(|(_, v)| v.clone());
         let room = room.and_then(|uri| crate::translate::uri::room_id_of(&uri).ok());
         let room = room.ok_or_else(|| OutboxError::Final(format!("outbox entry {} names no room", entry.seq)))?;
-        let epoch = match SubmitMessageResponse::decode(&answer) {
-            Ok(SubmitMessageResponse::Accepted { .. }) => return Ok(Batch::new()),
-            Ok(SubmitMessageResponse::EpochTooOld { current_epoch }) => current_epoch,
-            Ok(SubmitMessageResponse::NotAllowed) => return Err(OutboxError::Final(format!("{url}: notAllowed"))),
-            Err(error) => return Err(OutboxError::Retry(format!("{url}: {error}"))),
-        };
-        // Too old: the same plaintext, encrypted anew once the record reached the hub's epoch
-        // (the queued body replaced in the same batch), unless it came back accepted meanwhile.
+        // Too old: the same plaintext encrypted anew (or the same leave proposed anew) once the
+        // record reached the hub's epoch, the queued body replaced in the same batch, unless
+        // the hub took it meanwhile.
         let key = QueueKey { queue: QueueId::Provider, dest: dest.to_owned(), seq: entry.seq };
-        let (hub, queued_ms) = (Arc::clone(&self.hub), entry.queued_ms);
-        let resubmit = tokio::task::spawn_blocking(move || {
-            hub.resubmit(&room, &body, epoch, |new_body| {
+        let (hub, queued_ms, endpoint) = (Arc::clone(&self.hub), entry.queued_ms, outgoing.endpoint.clone());
+        let update = endpoint == "update";
+        let again = tokio::task::spawn_blocking(move || {
+            let replace = |new_body: &[u8]| {
                 let mut batch = Batch::new();
                 let replaced = Outgoing { body: new_body.to_vec(), ..outgoing };
                 batch.queue_push(&key, queued_ms, &replaced.encode());
                 batch
-            })
+            };
+            if update {
+                hub.repropose(&room, &body, epoch, replace)
+            } else {
+                hub.resubmit(&room, &body, epoch, replace)
+            }
         })
         .await
         .map_err(|_| OutboxError::Retry("worker stopped".into()))?
         .map_err(|e| OutboxError::Retry(e.to_string()))?;
-        match resubmit {
+        match again {
             Resubmit::Accepted => Ok(Batch::new()),
-            Resubmit::Behind => Err(OutboxError::Retry(format!("{url}: epochTooOld; following the hub to {epoch}"))),
+            Resubmit::Behind => Err(OutboxError::Retry(format!("{url}: stale epoch; following the hub to {epoch}"))),
             Resubmit::Body(new_body) => {
                 self.peers.client().metrics().reencrypted(dest);
-                self.resent(&url, new_body).await
+                self.resent(&url, &endpoint, new_body).await
             }
         }
     }
@@ -253,4 +257,37 @@ pub fn open_delivering<D: Deliver>(
     let options =
         QueueOptions { counter: NEXT_SEQ, policy: crate::queue::RetryPolicy::default(), max_in_flight: 8, health };
     Queue::open(QueueId::Provider, store, deliver, options, shutdown)
+}
+
+/// What a hub's answer to a follower's request means for the queued entry.
+enum Answer {
+    /// Taken (or nothing to read: other endpoints' 2xx is enough).
+    Done,
+    /// For an older epoch than the hub's (this one).
+    Stale(u64),
+    /// Refused for good.
+    Refused(String),
+    /// Not an answer of the draft's: asked again later.
+    Unreadable(String),
+}
+
+fn read_answer(endpoint: &str, body: &[u8]) -> Answer {
+    match endpoint {
+        "submitMessage" => match SubmitMessageResponse::decode(body) {
+            Ok(SubmitMessageResponse::Accepted { .. }) => Answer::Done,
+            Ok(SubmitMessageResponse::EpochTooOld { current_epoch }) => Answer::Stale(current_epoch),
+            Ok(SubmitMessageResponse::NotAllowed) => Answer::Refused("notAllowed".into()),
+            Err(error) => Answer::Unreadable(error.to_string()),
+        },
+        "update" => match UpdateRoomResponse::decode(body) {
+            Ok(UpdateRoomResponse { outcome, error_description: why }) => match outcome {
+                UpdateOutcome::Success(_) => Answer::Done,
+                UpdateOutcome::WrongEpoch(epoch) => Answer::Stale(epoch),
+                UpdateOutcome::NotAllowed => Answer::Refused(format!("notAllowed: {why}")),
+                UpdateOutcome::InvalidProposal(_) => Answer::Refused(format!("invalidProposal: {why}")),
+            },
+            Err(error) => Answer::Unreadable(error.to_string()),
+        },
+        _ => Answer::Done,
+    }
 }

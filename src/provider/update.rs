@@ -2,8 +2,9 @@
 //! with the group after it and the Welcome for the devices it adds. Answered 200 with an
 //! `UpdateRoomResponse`: `success` with the hub's timestamp once the commit and its fan-out are
 //! durable, `wrongEpoch` with the room's epoch, `notAllowed`, or `invalidProposal` naming the
-//! rule a proposal broke. Proposals without a commit are refused (`notAllowed`): the hub holds
-//! no proposals for a later committer yet.
+//! rule a proposal broke. Proposals without a commit are taken only when they are a user's
+//! clients proposing their own removal: the user leaves and a client of this server commits
+//! the removal (`hub::leave`); the hub holds no proposals for a later committer yet.
 
 use std::sync::Arc;
 
@@ -25,16 +26,22 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
     let Ok(room_id) = crate::translate::uri::room_id_of(room) else {
         return answer(UpdateOutcome::NotAllowed, "not a room URI");
     };
-    let HandshakeBundle::Commit { commit, welcome, group_info, .. } = bundle else {
-        return answer(UpdateOutcome::NotAllowed, "this hub takes commits only (proposals are not held)");
-    };
-    let GroupInfoOption::Full(group_info) = group_info else {
-        return answer(UpdateOutcome::NotAllowed, "this hub needs the full GroupInfo, with its ratchet_tree extension");
-    };
-    let group_info = [GROUP_INFO_MESSAGE.as_slice(), &group_info].concat();
     let (hub, from) = (Arc::clone(&provider.hub), admitted.from.to_owned());
-    let verdict =
-        blocking(move || hub.submit_remote_commit(&room_id, &from, &commit, &group_info, welcome.as_deref())).await?;
+    let verdict = match bundle {
+        HandshakeBundle::Proposals { proposal, more } => {
+            let proposals = [vec![proposal], more].concat();
+            blocking(move || hub.submit_remote_leave(&room_id, &from, &proposals)).await?
+        }
+        HandshakeBundle::Commit { commit, welcome, group_info, .. } => {
+            let GroupInfoOption::Full(group_info) = group_info else {
+                let why = "this hub needs the full GroupInfo, with its ratchet_tree extension";
+                return answer(UpdateOutcome::NotAllowed, why);
+            };
+            let group_info = [GROUP_INFO_MESSAGE.as_slice(), &group_info].concat();
+            blocking(move || hub.submit_remote_commit(&room_id, &from, &commit, &group_info, welcome.as_deref()))
+                .await?
+        }
+    };
     let (outcome, why) = match verdict {
         Verdict::Accepted { timestamp, pending } => {
             if let Some(pending) = pending {

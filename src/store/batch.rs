@@ -117,6 +117,12 @@ impl Batch {
         self.put(Cf::CommitidWelcome, commit_event_id.as_bytes().to_vec(), welcome_json.to_vec());
     }
 
+    /// Notes this server's users whose clients a commit in a follower's record removed.
+    pub fn put_removed(&mut self, commit_event_id: &str, users: &[String]) {
+        let json = serde_json::to_vec(users).unwrap_or_default();
+        self.put(Cf::CommitidRemoved, commit_event_id.as_bytes().to_vec(), json);
+    }
+
     /// Publishes (`Some`) or removes (`None`) a key package of a device; the value is
     /// 1 byte last-resort flag ‖ TLS `KeyPackage`.
     pub fn key_package(&mut self, user_id: &str, device_id: &str, reference: &[u8], value: Option<Vec<u8>>) {

@@ -99,11 +99,14 @@ pub enum Cf {
     /// their device by the LM triple, moved here by the upgrade until the hub forgets their
     /// private keys and publishes new packages (client URI credentials) in their place.
     UserdevicerefRetiredkeypackage,
+    /// Event ID of an `m.mimi.fanout` commit in a follower's record → JSON list of this
+    /// server's users whose clients that commit removed, for their portals to follow.
+    CommitidRemoved,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 37] = [
+    pub const ALL: [Cf; 38] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -141,6 +144,7 @@ impl Cf {
         Cf::KeypackagerefClaim,
         Cf::AbuseseqReport,
         Cf::UserdevicerefRetiredkeypackage,
+        Cf::CommitidRemoved,
     ];
 
     /// The RocksDB name.
@@ -183,6 +187,7 @@ impl Cf {
             Cf::KeypackagerefClaim => "keypackageref_claim",
             Cf::AbuseseqReport => "abuseseq_report",
             Cf::UserdevicerefRetiredkeypackage => "userdeviceref_retiredkeypackage",
+            Cf::CommitidRemoved => "commitid_removed",
         }
     }
 }

@@ -13,6 +13,8 @@
 //! device by the LM triple) moves from `userdeviceref_keypackage` to
 //! `userdeviceref_retiredkeypackage`, where the hub finds it at its next start
 //! (`Directories::reissue_retired`).
+//!
+//! 5 → 6: the family `commitid_removed` was added; it starts empty (nothing moves).
 
 use rocksdb::IteratorMode;
 

@@ -97,6 +97,7 @@ impl Workload {
             | Cf::MlskeyValue
             | Cf::EventidPlaintext
             | Cf::CommitidWelcome
+            | Cf::CommitidRemoved
             | Cf::TxnidSeen
             | Cf::MatrixidIntakeseq
             | Cf::MatrixidEventid

@@ -183,6 +183,12 @@ impl Store {
         self.get_added(Cf::CommitidWelcome, commit_event_id.as_bytes())
     }
 
+    /// This server's users whose clients a commit in a follower's record removed.
+    pub fn removed_by(&self, commit_event_id: &str) -> Result<Vec<String>, StoreError> {
+        let json = self.get_added(Cf::CommitidRemoved, commit_event_id.as_bytes())?;
+        Ok(json.and_then(|j| serde_json::from_slice(&j).ok()).unwrap_or_default())
+    }
+
     /// Every stored Welcome: (commit event ID, JSON).
     pub fn welcomes(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let Some(cf) = self.db.cf_handle(Cf::CommitidWelcome.name()) else { return Ok(Vec::new()) };

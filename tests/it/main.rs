@@ -42,6 +42,7 @@ mod provider_tls;
 mod replay;
 mod rooms_across;
 mod rooms_across_latency;
+mod rooms_across_leaves;
 mod rooms_across_refusals;
 mod synapse;
 mod translate;

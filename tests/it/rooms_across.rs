@@ -29,7 +29,7 @@ pub(crate) fn portal_on(side: &Side, mimi_room: &str) -> String {
 
 /// The messages `sender` sent into `room` as `reader` sees them: (event ID, body), edits and
 /// reactions left out.
-fn messages_from(side: &Side, token: &str, room: &str, sender: &str) -> Vec<(String, String)> {
+pub(crate) fn messages_from(side: &Side, token: &str, room: &str, sender: &str) -> Vec<(String, String)> {
     side.synapse
         .messages(token, room)
         .into_iter()
@@ -40,7 +40,7 @@ fn messages_from(side: &Side, token: &str, room: &str, sender: &str) -> Vec<(Str
 }
 
 /// The MLS messages (commits and application messages) of a room's log at the hub, in order.
-fn hub_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
+pub(crate) fn hub_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
     log(side, room)
         .into_iter()
         .filter_map(|pdu| match pdu.meta().event_type.as_str() {
@@ -52,7 +52,7 @@ fn hub_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
 }
 
 /// The MLS messages of a follower's record of a room, in order (Welcomes left out).
-fn record_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
+pub(crate) fn record_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
     log(side, room)
         .into_iter()
         .filter(|pdu| pdu.meta().event_type == FANOUT)
@@ -69,7 +69,7 @@ fn log(side: &Side, room: &str) -> Vec<UnverifiedPdu> {
 }
 
 /// A counter of the bridge's metrics (0 when absent).
-fn metric(side: &Side, series: &str) -> u64 {
+pub(crate) fn metric(side: &Side, series: &str) -> u64 {
     let text = side.running.appservice.metrics.render();
     text.lines().find_map(|line| line.strip_prefix(series).map(|v| v.trim().parse().unwrap())).unwrap_or(0)
 }
@@ -111,16 +111,16 @@ fn verify(side: &Side, room: &str) {
 
 /// Alice of hs.test and Bob of hs-b.test in one MIMI room hubbed by Alice's bridge, each in
 /// the portal on their own homeserver.
-struct Across {
-    a: Side,
-    b: Side,
+pub(crate) struct Across {
+    pub(crate) a: Side,
+    pub(crate) b: Side,
     /// The hub's way to the follower, which can play it being down.
-    to_b: Switch,
-    alice: String,
-    bob: String,
-    room_a: String,
-    room_b: String,
-    mimi_room: String,
+    pub(crate) to_b: Switch,
+    pub(crate) alice: String,
+    pub(crate) bob: String,
+    pub(crate) room_a: String,
+    pub(crate) room_b: String,
+    pub(crate) mimi_room: String,
     _pki: tempfile::TempDir,
 }
 
@@ -148,7 +148,7 @@ impl Across {
     }
 
     /// Alice's messages as Bob sees them.
-    fn at_b(&self) -> Vec<String> {
+    pub(crate) fn at_b(&self) -> Vec<String> {
         bodies(messages_from(&self.b, &self.bob, &self.room_b, &ghost("alice", "mimi.hs.test", "hs-b.test")))
     }
 
@@ -158,7 +158,7 @@ impl Across {
     }
 }
 
-fn bodies(messages: Vec<(String, String)>) -> Vec<String> {
+pub(crate) fn bodies(messages: Vec<(String, String)>) -> Vec<String> {
     messages.into_iter().map(|(_, body)| body).collect()
 }
 
@@ -309,7 +309,9 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     welcomed_later(&x);
     assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
     local_leave(&x);
+    crate::rooms_across_leaves::kicked_at_the_hub(&x);
     management(&x);
+    let after_bob = crate::rooms_across_leaves::bob_leaves(&x);
 
     // Both logs verify, and again once exported and imported; `log show --decrypt` beside the
     // running bridges prints the MIMI content of the hub's `m.room.encrypted` and of the
@@ -323,5 +325,8 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     let (hub, record) = (hub_transcript(&x.a, &x.mimi_room), record_transcript(&x.b, &x.mimi_room));
     assert!(record.len() >= 20 + 20 + 10 + 2 + 3 + 2, "{} messages recorded", record.len());
     let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
-    assert_eq!(hub[start..], record[..], "the same MLS messages in the same order");
+    let end = start + record.len();
+    assert_eq!(hub[start..end], record[..], "the same MLS messages in the same order");
+    assert_eq!(hub.len(), end + 1, "the record ends with Bob's removal: Alice's next message went nowhere");
+    assert_eq!(x.b.running.hub.mls_epoch(&x.mimi_room).unwrap(), Some(after_bob));
 }

@@ -1,7 +1,8 @@
 //! Hub and follower at the library level: what a hub refuses of other providers, over mutual
 //! TLS, with nothing stored (a message from a provider that is not in the room, a provider
 //! speaking for another's user, a commit adding a user who is not a participant —
-//! invalidProposal —, a message of a closed epoch — epochTooOld, with the epoch —, and a `notify`
+//! invalidProposal —, a message of a closed epoch — epochTooOld, with the epoch —, a leave
+//! proposal from another provider or of a closed epoch, and a `notify`
 //! from a provider that is not the room's hub); and a follower's record reloaded after a restart.
 
 use std::collections::BTreeMap;
@@ -120,6 +121,20 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     hub_a.admit_local_user(&dave).unwrap();
     assert_eq!(submit(&from_b, &bob_uri, late), SubmitMessageResponse::EpochTooOld { current_epoch: epoch + 1 });
     let after = length();
+
+    // Bob's client proposing its removal (a leave): from a provider that is not Bob's,
+    // notAllowed; of the closed epoch, wrongEpoch with the room's; nothing stored either way.
+    let leave =
+        HandshakeBundle::Proposals { proposal: client(b, BOB, &room).propose_leave().unwrap(), more: Vec::new() };
+    let leave = leave.encode();
+    let update = |client: &PeerClient| {
+        let answer = runtime.block_on(client.post(&path("update"), leave.clone())).unwrap();
+        UpdateRoomResponse::decode(&answer.body).unwrap().outcome
+    };
+    assert_eq!(update(&from_c), UpdateOutcome::NotAllowed);
+    assert_eq!(update(&from_b), UpdateOutcome::WrongEpoch(epoch + 1));
+    assert_eq!(length(), after, "nothing stored");
+    assert_eq!(hub_a.membership(&room, BOB).unwrap().as_deref(), Some("join"));
 
     // A notify for the room from a provider that is not its hub: 403, nothing recorded.
     let mut c = crate::provider_peers::side(runtime, &pair.ca, "c.test", 3);

@@ -33,6 +33,19 @@ impl HomeserverClient {
         Ok(())
     }
 
+    /// `POST /_matrix/client/v3/rooms/{roomId}/kick`: `as_user` removes `target`, saying why.
+    pub async fn kick(
+        &self,
+        room_id: &str,
+        as_user: Option<&str>,
+        target: &str,
+        reason: &str,
+    ) -> Result<(), HomeserverError> {
+        let path = with_query(format!("/_matrix/client/v3/rooms/{}/kick", enc(room_id)), &[("user_id", as_user)]);
+        self.call(Method::POST, path, Some(Payload::json(&json!({ "user_id": target, "reason": reason }))?)).await?;
+        Ok(())
+    }
+
     /// `POST /_matrix/client/v3/join/{roomIdOrAlias}`; returns the room ID joined.
     pub async fn join(&self, room_id_or_alias: &str, as_user: Option<&str>) -> Result<String, HomeserverError> {
         let path = with_query(format!("/_matrix/client/v3/join/{}", enc(room_id_or_alias)), &[("user_id", as_user)]);
