@@ -50,6 +50,7 @@ fn main() {
     hub.directories().publish_key_packages("@bob:b.test", 2 * CLAIMS).unwrap();
     println!("setup: {} one-time KeyPackages published in {:.1} s", 2 * CLAIMS, started.elapsed().as_secs_f64());
     let provider = Arc::new(Provider {
+        media: mimi_bridge::federation::media::Hosted::new(Arc::clone(hub.store())),
         domain: "b.test".into(),
         public_url: "https://b.test".into(),
         homeserver_domain: "hs.b.test".into(),

@@ -245,6 +245,7 @@ async fn start_provider(
         quotas: mimi.quotas,
         discovery: mimi.discovery,
         metrics: Arc::new(crate::provider::metrics::PeerMetrics::default()),
+        media: crate::federation::media::Hosted::new(Arc::clone(store)),
     });
     metrics.add_source(Arc::clone(&provider.metrics) as Arc<dyn crate::http::metrics::MetricsSource>);
     let client = crate::provider::client::PeerClient::new(&material, &mimi.server_name, mimi.peers.clone())

@@ -208,8 +208,7 @@ impl Bridge {
 
     /// Fetches, verifies and decrypts the attachment of a queued media request and uploads the
     /// plaintext to the homeserver as the ghost; returns the event to send. Attachments hosted
-    /// here are read from the store; fetching other servers' comes with the outbound HTTPS
-    /// client (until then they are counted as unavailable).
+    /// here are read from the store, those of another MIMI provider fetched from it.
     async fn upload_attachment(&self, request: &Value, ghost: &str) -> Result<Option<(String, Value)>, BridgeError> {
         let log_event_id = request["log_event_id"].as_str().ok_or(BridgeError::Malformed("log_event_id"))?;
         let index = request["index"].as_u64().and_then(|i| usize::try_from(i).ok()).unwrap_or(usize::MAX);
@@ -222,10 +221,11 @@ impl Bridge {
             return Ok(None);
         };
         let Some(external) = upload.external() else { return Ok(None) };
-        let Some(media_id) = crate::federation::media::local_id(self.hub.server_name(), &external.url) else {
-            return Ok(None);
+        let ciphertext = match crate::federation::media::local_id(self.hub.server_name(), &external.url) {
+            Some(media_id) => self.store().media(media_id)?,
+            None => self.fetch_attachment(&external.url, request["mimi_sender"].as_str().unwrap_or_default()).await?,
         };
-        let Some(ciphertext) = self.store().media(media_id)? else { return Ok(None) };
+        let Some(ciphertext) = ciphertext else { return Ok(None) };
         let Ok(file) = crate::translate::media::decrypt_from_mimi(&ciphertext, external) else {
             tracing::warn!(log_event_id, "attachment does not match its hash or key");
             return Ok(None);
@@ -235,6 +235,34 @@ impl Bridge {
         match upload.finish(&mxc) {
             Ok(MatrixOut::Event { event_type, content, .. }) => Ok(Some((event_type, content))),
             _ => Ok(None),
+        }
+    }
+
+    /// The ciphertext of an attachment the sender's MIMI provider hosts (directly: the bridge is
+    /// its users' clients' provider), over mutual TLS, at most [`MAX_MEDIA_BYTES`](super::bridge::MAX_MEDIA_BYTES). Another host
+    /// is not asked (a member cannot make the bridge fetch from anywhere); neither is one
+    /// without a provider side. `None` when it is refused or too large; transport failures and
+    /// 5xx are retried.
+    async fn fetch_attachment(&self, url: &str, mimi_sender: &str) -> Result<Option<Vec<u8>>, BridgeError> {
+        let provider = crate::event::meta::server_of(mimi_sender);
+        let Some(outbox) = self.outbox.as_ref() else { return Ok(None) };
+        if url.strip_prefix("https://").and_then(|u| u.strip_prefix(provider)).is_none_or(|u| !u.starts_with('/')) {
+            tracing::warn!(url, provider, "an attachment not hosted by its sender's provider is not fetched");
+            return Ok(None);
+        }
+        let limit = usize::try_from(super::bridge::MAX_MEDIA_BYTES).unwrap_or(usize::MAX);
+        let peer_error = |e: crate::provider::peers::PeersError| BridgeError::from(super::remote::RemoteError::from(e));
+        match outbox.deliverer().peers().client().get_up_to(url, limit).await {
+            Ok(answer) if answer.status.is_success() => Ok(Some(answer.body.to_vec())),
+            Ok(answer) if answer.status.is_server_error() || answer.status.as_u16() == 429 => {
+                let (url, status) = (url.to_owned(), answer.status.as_u16());
+                Err(peer_error(crate::provider::peers::PeersError::Status { url, status, body: String::new() }))
+            }
+            Err(crate::provider::client::PeerError::TooLarge(..)) | Ok(_) => {
+                tracing::warn!(url, "an attachment of another provider is unavailable");
+                Ok(None)
+            }
+            Err(error) => Err(peer_error(error.into())),
         }
     }
 

@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 use http_body_util::BodyExt as _;
 use hyper::body::{Bytes, Frame};
 
-use super::Federation;
 use crate::http::{MatrixError, Request, Response};
 use crate::store::{Store, StoreError};
 
@@ -88,12 +87,31 @@ impl hyper::body::Body for Chunks {
     }
 }
 
-/// Serves one attachment.
-pub async fn get(federation: &Federation, id: &str, request: &Request) -> Result<Response, MatrixError> {
+/// The attachments this server hosts, served by the federation listener and the MIMI
+/// provider's alike (each with its own download slots).
+#[derive(Debug)]
+pub struct Hosted {
+    store: Arc<Store>,
+    downloads: Arc<tokio::sync::Semaphore>,
+}
+
+impl Hosted {
+    /// Serving from `store`.
+    pub fn new(store: Arc<Store>) -> Self {
+        Self { store, downloads: Arc::new(tokio::sync::Semaphore::new(MAX_DOWNLOADS)) }
+    }
+
+    /// Serves one attachment.
+    pub async fn get(&self, id: &str, request: &Request) -> Result<Response, MatrixError> {
+        get(self, id, request).await
+    }
+}
+
+async fn get(hosted: &Hosted, id: &str, request: &Request) -> Result<Response, MatrixError> {
     if request.method != hyper::Method::GET {
         return Err(MatrixError::method_not_allowed());
     }
-    let slot = tokio::time::timeout(SLOT_WAIT, Arc::clone(&federation.downloads).acquire_owned())
+    let slot = tokio::time::timeout(SLOT_WAIT, Arc::clone(&hosted.downloads).acquire_owned())
         .await
         .map_err(|_| {
             MatrixError::new(
@@ -103,14 +121,14 @@ pub async fn get(federation: &Federation, id: &str, request: &Request) -> Result
             )
         })?
         .map_err(|_| MatrixError::internal("shutting down"))?;
-    let (store, media_id) = (Arc::clone(&federation.media), id.to_owned());
+    let (store, media_id) = (Arc::clone(&hosted.store), id.to_owned());
     let first = tokio::task::spawn_blocking(move || store.media_chunk(&media_id, 0))
         .await
         .map_err(|_| MatrixError::internal("media store unavailable"))?
         .map_err(|_| MatrixError::internal("media store unavailable"))?
         .ok_or_else(|| MatrixError::not_found("no such media"))?;
     let chunks = Chunks {
-        store: Arc::clone(&federation.media),
+        store: Arc::clone(&hosted.store),
         id: id.to_owned(),
         next: 1,
         reading: None,

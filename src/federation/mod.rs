@@ -20,10 +20,8 @@ pub const UNSTABLE_PREFIX: &str = "/_matrix/federation/unstable/org.matrix.i-d.r
 pub struct Federation {
     /// The log writer (hub of our rooms, follower of others').
     pub hub: Arc<Hub>,
-    /// Where hosted media is kept.
-    media: Arc<crate::store::Store>,
-    /// Slots for hosted-media downloads.
-    downloads: Arc<tokio::sync::Semaphore>,
+    /// The attachments this server hosts.
+    media: media::Hosted,
     /// The one slot for parsing a body whose signature did not verify as sent: such requests
     /// take turns, so a flood of them costs at most one core.
     unverified: tokio::sync::Semaphore,
@@ -45,8 +43,7 @@ impl Federation {
     pub fn new(hub: Arc<Hub>, store: Arc<crate::store::Store>) -> Self {
         Self {
             hub,
-            media: store,
-            downloads: Arc::new(tokio::sync::Semaphore::new(media::MAX_DOWNLOADS)),
+            media: media::Hosted::new(store),
             unverified: tokio::sync::Semaphore::new(1),
             metrics: Arc::default(),
             rooms: Arc::new(send::NewRooms::new(crate::config::PeerQuotas::default().rooms_per_day)),
@@ -81,7 +78,7 @@ impl Handler for Federation {
     async fn handle(&self, request: Request) -> Response {
         let path = request.path.clone();
         if let Some(id) = path.strip_prefix(media::PATH) {
-            return media::get(self, id, &request).await.unwrap_or_else(|error| error.response());
+            return self.media.get(id, &request).await.unwrap_or_else(|error| error.response());
         }
         let result = match send_txn(&path) {
             Some(txn) if request.method == hyper::Method::PUT => send::put(self, txn, &request).await,

@@ -143,15 +143,26 @@ impl PeerClient {
 
     /// `GET url`.
     pub async fn get(&self, url: &str) -> Result<Answer, PeerError> {
-        self.send(hyper::Method::GET, url, None).await
+        self.send(hyper::Method::GET, url, None, self.max_answer).await
+    }
+
+    /// `GET url` of a body up to `max_bytes` (an attachment).
+    pub async fn get_up_to(&self, url: &str, max_bytes: usize) -> Result<Answer, PeerError> {
+        self.send(hyper::Method::GET, url, None, max_bytes).await
     }
 
     /// `POST url` with a protocol body.
     pub async fn post(&self, url: &str, body: Vec<u8>) -> Result<Answer, PeerError> {
-        self.send(hyper::Method::POST, url, Some(body)).await
+        self.send(hyper::Method::POST, url, Some(body), self.max_answer).await
     }
 
-    async fn send(&self, method: hyper::Method, url: &str, body: Option<Vec<u8>>) -> Result<Answer, PeerError> {
+    async fn send(
+        &self,
+        method: hyper::Method,
+        url: &str,
+        body: Option<Vec<u8>>,
+        max_answer: usize,
+    ) -> Result<Answer, PeerError> {
         let uri: hyper::Uri = url.parse().map_err(|_| PeerError::Url(url.to_owned()))?;
         let Some(host) = uri.host().filter(|_| uri.scheme_str() == Some("https")).map(str::to_owned) else {
             return Err(PeerError::Url(url.to_owned()));
@@ -169,9 +180,9 @@ impl PeerClient {
             let response =
                 self.client.request(request).await.map_err(|e| transport(&crate::http::error::error_chain(&e)))?;
             let status = response.status();
-            let body = Limited::new(response.into_body(), self.max_answer).collect().await.map_err(|e| {
+            let body = Limited::new(response.into_body(), max_answer).collect().await.map_err(|e| {
                 if e.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-                    PeerError::TooLarge(url.to_owned(), self.max_answer)
+                    PeerError::TooLarge(url.to_owned(), max_answer)
                 } else {
                     transport(&e)
                 }

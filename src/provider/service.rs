@@ -15,6 +15,9 @@ use super::directory;
 /// Where this provider's endpoints live, under its public URL.
 pub const PREFIX: &str = "/mimi/v1/";
 
+/// Where hosted attachments are served (the same path as on the federation listener).
+const MEDIA: &str = crate::federation::media::PATH;
+
 /// The endpoints served, as directory entries: key → path template.
 pub const SERVED: [(&str, &str); 8] = [
     ("keyMaterial", "/mimi/v1/keyMaterial/{targetUser}"),
@@ -48,6 +51,9 @@ pub struct Provider {
     pub discovery: bool,
     /// Per-peer figures.
     pub metrics: Arc<super::metrics::PeerMetrics>,
+    /// The attachments this server hosts, for other providers to fetch (their users' clients
+    /// are here, so they fetch them as the room's followers).
+    pub media: crate::federation::media::Hosted,
 }
 
 /// A request admitted: the provider its certificate authenticates, and its body.
@@ -100,6 +106,13 @@ impl Handler for Provider {
         if request.path == directory::PATH {
             return if request.method == hyper::Method::GET { Ok(()) } else { Err(MatrixError::method_not_allowed()) };
         }
+        if request.path.starts_with(MEDIA) {
+            return if request.method == hyper::Method::GET {
+                self.source(request).map(|_| ())
+            } else {
+                Err(MatrixError::method_not_allowed())
+            };
+        }
         let Some((endpoint, _)) = Self::route(&request.path) else { return Err(MatrixError::unrecognized()) };
         if !SERVED.iter().any(|(key, _)| *key == endpoint) {
             return Err(MatrixError::unrecognized());
@@ -115,6 +128,9 @@ impl Handler for Provider {
             return self.directory();
         }
         let from = self.source(&request).ok().map(str::to_owned);
+        if let Some(id) = request.path.strip_prefix(MEDIA) {
+            return self.media.get(id, &request).await.unwrap_or_else(|error| error.response());
+        }
         let answer = async {
             let from = self.source(&request)?;
             let (endpoint, variable) = Self::route(&request.path).ok_or_else(MatrixError::unrecognized)?;

@@ -43,6 +43,7 @@ mod replay;
 mod rooms_across;
 mod rooms_across_latency;
 mod rooms_across_leaves;
+mod rooms_across_media;
 mod rooms_across_refusals;
 mod synapse;
 mod translate;

@@ -40,6 +40,7 @@ fn provider_crash_child() {
     let hub = hub(&dir);
     let tls = TlsMaterial::load(&dir.join("b.test.pem"), &dir.join("b.test.key"), Some(&dir.join("ca.pem"))).unwrap();
     let provider = Arc::new(Provider {
+        media: mimi_bridge::federation::media::Hosted::new(Arc::clone(hub.store())),
         domain: "b.test".into(),
         public_url: "https://b.test".into(),
         homeserver_domain: "hs.b.test".into(),

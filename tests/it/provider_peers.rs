@@ -35,6 +35,7 @@ pub(crate) fn side(runtime: &tokio::runtime::Runtime, ca: &TestCa, domain: &'sta
     let leaf = ca.issue(domain, domain);
     let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&ca.ca_file())).unwrap();
     let provider = Arc::new(Provider {
+        media: mimi_bridge::federation::media::Hosted::new(Arc::clone(hub.store())),
         domain: domain.to_owned(),
         public_url: format!("https://{domain}"),
         homeserver_domain: format!("hs.{domain}"),

@@ -27,15 +27,15 @@ pub(crate) fn portal_on(side: &Side, mimi_room: &str) -> String {
     record["matrix_room"].as_str().unwrap().to_owned()
 }
 
-/// The messages `sender` sent into `room` as `reader` sees them: (event ID, body), edits and
-/// reactions left out.
+/// The messages `sender` sent into `room` as `reader` sees them: (event ID, body), edits,
+/// reactions and redacted messages left out.
 pub(crate) fn messages_from(side: &Side, token: &str, room: &str, sender: &str) -> Vec<(String, String)> {
     side.synapse
         .messages(token, room)
         .into_iter()
         .filter(|e| e["sender"] == sender && e["type"] == "m.room.message")
         .filter(|e| e["content"]["m.relates_to"]["rel_type"] != "m.replace")
-        .map(|e| (e["event_id"].as_str().unwrap().to_owned(), e["content"]["body"].as_str().unwrap().to_owned()))
+        .filter_map(|e| Some((e["event_id"].as_str()?.to_owned(), e["content"]["body"].as_str()?.to_owned())))
         .collect()
 }
 
@@ -263,6 +263,41 @@ fn welcomed_later(x: &Across) {
     assert_eq!(at_carol(), ["welcome, Carol"], "nothing from before her Welcome");
 }
 
+/// Bob edits one of his messages and Alice redacts one of hers: each reaches the other side,
+/// pointing at the right event there.
+fn edit_and_redact(x: &Across) {
+    let (a, b) = (&x.a, &x.b);
+    let (bob_at_a, alice_at_b) =
+        (ghost("bob", "mimi.hs-b.test", "hs.test"), ghost("alice", "mimi.hs.test", "hs-b.test"));
+    let b2_at_b = messages_from(b, &x.bob, &x.room_b, "@bob:hs-b.test")[2].clone();
+    let b2_at_a = messages_from(a, &x.alice, &x.room_a, &bob_at_a)[2].clone();
+    assert_eq!((b2_at_b.1.as_str(), b2_at_a.1.as_str()), ("b2", "b2"));
+    let edit = json!({
+        "msgtype": "m.text", "body": "* b2 edited", "m.new_content": {"msgtype": "m.text", "body": "b2 edited"},
+        "m.relates_to": {"rel_type": "m.replace", "event_id": b2_at_b.0},
+    });
+    b.synapse.send(&x.bob, &x.room_b, "m.room.message", &edit);
+    let edited = || {
+        let messages = a.synapse.messages(&x.alice, &x.room_a).into_iter();
+        messages.filter(|e| e["sender"] == bob_at_a).find(|e| e["content"]["m.relates_to"]["rel_type"] == "m.replace")
+    };
+    wait_for("Bob's edit at Alice's", Duration::from_mins(1), || edited().is_some());
+    let edited = edited().unwrap();
+    assert_eq!(edited["content"]["m.relates_to"]["event_id"], b2_at_a.0.as_str());
+    assert_eq!(edited["content"]["m.new_content"]["body"], "b2 edited");
+
+    let a3_at_a = messages_from(a, &x.alice, &x.room_a, "@alice:hs.test")[3].clone();
+    let a3_at_b = messages_from(b, &x.bob, &x.room_b, &alice_at_b)[3].clone();
+    assert_eq!((a3_at_a.1.as_str(), a3_at_b.1.as_str()), ("a3", "a3"));
+    let room = crate::synapse::encode(&x.room_a);
+    let redact = format!("/_matrix/client/v3/rooms/{room}/redact/{}/{}", crate::synapse::encode(&a3_at_a.0), "r1");
+    a.synapse.put(Some(&x.alice), &redact, &json!({"reason": "test"}));
+    let at_b = format!("/_matrix/client/v3/rooms/{}/event/{}", crate::synapse::encode(&x.room_b), a3_at_b.0);
+    wait_for("Alice's redaction at Bob's", Duration::from_mins(1), || {
+        b.synapse.get(Some(&x.bob), &at_b)["content"].as_object().is_some_and(serde_json::Map::is_empty)
+    });
+}
+
 /// Dave leaves Alice's portal: he leaves the MIMI room and Alice's client commits his client's
 /// removal; Bob's record follows that commit, and the room goes on.
 fn local_leave(x: &Across) {
@@ -308,6 +343,8 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     let stale = stale_epoch(&x);
     welcomed_later(&x);
     assert_eq!(stale(), 1, "the message sent in an old epoch arrived once");
+    edit_and_redact(&x);
+    crate::rooms_across_media::images_cross(&x);
     local_leave(&x);
     crate::rooms_across_leaves::kicked_at_the_hub(&x);
     management(&x);
