@@ -17,7 +17,7 @@ use crate::synapse::Synapse;
 const TOTAL: usize = 200;
 
 /// Starts `mimi-bridge serve` and waits until it is ready.
-fn start_bridge(config: &std::path::Path, as_port: u16, log: &std::path::Path) -> Child {
+pub(crate) fn start_bridge(config: &std::path::Path, as_port: u16, log: &std::path::Path) -> Child {
     start_bridge_crashing_at(config, as_port, log, "")
 }
 

@@ -53,18 +53,29 @@ fn yaml(
 }
 
 pub(crate) fn side(homeserver: &str, ca: &crate::pki::TestCa, listen: u16, peer: (&str, u16)) -> Side {
+    let (synapse, bridge, config) = configured(homeserver, ca, listen, peer);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let parsed = Config::from_yaml(&std::fs::read_to_string(&config).unwrap(), &config).unwrap();
+    let running = runtime.block_on(mimi_bridge::daemon::start(&parsed)).unwrap();
+    Side { synapse, running, config, _runtime: runtime, _bridge: bridge }
+}
+
+/// A side's Synapse, started with the bridge's registration, and the bridge's directory and
+/// config file (see [`side`]); the bridge itself not started.
+pub(crate) fn configured(
+    homeserver: &str,
+    ca: &crate::pki::TestCa,
+    listen: u16,
+    peer: (&str, u16),
+) -> (Synapse, BridgeDir, std::path::PathBuf) {
     let bridge = BridgeDir::new();
     let registration_yaml = yaml(&bridge, 1, homeserver, ca, listen, peer);
     let registration = Config::from_yaml(&registration_yaml, Path::new("test.yaml")).unwrap().registration();
     std::fs::write(&bridge.registration, registration.to_yaml()).unwrap();
     let synapse = Synapse::start_named(homeserver, &[&bridge.registration]);
-    let text = yaml(&bridge, synapse.port, homeserver, ca, listen, peer);
     let config = bridge.dir.path().join("config.yaml");
-    std::fs::write(&config, &text).unwrap();
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let parsed = Config::from_yaml(&text, &config).unwrap();
-    let running = runtime.block_on(mimi_bridge::daemon::start(&parsed)).unwrap();
-    Side { synapse, running, config, _runtime: runtime, _bridge: bridge }
+    std::fs::write(&config, yaml(&bridge, synapse.port, homeserver, ca, listen, peer)).unwrap();
+    (synapse, bridge, config)
 }
 
 impl Side {

@@ -8,10 +8,12 @@ use std::time::Duration;
 use mimi_bridge::event::UnverifiedPdu;
 use mimi_bridge::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
 use mimi_bridge::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, FANOUT, FanoutContent};
+use mimi_bridge::store::Store;
 use serde_json::{Value, json};
 
 use crate::bridge_pair::{Side, Switch, side};
 use crate::bridge_synapse::wait_for;
+use crate::synapse::Synapse;
 
 /// The ghost on `homeserver` of the MIMI user `@name:provider` (the tests' template).
 pub(crate) fn ghost(name: &str, provider: &str, homeserver: &str) -> String {
@@ -30,7 +32,12 @@ pub(crate) fn portal_on(side: &Side, mimi_room: &str) -> String {
 /// The messages `sender` sent into `room` as `reader` sees them: (event ID, body), edits,
 /// reactions and redacted messages left out.
 pub(crate) fn messages_from(side: &Side, token: &str, room: &str, sender: &str) -> Vec<(String, String)> {
-    side.synapse
+    messages_of(&side.synapse, token, room, sender)
+}
+
+/// [`messages_from`] on a homeserver.
+pub(crate) fn messages_of(synapse: &Synapse, token: &str, room: &str, sender: &str) -> Vec<(String, String)> {
+    synapse
         .messages(token, room)
         .into_iter()
         .filter(|e| e["sender"] == sender && e["type"] == "m.room.message")
@@ -40,8 +47,8 @@ pub(crate) fn messages_from(side: &Side, token: &str, room: &str, sender: &str) 
 }
 
 /// The MLS messages (commits and application messages) of a room's log at the hub, in order.
-pub(crate) fn hub_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
-    log(side, room)
+pub(crate) fn hub_transcript(store: &Store, room: &str) -> Vec<Vec<u8>> {
+    log(store, room)
         .into_iter()
         .filter_map(|pdu| match pdu.meta().event_type.as_str() {
             COMMIT => Some(CommitContent::parse(pdu.content()).unwrap().message),
@@ -52,8 +59,8 @@ pub(crate) fn hub_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
 }
 
 /// The MLS messages of a follower's record of a room, in order (Welcomes left out).
-pub(crate) fn record_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
-    log(side, room)
+pub(crate) fn record_transcript(store: &Store, room: &str) -> Vec<Vec<u8>> {
+    log(store, room)
         .into_iter()
         .filter(|pdu| pdu.meta().event_type == FANOUT)
         .map(|pdu| FanoutMessage::decode(&FanoutContent::parse(pdu.content()).unwrap().fanout).unwrap())
@@ -62,10 +69,9 @@ pub(crate) fn record_transcript(side: &Side, room: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn log(side: &Side, room: &str) -> Vec<UnverifiedPdu> {
-    let hub = &side.running.hub;
-    let short = hub.short_room(room).unwrap().unwrap();
-    hub.log_page(short, 0, 100_000).unwrap().iter().map(|(_, bytes)| UnverifiedPdu::parse(bytes).unwrap()).collect()
+fn log(store: &Store, room: &str) -> Vec<UnverifiedPdu> {
+    let short = store.short_room(room).unwrap().unwrap();
+    store.pdus(short, 0).unwrap().map(|item| UnverifiedPdu::parse(&item.unwrap().1).unwrap()).collect()
 }
 
 /// A counter of the bridge's metrics (0 when absent).
@@ -93,16 +99,25 @@ fn shows_decrypted(side: &Side, room: &str, event_type: &str) {
     assert!(texts.contains(&"re a0".to_owned()) && texts.contains(&"Dave here".to_owned()), "{texts:?}");
 }
 
+/// The hub's transcript holds the record's, from the record's first message on, in the same
+/// order; returns where the record's part ends in the hub's.
+pub(crate) fn same_transcript(hub: &[Vec<u8>], record: &[Vec<u8>]) -> usize {
+    let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
+    let end = start + record.len();
+    assert!(hub[start..end] == record[..], "the same MLS messages in the same order");
+    end
+}
+
 /// `log verify` of the bridge's store; then the room exported and imported into a new store,
 /// where it verifies again.
-fn verify(side: &Side, room: &str) {
+pub(crate) fn verify(store: &Store, room: &str) {
     let keys = mimi_bridge::event::KeyRing::new();
-    let summary = mimi_bridge::replay::verify_store(side.running.hub.store(), None, &keys, false);
+    let summary = mimi_bridge::replay::verify_store(store, None, &keys, false);
     assert!(summary.is_ok(), "{summary:?}");
     let mut export = Vec::new();
-    mimi_bridge::replay::export_room(side.running.hub.store(), room, &mut export, false).unwrap();
+    mimi_bridge::replay::export_room(store, room, &mut export, false).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let imported = mimi_bridge::store::Store::open(dir.path()).unwrap();
+    let imported = Store::open(dir.path()).unwrap();
     let summary = mimi_bridge::replay::import_log(&imported, &mut export.as_slice(), &keys, false);
     assert!(summary.is_ok(), "{summary:?}");
     let summary = mimi_bridge::replay::verify_store(&imported, Some(room), &keys, false);
@@ -355,15 +370,16 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     // follower's application `m.mimi.fanout`s alike; the hub's log and the follower's record
     // hold the same MLS messages in the same order (the record from the commit that added Bob's
     // client on).
-    verify(&x.a, &x.mimi_room);
-    verify(&x.b, &x.mimi_room);
+    verify(x.a.running.hub.store(), &x.mimi_room);
+    verify(x.b.running.hub.store(), &x.mimi_room);
     shows_decrypted(&x.a, &x.mimi_room, ENCRYPTED);
     shows_decrypted(&x.b, &x.mimi_room, FANOUT);
-    let (hub, record) = (hub_transcript(&x.a, &x.mimi_room), record_transcript(&x.b, &x.mimi_room));
+    let (hub, record) = (
+        hub_transcript(x.a.running.hub.store(), &x.mimi_room),
+        record_transcript(x.b.running.hub.store(), &x.mimi_room),
+    );
     assert!(record.len() >= 20 + 20 + 10 + 2 + 3 + 2, "{} messages recorded", record.len());
-    let start = hub.iter().position(|m| *m == record[0]).expect("the record's first message is in the hub's log");
-    let end = start + record.len();
-    assert_eq!(hub[start..end], record[..], "the same MLS messages in the same order");
+    let end = same_transcript(&hub, &record);
     assert_eq!(hub.len(), end + 1, "the record ends with Bob's removal: Alice's next message went nowhere");
     assert_eq!(x.b.running.hub.mls_epoch(&x.mimi_room).unwrap(), Some(after_bob));
 }

@@ -77,10 +77,10 @@ pub(crate) fn bob_leaves(x: &Across) -> u64 {
     let depth = r#"mimi_bridge_queue_depth{queue="provider"}"#;
     wait_for("the hub's outbox drained", Duration::from_mins(1), || metric(&x.a, depth) == 0);
     let delivered = r#"mimi_bridge_queue_delivered_total{queue="provider"}"#;
-    let (before, logged) = (metric(&x.a, delivered), hub_transcript(&x.a, &x.mimi_room).len());
+    let (before, logged) = (metric(&x.a, delivered), hub_transcript(x.a.running.hub.store(), &x.mimi_room).len());
     x.a.synapse.send_text(&x.alice, &x.room_a, "after Bob left");
     wait_for("Alice's message in the hub's log", Duration::from_mins(1), || {
-        hub_transcript(&x.a, &x.mimi_room).len() > logged
+        hub_transcript(x.a.running.hub.store(), &x.mimi_room).len() > logged
     });
     assert_eq!((metric(&x.a, depth), metric(&x.a, delivered)), (0, before), "nothing owed to Bob's provider");
     epoch + 1
