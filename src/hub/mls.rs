@@ -118,7 +118,8 @@ impl Hub {
     pub(super) fn new_group(&self, user_id: &str, room_id: &str) -> Result<(Member, RoomEncryption), HubError> {
         let device = self.directories.local_device(user_id)?;
         let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
-        let (member, group_info) = Member::create(provider, device, room_id).map_err(client_error)?;
+        let hub = crate::mls::hub_sender(&self.server_name, self.key.verifying_key().to_bytes());
+        let (member, group_info) = Member::create(provider, device, room_id, &hub).map_err(client_error)?;
         Ok((member, RoomEncryption { group_info }))
     }
 

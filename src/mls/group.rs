@@ -145,17 +145,19 @@ fn staged_out(
 }
 
 impl RoomGroup {
-    /// Creates the room's group with us as its only member (epoch 0). Fails if the group exists.
+    /// Creates the room's group with us as its only member (epoch 0), naming `hub` as its
+    /// external sender if given. Fails if the group exists.
     pub fn create(
         provider: &MlsProvider,
         signer: &impl Signer,
         credential_with_key: CredentialWithKey,
         room_id: &str,
+        hub: Option<&openmls::prelude::ExternalSender>,
     ) -> Result<Self, GroupError> {
         let group = MlsGroup::new_with_group_id(
             provider,
             signer,
-            &group_create_config(),
+            &hub.map_or_else(group_create_config, super::hubbed_group_config),
             GroupId::from_slice(room_id.as_bytes()),
             credential_with_key,
         )

@@ -109,10 +109,16 @@ impl Member {
         Ok(LocalDevice { signer, credential, credential_with_key, object })
     }
 
-    /// Creates the room's group (epoch 0, this device alone); returns the member and the group
-    /// info for the create event. The state is pending in the provider until taken.
-    pub fn create(provider: MlsProvider, device: LocalDevice, room_id: &str) -> Result<(Self, Vec<u8>), MemberError> {
-        let group = RoomGroup::create(&provider, &device.signer, device.credential_with_key.clone(), room_id)?;
+    /// Creates the room's group (epoch 0, this device alone, `hub` its external sender); returns
+    /// the member and the group info for the create event. The state is pending in the provider until taken.
+    pub fn create(
+        provider: MlsProvider,
+        device: LocalDevice,
+        room_id: &str,
+        hub: &openmls::prelude::ExternalSender,
+    ) -> Result<(Self, Vec<u8>), MemberError> {
+        let group =
+            RoomGroup::create(&provider, &device.signer, device.credential_with_key.clone(), room_id, Some(hub))?;
         let group_info = group.group_info(&provider, &device.signer)?;
         Ok((Self::with(provider, device, Some(group)), group_info))
     }

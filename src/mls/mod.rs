@@ -23,7 +23,8 @@ pub mod public;
 pub mod storage;
 
 use openmls::prelude::{
-    Ciphersuite, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY, MlsGroupCreateConfig, MlsGroupJoinConfig, SignatureScheme,
+    BasicCredential, Ciphersuite, Extension, Extensions, ExternalSender, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
+    MlsGroupCreateConfig, MlsGroupJoinConfig, SignatureScheme,
 };
 
 pub use storage::{Flush, MlsProvider, MlsStorageError, RocksStorage};
@@ -45,6 +46,27 @@ pub fn group_create_config() -> MlsGroupCreateConfig {
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(true)
         .build()
+}
+
+/// [`group_create_config`] for a room hubbed by `hub`: its group names the hub as its external
+/// sender (the draft's arrangement: the hub may propose, for example a removal, without being a
+/// member).
+pub fn hubbed_group_config(hub: &ExternalSender) -> MlsGroupCreateConfig {
+    let extensions = Extensions::single(Extension::ExternalSenders(vec![hub.clone()]))
+        .expect("external_senders is a valid group context extension");
+    MlsGroupCreateConfig::builder()
+        .ciphersuite(CIPHERSUITE)
+        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
+        .use_ratchet_tree_extension(true)
+        .with_group_context_extensions(extensions)
+        .build()
+}
+
+/// A hub as an external sender: its provider URI (`mimi://<domain>`) in a basic credential and
+/// its server's ed25519 key, which signs what the hub sends as itself.
+pub fn hub_sender(domain: &str, public_key: [u8; 32]) -> ExternalSender {
+    let credential = BasicCredential::new(format!("mimi://{domain}").into_bytes());
+    ExternalSender::new(public_key.to_vec().into(), credential.into())
 }
 
 /// How the bridge joins a group from a Welcome: the same policies as [`group_create_config`].

@@ -121,7 +121,8 @@ fn set_up(dir: &Path) -> (MlsProvider, RoomGroup) {
         .clone();
     bob.storage().persist().unwrap();
 
-    let mut alice_group = RoomGroup::create(&alice, &alice_signer, credential(ALICE, &alice_signer), ROOM).unwrap();
+    let mut alice_group =
+        RoomGroup::create(&alice, &alice_signer, credential(ALICE, &alice_signer), ROOM, None).unwrap();
     let (_commit, welcome) = alice_group.add_members(&alice, &alice_signer, &[bob_key_package]).unwrap();
     alice_group.merge_pending_commit(&alice).unwrap();
     alice.storage().persist().unwrap();

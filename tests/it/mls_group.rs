@@ -91,7 +91,8 @@ fn contents(count: usize) -> Vec<Vec<u8>> {
 fn pair(alice_dir: &Path, bob_dir: &Path) -> (Client, RoomGroup, Client, RoomGroup) {
     let alice = Client::new(alice_dir, ALICE);
     let bob = Client::new(bob_dir, BOB);
-    let mut alice_group = RoomGroup::create(&alice.provider, &alice.signer, alice.credential.clone(), ROOM).unwrap();
+    let mut alice_group =
+        RoomGroup::create(&alice.provider, &alice.signer, alice.credential.clone(), ROOM, None).unwrap();
     alice.persist();
     assert_eq!(alice_group.epoch(), 0);
     assert_eq!(alice_group.mls_group().group_id().as_slice(), ROOM.as_bytes());

@@ -161,7 +161,7 @@ fn add_and_talk(alice: &Owner, bob: &Owner, directory: &KeyPackageDirectory, roo
     let bytes = directory.claim(BOB, PHONE).unwrap().unwrap();
     let package = validate_claimed(&bytes, alice.provider.crypto(), BOB, PHONE).unwrap();
     let (signer, credential) = (&alice.device.signer, alice.device.credential_with_key.clone());
-    let mut alice_group = RoomGroup::create(&alice.provider, signer, credential, room).unwrap();
+    let mut alice_group = RoomGroup::create(&alice.provider, signer, credential, room, None).unwrap();
     let (_commit, welcome) = alice_group.add_members(&alice.provider, signer, std::slice::from_ref(&package)).unwrap();
     alice_group.merge_pending_commit(&alice.provider).unwrap();
     alice.provider.storage().persist().unwrap();

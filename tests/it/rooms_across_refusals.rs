@@ -42,6 +42,32 @@ fn as_provider(pair: &crate::provider_peers::Pair, from: &str, to: &Side) -> Pee
     PeerClient::new(&tls, from, BTreeMap::from([(to.domain.to_owned(), to.address)])).unwrap()
 }
 
+/// The room's group, as its create event carries it, names the hub (its provider URI and its
+/// server key) as its one external sender.
+fn the_group_names_its_hub_as_external_sender(side: &Side, room: &str) {
+    use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
+    use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
+    let hub = &side.provider.hub;
+    let short = hub.short_room(room).unwrap().unwrap();
+    let create = mimi_bridge::event::UnverifiedPdu::parse(&hub.log_page(short, 0, 1).unwrap()[0].1).unwrap();
+    let encryption = mimi_bridge::mls::events::RoomEncryption::from_create(create.content()).unwrap().unwrap();
+    let MlsMessageBodyIn::GroupInfo(info) =
+        MlsMessageIn::tls_deserialize_exact(encryption.group_info).unwrap().extract()
+    else {
+        panic!("not a GroupInfo")
+    };
+    let senders = info.group_context().extensions().external_senders().expect("external senders").clone();
+    assert_eq!(senders.len(), 1);
+    // ExternalSender { SignaturePublicKey signature_key<V>; Credential credential; } with a
+    // basic credential (type 1) whose identity is the hub's provider URI, written out by hand.
+    let key = mimi_bridge::event::ServerKey::from_seed("k1", [1; 32]).unwrap(); // a.test's, in `pair`
+    let mut expected = vec![32];
+    expected.extend(key.verifying_key().to_bytes());
+    expected.extend([0, 1, 13]);
+    expected.extend(b"mimi://a.test");
+    assert_eq!(senders[0].tls_serialize_detached().unwrap(), expected);
+}
+
 #[test]
 fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     let pair = pair();
@@ -57,6 +83,7 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     let room = hub_a.new_room_id().unwrap();
     let preset = RoomPreset { encrypted: true, version: &MIMI_HUB_1, ..RoomPreset::default() };
     hub_a.open_room_blocking(&room, ALICE, &preset, 1).unwrap();
+    the_group_names_its_hub_as_external_sender(a, &room);
     let claimed = runtime.block_on(a.peers.claim(&Requester::ephemeral(&alice_uri).unwrap(), &bob_uri, None)).unwrap();
     let package = claimed.checked.into_iter().next().unwrap().1.unwrap();
     hub_a.submit_local(member_event(&room, ALICE, BOB, "invite", 2)).unwrap().wait().unwrap();
