@@ -10,8 +10,6 @@
 //! client sends that proposal to the hub and the record drops the client when the hub's commit
 //! comes back.
 
-use openmls::prelude::OpenMlsProvider as _;
-
 use crate::event::meta::server_of;
 use crate::mimi::protocol::{HandshakeBundle, Wire as _};
 use crate::mls::public::MlsCheckError;
@@ -124,11 +122,10 @@ impl Hub {
         let mut head = lock(&head);
         self.followed(&head)?;
         let Some(member) = head.mls.as_mut().and_then(|mls| mls.members.get_mut(user)) else { return Ok(false) };
-        let proposal = member.propose_leave().map_err(client_error)?;
-        let body = HandshakeBundle::Proposals { proposal, more: Vec::new() }.encode();
+        let body = leave_body(member)?;
         let owed =
             Owed { provider: server_of(room_id).to_owned(), endpoint: "update", room_id: room_id.to_owned(), body };
-        self.send_to_hub(head, user, crate::store::Batch::new(), owed)?;
+        self.write_for_hub(head, user, crate::store::Batch::new(), Some(owed))?;
         Ok(true)
     }
 
@@ -156,16 +153,15 @@ impl Hub {
             return Ok(Resubmit::Accepted);
         };
         let user = user.clone();
-        let proposal = member.propose_leave().map_err(client_error)?;
-        let new_body = HandshakeBundle::Proposals { proposal, more: Vec::new() }.encode();
-        let mut batch = replace(&new_body);
-        let flush = member.take_batch(&mut batch);
-        let provider = std::sync::Arc::clone(member.provider());
-        let ticket = self.store.submit(batch);
-        drop(head);
-        ticket.blocking_wait()?;
-        provider.storage().mark_durable(flush);
+        let new_body = leave_body(member)?;
+        self.write_for_hub(head, &user, replace(&new_body), None)?;
         tracing::info!(room_id, user, "leave proposed again in the hub's epoch");
         Ok(Resubmit::Body(new_body))
     }
+}
+
+/// The `update` body of a client's proposal to be removed (its writes pending in the client).
+fn leave_body(member: &mut crate::mls::member::Member) -> Result<Vec<u8>, HubError> {
+    let proposal = member.propose_leave().map_err(client_error)?;
+    Ok(HandshakeBundle::Proposals { proposal, more: Vec::new() }.encode())
 }

@@ -225,7 +225,7 @@ impl Hub {
             room_id: room_id.to_owned(),
             body: submit_body(sender, ciphertext)?,
         };
-        self.send_to_hub(head, sender, batch, owed)
+        self.write_for_hub(head, sender, batch, Some(owed))
     }
 
     /// The outbox to a room's hub, if `head` is a followed room's record (and this bridge has
@@ -241,26 +241,34 @@ impl Hub {
         })
     }
 
-    /// Queues `owed` for the room's hub in one batch with `batch` and the pending MLS writes of
-    /// `user`'s client, under the room's lock (so the hub gets a client's messages in ratchet
-    /// order); blocks until durable.
-    pub(super) fn send_to_hub(
+    /// Writes `batch` with the pending MLS writes of `user`'s client, and queues `owed` for the
+    /// room's hub in the same batch if given, under the room's lock (so the hub gets a client's
+    /// messages in ratchet order); blocks until durable.
+    pub(super) fn write_for_hub(
         &self,
         mut head: std::sync::MutexGuard<'_, RoomHead>,
         user: &str,
         mut batch: Batch,
-        owed: Owed,
+        owed: Option<Owed>,
     ) -> Result<(), HubError> {
-        let outbox = std::sync::Arc::clone(self.followed(&head)?);
+        let outbox = owed.as_ref().map(|_| self.followed(&head).map(std::sync::Arc::clone)).transpose()?;
         let member = head.mls.as_mut().and_then(|mls| mls.members.get_mut(user));
         let member = member.ok_or_else(|| HubError::NoMlsDevice { user: user.to_owned() })?;
         let flush = member.take_batch(&mut batch);
         let provider = std::sync::Arc::clone(member.provider());
-        let (ticket, keys) = outbox.submit(batch, vec![owed]);
+        let (ticket, woken) = match (outbox, owed) {
+            (Some(outbox), Some(owed)) => {
+                let (ticket, keys) = outbox.submit(batch, vec![owed]);
+                (ticket, Some((outbox, keys)))
+            }
+            _ => (self.store.submit(batch), None),
+        };
         drop(head);
         ticket.blocking_wait()?;
         provider.storage().mark_durable(flush);
-        outbox.wake(&keys);
+        if let Some((outbox, keys)) = woken {
+            outbox.wake(&keys);
+        }
         Ok(())
     }
 
@@ -293,12 +301,7 @@ impl Hub {
         let mut batch = replace(&new_body);
         batch.sent_plaintext(&old, None);
         batch.sent_plaintext(&ciphertext_hash(&ciphertext), Some(&plaintext));
-        let flush = member.take_batch(&mut batch);
-        let provider = std::sync::Arc::clone(member.provider());
-        let ticket = self.store.submit(batch);
-        drop(head);
-        ticket.blocking_wait()?;
-        provider.storage().mark_durable(flush);
+        self.write_for_hub(head, &sender, batch, None)?;
         Ok(Resubmit::Body(new_body))
     }
 }
