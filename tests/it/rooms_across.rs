@@ -362,6 +362,7 @@ fn two_homeservers_talk_through_a_mimi_room_hubbed_by_one_bridge() {
     crate::rooms_across_media::images_cross(&x);
     local_leave(&x);
     crate::rooms_across_leaves::kicked_at_the_hub(&x);
+    crate::rooms_across_leaves::declined(&x);
     management(&x);
     let after_bob = crate::rooms_across_leaves::bob_leaves(&x);
 

@@ -46,6 +46,21 @@ pub(crate) fn kicked_at_the_hub(x: &Across) {
     assert!(!at_carol.contains(&"after Carol was removed".to_owned()), "{at_carol:?}");
 }
 
+/// Erin of hs-b.test is invited (her ghost, by Alice) and declines the portal's invite on her
+/// homeserver: her client, added by the hub, proposes its removal, and the hub removes it.
+pub(crate) fn declined(x: &Across) {
+    let hub_a = &x.a.running.hub;
+    let erin = "@erin:mimi.hs-b.test";
+    let erin_token = x.b.user_with_a_portal("erin", "mimi.hs-b.test");
+    x.a.synapse.invite(&x.alice, &x.room_a, &ghost("erin", "mimi.hs-b.test", "hs.test"));
+    wait_for("Erin's client added", Duration::from_mins(1), || hub_a.has_clients(&x.mimi_room, erin).unwrap());
+    let path = format!("/_matrix/client/v3/rooms/{}/leave", encode(&x.room_b));
+    let decline = || x.b.synapse.call(Method::Post, Some(&erin_token), &path, Some(&serde_json::json!({}))).0;
+    wait_for("Erin's invite, declined", Duration::from_mins(1), || decline() == 200);
+    wait_for("Erin's client removed", Duration::from_mins(1), || !hub_a.has_clients(&x.mimi_room, erin).unwrap());
+    assert_eq!(hub_a.membership(&x.mimi_room, erin).unwrap().as_deref(), Some("leave"));
+}
+
 /// Bob leaves the portal on his homeserver: his client proposes its removal to the hub, which
 /// has Alice's client commit it in the next epoch; Bob's ghost leaves Alice's portal. With no
 /// client of Bob's provider left, the hub sends it nothing more. Returns the hub's epoch after.
