@@ -81,10 +81,8 @@ impl Hub {
             let Some(mls) = head.mls.as_ref() else {
                 return Ok(Verdict::NotAllowed("the room is not encrypted".into()));
             };
-            let members = mls.view.members();
-            if provider == self.server_name || !members.iter().any(|c| server_of(c.user_id()) == provider) {
-                return Ok(Verdict::NotAllowed(format!("{provider} has no client in {room_id}")));
-            }
+            // The epoch first: a retry of a leave the hub already took is of an older one, and
+            // the follower, told the epoch, finds its client gone once its record follows.
             for proposal in proposals {
                 match mls.view.departing(proposal) {
                     Ok(device) => *users.entry(device.user_id().to_owned()).or_default() += 1,
@@ -97,8 +95,9 @@ impl Hub {
                     Err(e) => return Ok(Verdict::NotAllowed(e.to_string())),
                 }
             }
+            let members = mls.view.members();
             for (user, proposed) in &users {
-                if server_of(user) != provider {
+                if server_of(user) != provider || provider == self.server_name {
                     return Ok(Verdict::NotAllowed(format!("{provider} does not speak for {user}")));
                 }
                 if members.iter().filter(|c| c.user_id() == user).count() != *proposed {
