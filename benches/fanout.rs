@@ -63,7 +63,7 @@ impl Deliver for Answered {
     }
 
     /// Grouped as the real outbox groups `notify` entries (several messages per request).
-    fn together(&self, entries: &[QueueEntry]) -> usize {
+    fn together(&self, entries: &[QueueEntry]) -> Vec<usize> {
         mimi_bridge::provider::outbox::notify_group(entries)
     }
 }

@@ -24,20 +24,28 @@ pub type Outbox = Queue<OutboxDelivery>;
 const MAX_NOTIFY_MESSAGES: usize = 64;
 const MAX_NOTIFY_BODY: usize = 1 << 20;
 
-/// How many of a provider's next outbox entries go as one request: consecutive `notify`
-/// entries of one room (the draft lets a `notify` body carry several `FanoutMessage`s, and the
-/// follower takes them in order), within [`MAX_NOTIFY_MESSAGES`] and [`MAX_NOTIFY_BODY`]; any
-/// other entry alone.
-pub fn notify_group(entries: &[QueueEntry]) -> usize {
-    let notify = |entry: &QueueEntry| Outgoing::decode(&entry.payload).filter(|o| o.endpoint == "notify");
-    let Some(first) = entries.first().and_then(notify) else { return 1 };
-    let mut size = first.body.len();
-    let same = entries.iter().skip(1).take(MAX_NOTIFY_MESSAGES - 1).map_while(|entry| {
-        let next = notify(entry).filter(|next| next.variables == first.variables)?;
+/// Which of a provider's next outbox entries go as one request with the first: when it is a
+/// `notify`, the next `notify` entries of the same room, past other rooms' entries (the draft
+/// lets a `notify` body carry several `FanoutMessage`s and the follower takes them in order;
+/// order matters within a room only), within [`MAX_NOTIFY_MESSAGES`] and [`MAX_NOTIFY_BODY`],
+/// up to any other request for that room; any other entry alone.
+pub fn notify_group(entries: &[QueueEntry]) -> Vec<usize> {
+    let Some(first) = entries.first().and_then(|entry| Outgoing::decode(&entry.payload)) else { return vec![0] };
+    if first.endpoint != "notify" {
+        return vec![0];
+    }
+    let (mut picked, mut size) = (vec![0], first.body.len());
+    for (index, entry) in entries.iter().enumerate().skip(1) {
+        let Some(next) = Outgoing::decode(&entry.payload).filter(|next| next.variables == first.variables) else {
+            continue;
+        };
         size += next.body.len();
-        (size <= MAX_NOTIFY_BODY).then_some(())
-    });
-    1 + same.count()
+        if next.endpoint != "notify" || size > MAX_NOTIFY_BODY || picked.len() == MAX_NOTIFY_MESSAGES {
+            break;
+        }
+        picked.push(index);
+    }
+    picked
 }
 
 /// The counter naming outbox entries (`metaname_value`).
@@ -212,7 +220,7 @@ impl Deliver for OutboxDelivery {
         }
     }
 
-    fn together(&self, entries: &[QueueEntry]) -> usize {
+    fn together(&self, entries: &[QueueEntry]) -> Vec<usize> {
         notify_group(entries)
     }
 
@@ -289,5 +297,34 @@ fn read_answer(endpoint: &str, body: &[u8]) -> Answer {
             Err(error) => Answer::Unreadable(error.to_string()),
         },
         _ => Answer::Done,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MAX_NOTIFY_MESSAGES, Outgoing, QueueEntry, notify_group};
+
+    fn entry(seq: u64, endpoint: &str, room: &str) -> QueueEntry {
+        let variables = vec![("roomId".to_owned(), room.to_owned())];
+        let payload = Outgoing { endpoint: endpoint.into(), variables, body: vec![0; 100] }.encode();
+        QueueEntry { seq, queued_ms: 0, payload }
+    }
+
+    #[test]
+    fn a_notify_takes_its_rooms_next_notifies_past_other_rooms_up_to_another_request_for_it() {
+        let entries = [
+            entry(1, "notify", "r"),
+            entry(2, "notify", "s"),
+            entry(3, "notify", "r"),
+            entry(4, "requestConsent", "t"),
+            entry(5, "notify", "r"),
+            entry(6, "submitMessage", "r"),
+            entry(7, "notify", "r"),
+        ];
+        assert_eq!(notify_group(&entries), [0, 2, 4]);
+        assert_eq!(notify_group(&entries[1..]), [0], "s alone");
+        assert_eq!(notify_group(&entries[3..]), [0], "other requests alone");
+        let many: Vec<_> = (0..100).map(|n| entry(n, "notify", "r")).collect();
+        assert_eq!(notify_group(&many), (0..MAX_NOTIFY_MESSAGES).collect::<Vec<_>>());
     }
 }

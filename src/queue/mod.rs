@@ -47,10 +47,11 @@ pub trait Deliver: Send + Sync + 'static {
     /// Reports an entry given up on (a final error), before it is deleted.
     fn undeliverable(&self, dest: &str, entry: &QueueEntry, error: &Self::Error) -> impl Future<Output = ()> + Send;
 
-    /// How many of the destination's next entries (`entries`, in order, at least one) one
-    /// request may carry together. 1, the default, delivers one at a time.
-    fn together(&self, _entries: &[QueueEntry]) -> usize {
-        1
+    /// Which of the destination's next entries (`entries`, in order, at least one) one request
+    /// carries together with the first: their indices, ascending, starting with 0. The others
+    /// keep their order. `[0]`, the default, delivers one at a time.
+    fn together(&self, _entries: &[QueueEntry]) -> Vec<usize> {
+        vec![0]
     }
 
     /// Delivers several entries (as [`together`](Self::together) grouped them) as one request;

@@ -49,11 +49,22 @@ pub(super) async fn run<D: Deliver>(queue: Arc<Queue<D>>, dest: String) {
             continue;
         }
         let mut stop = None;
-        let mut next = 0;
-        while let Some(rest) = entries.get(next..).filter(|rest| !rest.is_empty()) {
-            let group = &rest[..queue.deliver.together(rest).clamp(1, rest.len())];
-            match deliver_group(&queue, &dest, group, &mut backoff).await {
-                Ok(Done::Removed) => next += group.len(),
+        let mut rest = entries;
+        while !rest.is_empty() {
+            let mut picked = queue.deliver.together(&rest);
+            picked.retain(|&i| i < rest.len());
+            if picked.first() != Some(&0) || !picked.is_sorted_by(|a, b| a < b) {
+                picked = vec![0];
+            }
+            let group: Vec<QueueEntry> = picked.iter().map(|&i| rest[i].clone()).collect();
+            match deliver_group(&queue, &dest, &group, &mut backoff).await {
+                Ok(Done::Removed) => {
+                    let mut index = 0;
+                    rest.retain(|_| {
+                        index += 1;
+                        picked.binary_search(&(index - 1)).is_err()
+                    });
+                }
                 // Read again: the delivery may have rewritten the entry while it failed.
                 Ok(Done::Waited) => break,
                 Err(why) => {
