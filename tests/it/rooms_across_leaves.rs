@@ -7,7 +7,7 @@ use crate::bridge_synapse::wait_for;
 use crate::rooms_across::{Across, bodies, ghost, hub_transcript, messages_from, metric};
 use crate::synapse::{Method, encode};
 
-/// `user`'s membership in `room` as `token`'s holder reads it on `side`'s homeserver.
+/// `user`'s membership in `room` as `token`'s holder reads it on Bob's homeserver.
 fn membership(x: &Across, token: &str, room: &str, user: &str) -> String {
     let path = format!("/_matrix/client/v3/rooms/{}/state/m.room.member/{}", encode(room), encode(user));
     let (_, state) = x.b.synapse.call(Method::Get, Some(token), &path, None);
