@@ -18,6 +18,20 @@ fn fixture_of(version: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/store-v{version}"))
 }
 
+/// What a fixture's `expected.json` says it holds.
+fn expected_of(version: u32) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture_of(version).join("expected.json")).unwrap()).unwrap()
+}
+
+/// A fixture's room holds the plaintexts of its two messages, and its group carries on: Alice
+/// sends a third.
+fn its_group_carries_on(hub: &mimi_bridge::hub::Hub, room: &str) {
+    let sent = [crate::mls_rooms::mimi(1), crate::mls_rooms::mimi(2)];
+    assert_eq!(crate::mls_rooms::plaintexts(hub, room), sent.iter().cloned().map(Some).collect::<Vec<_>>());
+    hub.send_encrypted(room, ALICE, &crate::mls_rooms::mimi(3), TS).unwrap().wait().unwrap();
+    assert_eq!(crate::mls_rooms::plaintexts(hub, room).len(), 3);
+}
+
 /// Opening writes to a RocksDB directory, so tests open a copy.
 fn copy_of(dir: &Path) -> tempfile::TempDir {
     let target = tempfile::tempdir().unwrap();
@@ -32,8 +46,7 @@ fn copy_of(dir: &Path) -> tempfile::TempDir {
 
 #[test]
 fn schema_v1_fixture_opens_and_verifies() {
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture().join("expected.json")).unwrap()).unwrap();
+    let expected = expected_of(1);
     let copy = copy_of(&fixture().join("db"));
     let store = Store::open(copy.path()).unwrap();
     let rooms = replay::list_rooms(&store).unwrap();
@@ -82,8 +95,7 @@ fn freeze(fixture: &Path, expected: &serde_json::Value) {
 /// and one commit. The reopened hub verifies it, shows the plaintexts and carries on sending.
 #[test]
 fn schema_v2_fixture_opens_verifies_and_its_group_carries_on() {
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_of(2).join("expected.json")).unwrap()).unwrap();
+    let expected = expected_of(2);
     let copy = copy_of(&fixture_of(2).join("db"));
     let room = expected["room_id"].as_str().unwrap();
     {
@@ -92,10 +104,7 @@ fn schema_v2_fixture_opens_verifies_and_its_group_carries_on() {
         assert_eq!((summary.events, summary.mls_commits), (expected["events"].as_u64().unwrap(), 1));
     }
     let hub = open_hub(copy.path());
-    let sent = [crate::mls_rooms::mimi(1), crate::mls_rooms::mimi(2)];
-    assert_eq!(crate::mls_rooms::plaintexts(&hub, room), sent.iter().cloned().map(Some).collect::<Vec<_>>());
-    hub.send_encrypted(room, ALICE, &crate::mls_rooms::mimi(3), TS).unwrap().wait().unwrap();
-    assert_eq!(crate::mls_rooms::plaintexts(&hub, room).len(), 3);
+    its_group_carries_on(&hub, room);
 }
 
 /// `MIMI_BRIDGE_WRITE_FIXTURE=1 cargo test --release --test it fixtures::write -- --ignored`
@@ -131,8 +140,7 @@ fn write_pair_fixture(version: u32) {
 #[test]
 fn schema_v3_fixture_opens_with_its_queue_cursor_and_media() {
     use mimi_bridge::store::{QueueId, ShortRoomId};
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_of(3).join("expected.json")).unwrap()).unwrap();
+    let expected = expected_of(3);
     let copy = copy_of(&fixture_of(3).join("db"));
     let room = expected["room_id"].as_str().unwrap();
     {
@@ -193,8 +201,7 @@ fn schema_v4_fixture_reissues_its_key_packages_with_client_uris() {
     use openmls::prelude::{BasicCredential, KeyPackageIn, KeyPackageRef, OpenMlsProvider as _};
     use openmls_traits::storage::StorageProvider as _;
 
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_of(4).join("expected.json")).unwrap()).unwrap();
+    let expected = expected_of(4);
     let copy = copy_of(&fixture_of(4).join("db"));
     let room = expected["room_id"].as_str().unwrap().to_owned();
     let (old, old_flags): (Vec<String>, Vec<bool>) = {
@@ -284,8 +291,7 @@ fn write_schema_v5_fixture() {
 /// store opens with it empty, verifies, and its group carries on.
 #[test]
 fn schema_v5_fixture_opens_verifies_and_its_group_carries_on() {
-    let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixture_of(5).join("expected.json")).unwrap()).unwrap();
+    let expected = expected_of(5);
     let copy = copy_of(&fixture_of(5).join("db"));
     let room = expected["room_id"].as_str().unwrap();
     let hub = open_hub(copy.path());
@@ -294,8 +300,5 @@ fn schema_v5_fixture_opens_verifies_and_its_group_carries_on() {
     assert_eq!(replay::list_rooms(hub.store()).unwrap()[0].tail_event_id, expected["tail_event_id"].as_str().unwrap());
     let commit = hub.store().welcomes().unwrap().remove(0).0;
     assert!(hub.store().removed_by(&commit).unwrap().is_empty());
-    let sent = [crate::mls_rooms::mimi(1), crate::mls_rooms::mimi(2)];
-    assert_eq!(crate::mls_rooms::plaintexts(&hub, room), sent.iter().cloned().map(Some).collect::<Vec<_>>());
-    hub.send_encrypted(room, ALICE, &crate::mls_rooms::mimi(3), TS).unwrap().wait().unwrap();
-    assert_eq!(crate::mls_rooms::plaintexts(&hub, room).len(), 3);
+    its_group_carries_on(&hub, room);
 }

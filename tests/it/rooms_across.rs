@@ -139,6 +139,23 @@ pub(crate) struct Across {
     _pki: tempfile::TempDir,
 }
 
+/// Bob gets a portal of his own on hs-b (his MLS device); Alice opens a portal on hs-a by
+/// inviting Bob's ghost, and Bob joins the portal that appears on hs-b. Returns their tokens,
+/// the two Matrix rooms and the MIMI room.
+pub(crate) fn alice_invites_bob(a: &Side, b: &Side) -> ([String; 2], [String; 2], String) {
+    let bob = b.user_with_a_portal("bob", "mimi.hs-b.test");
+    a.synapse.register("alice", "password");
+    let alice = a.synapse.login("alice", "password");
+    let room_a = a.synapse.create_room(&alice, &json!({"preset": "private_chat"}));
+    a.synapse.invite(&alice, &room_a, &ghost("bob", "mimi.hs-b.test", "hs.test"));
+    let store_a = Arc::clone(a.running.hub.store());
+    wait_for("Alice's portal", Duration::from_mins(1), || store_a.portal_of(&room_a).unwrap().is_some());
+    let mimi_room = store_a.portal_of(&room_a).unwrap().unwrap();
+    let room_b = portal_on(b, &mimi_room);
+    b.synapse.join(&bob, &room_b);
+    ([alice, bob], [room_a, room_b], mimi_room)
+}
+
 impl Across {
     /// Alice invites Bob's ghost: her bridge claims Bob's key material from his provider, adds
     /// his client, and the Welcome reaches his provider, which opens a portal and invites him.
@@ -149,16 +166,7 @@ impl Across {
         let a = side("hs.test", &ca, ports, ("mimi.hs-b.test", ports + 2));
         let to_b = Switch::start(ports + 2, ports + 1);
         let b = side("hs-b.test", &ca, ports + 1, ("mimi.hs.test", ports));
-        let bob = b.user_with_a_portal("bob", "mimi.hs-b.test");
-        a.synapse.register("alice", "password");
-        let alice = a.synapse.login("alice", "password");
-        let room_a = a.synapse.create_room(&alice, &json!({"preset": "private_chat"}));
-        a.synapse.invite(&alice, &room_a, &ghost("bob", "mimi.hs-b.test", "hs.test"));
-        let store_a = Arc::clone(a.running.hub.store());
-        wait_for("Alice's portal", Duration::from_mins(1), || store_a.portal_of(&room_a).unwrap().is_some());
-        let mimi_room = store_a.portal_of(&room_a).unwrap().unwrap();
-        let room_b = portal_on(&b, &mimi_room);
-        b.synapse.join(&bob, &room_b);
+        let ([alice, bob], [room_a, room_b], mimi_room) = alice_invites_bob(&a, &b);
         Self { a, b, to_b, alice, bob, room_a, room_b, mimi_room, _pki: pki }
     }
 

@@ -35,8 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde_json::json;
 
 use crate::bridge_pair::{Side, side};
-use crate::bridge_synapse::wait_for;
-use crate::rooms_across::{ghost, portal_on};
+use crate::rooms_across::ghost;
 use crate::synapse::{Synapse, encode};
 
 const MESSAGES: usize = 200;
@@ -164,15 +163,7 @@ fn rooms_across_latency() {
     let ports = crate::ports::consecutive(2);
     let a = side("hs.test", &ca, ports, ("mimi.hs-b.test", ports + 1));
     let b = side("hs-b.test", &ca, ports + 1, ("mimi.hs.test", ports));
-    let bob_token = b.user_with_a_portal("bob", "mimi.hs-b.test");
-    a.synapse.register("alice", "password");
-    let alice_token = a.synapse.login("alice", "password");
-    let room_a = a.synapse.create_room(&alice_token, &json!({"preset": "private_chat"}));
-    a.synapse.invite(&alice_token, &room_a, &ghost("bob", "mimi.hs-b.test", "hs.test"));
-    let store_a = std::sync::Arc::clone(a.running.hub.store());
-    wait_for("Alice's portal", Duration::from_mins(1), || store_a.portal_of(&room_a).unwrap().is_some());
-    let room_b = portal_on(&b, &store_a.portal_of(&room_a).unwrap().unwrap());
-    b.synapse.join(&bob_token, &room_b);
+    let ([alice_token, bob_token], [room_a, room_b], _) = crate::rooms_across::alice_invites_bob(&a, &b);
     // The baseline: two users of hs-a in a room the bridge has no part in.
     for user in ["carol", "dave"] {
         a.synapse.register(user, "password");
