@@ -75,8 +75,8 @@ impl Hub {
         let mut users = std::collections::BTreeMap::<String, usize>::new();
         {
             let head = lock(&head);
-            if !head.chain.version().hub_signs() || head.chain.hub() != self.server_name {
-                return Ok(Verdict::NotAllowed(format!("{room_id} is not a MIMI room hubbed here")));
+            if let Some(refusal) = self.not_hubbed_here(&head) {
+                return Ok(refusal);
             }
             let Some(mls) = head.mls.as_ref() else {
                 return Ok(Verdict::NotAllowed("the room is not encrypted".into()));

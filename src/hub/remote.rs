@@ -148,10 +148,16 @@ impl Hub {
         }
     }
 
+    /// The answer for a room this server has but does not hub as a MIMI room, if it does not.
+    pub(super) fn not_hubbed_here(&self, head: &RoomHead) -> Option<Verdict> {
+        (!head.chain.version().hub_signs() || head.chain.hub() != self.server_name)
+            .then(|| Verdict::NotAllowed(format!("{} is not a MIMI room hubbed here", head.chain.room_id())))
+    }
+
     /// Why `provider` may not speak for `sender` in this room, if it may not.
     fn refuse_remote(&self, head: &RoomHead, provider: &str, sender: &str) -> Option<Verdict> {
-        if !head.chain.version().hub_signs() || head.chain.hub() != self.server_name {
-            return Some(Verdict::NotAllowed(format!("{} is not a MIMI room hubbed here", head.chain.room_id())));
+        if let Some(refusal) = self.not_hubbed_here(head) {
+            return Some(refusal);
         }
         if server_of(sender) != provider || provider == self.server_name {
             return Some(Verdict::NotAllowed(format!("{provider} does not speak for {sender}")));

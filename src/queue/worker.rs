@@ -59,11 +59,8 @@ pub(super) async fn run<D: Deliver>(queue: Arc<Queue<D>>, dest: String) {
             let group: Vec<QueueEntry> = picked.iter().map(|&i| rest[i].clone()).collect();
             match deliver_group(&queue, &dest, &group, &mut backoff).await {
                 Ok(Done::Removed) => {
-                    let mut index = 0;
-                    rest.retain(|_| {
-                        index += 1;
-                        picked.binary_search(&(index - 1)).is_err()
-                    });
+                    let kept = rest.into_iter().enumerate().filter(|(i, _)| picked.binary_search(i).is_err());
+                    rest = kept.map(|(_, entry)| entry).collect();
                 }
                 // Read again: the delivery may have rewritten the entry while it failed.
                 Ok(Done::Waited) => break,
