@@ -32,7 +32,7 @@ use serde_json::value::RawValue;
 
 use crate::store::{Batch, Store, StoreError};
 
-/// The 53 methods openmls requires, each a keyed read, write or delete on the overlay.
+/// The 56 methods openmls requires (with `extensions-draft`), each a keyed read, write or delete on the overlay.
 mod provider_impl;
 
 /// The labels, exactly as openmls' memory storage spells them.
@@ -55,6 +55,7 @@ mod label {
     pub(super) const EPOCH_SECRETS: &[u8] = b"EpochSecrets";
     pub(super) const RESUMPTION_PSK_STORE: &[u8] = b"ResumptionPsk";
     pub(super) const MESSAGE_SECRETS: &[u8] = b"MessageSecrets";
+    pub(super) const APPLICATION_EXPORT_TREE: &[u8] = b"ApplicationExportTree";
 }
 
 /// Why the MLS state could not be read or written.

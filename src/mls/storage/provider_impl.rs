@@ -408,6 +408,37 @@ impl StorageProvider<CURRENT_VERSION> for RocksStorage {
         self.delete(label::GROUP_CONTEXT, group_id)
     }
 
+    fn write_application_export_tree<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ApplicationExportTree: traits::ApplicationExportTree<CURRENT_VERSION>,
+    >(
+        &self,
+        group_id: &GroupId,
+        tree: &ApplicationExportTree,
+    ) -> Result<(), Self::Error> {
+        self.write(label::APPLICATION_EXPORT_TREE, group_id, tree)
+    }
+
+    fn application_export_tree<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ApplicationExportTree: traits::ApplicationExportTree<CURRENT_VERSION>,
+    >(
+        &self,
+        group_id: &GroupId,
+    ) -> Result<Option<ApplicationExportTree>, Self::Error> {
+        self.read(label::APPLICATION_EXPORT_TREE, group_id)
+    }
+
+    fn delete_application_export_tree<
+        GroupId: traits::GroupId<CURRENT_VERSION>,
+        ApplicationExportTree: traits::ApplicationExportTree<CURRENT_VERSION>,
+    >(
+        &self,
+        group_id: &GroupId,
+    ) -> Result<(), Self::Error> {
+        self.delete(label::APPLICATION_EXPORT_TREE, group_id)
+    }
+
     fn delete_interim_transcript_hash<GroupId: traits::GroupId<CURRENT_VERSION>>(
         &self,
         group_id: &GroupId,
