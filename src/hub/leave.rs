@@ -50,7 +50,7 @@ impl Hub {
             drop(head);
             pending.wait()?;
         }
-        if !self.has_clients(room_id, user_id)? {
+        if !self.owes_commit(room_id, user_id)? {
             return Ok(true);
         }
         let Some(committer) = self.local_clients(room_id)?.into_iter().find(|u| u != user_id) else {
@@ -58,6 +58,15 @@ impl Hub {
         };
         self.commit_remove(room_id, &committer, user_id, ts)?.wait()?;
         Ok(true)
+    }
+
+    /// Whether a commit is owed once `user_id` left: their clients are still in the group, or
+    /// the participant list does not show the leave yet.
+    fn owes_commit(&self, room_id: &str, user_id: &str) -> Result<bool, HubError> {
+        let head = self.head(room_id)?;
+        let head = lock(&head);
+        let Some(mls) = head.mls.as_ref() else { return Ok(false) };
+        Ok(mls.view.members().iter().any(|c| c.user_id() == user_id) || mls.view.roster_behind(head.chain.state()))
     }
 
     /// `update` with proposals from `provider`: each a client of one of its users proposing

@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use openmls::prelude::{KeyPackage, OpenMlsProvider as _};
 
+use crate::event::state::RoomState;
 use crate::event::{EventTemplate, Pdu, UnverifiedLpdu, build_lpdu};
 use crate::mls::events::{COMMIT, ENCRYPTED, EncryptedContent, RoomEncryption};
 use crate::mls::identity::DeviceDirectory;
 use crate::mls::member::{Member, Seen, Welcome, ciphertext_hash, parse_welcome};
 use crate::mls::public::{MlsCheckError, PublicView, Step, apply_step, check_event};
+use crate::mls::room_data::roster;
 use crate::mls::{Flush, MlsProvider};
 use crate::store::Batch;
 
@@ -119,7 +121,9 @@ impl Hub {
         let device = self.directories.local_device(user_id)?;
         let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
         let hub = crate::mls::hub_sender(&self.server_name, self.key.verifying_key().to_bytes());
-        let (member, group_info) = Member::create(provider, device, room_id, &hub).map_err(client_error)?;
+        let room_uri = crate::translate::uri::room_uri_of(room_id).unwrap_or_else(|_| room_id.to_owned());
+        let extensions = crate::mls::room_data::new_room_extensions(&hub, user_id, &room_uri).map_err(client_error)?;
+        let (member, group_info) = Member::create(provider, device, room_id, extensions).map_err(client_error)?;
         Ok((member, RoomEncryption { group_info }))
     }
 
@@ -144,14 +148,15 @@ impl Hub {
         &self,
         room_id: &str,
         sender: &str,
-        build: impl FnOnce(&mut Member, &PublicView) -> Result<EventTemplate, HubError>,
+        build: impl FnOnce(&mut Member, &PublicView, &RoomState) -> Result<EventTemplate, HubError>,
         extra: impl FnOnce(&str) -> Batch,
     ) -> Result<PendingAppend, HubError> {
         let head = self.head(room_id)?;
         let mut head = lock(&head);
-        let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        let room = &mut *head;
+        let mls = room.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
         let member = mls.members.get_mut(sender).ok_or_else(|| HubError::NoMlsDevice { user: sender.to_owned() })?;
-        let template = build(member, &mls.view);
+        let template = build(member, &mls.view, room.chain.state());
         let result = template.and_then(|t| self.append_template(&mut head, t, extra));
         if result.is_err()
             && let Some(member) = head.mls.as_mut().and_then(|m| m.members.get_mut(sender))
@@ -186,7 +191,7 @@ impl Hub {
         self.with_member(
             room_id,
             sender,
-            |member, view| {
+            |member, view, _| {
                 let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
                 let content = EncryptedContent { ciphertext, commit_event_id: view.latest_commit().to_owned() };
                 Ok(template(room_id, sender, ENCRYPTED, content.to_json(), ts))
@@ -207,15 +212,16 @@ impl Hub {
         self.with_member(
             room_id,
             committer,
-            |member, _| {
-                let content = member.stage_add(key_packages).map_err(client_error)?;
+            |member, _, state| {
+                let content = member.stage_add(key_packages, &roster(state)).map_err(client_error)?;
                 Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
             },
             |_| Batch::new(),
         )
     }
 
-    /// Commits removing every device of `user_id` as `committer`.
+    /// Commits removing every device of `user_id` as `committer`, with the participant list
+    /// brought to the log's membership.
     pub fn commit_remove(
         &self,
         room_id: &str,
@@ -226,11 +232,10 @@ impl Hub {
         self.with_member(
             room_id,
             committer,
-            |member, _| {
-                let content = member
-                    .stage_remove(user_id)
-                    .map_err(client_error)?
-                    .ok_or_else(|| HubError::MlsClient(format!("{user_id} has no device in the group")))?;
+            |member, _, state| {
+                let content = member.stage_remove(user_id, &roster(state)).map_err(client_error)?.ok_or_else(|| {
+                    HubError::MlsClient(format!("nothing to commit: {user_id} has no device in the group"))
+                })?;
                 Ok(template(room_id, committer, COMMIT, content.to_json(), ts))
             },
             |_| Batch::new(),

@@ -182,7 +182,9 @@ fn verdict(result: Result<PendingAppend, HubError>, timestamp: u64, epoch: u64) 
         Err(HubError::Mls(
             error @ (MlsCheckError::Identity(_)
             | MlsCheckError::RemovalNotAllowed { .. }
-            | MlsCheckError::UnsupportedProposal(_)),
+            | MlsCheckError::UnsupportedProposal(_)
+            | MlsCheckError::RoomState(_)
+            | MlsCheckError::ParticipantList { .. }),
         )) => Verdict::InvalidProposal(error.to_string()),
         Err(error) => Verdict::NotAllowed(error.to_string()),
     }

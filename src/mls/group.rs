@@ -31,6 +31,8 @@ use openmls_traits::signatures::Signer;
 
 use openmls::messages::group_info::GroupInfo;
 
+mod stage;
+
 use super::framing::{self, FramingError, MIMI_CONTENT_TYPE};
 use super::{MlsProvider, group_create_config, group_join_config};
 
@@ -98,6 +100,9 @@ pub enum GroupError {
     /// The sender's credential is not a basic credential.
     #[error("sender credential is not a basic credential")]
     Credential,
+    /// A commit's room-state change breaks the room's rules.
+    #[error(transparent)]
+    RoomState(#[from] super::room_data::RoomDataError),
     /// The group's state could not be read from storage.
     #[error("MLS storage: {0}")]
     Storage(#[from] super::MlsStorageError),
@@ -145,19 +150,20 @@ fn staged_out(
 }
 
 impl RoomGroup {
-    /// Creates the room's group with us as its only member (epoch 0), naming `hub` as its
-    /// external sender if given. Fails if the group exists.
+    /// Creates the room's group with us as its only member (epoch 0), with the `GroupContext`
+    /// `extensions` of a MIMI room if given ([`super::room_data::new_room_extensions`]). Fails if
+    /// the group exists.
     pub fn create(
         provider: &MlsProvider,
         signer: &impl Signer,
         credential_with_key: CredentialWithKey,
         room_id: &str,
-        hub: Option<&openmls::prelude::ExternalSender>,
+        extensions: Option<openmls::prelude::Extensions<openmls::prelude::GroupContext>>,
     ) -> Result<Self, GroupError> {
         let group = MlsGroup::new_with_group_id(
             provider,
             signer,
-            &hub.map_or_else(group_create_config, super::hubbed_group_config),
+            &extensions.map_or_else(group_create_config, super::hubbed_group_config),
             GroupId::from_slice(room_id.as_bytes()),
             credential_with_key,
         )
@@ -220,31 +226,15 @@ impl RoomGroup {
         staged_out(&commit, Some(&welcome), group_info)
     }
 
-    /// Stages a commit removing every device of `user_id` (as [`stage_add`](Self::stage_add):
-    /// merged only once the hub appended it). `None` when the user has no device in the group.
-    pub fn remove_user(
-        &mut self,
-        provider: &MlsProvider,
-        signer: &impl Signer,
-        user_id: &str,
-    ) -> Result<Option<StagedOut>, GroupError> {
-        if self.has_pending_commit() {
-            return Err(GroupError::PendingCommit);
-        }
-        let leaves: Vec<_> = self
-            .group
+    /// The leaves of `user_id`'s devices.
+    pub fn leaves_of(&self, user_id: &str) -> Vec<openmls::prelude::LeafNodeIndex> {
+        self.group
             .members()
             .filter(|m| {
                 super::identity::NamedClient::from_credential(&m.credential).is_ok_and(|c| c.user_id == user_id)
             })
             .map(|m| m.index)
-            .collect();
-        if leaves.is_empty() {
-            return Ok(None);
-        }
-        let (commit, welcome, group_info) =
-            self.group.remove_members(provider, signer, &leaves).map_err(openmls_error)?;
-        staged_out(&commit, welcome.as_ref(), group_info).map(Some)
+            .collect()
     }
 
     /// A proposal (TLS `MlsMessage`, a `PublicMessage`) removing our own leaf, for another
@@ -346,12 +336,8 @@ impl RoomGroup {
         }
         let epoch = message.epoch().as_u64();
         let processed = self.group.process_message(provider, message).map_err(|e| self.process_error(e, epoch))?;
-        match processed.into_content() {
-            ProcessedMessageContent::StagedCommitMessage(staged) => {
-                self.group.merge_staged_commit(provider, *staged).map_err(openmls_error)
-            }
-            _ => Err(GroupError::NotCommit),
-        }
+        let staged = self.staged(provider, processed)?;
+        self.group.merge_staged_commit(provider, *staged).map_err(openmls_error)
     }
 
     /// Encrypts MIMI content (CBOR) as an application message (`PrivateMessage`), framed as

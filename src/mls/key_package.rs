@@ -142,9 +142,12 @@ pub fn generate(
 /// The capabilities this server's devices advertise. RFC 9420 §12.1: every extension of a key
 /// package must be in its leaf's capabilities, and openmls' defaults list none, so without
 /// `last_resort` a last-resort package does not validate. One-time packages list it too: the
-/// device's leaves look the same whichever it joined with.
+/// device's leaves look the same whichever it joined with. The room state of MIMI rooms
+/// ([`super::room_data`]) needs the `app_data_dictionary` extension and `AppDataUpdate` proposals.
 pub fn capabilities() -> Capabilities {
-    Capabilities::new(None, Some(&[CIPHERSUITE]), Some(&[ExtensionType::LastResort]), None, None)
+    let extensions = [ExtensionType::LastResort, ExtensionType::AppDataDictionary];
+    let proposals = [openmls::prelude::ProposalType::AppDataUpdate];
+    Capabilities::new(None, Some(&[CIPHERSUITE]), Some(&extensions), Some(&proposals), None)
 }
 
 /// Adds `package`, a package of `device` made by [`generate`], to `batch` under its hash

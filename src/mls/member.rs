@@ -23,6 +23,7 @@ use sha2::Digest as _;
 use super::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, FANOUT, FanoutContent};
 use super::group::{GroupError, RoomGroup, StagedOut};
 use super::identity::{DeviceCredential, DeviceObject, LocalDevice, NamedClient};
+use super::room_data::Roster;
 use super::{Flush, MlsProvider, SIGNATURE_SCHEME};
 use crate::mimi::protocol::{FanoutExtra, Wire as _};
 use crate::store::{Batch, Store, StoreError};
@@ -109,16 +110,17 @@ impl Member {
         Ok(LocalDevice { signer, credential, credential_with_key, object })
     }
 
-    /// Creates the room's group (epoch 0, this device alone, `hub` its external sender); returns
-    /// the member and the group info for the create event. The state is pending in the provider until taken.
+    /// Creates the room's group (epoch 0, this device alone, with the MIMI room's `GroupContext`
+    /// `extensions`); returns the member and the group info for the create event. The state is
+    /// pending in the provider until taken.
     pub fn create(
         provider: MlsProvider,
         device: LocalDevice,
         room_id: &str,
-        hub: &openmls::prelude::ExternalSender,
+        extensions: openmls::prelude::Extensions<openmls::prelude::GroupContext>,
     ) -> Result<(Self, Vec<u8>), MemberError> {
-        let group =
-            RoomGroup::create(&provider, &device.signer, device.credential_with_key.clone(), room_id, Some(hub))?;
+        let credential = device.credential_with_key.clone();
+        let group = RoomGroup::create(&provider, &device.signer, credential, room_id, Some(extensions))?;
         let group_info = group.group_info(&provider, &device.signer)?;
         Ok((Self::with(provider, device, Some(group)), group_info))
     }
@@ -177,8 +179,10 @@ impl Member {
         Ok(ciphertext)
     }
 
-    /// Stages a commit adding `key_packages` (merged when its event is observed).
-    pub fn stage_add(&mut self, key_packages: &[KeyPackage]) -> Result<CommitContent, MemberError> {
+    /// Stages a commit adding `key_packages` and bringing the participant list to `roster`
+    /// ([`room_data::roster`](super::room_data::roster) of the log; merged when its event is
+    /// observed).
+    pub fn stage_add(&mut self, key_packages: &[KeyPackage], roster: &Roster) -> Result<CommitContent, MemberError> {
         let targets = key_packages
             .iter()
             .filter_map(|kp| NamedClient::from_credential(kp.leaf_node().credential()).ok())
@@ -186,16 +190,19 @@ impl Member {
             .collect();
         let provider = Arc::clone(&self.provider);
         let group = self.group.as_mut().ok_or(MemberError::NotInGroup)?;
-        let staged = group.stage_add(&provider, &self.device.signer, key_packages)?;
+        let staged = group.stage_change(&provider, &self.device.signer, key_packages, &[], roster)?;
+        let staged = staged.ok_or(MemberError::Group(GroupError::Openmls("nothing to commit".into())))?;
         Ok(self.hold(staged, targets))
     }
 
-    /// Stages a commit removing every device of `user_id`; `None` if it has none in the group.
-    pub fn stage_remove(&mut self, user_id: &str) -> Result<Option<CommitContent>, MemberError> {
+    /// Stages a commit removing every device of `user_id` and bringing the participant list to
+    /// `roster`; `None` when there is nothing to change.
+    pub fn stage_remove(&mut self, user_id: &str, roster: &Roster) -> Result<Option<CommitContent>, MemberError> {
         let provider = Arc::clone(&self.provider);
         let signer = &self.device.signer;
         let group = self.group.as_mut().ok_or(MemberError::NotInGroup)?;
-        Ok(group.remove_user(&provider, signer, user_id)?.map(|staged| self.hold(staged, Vec::new())))
+        let leaves = group.leaves_of(user_id);
+        Ok(group.stage_change(&provider, signer, &[], &leaves, roster)?.map(|staged| self.hold(staged, Vec::new())))
     }
 
     /// A proposal removing this client, for the room's hub to have committed (pending writes

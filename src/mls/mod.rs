@@ -20,10 +20,11 @@ pub mod identity;
 pub mod key_package;
 pub mod member;
 pub mod public;
+pub mod room_data;
 pub mod storage;
 
 use openmls::prelude::{
-    BasicCredential, Ciphersuite, Extension, Extensions, ExternalSender, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
+    BasicCredential, Ciphersuite, Extensions, ExternalSender, GroupContext, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,
     MlsGroupCreateConfig, MlsGroupJoinConfig, SignatureScheme,
 };
 
@@ -41,23 +42,19 @@ pub const SIGNATURE_SCHEME: SignatureScheme = SignatureScheme::ED25519;
 /// `PrivateMessage`); the ratchet tree in the Welcome's `ratchet_tree` extension (openmls has no
 /// MIMI `RatchetTreeOption`).
 pub fn group_create_config() -> MlsGroupCreateConfig {
-    MlsGroupCreateConfig::builder()
-        .ciphersuite(CIPHERSUITE)
-        .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
-        .use_ratchet_tree_extension(true)
-        .build()
+    hubbed_group_config(Extensions::empty())
 }
 
-/// [`group_create_config`] for a room hubbed by `hub`: its group names the hub as its external
-/// sender (the draft's arrangement: the hub may propose, for example a removal, without being a
-/// member).
-pub fn hubbed_group_config(hub: &ExternalSender) -> MlsGroupCreateConfig {
-    let extensions = Extensions::single(Extension::ExternalSenders(vec![hub.clone()]))
-        .expect("external_senders is a valid group context extension");
+/// [`group_create_config`] with the `GroupContext` `extensions` of a MIMI room
+/// ([`room_data::new_room_extensions`]: the hub as external sender, so that it may propose
+/// without being a member, and the room state). The creator's leaf advertises what the
+/// devices' key packages do ([`key_package::capabilities`]).
+pub fn hubbed_group_config(extensions: Extensions<GroupContext>) -> MlsGroupCreateConfig {
     MlsGroupCreateConfig::builder()
         .ciphersuite(CIPHERSUITE)
         .wire_format_policy(MIXED_PLAINTEXT_WIRE_FORMAT_POLICY)
         .use_ratchet_tree_extension(true)
+        .capabilities(key_package::capabilities())
         .with_group_context_extensions(extensions)
         .build()
 }

@@ -19,8 +19,8 @@
 
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
-    ContentType, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProcessedMessageContent, ProposalStore,
-    ProtocolMessage, PublicGroup, Sender, StagedCommit,
+    ContentType, LeafNode, LeafNodeIndex, MlsMessageBodyIn, MlsMessageIn, ProposalStore, ProtocolMessage, PublicGroup,
+    Sender, StagedCommit,
 };
 use std::collections::BTreeSet;
 
@@ -30,6 +30,7 @@ use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 mod error;
 mod proposal;
 mod record;
+mod roster;
 mod step;
 
 pub use error::MlsCheckError;
@@ -176,6 +177,7 @@ impl PublicView {
                 committer: owner.user_id().to_owned(),
             });
         }
+        view.check_created_by(creator)?;
         Ok(view)
     }
 
@@ -272,10 +274,9 @@ impl PublicView {
                 committer: committer.user_id().to_owned(),
             });
         }
-        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
-            return Err(MlsCheckError::NotPublicCommit);
-        };
+        let staged = self.staged(processed)?;
         let added = self.check_proposals(&staged, &committer, state, devices)?;
+        Self::check_roster(&staged, state)?;
         // The declared group after the commit must load on its own (signature, ratchet tree
         // matching the tree hash: a restart reloads from it) and be exactly the group the commit
         // produces, down to the confirmation tag, which the public state cannot recompute.
@@ -303,6 +304,7 @@ impl PublicView {
                 openmls::prelude::ProposalType::Add
                     | openmls::prelude::ProposalType::Remove
                     | openmls::prelude::ProposalType::Update
+                    | openmls::prelude::ProposalType::AppDataUpdate
             ) {
                 return Err(MlsCheckError::UnsupportedProposal(format!("{kind:?}")));
             }

@@ -32,6 +32,7 @@ mod mls_group;
 mod mls_identity;
 mod mls_key_package;
 mod mls_log;
+mod mls_room_state;
 mod mls_rooms;
 mod pki;
 mod ports;

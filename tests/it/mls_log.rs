@@ -4,6 +4,7 @@
 
 use mimi_bridge::event::UnverifiedPdu;
 use mimi_bridge::event::room_version::LINEARIZED_02;
+use mimi_bridge::event::state::RoomState;
 use mimi_bridge::mimi::MimiContent;
 use mimi_bridge::mimi::json::content_to_json;
 use mimi_bridge::mls::events::{COMMIT, CommitContent, RoomEncryption};
@@ -56,7 +57,22 @@ fn log_show_decrypt_prints_the_stored_mimi_content_and_verify_replays_the_commit
 }
 
 /// The room's create group info and commits, in log order, as `log verify` reads them.
-fn group_history(pair: &Pair) -> (Vec<u8>, String, Vec<(String, String, CommitContent)>) {
+/// A commit's sender, event ID, content and the room's state before it.
+type Commit = (String, String, CommitContent, RoomState);
+
+/// The room's state before the event at `seq`.
+fn state_before(pair: &Pair, seq: u64) -> RoomState {
+    let (_, rows) = mimi_bridge::replay::state_at(pair.hub.store(), &pair.room, Some(seq - 1)).unwrap();
+    let mut state = RoomState::new();
+    for row in rows {
+        state.insert(row.event_type.clone(), row.state_key.clone(), row.event.clone());
+    }
+    state
+}
+
+/// The create event's group info and ID, and each commit's sender, event ID, content and the
+/// state before it.
+fn group_history(pair: &Pair) -> (Vec<u8>, String, Vec<Commit>) {
     let store = pair.hub.store();
     let short = store.short_room(&pair.room).unwrap().unwrap();
     let mut create = None;
@@ -68,7 +84,8 @@ fn group_history(pair: &Pair) -> (Vec<u8>, String, Vec<(String, String, CommitCo
         if seq == 0 {
             create = Some((RoomEncryption::from_create(pdu.content()).unwrap().unwrap().group_info, event_id));
         } else if pdu.meta().event_type == COMMIT {
-            commits.push((pdu.meta().sender.clone(), event_id, CommitContent::parse(pdu.content()).unwrap()));
+            let content = CommitContent::parse(pdu.content()).unwrap();
+            commits.push((pdu.meta().sender.clone(), event_id, content, state_before(pair, seq)));
         }
     }
     let (group_info, create_id) = create.unwrap();
@@ -86,48 +103,44 @@ fn a_commit_that_does_not_apply_to_the_public_group_is_refused() {
     pair.add(CAROL, "CAROLDEV");
     let (group_info, create_id, commits) = group_history(&pair);
     assert_eq!(commits.len(), 2);
-    let state = {
-        // Everyone joined: the state at the end of the log.
-        let store = pair.hub.store();
-        let (_, rows) = mimi_bridge::replay::state_at(store, &pair.room, None).unwrap();
-        let mut state = mimi_bridge::event::state::RoomState::new();
-        for row in rows {
-            state.insert(row.event_type.clone(), row.state_key.clone(), row.event.clone());
-        }
-        state
-    };
     let fresh = || PublicView::for_create(&group_info, &pair.room, ALICE, &create_id).unwrap();
 
     // In order, both apply and end at the group the last commit describes.
     let mut view = fresh();
-    for (sender, event_id, content) in &commits {
-        let checked = view.check_commit(sender, content, &state, None).unwrap();
+    for (sender, event_id, content, state) in &commits {
+        let checked = view.check_commit(sender, content, state, None).unwrap();
         view.apply(checked, event_id).unwrap();
     }
     assert_eq!(view.epoch(), 2);
     assert_eq!(view.latest_commit(), commits[1].1);
 
     // The same commit twice: stale.
-    let (sender, event_id, first) = &commits[0];
+    let (sender, event_id, first, state) = &commits[0];
     let mut view = fresh();
-    let checked = view.check_commit(sender, first, &state, None).unwrap();
+    let checked = view.check_commit(sender, first, state, None).unwrap();
     view.apply(checked, event_id).unwrap();
     assert_eq!(
-        view.check_commit(sender, first, &state, None).unwrap_err(),
+        view.check_commit(sender, first, state, None).unwrap_err(),
         MlsCheckError::StaleEpoch { message: 0, group: 1 }
     );
     // The second before the first: from the future.
     assert_eq!(
-        fresh().check_commit(sender, &commits[1].2, &state, None).unwrap_err(),
+        fresh().check_commit(sender, &commits[1].2, state, None).unwrap_err(),
         MlsCheckError::FutureEpoch { message: 1, group: 0 }
     );
     // A commit claiming another group state than the one it produces.
     let lying =
         CommitContent { message: first.message.clone(), public_group_state: commits[1].2.public_group_state.clone() };
-    assert_eq!(fresh().check_commit(sender, &lying, &state, None).unwrap_err(), MlsCheckError::StateMismatch);
+    assert_eq!(fresh().check_commit(sender, &lying, state, None).unwrap_err(), MlsCheckError::StateMismatch);
     // A commit by Alice's device presented as another user's.
-    assert!(matches!(
-        fresh().check_commit(BOB, first, &state, None).unwrap_err(),
-        MlsCheckError::SenderMismatch { .. }
-    ));
+    assert!(matches!(fresh().check_commit(BOB, first, state, None).unwrap_err(), MlsCheckError::SenderMismatch { .. }));
+    // The first commit where the log already had Carol joined: its participant list (Alice
+    // and Bob) is not the log's membership.
+    let later = &commits[1].3;
+    let refused = fresh().check_commit(sender, first, later, None).unwrap_err();
+    assert!(
+        matches!(&refused, MlsCheckError::ParticipantList { listed, log }
+            if !listed.contains("carol") && log.contains("mimi://part.example/u/carol=2")),
+        "{refused}"
+    );
 }

@@ -270,6 +270,7 @@ fn impostor_package(user: &str, device: &str) -> openmls::prelude::KeyPackage {
     let credential_with_key =
         CredentialWithKey { credential: credential.to_credential(), signature_key: signer.public().into() };
     KeyPackage::builder()
+        .leaf_node_capabilities(mimi_bridge::mls::key_package::capabilities())
         .build(mimi_bridge::mls::CIPHERSUITE, &provider, &signer, credential_with_key)
         .unwrap()
         .key_package()

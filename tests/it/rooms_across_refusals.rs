@@ -17,6 +17,7 @@ use mimi_bridge::mimi::protocol::{
 };
 use mimi_bridge::mls::identity::DeviceObject;
 use mimi_bridge::mls::member::Member;
+use mimi_bridge::mls::room_data::{ROLE_BANNED, ROLE_PARTICIPANT, Roster, participant};
 use mimi_bridge::provider::client::PeerClient;
 use mimi_bridge::provider::peers::Requester;
 
@@ -35,6 +36,38 @@ fn client(side: &Side, user: &str, room: &str) -> Member {
     Member::load(provider, device, room).unwrap().expect("in the room's group")
 }
 
+/// Commits of Bob's client that the room's participant list forbids, each with what the hub's
+/// refusal must name: adding Carol's client, whether or not the commit also lists her (she is
+/// no participant); listing her without a client; banning Alice, who is a participant.
+fn commits_the_list_forbids(
+    bob: &mut Member,
+    room: &str,
+    carol_package: &openmls::prelude::KeyPackage,
+) -> Vec<(mimi_bridge::mls::events::CommitContent, &'static str)> {
+    let listed: Roster = [(participant(ALICE), ROLE_PARTICIPANT), (participant(BOB), ROLE_PARTICIPANT)].into();
+    let mut with_carol = listed.clone();
+    with_carol.insert(participant("@carol:b.test"), ROLE_PARTICIPANT);
+    let mut alice_banned = listed.clone();
+    alice_banned.insert(participant(ALICE), ROLE_BANNED);
+    let attempts = [
+        (&listed, true, "@carol:b.test"),
+        (&with_carol, true, "@carol:b.test"),
+        (&with_carol, false, "mimi://b.test/u/carol=2"),
+        (&alice_banned, false, "mimi://a.test/u/alice=1"),
+    ];
+    let mut commits = Vec::new();
+    for (roster, adding, named) in attempts {
+        let staged = if adding {
+            bob.stage_add(std::slice::from_ref(carol_package), roster).unwrap()
+        } else {
+            bob.stage_remove("@nobody:b.test", roster).unwrap().unwrap()
+        };
+        bob.roll_back(room).unwrap();
+        commits.push((staged, named));
+    }
+    commits
+}
+
 /// A client for `from` (its certificate) pointed at `to`.
 fn as_provider(pair: &crate::provider_peers::Pair, from: &str, to: &Side) -> PeerClient {
     let leaf = pair.ca.issue(from, &format!("{from}-refusals"));
@@ -43,8 +76,9 @@ fn as_provider(pair: &crate::provider_peers::Pair, from: &str, to: &Side) -> Pee
 }
 
 /// The room's group, as its create event carries it, names the hub (its provider URI and its
-/// server key) as its one external sender.
-fn the_group_names_its_hub_as_external_sender(side: &Side, room: &str) {
+/// server key) as its one external sender, and carries the room state: Alice its one
+/// participant, the room's URI in its metadata.
+fn the_group_names_its_hub_and_its_state(side: &Side, room: &str) {
     use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
     use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
     let hub = &side.provider.hub;
@@ -66,6 +100,21 @@ fn the_group_names_its_hub_as_external_sender(side: &Side, room: &str) {
     expected.extend([0, 1, 13]);
     expected.extend(b"mimi://a.test");
     assert_eq!(senders[0].tls_serialize_detached().unwrap(), expected);
+
+    // The room state: ParticipantListData { UserRolePair participants<V> } with Alice as an
+    // ordinary participant (role 2), and RoomMetaData opening with the room's URI.
+    let dictionary = info.group_context().extensions().app_data_dictionary().expect("room state").dictionary();
+    let alice = b"mimi://a.test/u/alice";
+    let mut list = vec![1 + 21 + 4, 21];
+    list.extend(alice);
+    list.extend(2u32.to_be_bytes());
+    assert_eq!(dictionary.get(&0x0022).expect("participant list"), list);
+    let room_uri = mimi_bridge::translate::uri::room_uri_of(room).unwrap();
+    let metadata = dictionary.get(&0x0023).expect("room metadata");
+    assert_eq!(metadata[0] as usize, room_uri.len());
+    assert_eq!(&metadata[1..=room_uri.len()], room_uri.as_bytes());
+    let required = info.group_context().extensions().required_capabilities().expect("required capabilities");
+    assert_eq!(required.proposal_types(), &[openmls::prelude::ProposalType::AppDataUpdate]);
 }
 
 #[test]
@@ -83,7 +132,7 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     let room = hub_a.new_room_id().unwrap();
     let preset = RoomPreset { encrypted: true, version: &MIMI_HUB_1, ..RoomPreset::default() };
     hub_a.open_room_blocking(&room, ALICE, &preset, 1).unwrap();
-    the_group_names_its_hub_as_external_sender(a, &room);
+    the_group_names_its_hub_and_its_state(a, &room);
     let claimed = runtime.block_on(a.peers.claim(&Requester::ephemeral(&alice_uri).unwrap(), &bob_uri, None)).unwrap();
     let package = claimed.checked.into_iter().next().unwrap().1.unwrap();
     hub_a.submit_local(member_event(&room, ALICE, BOB, "invite", 2)).unwrap().wait().unwrap();
@@ -121,22 +170,23 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     assert_eq!(submit(&from_b, &alice_uri, ciphertext.clone()), SubmitMessageResponse::NotAllowed);
     assert_eq!(length(), before, "nothing stored");
 
-    // A commit of Bob's adding Carol, who is no participant: invalidProposal, nothing stored.
+    // Commits of Bob's that the participant list forbids: invalidProposal, nothing stored.
     let carol_package = hub_b.directories().claim_key_package("@carol:b.test", "D1").unwrap().unwrap();
     let carol_package = hub_b.directories().check_key_package(&carol_package, "@carol:b.test", "D1").unwrap();
-    let staged = bob.stage_add(&[carol_package]).unwrap();
-    let group_info = GroupInfoOption::Full(staged.public_group_state[4..].to_vec());
-    let bundle = HandshakeBundle::Commit {
-        commit: staged.message.clone(),
-        welcome: None,
-        group_info,
-        ratchet_tree: RatchetTreeOption::DistributionService,
-    };
-    let answer = runtime.block_on(from_b.post(&path("update"), bundle.encode())).unwrap();
-    let response = UpdateRoomResponse::decode(&answer.body).unwrap();
-    assert!(matches!(response.outcome, UpdateOutcome::InvalidProposal(_)), "{response:?}");
-    assert!(response.error_description.contains("@carol:b.test"), "{}", response.error_description);
-    assert_eq!(length(), before, "nothing stored");
+    for (i, (staged, named)) in commits_the_list_forbids(&mut bob, &room, &carol_package).into_iter().enumerate() {
+        let group_info = GroupInfoOption::Full(staged.public_group_state[4..].to_vec());
+        let bundle = HandshakeBundle::Commit {
+            commit: staged.message.clone(),
+            welcome: None,
+            group_info,
+            ratchet_tree: RatchetTreeOption::DistributionService,
+        };
+        let answer = runtime.block_on(from_b.post(&path("update"), bundle.encode())).unwrap();
+        let response = UpdateRoomResponse::decode(&answer.body).unwrap();
+        assert!(matches!(response.outcome, UpdateOutcome::InvalidProposal(_)), "{i}: {response:?}");
+        assert!(response.error_description.contains(named), "{i}: {}", response.error_description);
+        assert_eq!(length(), before, "{i}: nothing stored");
+    }
 
     // Bob's leave of the current epoch, sent by a provider that is not his: notAllowed.
     let leave =

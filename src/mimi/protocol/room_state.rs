@@ -1,4 +1,4 @@
-//! The room state a MIMI room keeps in its group's GroupContext (`app_data_dictionary`
+//! The room state a MIMI room keeps in its group's `GroupContext` (`app_data_dictionary`
 //! components, draft-ietf-mimi-protocol-06 §"Participant List" and §"Room Metadata"), and the
 //! `AppDataUpdate` bodies that change it.
 //!
@@ -87,7 +87,7 @@ impl Wire for ParticipantListUpdate {
         let changed_roles = r.list("changedRoleParticipants", |r, name| {
             Ok((r.u32(&format!("{name}.user_index"))?, r.u32(&format!("{name}.role_index"))?))
         })?;
-        let removed = r.list("removedIndices", |r, name| r.u32(name))?;
+        let removed = r.list("removedIndices", Reader::u32)?;
         let added = r.list("addedParticipants", read_pair)?;
         Ok(Self { changed_roles, removed, added })
     }

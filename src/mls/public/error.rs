@@ -79,6 +79,17 @@ pub enum MlsCheckError {
         /// The removed device's user.
         removed: String,
     },
+    /// A commit's `AppDataUpdate` proposals change the room state in a way the rules refuse.
+    #[error("room state change refused: {0}")]
+    RoomState(#[from] crate::mls::room_data::RoomDataError),
+    /// After the commit, the room's participant list is not the log's membership.
+    #[error("the participant list after the commit ({listed}) is not the log's membership ({log})")]
+    ParticipantList {
+        /// The list the commit leaves (user=role, …).
+        listed: String,
+        /// What the log's membership calls for.
+        log: String,
+    },
     /// A proposal type the bridge's groups do not use.
     #[error("commit carries a {0} proposal, which these groups do not accept")]
     UnsupportedProposal(String),

@@ -12,7 +12,7 @@
 //! whatever belonged to an older epoch came before the commit that closed it); an epoch ahead
 //! is a gap.
 
-use openmls::prelude::{ProcessedMessageContent, Sender};
+use openmls::prelude::Sender;
 
 use super::{After, CheckedCommit, MlsCheckError, PublicView, malformed};
 use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
@@ -58,9 +58,7 @@ impl PublicView {
         if !matches!(processed.sender(), Sender::Member(_) | Sender::NewMemberCommit) {
             return Err(MlsCheckError::ExternalCommit);
         }
-        let ProcessedMessageContent::StagedCommitMessage(staged) = processed.into_content() else {
-            return Err(MlsCheckError::NotPublicCommit);
-        };
+        let staged = self.staged(processed)?;
         let mut added = Vec::new();
         for add in staged.add_proposals() {
             added.push(super::device(add.add_proposal().key_package().leaf_node())?);

@@ -1,0 +1,66 @@
+//! The room state in the `GroupContext` as the public view checks it: a commit's `AppDataUpdate`
+//! proposals are resolved by the room's rules ([`room_data::resolve`]) before openmls stages the
+//! commit, and, where the log's membership is known, the participant list after the commit must
+//! be exactly what the membership calls for ([`room_data::roster`]).
+
+use openmls::prelude::{ProcessedMessage, ProcessedMessageContent, StagedCommit};
+
+use super::{MlsCheckError, PublicView};
+use crate::event::state::RoomState;
+use crate::mls::room_data;
+
+fn show(list: &room_data::Roster) -> String {
+    let entries: Vec<_> = list.iter().map(|(user, role)| format!("{}={role}", String::from_utf8_lossy(user))).collect();
+    entries.join(", ")
+}
+
+impl PublicView {
+    /// The staged commit of a processed `PublicMessage` commit, its room-state changes resolved.
+    pub(super) fn staged(&self, processed: ProcessedMessage) -> Result<Box<StagedCommit>, MlsCheckError> {
+        match processed.into_content() {
+            ProcessedMessageContent::StagedCommitMessage(staged) => Ok(staged),
+            ProcessedMessageContent::UnresolvedAppDataCommit(unresolved) => {
+                let changes = room_data::resolve(
+                    self.group.app_data_dictionary_updater(),
+                    unresolved.app_data_update_proposals(),
+                )?;
+                let staged = self
+                    .group
+                    .stage_app_data_commit(&self.crypto, *unresolved, changes)
+                    .map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
+                Ok(Box::new(staged))
+            }
+            _ => Err(MlsCheckError::NotPublicCommit),
+        }
+    }
+
+    /// In a room with a participant list, the list after `staged` must be the log's membership
+    /// (`state`, before the commit).
+    pub(super) fn check_roster(staged: &StagedCommit, state: &RoomState) -> Result<(), MlsCheckError> {
+        let after = room_data::participants(staged.group_context().extensions())?;
+        let Some(after) = after else { return Ok(()) };
+        let (listed, log) = (after.roles(), room_data::roster(state));
+        if listed != log {
+            return Err(MlsCheckError::ParticipantList { listed: show(&listed), log: show(&log) });
+        }
+        Ok(())
+    }
+
+    /// A new room's participant list, if it has one, lists its creator alone, as a participant.
+    pub(super) fn check_created_by(&self, creator: &str) -> Result<(), MlsCheckError> {
+        let listed = room_data::participants(self.group.group_context().extensions())?;
+        let expected = room_data::Roster::from([(room_data::participant(creator), room_data::ROLE_PARTICIPANT)]);
+        match listed.map(|list| list.roles()) {
+            Some(listed) if listed != expected => {
+                Err(MlsCheckError::ParticipantList { listed: show(&listed), log: show(&expected) })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the room has a participant list that is not (yet) the log's membership.
+    pub fn roster_behind(&self, state: &RoomState) -> bool {
+        let listed = room_data::participants(self.group.group_context().extensions());
+        matches!(listed, Ok(Some(list)) if list.roles() != room_data::roster(state))
+    }
+}
