@@ -288,8 +288,22 @@ impl ServerKey {
 
     /// Signs bytes.
     pub fn sign(&self, message: &[u8]) -> String {
+        STANDARD_NO_PAD.encode(self.sign_raw(message))
+    }
+
+    /// Signs bytes; the signature's 64 bytes.
+    pub fn sign_raw(&self, message: &[u8]) -> [u8; 64] {
         use ed25519_dalek::Signer as _;
-        STANDARD_NO_PAD.encode(self.signing.sign(message).to_bytes())
+        self.signing.sign(message).to_bytes()
+    }
+
+    /// A secret only this key's holder can compute, separate per `label`: HMAC-SHA256 keyed
+    /// with the seed (the MIMI hub's franking key, which must outlive restarts).
+    pub fn derive_secret(&self, label: &str) -> [u8; 32] {
+        use hmac::{KeyInit as _, Mac as _};
+        let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(self.signing.as_bytes()).expect("HMAC takes any key");
+        mac.update(label.as_bytes());
+        mac.finalize().into_bytes().into()
     }
 }
 

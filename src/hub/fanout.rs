@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::event::Pdu;
 use crate::event::meta::server_of;
-use crate::mimi::protocol::{FanoutExtra, FanoutMessage, RatchetTreeOption};
+use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Frank, RatchetTreeOption, Wire as _};
 use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED};
 use crate::mls::public::Step;
 use crate::store::{Batch, QueueKey, Ticket};
@@ -62,9 +62,11 @@ impl Hub {
         let timestamp = u64::try_from(meta.origin_server_ts).unwrap_or_default();
         let followers = self.followers(head);
         let message = match (meta.event_type.as_str(), step) {
-            (ENCRYPTED, Step::Encrypted(content)) => {
-                FanoutMessage { timestamp, message: content.ciphertext.clone(), extra: FanoutExtra::Application(None) }
-            }
+            (ENCRYPTED, Step::Encrypted(content)) => FanoutMessage {
+                timestamp,
+                message: content.ciphertext.clone(),
+                extra: FanoutExtra::Application(content.frank.as_deref().and_then(|f| Frank::decode(f).ok())),
+            },
             (COMMIT, Step::Commit(_)) => match CommitContent::parse(pdu.content()) {
                 Ok(content) => {
                     FanoutMessage { timestamp, message: content.message, extra: FanoutExtra::Commit(vec![]) }

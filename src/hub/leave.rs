@@ -119,7 +119,7 @@ impl Hub {
         for user in users.keys() {
             self.leave(room_id, user, user, "leave", ts(timestamp))?;
         }
-        Ok(Verdict::Accepted { timestamp, pending: None })
+        Ok(Verdict::Accepted { timestamp, pending: None, frank: None })
     }
 
     /// As a follower: `user` (of this server) leaves a room hubbed elsewhere. Their client's

@@ -120,9 +120,10 @@ impl Hub {
     pub(super) fn new_group(&self, user_id: &str, room_id: &str) -> Result<(Member, RoomEncryption), HubError> {
         let device = self.directories.local_device(user_id)?;
         let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
-        let hub = crate::mls::hub_sender(&self.server_name, self.key.verifying_key().to_bytes());
         let room_uri = crate::translate::uri::room_uri_of(room_id).unwrap_or_else(|_| room_id.to_owned());
-        let extensions = crate::mls::room_data::new_room_extensions(&hub, user_id, &room_uri).map_err(client_error)?;
+        let key = self.key.verifying_key().to_bytes();
+        let extensions = crate::mls::room_data::new_room_extensions(&self.server_name, key, user_id, &room_uri)
+            .map_err(client_error)?;
         let (member, group_info) = Member::create(provider, device, room_id, extensions).map_err(client_error)?;
         Ok((member, RoomEncryption { group_info }))
     }
@@ -193,7 +194,11 @@ impl Hub {
             sender,
             |member, view, _| {
                 let ciphertext = member.encrypt(mimi_cbor).map_err(client_error)?;
-                let content = EncryptedContent { ciphertext, commit_event_id: view.latest_commit().to_owned() };
+                let accepted = u64::try_from(ts).unwrap_or_default();
+                let frank = view
+                    .frank(&ciphertext, sender, accepted, &self.key)
+                    .map(|f| crate::mimi::protocol::Wire::encode(&f));
+                let content = EncryptedContent { ciphertext, commit_event_id: view.latest_commit().to_owned(), frank };
                 Ok(template(room_id, sender, ENCRYPTED, content.to_json(), ts))
             },
             extra,
@@ -302,7 +307,8 @@ impl Hub {
         // Queued under the lock, synced outside it: the LPDU leaves only once this is durable.
         let ticket = self.store.submit(batch);
         let provider = Arc::clone(member.provider());
-        let content = EncryptedContent { ciphertext, commit_event_id: mls.view.latest_commit().to_owned() };
+        let content =
+            EncryptedContent { ciphertext, commit_event_id: mls.view.latest_commit().to_owned(), frank: None };
         drop(head);
         ticket.blocking_wait()?;
         provider.storage().mark_durable(flush);

@@ -9,6 +9,7 @@
 //! which of the draft's answers applies.
 
 use crate::event::meta::server_of;
+use crate::mimi::protocol::Wire;
 use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent};
 use crate::mls::member::ciphertext_hash;
 use crate::mls::public::MlsCheckError;
@@ -27,6 +28,9 @@ pub enum Verdict {
         timestamp: u64,
         /// The append, if this submission made one.
         pending: Option<PendingAppend>,
+        /// The hub's frank of an application message (when the room franks and the message
+        /// carries a franking tag).
+        frank: Option<Box<crate::mimi::protocol::Frank>>,
     },
     /// The message is for another epoch than the room's current one.
     WrongEpoch(u64),
@@ -66,13 +70,25 @@ impl Hub {
             Err(error) => return Ok(Verdict::NotAllowed(error.to_string())),
         }
         if let Some(timestamp) = mls.accepted.get(&ciphertext_hash(ciphertext)) {
-            return Ok(Verdict::Accepted { timestamp: *timestamp, pending: None });
+            // Franks are deterministic: the first acceptance's, made again.
+            let frank = mls.view.frank(ciphertext, sender, *timestamp, &self.key).map(Box::new);
+            return Ok(Verdict::Accepted { timestamp: *timestamp, pending: None, frank });
         }
-        let content =
-            EncryptedContent { ciphertext: ciphertext.to_vec(), commit_event_id: mls.view.latest_commit().into() };
         let timestamp = now_ms();
+        let frank = mls.view.frank(ciphertext, sender, timestamp, &self.key);
+        let content = EncryptedContent {
+            ciphertext: ciphertext.to_vec(),
+            commit_event_id: mls.view.latest_commit().into(),
+            frank: frank.as_ref().map(Wire::encode),
+        };
         let template = super::mls::template(room_id, sender, ENCRYPTED, content.to_json(), ts(timestamp));
-        Ok(verdict(self.append_template(&mut head, template, |_| Batch::new()), timestamp, epoch))
+        let appended = verdict(self.append_template(&mut head, template, |_| Batch::new()), timestamp, epoch);
+        Ok(match appended {
+            Verdict::Accepted { timestamp, pending, .. } => {
+                Verdict::Accepted { timestamp, pending, frank: frank.map(Box::new) }
+            }
+            refused => refused,
+        })
     }
 
     /// `update`: a commit by a device of a user of `provider`, with the group after it
@@ -175,7 +191,7 @@ pub(super) fn ts(ms: u64) -> i64 {
 /// The draft's answer for an append's outcome.
 fn verdict(result: Result<PendingAppend, HubError>, timestamp: u64, epoch: u64) -> Verdict {
     match result {
-        Ok(pending) => Verdict::Accepted { timestamp, pending: Some(pending) },
+        Ok(pending) => Verdict::Accepted { timestamp, pending: Some(pending), frank: None },
         Err(HubError::Mls(MlsCheckError::StaleEpoch { .. } | MlsCheckError::FutureEpoch { .. })) => {
             Verdict::WrongEpoch(epoch)
         }

@@ -8,6 +8,7 @@ pub mod cbor;
 pub mod content;
 pub mod derived;
 pub mod extensions;
+pub mod frank;
 pub mod id;
 pub mod json;
 #[cfg(feature = "mls")]

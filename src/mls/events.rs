@@ -139,6 +139,9 @@ pub struct EncryptedContent {
     pub ciphertext: Vec<u8>,
     /// The commit that opened the message's epoch (the create event for epoch 0).
     pub commit_event_id: String,
+    /// The hub's frank of the message (a TLS `Frank`), when the room franks and the message
+    /// carries a franking tag.
+    pub frank: Option<Vec<u8>>,
 }
 
 impl EncryptedContent {
@@ -148,17 +151,22 @@ impl EncryptedContent {
         Ok(Self {
             ciphertext: bytes(content, ENCRYPTED, "ciphertext")?,
             commit_event_id: string(content, ENCRYPTED, "commit_event_id")?.to_owned(),
+            frank: content.contains_key("frank").then(|| bytes(content, ENCRYPTED, "frank")).transpose()?,
         })
     }
 
     /// The event content.
     pub fn to_json(&self) -> CanonicalJsonObject {
-        [
+        let mut content: CanonicalJsonObject = [
             ("algorithm".to_owned(), text(ALGORITHM)),
             ("ciphertext".to_owned(), b64(&self.ciphertext)),
             ("commit_event_id".to_owned(), text(&self.commit_event_id)),
         ]
-        .into()
+        .into();
+        if let Some(frank) = &self.frank {
+            content.insert("frank".to_owned(), b64(frank));
+        }
+        content
     }
 }
 
@@ -203,8 +211,10 @@ mod tests {
     fn contents_round_trip_and_bad_fields_are_named() {
         let commit = CommitContent { message: vec![1, 2, 3], public_group_state: vec![4] };
         assert_eq!(CommitContent::parse(&commit.to_json()).unwrap(), commit);
-        let encrypted = EncryptedContent { ciphertext: vec![9; 40], commit_event_id: "$c".into() };
+        let encrypted = EncryptedContent { ciphertext: vec![9; 40], commit_event_id: "$c".into(), frank: None };
         assert_eq!(EncryptedContent::parse(&encrypted.to_json()).unwrap(), encrypted);
+        let franked = EncryptedContent { frank: Some(vec![1; 99]), ..encrypted.clone() };
+        assert_eq!(EncryptedContent::parse(&franked.to_json()).unwrap(), franked);
 
         let mut bad = encrypted.to_json();
         bad.insert("algorithm".into(), text("m.megolm.v1.aes-sha2"));

@@ -31,6 +31,7 @@ use openmls_traits::signatures::Signer;
 
 use openmls::messages::group_info::GroupInfo;
 
+mod frank;
 mod stage;
 
 use super::framing::{self, FramingError, MIMI_CONTENT_TYPE};
@@ -120,6 +121,8 @@ pub struct Decrypted {
     pub epoch: u64,
     /// The MIMI content (CBOR), unframed.
     pub mimi_cbor: Vec<u8>,
+    /// The franking tag the sender put in the Safe AAD (checked against the content).
+    pub frank_tag: Option<[u8; 32]>,
 }
 
 /// The MLS group of one room (see the module documentation).
@@ -355,6 +358,7 @@ impl RoomGroup {
         }
         framing::check_inner_len(mimi_cbor.len())?;
         let framed = framing::frame_mimi(mimi_cbor);
+        self.commit_to_content(&framed, mimi_cbor)?;
         let message = self.group.create_message(provider, signer, &framed).map_err(openmls_error)?;
         serialize(&message)
     }
@@ -374,13 +378,26 @@ impl RoomGroup {
             .map_err(|_| GroupError::Credential)?
             .identity()
             .to_vec();
+        let frank_tag = processed.safe_aad_item(crate::mimi::frank::FRANK_AAD).map(<[u8]>::to_vec);
         let ProcessedMessageContent::ApplicationMessage(application) = processed.into_content() else {
             return Err(GroupError::NotApplication);
         };
-        let (media_type, mimi_cbor) = framing::unframe(&application.into_bytes())?;
+        let framed = application.into_bytes();
+        let (media_type, mimi_cbor) = framing::unframe(&framed)?;
         if media_type != MIMI_CONTENT_TYPE {
             return Err(GroupError::WrongMediaType(media_type));
         }
-        Ok(Decrypted { sender_identity, epoch, mimi_cbor })
+        // A tag must be the content's: the sender cannot disown what its frank will bind.
+        let frank_tag = match frank_tag {
+            None => None,
+            Some(tag) => {
+                let expected = frank::tag_of(&framed, &mimi_cbor);
+                if expected.is_none_or(|e| e[..] != tag[..]) {
+                    return Err(GroupError::Malformed("the franking tag is not the content's".into()));
+                }
+                expected
+            }
+        };
+        Ok(Decrypted { sender_identity, epoch, mimi_cbor, frank_tag })
     }
 }

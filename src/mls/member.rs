@@ -261,7 +261,7 @@ impl Member {
                 .and_then(|commit| self.observe_commit(&commit.message, event_id, batch)),
             ENCRYPTED => EncryptedContent::parse(content)
                 .map_err(|e| malformed(&e))
-                .and_then(|message| self.observe_message(Some(sender), &message.ciphertext, event_id, batch)),
+                .and_then(|message| self.observe_message(Some(sender), &message.ciphertext, None, event_id, batch)),
             // A follower's record: what the hub fanned out, the sender named inside the content.
             FANOUT => match FanoutContent::parse(content)
                 .map_err(|e| malformed(&e))
@@ -269,7 +269,10 @@ impl Member {
             {
                 Ok(fanout) => match fanout.extra {
                     FanoutExtra::Commit(_) => self.observe_commit(&fanout.message, event_id, batch),
-                    FanoutExtra::Application(_) => self.observe_message(None, &fanout.message, event_id, batch),
+                    FanoutExtra::Application(frank) => {
+                        let fanned = Some((frank.as_ref(), fanout.timestamp));
+                        self.observe_message(None, &fanout.message, fanned, event_id, batch)
+                    }
                     FanoutExtra::Welcome(_) | FanoutExtra::Proposal(_) => Ok(Seen::Nothing),
                 },
                 Err(e) => Err(e),
@@ -316,6 +319,7 @@ impl Member {
         &mut self,
         sender: Option<&str>,
         ciphertext: &[u8],
+        fanned: Option<(Option<&crate::mimi::protocol::Frank>, u64)>,
         event_id: &str,
         batch: &mut Batch,
     ) -> Result<Seen, MemberError> {
@@ -338,6 +342,10 @@ impl Member {
                 Err(GroupError::Malformed("the MLS sender is not a device of the event's sender".into()).into())
             }
             Ok(decrypted) => {
+                // A fanned-out message's frank must be the hub's, for this content and sender.
+                if let Some((frank, accepted)) = fanned {
+                    group.check_frank(&decrypted, frank, accepted)?;
+                }
                 batch.put_plaintext(event_id, &decrypted.mimi_cbor);
                 Ok(Seen::Plaintext(decrypted.mimi_cbor))
             }

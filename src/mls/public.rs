@@ -28,6 +28,7 @@ use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 
 mod error;
+mod frank;
 mod proposal;
 mod record;
 mod roster;

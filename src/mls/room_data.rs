@@ -20,13 +20,16 @@ use openmls::extensions::{AppDataDictionary, AppDataDictionaryExtension};
 use openmls::group::{AppDataDictionaryUpdater, AppDataUpdates};
 use openmls::messages::proposals::{AppDataUpdateOperation, AppDataUpdateProposal};
 use openmls::prelude::{
-    Extension, ExtensionType, Extensions, ExternalSender, GroupContext, Proposal, ProposalType,
-    RequiredCapabilitiesExtension,
+    Extension, ExtensionType, Extensions, GroupContext, Proposal, ProposalType, RequiredCapabilitiesExtension,
 };
 
 use crate::event::state::RoomState;
+use crate::mimi::frank::{FRANK_AAD, FRANKING_AGENT, FrankingAgent};
 use crate::mimi::protocol::room_state::{PARTICIPANT_LIST, ParticipantListError, ROOM_METADATA};
 use crate::mimi::protocol::{ParticipantList, ParticipantListUpdate, RoomMetadata, UserRole, Wire, WireError};
+
+/// The `safe_aad` component: the Safe AAD items every member must understand.
+const SAFE_AAD: u16 = 0x0002;
 
 /// A participant list as user URI → role.
 pub type Roster = BTreeMap<Vec<u8>, u32>;
@@ -88,11 +91,13 @@ pub fn required_capabilities() -> RequiredCapabilitiesExtension {
     RequiredCapabilitiesExtension::new(&[ExtensionType::AppDataDictionary], &[ProposalType::AppDataUpdate], &[])
 }
 
-/// The `GroupContext` extensions of a new MIMI room: `hub` as external sender, the capabilities
-/// the room state needs, and the dictionary with `creator` the only participant and the room's
-/// URI in its metadata.
+/// The `GroupContext` extensions of a new MIMI room: the hub (its domain and server key) as
+/// external sender, the capabilities
+/// the room state needs, and the dictionary with `creator` the only participant, the room's
+/// URI in its metadata, the hub as franking agent and its franking tag as Safe AAD.
 pub fn new_room_extensions(
-    hub: &ExternalSender,
+    hub_domain: &str,
+    hub_key: [u8; 32],
     creator: &str,
     room_uri: &str,
 ) -> Result<Extensions<GroupContext>, openmls::prelude::InvalidExtensionError> {
@@ -101,8 +106,13 @@ pub fn new_room_extensions(
     let mut dictionary = AppDataDictionary::new();
     dictionary.insert(PARTICIPANT_LIST, list.encode());
     dictionary.insert(ROOM_METADATA, metadata.encode());
+    // The hub franks messages with the key it signs as external sender with; senders put their
+    // franking tag in the Safe AAD, which the `safe_aad` component (2) lists.
+    let agent = FrankingAgent { key: hub_key.to_vec(), identity: format!("mimi://{hub_domain}").into_bytes() };
+    dictionary.insert(FRANKING_AGENT, agent.encode());
+    dictionary.insert(SAFE_AAD, [&[2u8][..], &FRANK_AAD.to_be_bytes()].concat());
     Extensions::from_vec(vec![
-        Extension::ExternalSenders(vec![hub.clone()]),
+        Extension::ExternalSenders(vec![super::hub_sender(hub_domain, hub_key)]),
         Extension::RequiredCapabilities(required_capabilities()),
         Extension::AppDataDictionary(AppDataDictionaryExtension::new(dictionary)),
     ])
@@ -114,6 +124,12 @@ pub fn participants(extensions: &Extensions<GroupContext>) -> Result<Option<Part
         return Ok(None);
     };
     ParticipantList::decode(data).map(Some).map_err(malformed(PARTICIPANT_LIST))
+}
+
+/// The room's franking agent, if its `GroupContext` names one.
+pub fn franking_agent(extensions: &Extensions<GroupContext>) -> Option<FrankingAgent> {
+    let data = extensions.app_data_dictionary()?.dictionary().get(&FRANKING_AGENT)?;
+    FrankingAgent::decode(data).ok()
 }
 
 /// The `AppDataUpdate` proposal that brings a room's participant list to `target`; `None` when

@@ -10,7 +10,6 @@ use openmls::prelude::{
 
 use crate::http::{MatrixError, Response};
 use crate::mimi::protocol::key_material::REQUEST_LABEL;
-use crate::mimi::protocol::tls::Writer;
 use crate::mimi::protocol::{ClientMaterial, KeyMaterialRequest, KeyMaterialResponse, UserStatus, Wire};
 use crate::mls::CIPHERSUITE;
 use crate::mls::identity::DeviceCredential;
@@ -20,20 +19,7 @@ use crate::translate::uri::{client_uri, matrix_user_id, parse_client_uri, user_u
 use super::consent::Consent;
 use super::service::{Admitted, Provider, binary, blocking, malformed};
 
-/// `SignContent` of RFC 9420 §5.1.2: what `SignWithLabel` signs.
-pub fn sign_content(label: &str, content: &[u8]) -> Vec<u8> {
-    let mut w = Writer::default();
-    w.opaque(format!("MLS 1.0 {label}").as_bytes());
-    w.opaque(content);
-    w.out
-}
-
-/// Verifies an Ed25519 `SignWithLabel` signature strictly.
-pub fn verify_with_label(key: &[u8], label: &str, content: &[u8], signature: &[u8]) -> bool {
-    let (Ok(key), Ok(signature)) = (<[u8; 32]>::try_from(key), <[u8; 64]>::try_from(signature)) else { return false };
-    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key) else { return false };
-    key.verify_strict(&sign_content(label, content), &ed25519_dalek::Signature::from_bytes(&signature)).is_ok()
-}
+pub use crate::mimi::protocol::common::{sign_content, verify_with_label};
 
 /// Whether a BasicCredential names `user` (a user URI): the user URI itself (some peers use it), a
 /// client URI under it, or an LM triple of its user (the bridge's devices before schema 5).

@@ -24,11 +24,11 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
     let (hub, from) = (Arc::clone(&provider.hub), admitted.from.to_owned());
     let verdict = blocking(move || hub.submit_remote_message(&room_id, &from, &sender, &request.app_message)).await?;
     match verdict {
-        Verdict::Accepted { timestamp, pending } => {
+        Verdict::Accepted { timestamp, pending, frank } => {
             if let Some(pending) = pending {
                 durable(pending).await?;
             }
-            answer(SubmitMessageResponse::Accepted { timestamp, frank: None })
+            answer(SubmitMessageResponse::Accepted { timestamp, frank: frank.map(|f| *f) })
         }
         Verdict::WrongEpoch(current_epoch) => answer(SubmitMessageResponse::EpochTooOld { current_epoch }),
         Verdict::NotAllowed(why) | Verdict::InvalidProposal(why) => {

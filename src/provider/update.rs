@@ -43,7 +43,7 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
         }
     };
     let (outcome, why) = match verdict {
-        Verdict::Accepted { timestamp, pending } => {
+        Verdict::Accepted { timestamp, pending, .. } => {
             if let Some(pending) = pending {
                 super::submit::durable(pending).await?;
             }

@@ -58,13 +58,15 @@ pub(crate) fn hub_transcript(store: &Store, room: &str) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// The MLS messages of a follower's record of a room, in order (Welcomes left out).
+/// The MLS messages of a follower's record of a room, in order (Welcomes left out); every
+/// application message came with the hub's frank.
 pub(crate) fn record_transcript(store: &Store, room: &str) -> Vec<Vec<u8>> {
     log(store, room)
         .into_iter()
         .filter(|pdu| pdu.meta().event_type == FANOUT)
         .map(|pdu| FanoutMessage::decode(&FanoutContent::parse(pdu.content()).unwrap().fanout).unwrap())
         .filter(|fanout| !matches!(fanout.extra, FanoutExtra::Welcome(_)))
+        .inspect(|fanout| assert!(!matches!(fanout.extra, FanoutExtra::Application(None)), "unfranked"))
         .map(|fanout| fanout.message)
         .collect()
 }

@@ -7,14 +7,18 @@
 
 use std::collections::BTreeMap;
 
+use mimi_bridge::event::UnverifiedPdu;
 use mimi_bridge::event::canonical::parse_object;
 use mimi_bridge::event::room_version::MIMI_HUB_1;
 use mimi_bridge::http::tls::TlsMaterial;
-use mimi_bridge::hub::{Admission, RoomPreset, member_event};
+use mimi_bridge::hub::{Admission, Hub, Recorded, RoomPreset, member_event};
+use mimi_bridge::mimi::cbor::Value;
 use mimi_bridge::mimi::protocol::{
-    FanoutExtra, FanoutMessage, GroupInfoOption, HandshakeBundle, RatchetTreeOption, SubmitMessageRequest,
+    FanoutExtra, FanoutMessage, Frank, GroupInfoOption, HandshakeBundle, RatchetTreeOption, SubmitMessageRequest,
     SubmitMessageResponse, UpdateOutcome, UpdateRoomResponse, Wire as _,
 };
+use mimi_bridge::mimi::{ExtensionKey, MimiContent};
+use mimi_bridge::mls::events::EncryptedContent;
 use mimi_bridge::mls::identity::DeviceObject;
 use mimi_bridge::mls::member::Member;
 use mimi_bridge::mls::room_data::{ROLE_BANNED, ROLE_PARTICIPANT, Roster, participant};
@@ -68,6 +72,63 @@ fn commits_the_list_forbids(
     commits
 }
 
+/// A MIMI content message of Bob's (its salt makes a franking tag) is franked by the hub:
+/// signed by the room's franking agent (a.test's server key) for Bob, the room and the
+/// acceptance time, and for nothing else; a retry gets the same frank.
+fn franked_by_the_hub(
+    submit: &dyn Fn(Vec<u8>) -> SubmitMessageResponse,
+    tagged: Vec<u8>,
+    bob_uri: &str,
+    alice_uri: &str,
+    room_uri: &str,
+) {
+    use mimi_bridge::mimi::frank::{self, Context, FrankingAgent};
+    let SubmitMessageResponse::Accepted { timestamp, frank: Some(franked) } = submit(tagged.clone()) else {
+        panic!("accepted without a frank")
+    };
+    let again = SubmitMessageResponse::Accepted { timestamp, frank: Some(franked.clone()) };
+    assert_eq!(submit(tagged), again, "a retry: the same frank");
+    let key = mimi_bridge::event::ServerKey::from_seed("k1", [1; 32]).unwrap();
+    let agent = FrankingAgent { key: key.verifying_key().to_bytes().to_vec(), identity: b"mimi://a.test".to_vec() };
+    let context = Context { sender_uri: bob_uri, room_uri, accepted_timestamp: timestamp };
+    frank::verify(&franked, &agent, 1, &context).unwrap();
+    assert!(frank::verify(&franked, &agent, 1, &Context { sender_uri: alice_uri, ..context }).is_err());
+    assert!(frank::verify(&franked, &agent, 1, &Context { accepted_timestamp: timestamp + 1, ..context }).is_err());
+}
+
+/// Alice's messages, fanned out to b.test with the hub's frank: the first as the hub franked
+/// it is delivered; the second, its frank's signature altered, is refused by Bob's client (the
+/// record keeps the message, no plaintext is delivered), as is one whose frank names another
+/// time.
+fn a_follower_delivers_only_what_the_hub_franked(hub_a: &Hub, hub_b: &Hub, room: &str, alice_uri: &str) {
+    let room_uri = mimi_bridge::translate::uri::room_uri_of(room).unwrap();
+    let short = hub_a.short_room(room).unwrap().unwrap();
+    let mut delivered = Vec::new();
+    for (n, alter) in [(0u8, None), (1, Some(0usize)), (2, Some(1))] {
+        let mut content = MimiContent::decode(&crate::mls_rooms::mimi(u64::from(n) + 50)).unwrap();
+        content.set_extension(ExtensionKey::Int(1), Value::Text(alice_uri.to_owned()));
+        content.set_extension(ExtensionKey::Int(2), Value::Text(room_uri.clone()));
+        let sent = hub_a.send_encrypted(room, ALICE, &content.encode(), 100 + i64::from(n)).unwrap().wait().unwrap();
+        let event = &hub_a.log_page(short, sent.position, 1).unwrap()[0].1;
+        let encrypted = EncryptedContent::parse(UnverifiedPdu::parse(event).unwrap().content()).unwrap();
+        let mut frank = Frank::decode(&encrypted.frank.expect("the hub franked Alice's message")).unwrap();
+        let mut timestamp = 100 + u64::from(n);
+        match alter {
+            Some(0) => frank.signature[7] ^= 1,
+            Some(_) => timestamp += 1,
+            None => {}
+        }
+        let fanned =
+            FanoutMessage { timestamp, message: encrypted.ciphertext, extra: FanoutExtra::Application(Some(frank)) };
+        let Recorded::Appended { pending, .. } = hub_b.record_fanout(room, "a.test", &fanned).unwrap() else {
+            panic!("not recorded")
+        };
+        let recorded = pending.wait().unwrap();
+        delivered.push(hub_b.store().plaintext(&recorded.event_id).unwrap().is_some());
+    }
+    assert_eq!(delivered, [true, false, false]);
+}
+
 /// A client for `from` (its certificate) pointed at `to`.
 fn as_provider(pair: &crate::provider_peers::Pair, from: &str, to: &Side) -> PeerClient {
     let leaf = pair.ca.issue(from, &format!("{from}-refusals"));
@@ -83,7 +144,7 @@ fn the_group_names_its_hub_and_its_state(side: &Side, room: &str) {
     use openmls::prelude::{MlsMessageBodyIn, MlsMessageIn};
     let hub = &side.provider.hub;
     let short = hub.short_room(room).unwrap().unwrap();
-    let create = mimi_bridge::event::UnverifiedPdu::parse(&hub.log_page(short, 0, 1).unwrap()[0].1).unwrap();
+    let create = UnverifiedPdu::parse(&hub.log_page(short, 0, 1).unwrap()[0].1).unwrap();
     let encryption = mimi_bridge::mls::events::RoomEncryption::from_create(create.content()).unwrap().unwrap();
     let MlsMessageBodyIn::GroupInfo(info) =
         MlsMessageIn::tls_deserialize_exact(encryption.group_info).unwrap().extract()
@@ -147,7 +208,8 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     hub_b.record_fanout(&room, "a.test", &fanned).unwrap();
     assert!(hub_b.in_group(&room, BOB).unwrap());
     let repeat = hub_b.record_fanout(&room, "a.test", &fanned).unwrap();
-    assert!(matches!(repeat, mimi_bridge::hub::Recorded::Nothing), "a repeated Welcome is recorded once");
+    assert!(matches!(repeat, Recorded::Nothing), "a repeated Welcome is recorded once");
+    a_follower_delivers_only_what_the_hub_franked(hub_a, hub_b, &room, &alice_uri);
     let mut bob = client(b, BOB, &room);
 
     let room_uri = mimi_bridge::translate::uri::room_uri_of(&room).unwrap();
@@ -200,6 +262,8 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     assert!(matches!(submit(&from_b, &bob_uri, ciphertext.clone()), SubmitMessageResponse::Accepted { .. }));
     assert!(matches!(submit(&from_b, &bob_uri, ciphertext), SubmitMessageResponse::Accepted { .. }), "a retry");
     assert_eq!(length(), before + 1, "accepted once");
+    let tagged = bob.encrypt(&crate::mls_rooms::mimi(1)).unwrap();
+    franked_by_the_hub(&|c| submit(&from_b, &bob_uri, c), tagged, &bob_uri, &alice_uri, &room_uri);
     let epoch = hub_a.mls_epoch(&room).unwrap().unwrap();
     let dave = Admission { room_id: &room, user_id: "@dave:a.test", device_id: "D1", sponsor: ALICE, ts: 5 };
     hub_a.admit_local_user(&dave).unwrap();
@@ -224,7 +288,8 @@ fn a_hub_refuses_what_other_providers_may_not_do_and_stores_nothing() {
     assert_eq!(answer.status.as_u16(), 403, "{}", String::from_utf8_lossy(&answer.body));
     assert_eq!(length(), after);
     let record = hub_b.store().tail(hub_b.short_room(&room).unwrap().unwrap()).unwrap().unwrap();
-    assert_eq!(record.events().unwrap(), 3, "the record holds its create, its keeper's join and the Welcome");
+    let held = "the record holds its create, its keeper's join, the Welcome and Alice's three messages";
+    assert_eq!(record.events().unwrap(), 6, "{held}");
 }
 
 /// A follower's record survives a restart: reopened, the hub reloads the record's group by
@@ -267,11 +332,9 @@ fn a_followers_record_is_reloaded_after_a_restart() {
     let last_mls = |hub: &Hub| {
         let short = hub.short_room(&room).unwrap().unwrap();
         let (_, bytes) = hub.log_page(short, 0, 1000).unwrap().pop().unwrap();
-        mimi_bridge::event::UnverifiedPdu::parse(&bytes).unwrap()
+        UnverifiedPdu::parse(&bytes).unwrap()
     };
-    let encrypted = |pdu: &mimi_bridge::event::UnverifiedPdu| {
-        mimi_bridge::mls::events::EncryptedContent::parse(pdu.content()).unwrap().ciphertext
-    };
+    let encrypted = |pdu: &UnverifiedPdu| EncryptedContent::parse(pdu.content()).unwrap().ciphertext;
     hub_a.send_encrypted(&room, ALICE, &mimi_text(&room, "before"), 6).unwrap().wait().unwrap();
     hub_b
         .record_fanout(&room, "a.test", &fanout(encrypted(&last_mls(&hub_a)), FanoutExtra::Application(None)))
@@ -283,7 +346,7 @@ fn a_followers_record_is_reloaded_after_a_restart() {
         .log_page(short, 0, 1000)
         .unwrap()
         .into_iter()
-        .map(|(_, bytes)| mimi_bridge::event::UnverifiedPdu::parse(&bytes).unwrap())
+        .map(|(_, bytes)| UnverifiedPdu::parse(&bytes).unwrap())
         .rfind(|pdu| pdu.meta().event_type == mimi_bridge::mls::events::COMMIT)
         .unwrap();
     let commit = mimi_bridge::mls::events::CommitContent::parse(commit.content()).unwrap().message;
@@ -295,7 +358,7 @@ fn a_followers_record_is_reloaded_after_a_restart() {
     hub_a.send_encrypted(&room, ALICE, &mimi_text(&room, "after"), 8).unwrap().wait().unwrap();
     let after = fanout(encrypted(&last_mls(&hub_a)), FanoutExtra::Application(None));
     let recorded = hub_b.record_fanout(&room, "a.test", &after).unwrap();
-    let mimi_bridge::hub::Recorded::Appended { pending, .. } = recorded else { panic!("not recorded") };
+    let Recorded::Appended { pending, .. } = recorded else { panic!("not recorded") };
     let appended = pending.wait().unwrap();
     let plaintext = hub_b.plaintext(&appended.event_id).unwrap().expect("decrypted after the restart");
     assert_eq!(plaintext, mimi_text(&room, "after"));

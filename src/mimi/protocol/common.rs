@@ -3,6 +3,21 @@
 
 use super::tls::{Reader, WireError, Writer};
 
+/// `SignContent` of RFC 9420 §5.1.2: what `SignWithLabel` signs.
+pub fn sign_content(label: &str, content: &[u8]) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.opaque(format!("MLS 1.0 {label}").as_bytes());
+    w.opaque(content);
+    w.out
+}
+
+/// Verifies an Ed25519 `SignWithLabel` signature strictly.
+pub fn verify_with_label(key: &[u8], label: &str, content: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(signature)) = (<[u8; 32]>::try_from(key), <[u8; 64]>::try_from(signature)) else { return false };
+    let Ok(key) = ed25519_dalek::VerifyingKey::from_bytes(&key) else { return false };
+    key.verify_strict(&sign_content(label, content), &ed25519_dalek::Signature::from_bytes(&signature)).is_ok()
+}
+
 /// `enum { reserved(0), mls10(1), (255) } Protocol`: the only version there is.
 pub const MLS10: u8 = 1;
 

@@ -90,6 +90,9 @@ pub enum MlsCheckError {
         /// What the log's membership calls for.
         log: String,
     },
+    /// A frank in the hub's log does not check out.
+    #[error("frank refused: {0}")]
+    Frank(String),
     /// A proposal type the bridge's groups do not use.
     #[error("commit carries a {0} proposal, which these groups do not accept")]
     UnsupportedProposal(String),

@@ -40,8 +40,11 @@ impl PublicView {
         let fanout = FanoutMessage::decode(fanout).map_err(malformed)?;
         match fanout.extra {
             FanoutExtra::Application(_) => {
-                let content =
-                    EncryptedContent { ciphertext: fanout.message, commit_event_id: self.latest_commit.clone() };
+                let content = EncryptedContent {
+                    ciphertext: fanout.message,
+                    commit_event_id: self.latest_commit.clone(),
+                    frank: None,
+                };
                 self.check_encrypted(&content)?;
                 Ok(Step::Encrypted(content))
             }

@@ -71,6 +71,7 @@ pub fn check_event(
     if encrypted {
         let content = EncryptedContent::parse(pdu.content())?;
         view.check_encrypted(&content)?;
+        view.check_logged_frank(&content, &meta.sender, u64::try_from(meta.origin_server_ts).unwrap_or_default())?;
         return Ok(Step::Encrypted(content));
     }
     let content = CommitContent::parse(pdu.content())?;
