@@ -51,7 +51,10 @@ impl Hub {
             if head.chain.version().hub_signs() { &own } else { self.directories.devices() };
         let devices = keys.as_ref().map(|keys| (directory, keys));
         let view = head.mls.as_ref().map(|m| &m.view);
-        Ok(check_event(view, head.chain.next_position(), pdu, head.chain.state(), devices)?)
+        // In a MIMI room the hub makes every event's content; elsewhere its own users' alone.
+        let made_here =
+            head.chain.version().hub_signs() || crate::event::meta::server_of(&pdu.meta().sender) == self.server_name;
+        Ok(check_event(view, head.chain.next_position(), pdu, head.chain.state(), devices, !made_here)?)
     }
 
     /// Lets this server's clients observe the event into `batch` and takes their MLS writes.

@@ -92,7 +92,7 @@ pub fn import_log(
             }
             let seq = u64::try_from(pdus.len()).unwrap_or(u64::MAX);
             let mls_fail = |e: MlsCheckError| fail(line, id(), format!("MLS: {e}"));
-            let step = check_event(mls.as_ref(), seq, &pdu, chain.state(), None).map_err(mls_fail)?;
+            let step = check_event(mls.as_ref(), seq, &pdu, chain.state(), None, true).map_err(mls_fail)?;
             chain.push(&pdu).map_err(|e| fail(line, id(), e.to_string()))?;
             apply_step(&mut mls, step, pdu.event_id()).map_err(mls_fail)?;
             pdus.push(pdu);

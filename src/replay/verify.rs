@@ -100,7 +100,7 @@ fn verify_room(
             None => chain.insert(Chain::for_create(&pdu).map_err(|e| fail(Some(0), id(), e.to_string()))?),
         };
         let mls_fail = |e: MlsCheckError| fail(Some(seq), id(), format!("MLS: {e}"));
-        let step = check_event(mls.as_ref(), seq, &pdu, chain.state(), None).map_err(mls_fail)?;
+        let step = check_event(mls.as_ref(), seq, &pdu, chain.state(), None, true).map_err(mls_fail)?;
         if matches!(step, Step::Commit(_)) {
             commits += 1;
             last_commit = Some(seq);

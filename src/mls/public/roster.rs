@@ -7,11 +7,22 @@ use openmls::prelude::{ProcessedMessage, ProcessedMessageContent, StagedCommit};
 
 use super::{MlsCheckError, PublicView};
 use crate::event::state::RoomState;
+use crate::mimi::protocol::ParticipantList;
 use crate::mls::room_data;
 
 fn show(list: &room_data::Roster) -> String {
     let entries: Vec<_> = list.iter().map(|(user, role)| format!("{}={role}", String::from_utf8_lossy(user))).collect();
     entries.join(", ")
+}
+
+/// A room's participant list, if it has one, is `expected`.
+fn same(listed: Option<ParticipantList>, expected: &room_data::Roster) -> Result<(), MlsCheckError> {
+    match listed.map(|list| list.roles()) {
+        Some(listed) if listed != *expected => {
+            Err(MlsCheckError::ParticipantList { listed: show(&listed), log: show(expected) })
+        }
+        _ => Ok(()),
+    }
 }
 
 impl PublicView {
@@ -37,25 +48,13 @@ impl PublicView {
     /// In a room with a participant list, the list after `staged` must be the log's membership
     /// (`state`, before the commit).
     pub(super) fn check_roster(staged: &StagedCommit, state: &RoomState) -> Result<(), MlsCheckError> {
-        let after = room_data::participants(staged.group_context().extensions())?;
-        let Some(after) = after else { return Ok(()) };
-        let (listed, log) = (after.roles(), room_data::roster(state));
-        if listed != log {
-            return Err(MlsCheckError::ParticipantList { listed: show(&listed), log: show(&log) });
-        }
-        Ok(())
+        same(room_data::participants(staged.group_context().extensions())?, &room_data::roster(state))
     }
 
     /// A new room's participant list, if it has one, lists its creator alone, as a participant.
     pub(super) fn check_created_by(&self, creator: &str) -> Result<(), MlsCheckError> {
-        let listed = room_data::participants(self.group.group_context().extensions())?;
         let expected = room_data::Roster::from([(room_data::participant(creator), room_data::ROLE_PARTICIPANT)]);
-        match listed.map(|list| list.roles()) {
-            Some(listed) if listed != expected => {
-                Err(MlsCheckError::ParticipantList { listed: show(&listed), log: show(&expected) })
-            }
-            _ => Ok(()),
-        }
+        same(room_data::participants(self.group.group_context().extensions())?, &expected)
     }
 
     /// Whether the room has a participant list that is not (yet) the log's membership.
