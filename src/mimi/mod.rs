@@ -8,6 +8,7 @@ pub mod cbor;
 pub mod content;
 pub mod derived;
 pub mod extensions;
+#[cfg(feature = "mls")]
 pub mod frank;
 pub mod id;
 pub mod json;
