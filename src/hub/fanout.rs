@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::event::Pdu;
 use crate::event::meta::server_of;
 use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Frank, RatchetTreeOption, Wire as _};
-use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED};
+use crate::mls::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent};
 use crate::mls::public::Step;
 use crate::store::{Batch, QueueKey, Ticket};
 
@@ -62,15 +62,9 @@ impl Hub {
         let timestamp = u64::try_from(meta.origin_server_ts).unwrap_or_default();
         let followers = self.followers(head);
         let message = match (meta.event_type.as_str(), step) {
-            (ENCRYPTED, Step::Encrypted(content)) => FanoutMessage {
-                timestamp,
-                message: content.ciphertext.clone(),
-                extra: FanoutExtra::Application(content.frank.as_deref().and_then(|f| Frank::decode(f).ok())),
-            },
+            (ENCRYPTED, Step::Encrypted(content)) => application(timestamp, content),
             (COMMIT, Step::Commit(_)) => match CommitContent::parse(pdu.content()) {
-                Ok(content) => {
-                    FanoutMessage { timestamp, message: content.message, extra: FanoutExtra::Commit(vec![]) }
-                }
+                Ok(content) => commit(timestamp, content.message),
                 Err(_) => return Vec::new(),
             },
             _ => return Vec::new(),
@@ -85,12 +79,7 @@ impl Hub {
         if let Step::Commit(checked) = step
             && let Some(welcome) = batch.welcome_of(pdu.event_id()).and_then(|j| crate::mls::member::parse_welcome(&j))
         {
-            // The tree travels beside the Welcome ("full"), as the group after the commit has it.
-            let tree = CommitContent::parse(pdu.content())
-                .ok()
-                .and_then(|c| crate::mls::public::ratchet_tree(&c.public_group_state))
-                .map_or(RatchetTreeOption::DistributionService, RatchetTreeOption::Full);
-            let welcome = FanoutMessage { timestamp, message: welcome.message, extra: FanoutExtra::Welcome(tree) };
+            let welcome = welcome_of(timestamp, welcome.message, pdu);
             let invited: BTreeSet<&str> = checked
                 .added()
                 .iter()
@@ -114,4 +103,28 @@ impl Hub {
             .filter(|server| *server != self.server_name)
             .collect()
     }
+}
+
+/// The fan-out of an application message.
+pub(super) fn application(timestamp: u64, content: &EncryptedContent) -> FanoutMessage {
+    FanoutMessage {
+        timestamp,
+        message: content.ciphertext.clone(),
+        extra: FanoutExtra::Application(content.frank.as_deref().and_then(|f| Frank::decode(f).ok())),
+    }
+}
+
+/// The fan-out of a commit.
+pub(super) fn commit(timestamp: u64, message: Vec<u8>) -> FanoutMessage {
+    FanoutMessage { timestamp, message, extra: FanoutExtra::Commit(vec![]) }
+}
+
+/// The fan-out of the Welcome of `commit` (its `m.mls.commit`): the tree travels beside it
+/// ("full"), as the group after the commit has it.
+pub(super) fn welcome_of(timestamp: u64, welcome: Vec<u8>, commit: &Pdu) -> FanoutMessage {
+    let tree = CommitContent::parse(commit.content())
+        .ok()
+        .and_then(|c| crate::mls::public::ratchet_tree(&c.public_group_state))
+        .map_or(RatchetTreeOption::DistributionService, RatchetTreeOption::Full);
+    FanoutMessage { timestamp, message: welcome, extra: FanoutExtra::Welcome(tree) }
 }

@@ -11,6 +11,7 @@
 
 mod admit;
 mod append;
+mod backfill;
 mod create;
 mod directories;
 mod error;
@@ -34,6 +35,7 @@ use crate::store::{RoomSeq, ShortRoomId, Store, StoreError, Ticket};
 use openmls::prelude::OpenMlsProvider as _;
 
 pub use admit::{Admission, member_event};
+pub use backfill::Backfill;
 pub use create::RoomPreset;
 pub use directories::Directories;
 pub use error::{HubError, LpduRejection};

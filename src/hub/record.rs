@@ -66,18 +66,22 @@ impl Hub {
             Err(HubError::UnknownRoom(_)) => return self.open_record(room_id, hub, fanout),
             Err(e) => return Err(e),
         };
+        let welcomed = match &fanout.extra {
+            FanoutExtra::Welcome(_) => self.welcomed(hub, &fanout.message)?,
+            _ => Vec::new(),
+        };
         // A Welcome whose clients here are all in the group already is a repeat.
-        if let FanoutExtra::Welcome(_) = &fanout.extra {
-            let welcomed = self.welcomed(hub, &fanout.message)?;
-            if !welcomed.is_empty() && welcomed.iter().all(|user| self.in_group(room_id, user).unwrap_or(false)) {
-                return Ok(Recorded::Nothing);
-            }
+        if !welcomed.is_empty() && welcomed.iter().all(|user| self.in_group(room_id, user).unwrap_or(false)) {
+            return Ok(Recorded::Nothing);
         }
         let mut head = lock(&head);
         if !head.chain.version().is_record() {
             return Err(HubError::NotHub { room_id: room_id.to_owned(), hub: head.chain.hub().to_owned() });
         }
-        let pending = match self.append_fanout(&mut head, fanout) {
+        if !welcomed.is_empty() && head.mls.as_ref().is_some_and(|mls| mls.members.is_empty()) {
+            return self.rejoin(head, welcomed, fanout);
+        }
+        let pending = match self.append_fanout(&mut head, fanout, None) {
             Ok(pending) => pending,
             Err(HubError::Mls(MlsCheckError::StaleEpoch { .. } | MlsCheckError::Replay)) => {
                 return Ok(Recorded::Nothing);
@@ -92,13 +96,18 @@ impl Hub {
         Ok(Recorded::Appended { pending: Box::new(pending), joined })
     }
 
-    fn append_fanout(&self, head: &mut RoomHead, fanout: &FanoutMessage) -> Result<PendingAppend, HubError> {
+    fn append_fanout(
+        &self,
+        head: &mut RoomHead,
+        fanout: &FanoutMessage,
+        rejoined: Option<Vec<u8>>,
+    ) -> Result<PendingAppend, HubError> {
         let template = EventTemplate {
             room_id: head.chain.room_id().to_owned(),
             event_type: FANOUT.to_owned(),
             sender: self.keeper(),
             state_key: None,
-            content: FanoutContent { fanout: fanout.encode() }.to_json(),
+            content: FanoutContent { fanout: fanout.encode(), rejoined }.to_json(),
             origin_server_ts: i64::try_from(fanout.timestamp).unwrap_or(i64::MAX),
         };
         self.append_template(head, template, |_| Batch::new())
@@ -184,12 +193,72 @@ impl Hub {
         self.append_built(&mut head, &create, None, Batch::new())?.wait()?;
         let join = member_event(room_id, &keeper, &keeper, "join", create.meta().origin_server_ts);
         self.append_template(&mut head, join, |_| Batch::new())?.wait()?;
-        let pending = self.append_fanout(&mut head, fanout)?;
+        let pending = self.append_fanout(&mut head, fanout, None)?;
         drop(head);
         tracing::info!(room_id, hub, user, "following a room hubbed elsewhere");
         let mut joined = vec![user];
         joined.extend(self.join_welcomed(room_id, hub, &fanout.message)?);
         Ok(Recorded::Appended { pending: Box::new(pending), joined })
+    }
+}
+
+impl Hub {
+    /// A Welcome for `users` into a room none of this server's clients is in any more: they
+    /// join, and if the Welcome is for a later epoch than the record's (the hub sent nothing
+    /// while no client was here), the record starts again from the group as they joined it.
+    fn rejoin(
+        &self,
+        mut head: std::sync::MutexGuard<'_, RoomHead>,
+        users: Vec<String>,
+        fanout: &FanoutMessage,
+    ) -> Result<Recorded, HubError> {
+        let room_id = head.chain.room_id().to_owned();
+        let mut joined = std::collections::BTreeMap::new();
+        for user in users {
+            let device = self.directories.local_device(&user)?;
+            let provider =
+                Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
+            match Member::join(provider, device, &fanout.message) {
+                Ok(member) if member.room_id().as_deref() == Some(room_id.as_str()) => {
+                    joined.insert(user, member);
+                }
+                Ok(member) => member.provider().storage().discard_pending(),
+                Err(error) => tracing::warn!(room_id, user, %error, "a Welcome for a client here could not be used"),
+            }
+        }
+        let epoch = head.mls.as_ref().map_or(0, |mls| mls.view.epoch());
+        let joined_at = joined.values().next().and_then(Member::epoch);
+        if joined_at.is_none_or(|at| at < epoch) {
+            // Nobody joined, or for an epoch the record has passed: kept as it came, no more.
+            for member in joined.values() {
+                member.provider().storage().discard_pending();
+            }
+            let pending = self.append_fanout(&mut head, fanout, None)?;
+            return Ok(Recorded::Appended { pending: Box::new(pending), joined: Vec::new() });
+        }
+        let rejoined = match joined_at {
+            Some(at) if at > epoch => {
+                let first = joined.values().next().ok_or(MlsCheckError::NotEncrypted)?;
+                Some(first.group_info().map_err(client_error)?)
+            }
+            _ => None,
+        };
+        let users: Vec<String> = joined.keys().cloned().collect();
+        // The clients' joined state lands in the Welcome's batch.
+        let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
+        mls.members.extend(joined);
+        let appended = self.append_fanout(&mut head, fanout, rejoined);
+        if appended.is_err()
+            && let Some(mls) = head.mls.as_mut()
+        {
+            for user in &users {
+                if let Some(member) = mls.members.remove(user) {
+                    member.provider().storage().discard_pending();
+                }
+            }
+        }
+        tracing::info!(room_id, ?users, from = epoch, to = ?joined_at, "back in a followed room's group");
+        Ok(Recorded::Appended { pending: Box::new(appended?), joined: users })
     }
 }
 

@@ -171,22 +171,34 @@ impl EncryptedContent {
 }
 
 /// An `m.mimi.fanout`'s content: `{"fanout": b64}`, one `FanoutMessage` of a `notify` body
-/// (the hub's timestamp, the MLS message and what came with it) exactly as received.
+/// (the hub's timestamp, the MLS message and what came with it) exactly as received; a Welcome
+/// that brings this server back into a group it had left carries `"rejoined": b64` too, the
+/// group (`GroupInfo` with its tree) as the welcomed client joined it, which the record goes on
+/// from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FanoutContent {
     /// The `FanoutMessage`, TLS-encoded.
     pub fanout: Vec<u8>,
+    /// The group the record starts again from (see above).
+    pub rejoined: Option<Vec<u8>>,
 }
 
 impl FanoutContent {
     /// Parses the content.
     pub fn parse(content: &CanonicalJsonObject) -> Result<Self, ContentError> {
-        Ok(Self { fanout: bytes(content, FANOUT, "fanout")? })
+        Ok(Self {
+            fanout: bytes(content, FANOUT, "fanout")?,
+            rejoined: content.contains_key("rejoined").then(|| bytes(content, FANOUT, "rejoined")).transpose()?,
+        })
     }
 
     /// The event content.
     pub fn to_json(&self) -> CanonicalJsonObject {
-        [("fanout".to_owned(), b64(&self.fanout))].into()
+        let mut content: CanonicalJsonObject = [("fanout".to_owned(), b64(&self.fanout))].into();
+        if let Some(group_info) = &self.rejoined {
+            content.insert("rejoined".to_owned(), b64(group_info));
+        }
+        content
     }
 }
 

@@ -19,6 +19,7 @@ struct Figures {
     in_requests: u64,
     in_refused: u64,
     reencrypted: u64,
+    healed: u64,
 }
 
 /// A family: name, kind, help, and its value for one peer.
@@ -60,6 +61,11 @@ impl PeerMetrics {
         self.with(peer, |f| f.reencrypted += 1);
     }
 
+    /// `count` messages `peer` (a follower) had missed were sent again from a room's log.
+    pub fn healed(&self, peer: &str, count: usize) {
+        self.with(peer, |f| f.healed += count as u64);
+    }
+
     /// An abuse report was stored.
     pub fn abuse_report(&self) {
         self.abuse_reports.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -75,7 +81,7 @@ impl PeerMetrics {
 impl crate::http::metrics::MetricsSource for PeerMetrics {
     fn render(&self, out: &mut String) {
         let peers = self.peers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone();
-        let families: [Family; 6] = [
+        let families: [Family; 7] = [
             ("peer_requests_out_total", "counter", "Requests to another provider.", |f| f.out_requests.to_string()),
             ("peer_failures_out_total", "counter", "Requests to another provider that got no answer or a 5xx.", |f| {
                 f.out_failures.to_string()
@@ -91,6 +97,9 @@ impl crate::http::metrics::MetricsSource for PeerMetrics {
             }),
             ("peer_reencrypted_total", "counter", "Messages a room's hub found too old, encrypted anew.", |f| {
                 f.reencrypted.to_string()
+            }),
+            ("peer_healed_total", "counter", "Messages a follower had missed, sent again from a room's log.", |f| {
+                f.healed.to_string()
             }),
         ];
         for (name, kind, help, value) in families {

@@ -3,7 +3,9 @@
 //! certificate): 403 otherwise. Each is appended to this server's record of the room
 //! (`hub::record`); the answer, 201 without a body, comes once all are durable. A repeat of
 //! what the record holds is answered 201 and changes nothing; a gap (an epoch the record has not
-//! reached) is answered 409 and nothing after it is taken.
+//! reached) is answered 409 with the record's epoch (`{"errcode": "M_UNKNOWN", "error": …,
+//! "epoch": n}`) and nothing after it is taken: the hub heals it from its log
+//! (`hub::backfill`) before it sends the refused request again.
 
 use std::sync::Arc;
 
@@ -32,7 +34,16 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
     })
     .await
     .map_err(|_| MatrixError::internal("worker stopped"))?;
-    let recorded = recorded.map_err(|error| refusal(&error, room))?;
+    let recorded = match recorded {
+        Ok(recorded) => recorded,
+        Err(HubError::Mls(MlsCheckError::FutureEpoch { message, group })) => {
+            tracing::warn!(room, message, group, "a gap in a followed room: asking the hub for what was missed");
+            let error = format!("gap: a message for epoch {message}, but this record is at epoch {group}");
+            let body = serde_json::json!({"errcode": "M_UNKNOWN", "error": error, "epoch": group});
+            return Ok(crate::http::json(hyper::StatusCode::CONFLICT, &body));
+        }
+        Err(error) => return Err(refusal(&error, room)),
+    };
     for outcome in recorded {
         if let Recorded::Appended { pending, .. } = outcome {
             super::submit::durable(*pending).await?;
@@ -44,10 +55,6 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
 fn refusal(error: &HubError, room: &str) -> MatrixError {
     match error {
         HubError::NotHub { .. } => MatrixError::forbidden(error.to_string()),
-        HubError::Mls(MlsCheckError::FutureEpoch { message, group }) => {
-            tracing::error!(room, message, group, "a gap in a followed room: a message for an epoch not reached");
-            MatrixError::new(hyper::StatusCode::CONFLICT, "M_UNKNOWN", format!("gap: {error}"))
-        }
         HubError::Mls(_) | HubError::Event(_) => {
             tracing::warn!(room, %error, "a fanned-out message refused");
             MatrixError::bad_request("M_INVALID_PARAM", error.to_string())

@@ -4,8 +4,10 @@
 //! 2xx, and resumed after a restart. The peer's endpoint comes from its directory at delivery
 //! time, never from a path written here. A 4xx answer is final: the peer will never take those
 //! bytes, and the entry is dropped with an error in the log and the queue's `dropped` count —
-//! except 409, a follower's gap, which is never skipped: it is tried again, and the destination's
-//! failures and oldest entry show it.
+//! except 409, a follower's gap, which is never skipped: the follower is sent what it missed
+//! from the room's log (`hub::backfill`, from the epoch its answer names), then the refused
+//! request again; until that succeeds it is tried again, and the destination's failures and
+//! oldest entry show it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -106,6 +108,14 @@ pub enum OutboxError {
     /// The peer will never take these bytes, or they are not a request.
     #[error("{0}")]
     Final(String),
+    /// A follower missed messages of a room: its record is at this epoch.
+    #[error("{reason}")]
+    Gap {
+        /// What it said.
+        reason: String,
+        /// Its record's epoch.
+        epoch: u64,
+    },
 }
 
 impl Retryable for OutboxError {
@@ -153,6 +163,47 @@ impl OutboxDelivery {
             .map_err(|e| OutboxError::Retry(format!("{dest}'s directory: {e}")))
     }
 
+    /// Posts `body` (for `outgoing`); a `notify` refused for a gap is sent again once the
+    /// follower has what it missed.
+    async fn post_healing(
+        &self,
+        dest: &str,
+        outgoing: &Outgoing,
+        url: &str,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, OutboxError> {
+        match self.post(url, body.clone()).await {
+            Err(OutboxError::Gap { reason, epoch }) if outgoing.endpoint == "notify" => {
+                tracing::warn!(provider = dest, url, epoch, reason, "a follower missed messages: healing from the log");
+                let room = room_of(outgoing).ok_or_else(|| OutboxError::Final(format!("{url}: names no room")))?;
+                self.heal(dest, url, &room, epoch).await?;
+                self.post(url, body).await
+            }
+            other => other,
+        }
+    }
+
+    /// Sends `dest` what this hub owed it in `room` since `epoch`, page by page.
+    async fn heal(&self, dest: &str, url: &str, room: &str, epoch: u64) -> Result<(), OutboxError> {
+        let mut at = crate::hub::Backfill::from_epoch(epoch);
+        loop {
+            let (hub, room, dest_owned) = (Arc::clone(&self.hub), room.to_owned(), dest.to_owned());
+            let (page, after) = tokio::task::spawn_blocking(move || {
+                let page = hub.backfill(&room, &dest_owned, &mut at, MAX_NOTIFY_MESSAGES, MAX_NOTIFY_BODY);
+                (page, at)
+            })
+            .await
+            .map_err(|_| OutboxError::Retry("worker stopped".into()))?;
+            let page = page.map_err(|e| OutboxError::Retry(format!("{url}: reading the log to heal a gap: {e}")))?;
+            if page.is_empty() {
+                return Ok(());
+            }
+            at = after;
+            self.peers.client().metrics().healed(dest, page.len());
+            self.post(url, crate::mimi::protocol::FanoutMessage::encode_all(&page)).await?;
+        }
+    }
+
     /// Posts `body`; the answer's body once 2xx.
     async fn post(&self, url: &str, body: Vec<u8>) -> Result<Vec<u8>, OutboxError> {
         let answer = self.peers.client().post(url, body).await.map_err(|e| OutboxError::Retry(e.to_string()))?;
@@ -162,8 +213,13 @@ impl OutboxDelivery {
         match status.as_u16() {
             200..=299 => Ok(answer.body.to_vec()),
             429 => Err(OutboxError::Later { reason: said(), after: Duration::from_secs(30) }),
-            // A follower that found a gap: never skipped, tried again (and seen in the metrics).
-            409 => Err(OutboxError::Retry(said())),
+            // A follower that found a gap: never skipped, healed or tried again.
+            409 => {
+                let epoch =
+                    serde_json::from_slice::<serde_json::Value>(&answer.body).ok().and_then(|v| v["epoch"].as_u64());
+                Err(epoch
+                    .map_or_else(|| OutboxError::Retry(said()), |epoch| OutboxError::Gap { reason: said(), epoch }))
+            }
             400..=499 => Err(OutboxError::Final(said())),
             _ => Err(OutboxError::Retry(said())),
         }
@@ -178,16 +234,15 @@ impl Deliver for OutboxDelivery {
             .ok_or_else(|| OutboxError::Final(format!("outbox entry {} is not a request", entry.seq)))?;
         let url = self.url(dest, &outgoing).await?;
         let body = outgoing.body.clone();
-        let answer = self.post(&url, body.clone()).await?;
+        let answer = self.post_healing(dest, &outgoing, &url, body.clone()).await?;
         let epoch = match read_answer(&outgoing.endpoint, &answer) {
             Answer::Done => return Ok(Batch::new()),
             Answer::Stale(epoch) => epoch,
             Answer::Refused(why) => return Err(OutboxError::Final(format!("{url}: {why}"))),
             Answer::Unreadable(why) => return Err(OutboxError::Retry(format!("{url}: {why}"))),
         };
-        let room = outgoing.variables.iter().find(|(name, _)| name == "roomId").map(|(_, v)| v.clone());
-        let room = room.and_then(|uri| crate::translate::uri::room_id_of(&uri).ok());
-        let room = room.ok_or_else(|| OutboxError::Final(format!("outbox entry {} names no room", entry.seq)))?;
+        let room = room_of(&outgoing)
+            .ok_or_else(|| OutboxError::Final(format!("outbox entry {} names no room", entry.seq)))?;
         // Too old: the same plaintext encrypted anew (or the same leave proposed anew) once the
         // record reached the hub's epoch, the queued body replaced in the same batch, unless
         // the hub took it meanwhile.
@@ -234,7 +289,7 @@ impl Deliver for OutboxDelivery {
             body.extend(request.ok_or_else(|| OutboxError::Final("an outbox entry is not a request".into()))?.body);
         }
         let url = self.url(dest, &first).await?;
-        self.post(&url, body).await.map(|_| Batch::new())
+        self.post_healing(dest, &first, &url, body).await.map(|_| Batch::new())
     }
 
     async fn undeliverable(&self, dest: &str, entry: &QueueEntry, error: &OutboxError) {
@@ -265,6 +320,12 @@ pub fn open_delivering<D: Deliver>(
     let options =
         QueueOptions { counter: NEXT_SEQ, policy: crate::queue::RetryPolicy::default(), max_in_flight: 8, health };
     Queue::open(QueueId::Provider, store, deliver, options, shutdown)
+}
+
+/// The room (its log's room ID) a request is about.
+fn room_of(outgoing: &Outgoing) -> Option<String> {
+    let uri = outgoing.variables.iter().find(|(name, _)| name == "roomId").map(|(_, v)| v)?;
+    crate::translate::uri::room_id_of(uri).ok()
 }
 
 /// What a hub's answer to a follower's request means for the queued entry.

@@ -43,6 +43,7 @@ mod provider_tls;
 mod replay;
 mod rooms_across;
 mod rooms_across_crash;
+mod rooms_across_gaps;
 mod rooms_across_latency;
 mod rooms_across_leaves;
 mod rooms_across_media;

@@ -369,7 +369,7 @@ fn a_followers_record_is_reloaded_after_a_restart() {
 }
 
 /// MIMI content with a text body from Alice in `room`.
-fn mimi_text(room: &str, text: &str) -> Vec<u8> {
+pub(crate) fn mimi_text(room: &str, text: &str) -> Vec<u8> {
     let json = serde_json::json!({
         "body": {"cardinality": "single", "content": hex::encode(text), "contentType": "text/plain;charset=utf-8",
                  "disposition": 1, "language": ""},

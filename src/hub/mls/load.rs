@@ -72,7 +72,7 @@ impl Hub {
             }
             let Some(current) = view.as_ref() else { break };
             let content = crate::mls::events::FanoutContent::parse(pdu.content()).map_err(MlsCheckError::from)?;
-            let step = current.check_fanout(&content.fanout)?;
+            let step = current.check_fanout(&content, room_id, pdu.event_id())?;
             apply_step(&mut view, step, pdu.event_id())?;
         }
         let view = view.ok_or(MlsCheckError::NotEncrypted)?;

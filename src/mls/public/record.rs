@@ -11,12 +11,17 @@
 //! An epoch behind the record's is a repeat of what the hub already sent (its order is fixed, so
 //! whatever belonged to an older epoch came before the commit that closed it); an epoch ahead
 //! is a gap.
+//!
+//! When every client of this server has left, the hub sends this server nothing more; a later
+//! Welcome for one of its users then brings a group some epochs on. That Welcome's entry carries
+//! the group as the welcomed client joined it, and the record goes on from there: the epochs
+//! between were none of this server's, and the record says so rather than pretend to hold them.
 
 use openmls::prelude::Sender;
 
 use super::{After, CheckedCommit, MlsCheckError, PublicView, malformed};
 use crate::mimi::protocol::{FanoutExtra, FanoutMessage, Wire as _};
-use crate::mls::events::EncryptedContent;
+use crate::mls::events::{EncryptedContent, FanoutContent};
 
 use super::step::Step;
 
@@ -34,10 +39,23 @@ impl PublicView {
         self.record
     }
 
-    /// Checks one fanned-out message (an `m.mimi.fanout`'s content); see the module
-    /// documentation.
-    pub fn check_fanout(&self, fanout: &[u8]) -> Result<Step, MlsCheckError> {
-        let fanout = FanoutMessage::decode(fanout).map_err(malformed)?;
+    /// Checks one fanned-out message, the `m.mimi.fanout` `event_id` of `room_id` with
+    /// `content`; see the module documentation.
+    pub fn check_fanout(&self, content: &FanoutContent, room_id: &str, event_id: &str) -> Result<Step, MlsCheckError> {
+        let fanout = FanoutMessage::decode(&content.fanout).map_err(malformed)?;
+        if let Some(group_info) = &content.rejoined {
+            if !matches!(fanout.extra, FanoutExtra::Welcome(_)) {
+                return Err(MlsCheckError::Malformed("only a Welcome brings a record's group back".into()));
+            }
+            let rejoined = Self::for_record(group_info, room_id, event_id)?;
+            if rejoined.epoch() <= self.epoch() {
+                let (rejoined, record) = (rejoined.epoch(), self.epoch());
+                let why =
+                    format!("a Welcome brings the group back at epoch {rejoined}, not past the record's {record}");
+                return Err(MlsCheckError::Malformed(why));
+            }
+            return Ok(Step::Create(Box::new(rejoined)));
+        }
         match fanout.extra {
             FanoutExtra::Application(_) => {
                 let content = EncryptedContent {

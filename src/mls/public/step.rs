@@ -12,7 +12,8 @@ use crate::mls::identity::DeviceDirectory;
 pub enum Step {
     /// Nothing: not an MLS event.
     None,
-    /// The create event of an encrypted room: the group at epoch 0.
+    /// The create event of an encrypted room: the group at epoch 0 (or a follower's record
+    /// starting again from a Welcome: the group as it was joined).
     Create(Box<PublicView>),
     /// An application message to remember (replays are refused).
     Encrypted(EncryptedContent),
@@ -54,7 +55,8 @@ pub fn check_event(
     if let Some(view) = view.filter(|v| v.is_record()) {
         return match (meta.event_type.as_str(), &meta.state_key) {
             (crate::mls::events::FANOUT, None) => {
-                view.check_fanout(&crate::mls::events::FanoutContent::parse(pdu.content())?.fanout)
+                let content = crate::mls::events::FanoutContent::parse(pdu.content())?;
+                view.check_fanout(&content, &meta.room_id, pdu.event_id())
             }
             (_, Some(_)) => Ok(Step::None),
             (other, None) => Err(MlsCheckError::NotAFanout { event_type: other.to_owned() }),
