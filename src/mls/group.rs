@@ -31,8 +31,11 @@ use openmls_traits::signatures::Signer;
 
 use openmls::messages::group_info::GroupInfo;
 
+mod external;
 mod frank;
 mod stage;
+
+pub use external::{group_info_request, open_group_info};
 
 use super::framing::{self, FramingError, MIMI_CONTENT_TYPE};
 use super::{MlsProvider, group_create_config, group_join_config};

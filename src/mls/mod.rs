@@ -21,6 +21,7 @@ pub mod key_package;
 pub mod member;
 pub mod public;
 pub mod room_data;
+pub mod seal;
 pub mod storage;
 
 use openmls::prelude::{
@@ -62,8 +63,12 @@ pub fn hubbed_group_config(extensions: Extensions<GroupContext>) -> MlsGroupCrea
 /// A hub as an external sender: its provider URI (`mimi://<domain>`) in a basic credential and
 /// its server's ed25519 key, which signs what the hub sends as itself.
 pub fn hub_sender(domain: &str, public_key: [u8; 32]) -> ExternalSender {
-    let credential = BasicCredential::new(format!("mimi://{domain}").into_bytes());
-    ExternalSender::new(public_key.to_vec().into(), credential.into())
+    ExternalSender::new(public_key.to_vec().into(), hub_credential(domain))
+}
+
+/// A hub's credential: its provider URI (`mimi://<domain>`) in a basic credential.
+pub fn hub_credential(domain: &str) -> openmls::prelude::Credential {
+    BasicCredential::new(format!("mimi://{domain}").into_bytes()).into()
 }
 
 /// How the bridge joins a group from a Welcome: the same policies as [`group_create_config`].

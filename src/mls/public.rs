@@ -28,6 +28,7 @@ use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls_rust_crypto::{MemoryStorage, RustCrypto};
 
 mod error;
+mod external;
 mod frank;
 mod proposal;
 mod record;
@@ -39,7 +40,7 @@ pub use error::MlsCheckError;
 pub use step::{Step, apply_step, check_event};
 
 use super::events::{CommitContent, EncryptedContent};
-use super::identity::{DeviceCredential, DeviceDirectory, IdentityError, validate_new_leaf};
+use super::identity::{DeviceCredential, DeviceDirectory, IdentityError};
 use crate::event::KeyRing;
 use crate::event::state::RoomState;
 
@@ -219,6 +220,7 @@ impl PublicView {
     pub fn committer(&self, commit: &[u8]) -> Result<DeviceCredential, MlsCheckError> {
         match self.public_commit(commit)?.sender {
             Sender::Member(leaf) => self.leaf_owner(leaf),
+            Sender::NewMemberCommit => self.external_committer(commit),
             _ => Err(MlsCheckError::ExternalCommit),
         }
     }
@@ -265,17 +267,22 @@ impl PublicView {
         let PublicCommit { message, confirmation_tag, .. } = self.public_commit(&content.message)?;
         let processed =
             self.group.process_message(&self.crypto, message).map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
-        let Sender::Member(committer_leaf) = processed.sender() else {
-            return Err(MlsCheckError::ExternalCommit);
+        let member = match processed.sender() {
+            Sender::Member(leaf) => Some(self.leaf_owner(*leaf)?),
+            Sender::NewMemberCommit => None,
+            _ => return Err(MlsCheckError::ExternalCommit),
         };
-        let committer = self.leaf_owner(*committer_leaf)?;
+        let staged = self.staged(processed)?;
+        let committer = match member {
+            Some(member) => member,
+            None => Self::joiner(&staged, state, devices)?,
+        };
         if committer.user_id() != sender {
             return Err(MlsCheckError::SenderMismatch {
                 sender: sender.to_owned(),
                 committer: committer.user_id().to_owned(),
             });
         }
-        let staged = self.staged(processed)?;
         let added = self.check_proposals(&staged, &committer, state, devices)?;
         Self::check_roster(&staged, state)?;
         // The declared group after the commit must load on its own (signature, ratchet tree
@@ -306,30 +313,14 @@ impl PublicView {
                     | openmls::prelude::ProposalType::Remove
                     | openmls::prelude::ProposalType::Update
                     | openmls::prelude::ProposalType::AppDataUpdate
+                    | openmls::prelude::ProposalType::ExternalInit
             ) {
                 return Err(MlsCheckError::UnsupportedProposal(format!("{kind:?}")));
             }
         }
         let mut added = Vec::new();
         for add in staged.add_proposals() {
-            let leaf = add.add_proposal().key_package().leaf_node();
-            let device = device(leaf)?;
-            if let Some((directory, keys)) = devices.filter(|(d, _)| d.vouches_for(device.user_id())) {
-                added.push(validate_new_leaf(
-                    leaf.credential(),
-                    leaf.signature_key().as_slice(),
-                    state,
-                    directory,
-                    keys,
-                )?);
-                continue;
-            }
-            let membership = state.membership(device.user_id());
-            if membership != Some("join") {
-                let user = device.user_id().to_owned();
-                return Err(IdentityError::NotJoined { user, membership: membership.map(str::to_owned) }.into());
-            }
-            added.push(device);
+            added.push(external::admitted(add.add_proposal().key_package().leaf_node(), state, devices)?);
         }
         for remove in staged.remove_proposals() {
             let removed = self.leaf_owner(remove.remove_proposal().removed())?;

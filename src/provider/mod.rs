@@ -5,6 +5,7 @@ mod abuse;
 pub mod client;
 pub mod consent;
 pub mod directory;
+mod group_info;
 mod identifier;
 pub mod key_material;
 pub mod metrics;

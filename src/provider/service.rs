@@ -19,9 +19,10 @@ pub const PREFIX: &str = "/mimi/v1/";
 const MEDIA: &str = crate::federation::media::PATH;
 
 /// The endpoints served, as directory entries: key → path template.
-pub const SERVED: [(&str, &str); 8] = [
+pub const SERVED: [(&str, &str); 9] = [
     ("keyMaterial", "/mimi/v1/keyMaterial/{targetUser}"),
     ("update", "/mimi/v1/update/{roomId}"),
+    ("groupInfo", "/mimi/v1/groupInfo/{roomId}"),
     ("submitMessage", "/mimi/v1/submitMessage/{roomId}"),
     ("notify", "/mimi/v1/notify/{roomId}"),
     ("requestConsent", "/mimi/v1/requestConsent/{targetDomain}"),
@@ -141,6 +142,7 @@ impl Handler for Provider {
                 "identifierQuery" => super::identifier::serve(self, &variable, admitted).await,
                 "reportAbuse" => super::abuse::serve(self, &variable, admitted).await,
                 "update" => super::update::serve(self, &variable, admitted).await,
+                "groupInfo" => super::group_info::serve(self, &variable, admitted).await,
                 "submitMessage" => super::submit::serve(self, &variable, admitted).await,
                 "notify" => super::notify::serve(self, &variable, admitted).await,
                 _ => Err(MatrixError::unrecognized()),

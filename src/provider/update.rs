@@ -9,13 +9,10 @@
 use std::sync::Arc;
 
 use crate::http::{MatrixError, Response};
-use crate::hub::Verdict;
+use crate::hub::{GROUP_INFO_MESSAGE, Verdict};
 use crate::mimi::protocol::{GroupInfoOption, HandshakeBundle, UpdateOutcome, UpdateRoomResponse, Wire};
 
 use super::service::{Admitted, Provider, binary, blocking, malformed};
-
-/// The `MLSMessage` header (version mls10, wire format `group_info`) of a `GroupInfo`.
-const GROUP_INFO_MESSAGE: [u8; 4] = [0, 1, 0, 4];
 
 pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_>) -> Result<Response, MatrixError> {
     let bundle = HandshakeBundle::decode(admitted.body).map_err(|e| malformed(&e))?;

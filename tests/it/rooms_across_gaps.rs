@@ -28,7 +28,7 @@ const BOB: &str = "@bob:b.test";
 const CAROL: &str = "@carol:b.test";
 
 /// a.test's outbox, delivering to b.test; the sender stops it when dropped.
-fn start_outbox(pair: &Pair) -> (Arc<Outbox>, tokio::sync::watch::Sender<bool>) {
+pub(crate) fn start_outbox(pair: &Pair) -> (Arc<Outbox>, tokio::sync::watch::Sender<bool>) {
     let leaf = pair.ca.issue("a.test", "a.test-outbox");
     let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&pair.ca.ca_file())).unwrap();
     let client = PeerClient::new(&tls, "a.test", BTreeMap::from([("b.test".to_owned(), pair.b.address)]))
@@ -50,7 +50,7 @@ fn start_outbox(pair: &Pair) -> (Arc<Outbox>, tokio::sync::watch::Sender<bool>) 
 }
 
 /// A MIMI room at a.test with Alice's client in it.
-fn open_room(hub: &Hub) -> String {
+pub(crate) fn open_room(hub: &Hub) -> String {
     let room = hub.new_room_id().unwrap();
     let preset = RoomPreset { encrypted: true, version: &MIMI_HUB_1, ..RoomPreset::default() };
     hub.open_room_blocking(&room, ALICE, &preset, 1).unwrap();
@@ -59,7 +59,7 @@ fn open_room(hub: &Hub) -> String {
 
 /// Adds a client of `user` (of b.test, whose KeyPackage a.test claims over mutual TLS) to the
 /// room, committed by Alice's client.
-fn add(pair: &Pair, room: &str, user: &str, ts: i64) {
+pub(crate) fn add(pair: &Pair, room: &str, user: &str, ts: i64) {
     let (alice_uri, uri) = ("mimi://a.test/u/alice", mimi_bridge::translate::uri::user_uri(user).unwrap());
     grant(&pair.b, alice_uri, &uri);
     let requester = Requester::ephemeral(alice_uri).unwrap();
@@ -71,7 +71,7 @@ fn add(pair: &Pair, room: &str, user: &str, ts: i64) {
     hub.commit_add(room, ALICE, &[package], ts + 2).unwrap().wait().unwrap();
 }
 
-fn send(hub: &Hub, room: &str, text: &str, ts: i64) {
+pub(crate) fn send(hub: &Hub, room: &str, text: &str, ts: i64) {
     hub.send_encrypted(room, ALICE, &mimi_text(room, text), ts).unwrap().wait().unwrap();
 }
 
@@ -96,7 +96,7 @@ fn healed(pair: &Pair) -> String {
     out.lines().find(|l| l.starts_with("mimi_bridge_peer_healed_total{peer=\"b.test\"}")).unwrap_or("").to_owned()
 }
 
-fn verify(hub: &Hub) {
+pub(crate) fn verify(hub: &Hub) {
     let keys = mimi_bridge::event::KeyRing::new();
     mimi_bridge::replay::verify_store(hub.store(), None, &keys, false).unwrap();
 }

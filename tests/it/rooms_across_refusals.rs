@@ -31,7 +31,7 @@ const ALICE: &str = "@alice:a.test";
 const BOB: &str = "@bob:b.test";
 
 /// The client of `user` (device D1) at `side`, as its store has it for `room`.
-fn client(side: &Side, user: &str, room: &str) -> Member {
+pub(crate) fn client(side: &Side, user: &str, room: &str) -> Member {
     let store = side.provider.hub.store();
     let object = DeviceObject::from_json(parse_object(&store.device_object(user, "D1").unwrap().unwrap()).unwrap());
     let credential = object.verify(&side.provider.hub.directories().trusted_keys()).unwrap();
@@ -130,7 +130,7 @@ fn a_follower_delivers_only_what_the_hub_franked(hub_a: &Hub, hub_b: &Hub, room:
 }
 
 /// A client for `from` (its certificate) pointed at `to`.
-fn as_provider(pair: &crate::provider_peers::Pair, from: &str, to: &Side) -> PeerClient {
+pub(crate) fn as_provider(pair: &crate::provider_peers::Pair, from: &str, to: &Side) -> PeerClient {
     let leaf = pair.ca.issue(from, &format!("{from}-refusals"));
     let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&pair.ca.ca_file())).unwrap();
     PeerClient::new(&tls, from, BTreeMap::from([(to.domain.to_owned(), to.address)])).unwrap()
