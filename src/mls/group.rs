@@ -250,16 +250,20 @@ impl RoomGroup {
     }
 
     /// Joins a group from a Welcome (TLS `MlsMessage`); the key package it names must be in
-    /// `provider`'s storage.
+    /// `provider`'s storage. A group this client was removed from (a user who left and is
+    /// invited again) is replaced; one it is still in is not.
     pub fn join(provider: &MlsProvider, welcome: &[u8]) -> Result<Self, GroupError> {
         let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| GroupError::Malformed(e.to_string()))?;
         let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
             return Err(GroupError::Malformed("not a Welcome".into()));
         };
-        let group = StagedWelcome::new_from_welcome(provider, &group_join_config(), welcome, None)
-            .map_err(openmls_error)?
-            .into_group(provider)
-            .map_err(openmls_error)?;
+        let mut join =
+            StagedWelcome::build_from_welcome(provider, &group_join_config(), welcome).map_err(openmls_error)?;
+        let group_id = join.processed_welcome().unverified_group_info().group_id().clone();
+        if MlsGroup::load(provider.storage(), &group_id)?.is_some_and(|old| !old.is_active()) {
+            join = join.replace_old_group();
+        }
+        let group = join.build().map_err(openmls_error)?.into_group(provider).map_err(openmls_error)?;
         Ok(Self { group })
     }
 

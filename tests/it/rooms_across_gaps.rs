@@ -1,8 +1,9 @@
 //! Gaps in a follower's record, with two providers over mutual TLS and the hub's real outbox:
 //! a follower that missed messages is healed from the hub's log (its `notify` answer names its
 //! epoch; the hub sends what it owed it since, then the refused request again), and a provider
-//! whose users all left goes on from a later Welcome for one of them. In both, the follower
-//! decrypts exactly what it was owed, in the hub's order, and its record verifies.
+//! whose users all left goes on from a later Welcome for one of them, also when that Welcome is
+//! for a user who was removed before. In each, the follower decrypts exactly what it was owed,
+//! in the hub's order, and its record verifies.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -202,5 +203,30 @@ fn a_provider_whose_users_all_left_goes_on_from_a_later_welcome() {
         .collect::<Vec<_>>();
     assert_eq!(rejoined.len(), 1);
     assert!(matches!(rejoined[0], FanoutExtra::Welcome(_)));
+    verify(hub_b);
+}
+
+/// Bob is removed and, some epochs later, added again: his provider's client rejoins the group
+/// it once left (its old state for the group replaced), and he reads from his new Welcome on.
+#[test]
+fn a_user_removed_and_added_again_reads_from_the_new_welcome() {
+    let pair = pair();
+    let _runtime = pair.runtime.enter();
+    let (hub_a, hub_b) = (&pair.a.provider.hub, &pair.b.provider.hub);
+    user_with_packages(&pair.a, "alice", 1);
+    user_with_packages(&pair.b, "bob", 2);
+    let (_outbox, _stop) = start_outbox(&pair);
+    let room = open_room(hub_a);
+    add(&pair, &room, BOB, 2);
+    wait_for("Bob's client joined", Duration::from_mins(1), || hub_b.in_group(&room, BOB).unwrap_or(false));
+    send(hub_a, &room, "before", 10);
+    assert!(hub_a.leave(&room, ALICE, BOB, "leave", 11).unwrap());
+    wait_for("Bob's client removed at b.test", Duration::from_mins(1), || !hub_b.in_group(&room, BOB).unwrap());
+    send(hub_a, &room, "while Bob was away", 12);
+    add(&pair, &room, BOB, 20);
+    wait_for("Bob's client back", Duration::from_mins(1), || hub_b.in_group(&room, BOB).unwrap_or(false));
+    send(hub_a, &room, "after", 30);
+    let expected = texts(&room, &["before", "after"]);
+    wait_for("after", Duration::from_mins(1), || decrypted(hub_b, &room) == expected);
     verify(hub_b);
 }
