@@ -24,21 +24,20 @@ use openmls::framing::errors::MessageDecryptionError;
 use openmls::prelude::tls_codec::Deserialize as _;
 use openmls::prelude::{
     BasicCredential, CredentialWithKey, GroupId, KeyPackage, MlsGroup, MlsMessageBodyIn, MlsMessageIn, MlsMessageOut,
-    OpenMlsProvider as _, ProcessMessageError, ProcessedMessageContent, ProtocolMessage, StagedWelcome,
-    ValidationError,
+    OpenMlsProvider as _, ProcessMessageError, ProcessedMessageContent, ProtocolMessage, ValidationError,
 };
 use openmls_traits::signatures::Signer;
 
 use openmls::messages::group_info::GroupInfo;
 
-mod external;
 mod frank;
+mod join;
 mod stage;
 
-pub use external::{group_info_request, open_group_info};
+pub use join::{group_info_request, open_group_info};
 
 use super::framing::{self, FramingError, MIMI_CONTENT_TYPE};
-use super::{MlsProvider, group_create_config, group_join_config};
+use super::{MlsProvider, group_create_config};
 
 /// A commit of ours, staged until the hub appends it: what goes into the `m.mls.commit` and,
 /// when it adds members, their Welcome.
@@ -247,33 +246,6 @@ impl RoomGroup {
     /// member to commit: MLS lets no client commit its own removal.
     pub fn propose_leave(&mut self, provider: &MlsProvider, signer: &impl Signer) -> Result<Vec<u8>, GroupError> {
         serialize(&self.group.leave_group(provider, signer).map_err(openmls_error)?)
-    }
-
-    /// Joins a group from a Welcome (TLS `MlsMessage`); the key package it names must be in
-    /// `provider`'s storage. A group this client was removed from (a user who left and is
-    /// invited again) is replaced; one it is still in is not.
-    pub fn join(provider: &MlsProvider, welcome: &[u8]) -> Result<Self, GroupError> {
-        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| GroupError::Malformed(e.to_string()))?;
-        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
-            return Err(GroupError::Malformed("not a Welcome".into()));
-        };
-        let mut join =
-            StagedWelcome::build_from_welcome(provider, &group_join_config(), welcome).map_err(openmls_error)?;
-        let group_id = join.processed_welcome().unverified_group_info().group_id().clone();
-        if MlsGroup::load(provider.storage(), &group_id)?.is_some_and(|old| !old.is_active()) {
-            join = join.replace_old_group();
-        }
-        let group = join.build().map_err(openmls_error)?.into_group(provider).map_err(openmls_error)?;
-        Ok(Self { group })
-    }
-
-    /// The `KeyPackageRef`s a Welcome (TLS `MlsMessage`) is for: whose packages it uses.
-    pub fn welcome_targets(welcome: &[u8]) -> Result<Vec<Vec<u8>>, GroupError> {
-        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| GroupError::Malformed(e.to_string()))?;
-        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
-            return Err(GroupError::Malformed("not a Welcome".into()));
-        };
-        Ok(welcome.secrets().iter().map(|s| s.new_member().as_slice().to_vec()).collect())
     }
 
     /// The current group as a signed `GroupInfo` with the ratchet tree (TLS `MlsMessage`): what

@@ -8,9 +8,11 @@
 //!
 //! * a commit is a `PublicMessage` for the room's group at its current epoch (a commit that lost
 //!   the race for an epoch is stale) and openmls validates it;
-//! * its committer is a device of the event's sender;
-//! * every leaf it adds is a device of a user whose membership is `join` (with a directory, also
-//!   vouched for by that user's server: [`validate_new_leaf`]);
+//! * its committer is a device of the event's sender (a member, or the new device of an
+//!   external commit);
+//! * every leaf it adds, and the joiner of an external commit, is a device of a user whose
+//!   membership is `join` (with a directory, also vouched for by that user's server:
+//!   [`validate_new_leaf`](super::identity::validate_new_leaf));
 //! * a device is removed only by a sibling device, or by anyone once its user is not joined;
 //! * path and update leaves keep their owner's credential and signature key;
 //! * its `public_group_state` is exactly the group after the commit;

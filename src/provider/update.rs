@@ -1,5 +1,6 @@
-//! `update/{roomId}` (follower → this hub): a commit by a device of a follower provider's user,
-//! with the group after it and the Welcome for the devices it adds. Answered 200 with an
+//! `update/{roomId}` (follower → this hub): a commit by a device of a follower provider's user
+//! (or an external commit by a new device of one, after `groupInfo`), with the group after it
+//! and the Welcome for the devices it adds. Answered 200 with an
 //! `UpdateRoomResponse`: `success` with the hub's timestamp once the commit and its fan-out are
 //! durable, `wrongEpoch` with the room's epoch, `notAllowed`, or `invalidProposal` naming the
 //! rule a proposal broke. Proposals without a commit are taken only when they are a user's

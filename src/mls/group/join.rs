@@ -1,10 +1,14 @@
-//! Joining by external commit: how a new client of a participant enters a room's group from
-//! the GroupInfo its hub gave (`groupInfo`), without a Welcome: the signed request with a fresh
-//! HPKE key, the answer opened and checked (signed by the group's external sender), the commit.
+//! How a client enters a room's group: from a Welcome (the usual way: a member added it), or by
+//! external commit, as a new client of a participant does from the GroupInfo the room's hub gave
+//! (`groupInfo`): the signed request with a fresh HPKE key, the answer opened and checked (signed
+//! by the group's external sender), the commit.
 
 use openmls::messages::group_info::VerifiableGroupInfo;
 use openmls::prelude::tls_codec::{Deserialize as _, Serialize as _};
-use openmls::prelude::{CredentialWithKey, LeafNodeParameters, MlsGroup, OpenMlsProvider as _, RatchetTreeIn};
+use openmls::prelude::{
+    CredentialWithKey, LeafNodeParameters, MlsGroup, MlsMessageBodyIn, MlsMessageIn, OpenMlsProvider as _,
+    RatchetTreeIn, StagedWelcome,
+};
 use openmls_traits::signatures::Signer;
 
 use super::{GroupError, RoomGroup, StagedOut, openmls_error, staged_out};
@@ -66,6 +70,33 @@ pub fn open_group_info(response: &GroupInfoResponse, private_key: &[u8]) -> Resu
 }
 
 impl RoomGroup {
+    /// Joins a group from a Welcome (TLS `MlsMessage`); the key package it names must be in
+    /// `provider`'s storage. A group this client was removed from (a user who left and is
+    /// invited again) is replaced; one it is still in is not.
+    pub fn join(provider: &MlsProvider, welcome: &[u8]) -> Result<Self, GroupError> {
+        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| GroupError::Malformed(e.to_string()))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(GroupError::Malformed("not a Welcome".into()));
+        };
+        let mut join =
+            StagedWelcome::build_from_welcome(provider, &group_join_config(), welcome).map_err(openmls_error)?;
+        let group_id = join.processed_welcome().unverified_group_info().group_id().clone();
+        if MlsGroup::load(provider.storage(), &group_id)?.is_some_and(|old| !old.is_active()) {
+            join = join.replace_old_group();
+        }
+        let group = join.build().map_err(openmls_error)?.into_group(provider).map_err(openmls_error)?;
+        Ok(Self { group })
+    }
+
+    /// The `KeyPackageRef`s a Welcome (TLS `MlsMessage`) is for: whose packages it uses.
+    pub fn welcome_targets(welcome: &[u8]) -> Result<Vec<Vec<u8>>, GroupError> {
+        let message = MlsMessageIn::tls_deserialize_exact(welcome).map_err(|e| GroupError::Malformed(e.to_string()))?;
+        let MlsMessageBodyIn::Welcome(welcome) = message.extract() else {
+            return Err(GroupError::Malformed("not a Welcome".into()));
+        };
+        Ok(welcome.secrets().iter().map(|s| s.new_member().as_slice().to_vec()).collect())
+    }
+
     /// Joins the group `group_info` (a TLS `GroupInfo`, with the ratchet tree in its extension
     /// or given as `tree`, the encoded nodes) describes, by an external commit of
     /// `credential`'s client: the group at the commit's epoch, and the commit for the hub.
