@@ -56,13 +56,16 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        // A failed run keeps its diagnosis: the bridge's last warnings (its directory goes).
+        // A failed run keeps its diagnosis: the last warnings of the bridge and of its
+        // homeserver (their directories go).
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.bridge.dir.path().join("bridge.log")).unwrap_or_default();
-            let lines: Vec<&str> = log.lines().collect();
-            eprintln!("--- {}'s bridge, last lines ---", self.synapse.server_name);
-            for line in &lines[lines.len().saturating_sub(40)..] {
-                eprintln!("{line}");
+            let bridge = std::fs::read_to_string(self.bridge.dir.path().join("bridge.log")).unwrap_or_default();
+            for (whose, log) in [("bridge", bridge), ("homeserver", self.synapse.log())] {
+                let lines: Vec<&str> = log.lines().collect();
+                eprintln!("--- {}'s {whose}, last lines ---", self.synapse.server_name);
+                for line in &lines[lines.len().saturating_sub(40)..] {
+                    eprintln!("{line}");
+                }
             }
         }
     }
