@@ -21,7 +21,7 @@ use crate::mimi::protocol::group_info::{
     ENCRYPTION_LABEL, GroupInfoRefusal, GroupInfoSuccess, REQUEST_LABEL, RESPONSE_LABEL,
 };
 use crate::mimi::protocol::{GroupInfoRatchetTree, GroupInfoRequest, GroupInfoResponse, RatchetTreeOption, Wire as _};
-use crate::mls::events::{CommitContent, RoomEncryption};
+use crate::mls::events::RoomEncryption;
 use crate::mls::identity::DeviceCredential;
 use crate::mls::public::MlsCheckError;
 use crate::store::{RoomSeq, StoreError};
@@ -92,17 +92,15 @@ impl Hub {
 
     /// The GroupInfo (TLS `MlsMessage`) the room's latest commit, or its create event, declared.
     fn current_group_info(&self, head: &RoomHead) -> Result<Vec<u8>, HubError> {
-        let position = self.store.latest_commit(head.short)?.unwrap_or(0);
-        let bytes = self
-            .store
-            .pdu_at(RoomSeq { room: head.short, seq: position })?
-            .ok_or_else(|| StoreError::corrupt("latest commit position without its PDU"))?;
-        let pdu = trusted_pdu(&bytes, Some(head.chain.version()))?;
-        if position == 0 {
-            let encryption = RoomEncryption::from_create(pdu.content()).map_err(MlsCheckError::from)?;
-            return Ok(encryption.ok_or(MlsCheckError::NotEncrypted)?.group_info);
+        let (short, version) = (head.short, head.chain.version());
+        if let Some((group_info, _)) = self.latest_declared(short, self.store.latest_commit(short)?, version)? {
+            return Ok(group_info);
         }
-        Ok(CommitContent::parse(pdu.content()).map_err(MlsCheckError::from)?.public_group_state)
+        let create = self.store.pdu_at(RoomSeq { room: short, seq: 0 })?;
+        let create =
+            trusted_pdu(&create.ok_or_else(|| StoreError::corrupt("a room without its create event"))?, Some(version))?;
+        let encryption = RoomEncryption::from_create(create.content()).map_err(MlsCheckError::from)?;
+        Ok(encryption.ok_or(MlsCheckError::NotEncrypted)?.group_info)
     }
 }
 

@@ -253,9 +253,7 @@ impl Hub {
     /// Joins `user_id`'s device (a user of this server) to a room's group from the Welcome its
     /// server received; events from then on are decrypted as they are appended.
     pub fn join_group(&self, room_id: &str, user_id: &str, welcome: &[u8]) -> Result<(), HubError> {
-        let device = self.directories.local_device(user_id)?;
-        let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
-        let member = Member::join(provider, device, welcome).map_err(client_error)?;
+        let member = self.join_client(user_id, welcome)?;
         let head = self.head(room_id)?;
         let mut head = lock(&head);
         let mls = head.mls.as_mut().ok_or(MlsCheckError::NotEncrypted)?;
@@ -280,6 +278,14 @@ impl Hub {
         ticket.blocking_wait()?;
         provider.storage().mark_durable(flush);
         Ok(())
+    }
+
+    /// The client of `user_id`'s device (a user of this server) joined from `welcome`; its
+    /// state is pending in its provider until taken.
+    pub(super) fn join_client(&self, user_id: &str, welcome: &[u8]) -> Result<Member, HubError> {
+        let device = self.directories.local_device(user_id)?;
+        let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
+        Member::join(provider, device, welcome).map_err(client_error)
     }
 
     /// The Welcome a commit appended here produced, and the (user, device) pairs it is for.

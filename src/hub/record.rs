@@ -163,9 +163,7 @@ impl Hub {
             tracing::info!(room_id, hub, "a Welcome for no client of this provider");
             return Ok(Recorded::Nothing);
         };
-        let device = self.directories.local_device(&user)?;
-        let provider = Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
-        let member = Member::join(provider, device, &fanout.message).map_err(client_error)?;
+        let member = self.join_client(&user, &fanout.message)?;
         let group_info = member.group_info().map_err(client_error)?;
         let keeper = self.keeper();
         let content: CanonicalJsonObject = [
@@ -215,10 +213,7 @@ impl Hub {
         let room_id = head.chain.room_id().to_owned();
         let mut joined = std::collections::BTreeMap::new();
         for user in users {
-            let device = self.directories.local_device(&user)?;
-            let provider =
-                Member::provider_for(&self.store, device.credential.user_id(), device.credential.device_id());
-            match Member::join(provider, device, &fanout.message) {
+            match self.join_client(&user, &fanout.message) {
                 Ok(member) if member.room_id().as_deref() == Some(room_id.as_str()) => {
                     joined.insert(user, member);
                 }

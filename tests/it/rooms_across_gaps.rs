@@ -28,8 +28,11 @@ const ALICE: &str = "@alice:a.test";
 const BOB: &str = "@bob:b.test";
 const CAROL: &str = "@carol:b.test";
 
-/// a.test's outbox, delivering to b.test; the sender stops it when dropped.
-pub(crate) fn start_outbox(pair: &Pair) -> (Arc<Outbox>, tokio::sync::watch::Sender<bool>) {
+/// A running outbox, and the sender that stops it when dropped.
+pub(crate) type Running = (Arc<Outbox>, tokio::sync::watch::Sender<bool>);
+
+/// a.test's outbox, delivering to b.test.
+pub(crate) fn start_outbox(pair: &Pair) -> Running {
     let leaf = pair.ca.issue("a.test", "a.test-outbox");
     let tls = TlsMaterial::load(&leaf.certificate, &leaf.key, Some(&pair.ca.ca_file())).unwrap();
     let client = PeerClient::new(&tls, "a.test", BTreeMap::from([("b.test".to_owned(), pair.b.address)]))
@@ -48,6 +51,26 @@ pub(crate) fn start_outbox(pair: &Pair) -> (Arc<Outbox>, tokio::sync::watch::Sen
     hub.set_outbox(Arc::new(OutboxRequests(Arc::clone(&outbox))));
     pair.runtime.block_on(outbox.resume()).unwrap();
     (outbox, stop)
+}
+
+/// a.test's outbox running, and a MIMI room at a.test with Alice's client and Bob's, joined at
+/// b.test from its Welcome (Bob given `packages` one-time KeyPackages).
+pub(crate) fn room_with_bob(pair: &Pair, packages: usize) -> (String, Running) {
+    user_with_packages(&pair.a, "alice", 1);
+    user_with_packages(&pair.b, "bob", packages);
+    let outbox = start_outbox(pair);
+    let room = open_room(&pair.a.provider.hub);
+    add(pair, &room, BOB, 2);
+    let hub_b = &pair.b.provider.hub;
+    wait_for("Bob's client joined", Duration::from_mins(1), || hub_b.in_group(&room, BOB).unwrap_or(false));
+    (room, outbox)
+}
+
+/// Dave of a.test joins the room: a commit of Alice's client adding his.
+fn admit_dave(hub: &Hub, room: &str, ts: i64) {
+    hub.directories().register_device("@dave:a.test", "D1").unwrap();
+    hub.admit_local_user(&Admission { room_id: room, user_id: "@dave:a.test", device_id: "D1", sponsor: ALICE, ts })
+        .unwrap();
 }
 
 /// A MIMI room at a.test with Alice's client in it.
@@ -128,9 +151,7 @@ fn a_follower_that_missed_messages_is_healed_from_the_hubs_log() {
     let epoch = hub_b.mls_epoch(&room).unwrap().unwrap();
 
     send(hub_a, &room, "missed 1", 10);
-    let dave = Admission { room_id: &room, user_id: "@dave:a.test", device_id: "D1", sponsor: ALICE, ts: 11 };
-    hub_a.directories().register_device("@dave:a.test", "D1").unwrap();
-    hub_a.admit_local_user(&dave).unwrap();
+    admit_dave(hub_a, &room, 11);
     send(hub_a, &room, "missed 2", 12);
 
     // A message of an epoch the record has not reached is refused, and nothing recorded.
@@ -165,13 +186,8 @@ fn a_provider_whose_users_all_left_goes_on_from_a_later_welcome() {
     let pair = pair();
     let _runtime = pair.runtime.enter();
     let (hub_a, hub_b) = (&pair.a.provider.hub, &pair.b.provider.hub);
-    user_with_packages(&pair.a, "alice", 1);
-    user_with_packages(&pair.b, "bob", 1);
     user_with_packages(&pair.b, "carol", 1);
-    let (_outbox, _stop) = start_outbox(&pair);
-    let room = open_room(hub_a);
-    add(&pair, &room, BOB, 2);
-    wait_for("Bob's client joined", Duration::from_mins(1), || hub_b.in_group(&room, BOB).unwrap_or(false));
+    let (room, _outbox) = room_with_bob(&pair, 1);
     send(hub_a, &room, "one", 10);
     wait_for("one", Duration::from_mins(1), || decrypted(hub_b, &room).len() == 1);
 
@@ -179,9 +195,7 @@ fn a_provider_whose_users_all_left_goes_on_from_a_later_welcome() {
     wait_for("Bob's client removed at b.test", Duration::from_mins(1), || !hub_b.in_group(&room, BOB).unwrap());
     let left_at = hub_b.mls_epoch(&room).unwrap().unwrap();
     send(hub_a, &room, "unseen", 12);
-    let dave = Admission { room_id: &room, user_id: "@dave:a.test", device_id: "D1", sponsor: ALICE, ts: 13 };
-    hub_a.directories().register_device("@dave:a.test", "D1").unwrap();
-    hub_a.admit_local_user(&dave).unwrap();
+    admit_dave(hub_a, &room, 13);
 
     add(&pair, &room, CAROL, 20);
     wait_for("Carol's client joined", Duration::from_mins(1), || hub_b.in_group(&room, CAROL).unwrap_or(false));
@@ -213,12 +227,7 @@ fn a_user_removed_and_added_again_reads_from_the_new_welcome() {
     let pair = pair();
     let _runtime = pair.runtime.enter();
     let (hub_a, hub_b) = (&pair.a.provider.hub, &pair.b.provider.hub);
-    user_with_packages(&pair.a, "alice", 1);
-    user_with_packages(&pair.b, "bob", 2);
-    let (_outbox, _stop) = start_outbox(&pair);
-    let room = open_room(hub_a);
-    add(&pair, &room, BOB, 2);
-    wait_for("Bob's client joined", Duration::from_mins(1), || hub_b.in_group(&room, BOB).unwrap_or(false));
+    let (room, _outbox) = room_with_bob(&pair, 2);
     send(hub_a, &room, "before", 10);
     assert!(hub_a.leave(&room, ALICE, BOB, "leave", 11).unwrap());
     wait_for("Bob's client removed at b.test", Duration::from_mins(1), || !hub_b.in_group(&room, BOB).unwrap());

@@ -20,8 +20,8 @@ use mimi_bridge::provider::client::PeerClient;
 use mimi_bridge::provider::peers::Peers;
 
 use crate::bridge_synapse::wait_for;
-use crate::provider_peers::{Pair, pair, user_with_packages};
-use crate::rooms_across_gaps::{add, open_room, send, start_outbox, verify};
+use crate::provider_peers::{Pair, pair};
+use crate::rooms_across_gaps::{room_with_bob, send, verify};
 use crate::rooms_across_refusals::{as_provider, mimi_text};
 
 const BOB: &str = "@bob:b.test";
@@ -55,12 +55,7 @@ fn a_participants_new_client_joins_by_external_commit() {
     let pair = pair();
     let _runtime = pair.runtime.enter();
     let (hub_a, hub_b) = (&pair.a.provider.hub, &pair.b.provider.hub);
-    user_with_packages(&pair.a, "alice", 1);
-    user_with_packages(&pair.b, "bob", 1);
-    let (_outbox, _stop) = start_outbox(&pair);
-    let room = open_room(hub_a);
-    add(&pair, &room, BOB, 2);
-    wait_for("Bob's first client joined", Duration::from_mins(1), || hub_b.in_group(&room, BOB).unwrap_or(false));
+    let (room, _outbox) = room_with_bob(&pair, 1);
     let from_b = as_provider(&pair, "b.test", &pair.a);
 
     // Refused: Carol is no participant; c.test does not speak for Bob; a signature that does

@@ -30,17 +30,9 @@ impl Hub {
         if version.is_record() {
             return self.load_record(short, create, &encryption).map(Some);
         }
-        let mut view = match latest_commit {
+        let mut view = match self.latest_declared(short, latest_commit, version)? {
             None => PublicView::from_group_info(&encryption.group_info, room_id, create.event_id())?,
-            Some(seq) => {
-                let bytes = self
-                    .store
-                    .pdu_at(RoomSeq { room: short, seq })?
-                    .ok_or_else(|| StoreError::corrupt("latest commit position without its PDU"))?;
-                let commit = trusted_pdu(&bytes, Some(version))?;
-                let content = CommitContent::parse(commit.content()).map_err(MlsCheckError::from)?;
-                PublicView::from_group_info(&content.public_group_state, room_id, commit.event_id())?
-            }
+            Some((group_info, event_id)) => PublicView::from_group_info(&group_info, room_id, &event_id)?,
         };
         let mut accepted = BTreeMap::new();
         for item in self.store.pdus(short, latest_commit.unwrap_or(0))? {
@@ -57,6 +49,24 @@ impl Hub {
         // Only users with a membership in the room can have a client in its group.
         let members = self.load_members(room_id, |user| state.membership(user).is_some())?;
         Ok(Some(RoomMls { view, members, accepted }))
+    }
+
+    /// The group the room's latest commit (at `latest_commit`) declared, its
+    /// `public_group_state`, and that commit's event ID; `None` before the first commit.
+    pub(in crate::hub) fn latest_declared(
+        &self,
+        short: ShortRoomId,
+        latest_commit: Option<u64>,
+        version: &'static crate::event::RoomVersion,
+    ) -> Result<Option<(Vec<u8>, String)>, HubError> {
+        let Some(seq) = latest_commit else { return Ok(None) };
+        let bytes = self
+            .store
+            .pdu_at(RoomSeq { room: short, seq })?
+            .ok_or_else(|| StoreError::corrupt("latest commit position without its PDU"))?;
+        let commit = trusted_pdu(&bytes, Some(version))?;
+        let content = CommitContent::parse(commit.content()).map_err(MlsCheckError::from)?;
+        Ok(Some((content.public_group_state, commit.event_id().to_owned())))
     }
 
     /// A follower's record: its group has no declared state to start from but the create
