@@ -217,6 +217,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     appservice.set_ready();
     health.supervise("portal follower", tokio::spawn(Arc::clone(&bridge).run_follower(advances, Arc::clone(&queue))));
     health.supervise("intake", tokio::spawn(bridge.run(reader, Arc::clone(&queue))));
+    tokio::spawn(keep_pinging(Arc::clone(&homeserver), watch.clone()));
     tracing::info!(%address, server_name = %config.mimi.server_name, "mimi-bridge is ready");
     Ok(Running { appservice, hub, address, federation_address, provider_address, queue, shutdown, listeners, store })
 }
@@ -307,6 +308,27 @@ async fn check_homeserver(homeserver: &HomeserverClient, bot: &str) -> Result<()
         .await
         .map_err(|e| DaemonError::Check(format!("appservice.address: the homeserver cannot reach the bridge ({e})")))?;
     Ok(())
+}
+
+/// How often a running daemon pings the homeserver. Synapse retries the transactions it could
+/// not deliver with a back-off that grows to 512 s, and retries at once after a successful ping:
+/// whatever it held back while the bridge was unreachable (a restart that raced its first
+/// failure, a network outage) arrives within this interval, not minutes later.
+const PING_EVERY: Duration = Duration::from_secs(30);
+
+async fn keep_pinging(homeserver: Arc<HomeserverClient>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(PING_EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(error) = homeserver.ping(Some("mimi-bridge-keepalive")).await {
+            tracing::warn!(%error, "the homeserver could not ping the bridge");
+        }
+    }
 }
 
 /// How often a running daemon checks that its store still takes writes.

@@ -77,7 +77,7 @@ impl BridgeError {
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::Homeserver(e) => e.is_retryable(),
-            Self::Hub(HubError::Store(_)) | Self::Store(_) => true,
+            Self::Hub(HubError::Store(_) | HubError::CommitPending { .. }) | Self::Store(_) => true,
             // The other provider may be back later; its refusals are final.
             Self::Remote(super::remote::RemoteError::Peer(e)) => {
                 matches!(

@@ -7,12 +7,19 @@
 //!
 //! The portal is recorded once the homeserver created the room. A crash between the two leaves
 //! an empty room the bot created and opens another: Matrix has no idempotent room creation.
+//!
+//! A user of this homeserver invited into such a portal by one who has a client in the group is
+//! added by the inviter's client, through the hub (`hub::adds`): when the hub's fan-out brings
+//! the commit and its Welcome back, the invitee's client joins from that Welcome and reads from
+//! there on, like a user the hub's side added.
 
 use std::sync::Arc;
 
 use serde_json::json;
 
 use super::bridge::{Bridge, BridgeError, off_runtime};
+use super::portal::DEVICE_ID;
+use crate::hub::HubError;
 use crate::store::Batch;
 
 impl Bridge {
@@ -39,5 +46,42 @@ impl Bridge {
         self.store().submit(batch).wait().await?;
         tracing::info!(matrix_room, mimi_room, hub = hub_domain, "portal opened for a room hubbed elsewhere");
         Ok(true)
+    }
+
+    /// `sponsor` invited `invitee` (both users of this homeserver) into the portal of
+    /// `mimi_room`, hubbed elsewhere: the sponsor's client commits adding a device of the
+    /// invitee's (registered now if they have none), its key package claimed for the hub so that
+    /// the Welcome is recognised when it comes back. Done already (the invitee in the group) is
+    /// done; while another commit of the sponsor's is with the hub, this is tried again later.
+    pub(super) async fn invite_for_hub(
+        &self,
+        seq: u64,
+        mimi_room: &str,
+        sponsor: &str,
+        invitee: &str,
+    ) -> Result<(), BridgeError> {
+        let (hub, room) = (Arc::clone(&self.hub), mimi_room.to_owned());
+        let (sponsor, invitee) = (sponsor.to_owned(), invitee.to_owned());
+        off_runtime(move || {
+            if hub.in_group(&room, &invitee)? {
+                return Ok(());
+            }
+            let hub_domain = crate::event::meta::server_of(&room).to_owned();
+            let directories = hub.directories();
+            hub.add_for_hub(&room, &sponsor, || {
+                directories.register_device(&invitee, DEVICE_ID)?;
+                directories.publish_key_packages(&invitee, 1)?;
+                let at = crate::queue::now_ms();
+                let record = json!({"provider": hub_domain, "user": invitee, "device": DEVICE_ID, "at": at});
+                let claimed = directories
+                    .claim_key_package_for(&invitee, DEVICE_ID, &hub_domain, record.to_string().as_bytes())?
+                    .ok_or_else(|| HubError::MlsClient(format!("{invitee} has no key package to claim")))?;
+                Ok(vec![directories.check_key_package(&claimed, &invitee, DEVICE_ID)?])
+            })?;
+            tracing::info!(mimi_room = room, sponsor, invitee, "add committed; sent to the room's hub");
+            Ok(())
+        })
+        .await?;
+        self.finish(seq, Batch::new()).await
     }
 }

@@ -187,7 +187,8 @@ impl Bridge {
     /// and their clients are removed from its group. In a room hubbed here that is anyone (a
     /// ghost's user too: a kick or ban of a ghost removes that user of another provider); in a
     /// room hubbed elsewhere only this homeserver's users' own leaves are ours to pass on (their
-    /// clients propose their removal to the hub). Other changes are not bridged.
+    /// clients propose their removal to the hub), and their invites of each other (the
+    /// inviter's client commits the add, `invite_for_hub`). Other changes are not bridged.
     pub(super) async fn membership_change(
         &self,
         queued: &super::intake::Queued,
@@ -209,6 +210,7 @@ impl Bridge {
         let passed_on = match membership.as_str() {
             "leave" | "ban" if hubbed_here => true,
             "leave" => local && by == user,
+            "invite" if !hubbed_here && local => return self.invite_for_hub(queued.seq, mimi_room, &by, &user).await,
             _ => false,
         };
         if !passed_on {

@@ -31,7 +31,7 @@ impl Refusal {
     /// The refusal a hub error amounts to; `None` for a failure worth retrying (storage).
     pub fn of(error: &HubError) -> Option<Self> {
         match error {
-            HubError::Store(_) => None,
+            HubError::Store(_) | HubError::CommitPending { .. } => None,
             HubError::Event(EventError::TooLarge { size, limit }) => Some(Self {
                 reason: "too_large",
                 notice: format!(

@@ -31,17 +31,7 @@ impl Hub {
         extra: impl FnOnce(&str) -> Batch,
     ) -> Result<PendingAppend, HubError> {
         let chain = &head.chain;
-        let meta = crate::event::EventMeta {
-            room_id: template.room_id.clone(),
-            event_type: template.event_type.clone(),
-            sender: template.sender.clone(),
-            state_key: template.state_key.clone(),
-            origin_server_ts: template.origin_server_ts,
-            hub_server: None,
-            prev_events: None,
-            auth_events: None,
-        };
-        chain.authorize(&meta, &template.content).map_err(EventError::from)?;
+        let meta = authorize(chain, &template)?;
         let auth_events = chain.select_auth(&meta, &template.content);
         let pdu =
             build_local(chain.version(), template, &auth_events, &chain.prev_events(), &self.key, &self.server_name)?;
@@ -199,4 +189,23 @@ impl Hub {
             .insert(room_id, Arc::new(std::sync::Mutex::new(head)), &self.store)
             .ok_or_else(|| HubError::RoomExists(room_id.to_owned()))
     }
+}
+
+/// Runs the room's auth rules on a local event before it is built; returns its metadata.
+pub(super) fn authorize(
+    chain: &crate::event::Chain,
+    template: &EventTemplate,
+) -> Result<crate::event::EventMeta, HubError> {
+    let meta = crate::event::EventMeta {
+        room_id: template.room_id.clone(),
+        event_type: template.event_type.clone(),
+        sender: template.sender.clone(),
+        state_key: template.state_key.clone(),
+        origin_server_ts: template.origin_server_ts,
+        hub_server: None,
+        prev_events: None,
+        auth_events: None,
+    };
+    chain.authorize(&meta, &template.content).map_err(EventError::from)?;
+    Ok(meta)
 }

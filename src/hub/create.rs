@@ -171,7 +171,8 @@ impl Hub {
 }
 
 /// The events after the create event that open a room: the creator's join, power levels (creator
-/// 100), join rules and history visibility.
+/// 100), join rules and history visibility. In a MIMI room every participant may invite (as in a
+/// Matrix private chat): a follower's user adds someone through the hub (`hub::adds`).
 fn opening_events(room_id: &str, creator: &str, preset: &RoomPreset, ts: i64) -> Vec<EventTemplate> {
     let template = |event_type: &str, state_key: &str, content| {
         let mut event = state_event(room_id, creator, ts, event_type, content);
@@ -187,7 +188,7 @@ fn opening_events(room_id: &str, creator: &str, preset: &RoomPreset, ts: i64) ->
             object(vec![
                 ("ban", int(50)),
                 ("events_default", int(0)),
-                ("invite", int(50)),
+                ("invite", int(if preset.version.hub_signs() { 0 } else { 50 })),
                 ("kick", int(50)),
                 ("redact", int(50)),
                 ("state_default", int(50)),

@@ -62,6 +62,12 @@ pub enum HubError {
         /// The user.
         user: String,
     },
+    /// A commit of the user's client is with the room's hub: the next waits until it is back.
+    #[error("a commit of {user}'s client is still with the room's hub")]
+    CommitPending {
+        /// The user.
+        user: String,
+    },
     /// An object whose sender is not a user of the server that sent it.
     #[error("sender {sender} is not a user of the origin {origin}")]
     WrongOrigin {

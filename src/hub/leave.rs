@@ -140,7 +140,8 @@ impl Hub {
     /// An `update` with a leave proposal (`body`) the hub answered `wrongEpoch` with `epoch`
     /// (as [`Hub::resubmit`] for messages): the record must reach that epoch first; a client no
     /// longer in the group is out already; else its proposal for the current epoch, durable
-    /// with `replace(new_body)` before this returns.
+    /// with `replace(new_body)` before this returns. An `update` with a commit is
+    /// [`Hub::recommit`]'s.
     pub fn repropose(
         &self,
         room_id: &str,
@@ -148,8 +149,10 @@ impl Hub {
         epoch: u64,
         replace: impl FnOnce(&[u8]) -> crate::store::Batch,
     ) -> Result<Resubmit, HubError> {
-        let Ok(HandshakeBundle::Proposals { proposal, .. }) = HandshakeBundle::decode(body) else {
-            return Err(HubError::MlsClient("an update to re-propose that holds no proposal".into()));
+        let proposal = match HandshakeBundle::decode(body) {
+            Ok(HandshakeBundle::Proposals { proposal, .. }) => proposal,
+            Ok(HandshakeBundle::Commit { .. }) => return self.recommit(room_id, body, epoch, replace),
+            Err(error) => return Err(HubError::MlsClient(format!("an update to send again: {error}"))),
         };
         let head = self.head(room_id)?;
         let mut head = lock(&head);

@@ -43,6 +43,11 @@ pub(super) fn client_error(error: impl std::fmt::Display) -> HubError {
 impl Hub {
     /// The hub's checks (see the module documentation); nothing changes until `apply_mls`.
     pub(super) fn check_mls(&self, head: &RoomHead, pdu: &Pdu) -> Result<Step, HubError> {
+        self.check_mls_in(head, pdu, head.chain.state())
+    }
+
+    /// [`check_mls`](Self::check_mls) against `state` instead of the room's current state.
+    pub(super) fn check_mls_in(&self, head: &RoomHead, pdu: &Pdu, state: &RoomState) -> Result<Step, HubError> {
         // Only the hub holds the device directory; a follower checks what the log itself shows.
         let keys = (pdu.meta().event_type == COMMIT && head.chain.hub() == self.server_name)
             .then(|| self.directories.trusted_keys());
@@ -54,7 +59,7 @@ impl Hub {
         // In a MIMI room the hub makes every event's content; elsewhere its own users' alone.
         let made_here =
             head.chain.version().hub_signs() || crate::event::meta::server_of(&pdu.meta().sender) == self.server_name;
-        Ok(check_event(view, head.chain.next_position(), pdu, head.chain.state(), devices, !made_here)?)
+        Ok(check_event(view, head.chain.next_position(), pdu, state, devices, !made_here)?)
     }
 
     /// Lets this server's clients observe the event into `batch` and takes their MLS writes.

@@ -9,6 +9,7 @@
 //! durable; if a write fails the store is poisoned, so nothing built on the lost head is ever
 //! acknowledged. Rooms proceed in parallel.
 
+mod adds;
 mod admit;
 mod append;
 mod backfill;

@@ -120,9 +120,18 @@ impl Hub {
         if let Some(refusal) = self.refuse_remote(&head, provider, &sender) {
             return Ok(refusal);
         }
+        let newcomers = match mls.view.newcomers(commit, head.chain.state()) {
+            Ok(newcomers) => newcomers,
+            Err(error) => return Ok(verdict(Err(error.into()), 0, epoch)),
+        };
         let content = CommitContent { message: commit.to_vec(), public_group_state: group_info.to_vec() };
         let timestamp = now_ms();
         let template = super::mls::template(room_id, &sender, COMMIT, content.to_json(), ts(timestamp));
+        // Users the commit makes participants join first (see `hub::adds`).
+        let joins = match self.append_newcomers(&mut head, &sender, &newcomers, &template)? {
+            Ok(joins) => joins,
+            Err(refusal) => return Ok(refusal),
+        };
         let welcome = welcome.map(<[u8]>::to_vec);
         let extra = move |event_id: &str| {
             let mut batch = Batch::new();
@@ -131,7 +140,12 @@ impl Hub {
             }
             batch
         };
-        Ok(verdict(self.append_template(&mut head, template, extra), timestamp, epoch))
+        let appended = self.append_template(&mut head, template, extra);
+        drop(head);
+        for join in joins {
+            join.wait()?;
+        }
+        Ok(verdict(appended, timestamp, epoch))
     }
 
     /// `user`, of another MIMI provider, joins a MIMI room hubbed here (its provider handed out
@@ -189,7 +203,7 @@ pub(super) fn ts(ms: u64) -> i64 {
 }
 
 /// The draft's answer for an append's outcome.
-fn verdict(result: Result<PendingAppend, HubError>, timestamp: u64, epoch: u64) -> Verdict {
+pub(super) fn verdict(result: Result<PendingAppend, HubError>, timestamp: u64, epoch: u64) -> Verdict {
     match result {
         Ok(pending) => Verdict::Accepted { timestamp, pending: Some(pending), frank: None },
         Err(HubError::Mls(MlsCheckError::StaleEpoch { .. } | MlsCheckError::FutureEpoch { .. })) => {

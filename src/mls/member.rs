@@ -24,6 +24,7 @@ use super::events::{COMMIT, CommitContent, ENCRYPTED, EncryptedContent, FANOUT, 
 use super::group::{GroupError, RoomGroup, StagedOut};
 use super::identity::{DeviceCredential, DeviceObject, LocalDevice, NamedClient};
 use super::room_data::Roster;
+pub use super::welcome::{Welcome, parse_welcome, welcome_json};
 use super::{Flush, MlsProvider, SIGNATURE_SCHEME};
 use crate::mimi::protocol::{FanoutExtra, Wire as _};
 use crate::store::{Batch, Store, StoreError};
@@ -223,6 +224,17 @@ impl Member {
         *public.sender() == openmls::prelude::Sender::Member(group.mls_group().own_leaf_index())
     }
 
+    /// Whether a commit of this client's waits to be appended (staged here, or before a restart).
+    pub fn has_pending_commit(&self) -> bool {
+        self.group.as_ref().is_some_and(RoomGroup::has_pending_commit)
+    }
+
+    /// The Welcome of the commit this client staged and has not seen appended yet, if it adds
+    /// devices (a TLS `MlsMessage`).
+    pub fn pending_welcome(&self) -> Option<&[u8]> {
+        self.pending.as_ref()?.staged.welcome.as_deref()
+    }
+
     fn hold(&mut self, staged: StagedOut, targets: Vec<(String, String)>) -> CommitContent {
         let content = CommitContent { message: staged.commit.clone(), public_group_state: staged.group_info.clone() };
         self.pending = Some(Pending { staged, targets });
@@ -289,12 +301,18 @@ impl Member {
     }
 
     fn apply_logged_commit(&mut self, commit: &[u8], event_id: &str, batch: &mut Batch) -> Result<Seen, MemberError> {
+        // Ours: staged here, or (after a restart, for a hub that appends it later) signed by
+        // this client's leaf while a commit of ours is pending.
+        let pending = self.pending.take();
+        let ours = pending.as_ref().map_or_else(|| self.proposed(commit), |p| p.staged.commit == commit);
         let Some(group) = self.group.as_mut() else { return Ok(Seen::Nothing) };
-        if let Some(pending) = self.pending.take() {
-            if pending.staged.commit == commit {
+        if group.has_pending_commit() {
+            if ours {
                 group.merge_pending_commit(&self.provider)?;
-                if let Some(welcome) = &pending.staged.welcome {
-                    batch.put_welcome(event_id, &welcome_json(welcome, event_id, &pending.targets));
+                // What was kept to commit it again is no longer needed.
+                batch.sent_plaintext(&ciphertext_hash(commit), None);
+                if let Some(Pending { staged: StagedOut { welcome: Some(welcome), .. }, targets }) = &pending {
+                    batch.put_welcome(event_id, &welcome_json(welcome, event_id, targets));
                 }
                 return Ok(Seen::Epoch(group.epoch()));
             }
@@ -369,40 +387,4 @@ impl Member {
 fn content_sender(mimi_cbor: &[u8]) -> Option<String> {
     let content = crate::mimi::MimiContent::decode(mimi_cbor).ok()?;
     crate::translate::uri::matrix_user_id(content.sender_uri()?).ok()
-}
-
-/// The Welcome as the draft's to-device message content, with whom it is for.
-pub fn welcome_json(welcome: &[u8], commit_event_id: &str, targets: &[(String, String)]) -> Vec<u8> {
-    use base64::Engine as _;
-    let targets: Vec<_> = targets.iter().map(|(user, device)| serde_json::json!([user, device])).collect();
-    let value = serde_json::json!({
-        "algorithm": format!("m.mls.v1.welcome.{}", super::events::ALGORITHM.trim_start_matches("m.mls.v1.")),
-        "ciphertext": base64::engine::general_purpose::STANDARD_NO_PAD.encode(welcome),
-        "commit_event_id": commit_event_id,
-        "targets": targets,
-    });
-    serde_json::to_vec(&value).unwrap_or_default()
-}
-
-/// A Welcome stored for delivery to the added devices' servers.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Welcome {
-    /// The Welcome (TLS `MlsMessage`).
-    pub message: Vec<u8>,
-    /// The (user, device) pairs it adds.
-    pub targets: Vec<(String, String)>,
-}
-
-/// Reads a stored Welcome back.
-pub fn parse_welcome(json: &[u8]) -> Option<Welcome> {
-    use base64::Engine as _;
-    let value: serde_json::Value = serde_json::from_slice(json).ok()?;
-    let welcome = base64::engine::general_purpose::STANDARD_NO_PAD.decode(value.get("ciphertext")?.as_str()?).ok()?;
-    let targets = value
-        .get("targets")?
-        .as_array()?
-        .iter()
-        .filter_map(|t| Some((t.get(0)?.as_str()?.to_owned(), t.get(1)?.as_str()?.to_owned())))
-        .collect();
-    Some(Welcome { message: welcome, targets })
 }

@@ -23,6 +23,7 @@ pub mod public;
 pub mod room_data;
 pub mod seal;
 pub mod storage;
+mod welcome;
 
 use openmls::prelude::{
     BasicCredential, Ciphersuite, Extensions, ExternalSender, GroupContext, MIXED_PLAINTEXT_WIRE_FORMAT_POLICY,

@@ -243,9 +243,9 @@ impl Deliver for OutboxDelivery {
         };
         let room = room_of(&outgoing)
             .ok_or_else(|| OutboxError::Final(format!("outbox entry {} names no room", entry.seq)))?;
-        // Too old: the same plaintext encrypted anew (or the same leave proposed anew) once the
-        // record reached the hub's epoch, the queued body replaced in the same batch, unless
-        // the hub took it meanwhile.
+        // Too old: the same plaintext encrypted anew (or the same leave proposed, the same add
+        // committed, anew) once the record reached the hub's epoch, the queued body replaced in
+        // the same batch, unless the hub took it meanwhile.
         let key = QueueKey { queue: QueueId::Provider, dest: dest.to_owned(), seq: entry.seq };
         let (hub, queued_ms, endpoint) = (Arc::clone(&self.hub), entry.queued_ms, outgoing.endpoint.clone());
         let update = endpoint == "update";

@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use crate::http::{MatrixError, Response};
 use crate::hub::{GROUP_INFO_MESSAGE, Verdict};
-use crate::mimi::protocol::{GroupInfoOption, HandshakeBundle, UpdateOutcome, UpdateRoomResponse, Wire};
+use crate::mimi::protocol::{
+    GroupInfoOption, HandshakeBundle, UpdateOutcome, UpdateRoomResponse, WELCOME_MESSAGE, Wire,
+};
 
 use super::service::{Admitted, Provider, binary, blocking, malformed};
 
@@ -36,6 +38,9 @@ pub(super) async fn serve(provider: &Provider, room: &str, admitted: Admitted<'_
                 return answer(UpdateOutcome::NotAllowed, why);
             };
             let group_info = [GROUP_INFO_MESSAGE.as_slice(), &group_info].concat();
+            // Kept (and fanned out) as an MLSMessage, whichever way it came.
+            let welcome =
+                welcome.map(|w| if w.starts_with(&WELCOME_MESSAGE) { w } else { [&WELCOME_MESSAGE[..], &w].concat() });
             blocking(move || hub.submit_remote_commit(&room_id, &from, &commit, &group_info, welcome.as_deref()))
                 .await?
         }

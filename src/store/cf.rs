@@ -33,8 +33,9 @@ pub enum Cf {
     /// Event ID → the MIMI content (CBOR) of an `m.room.encrypted` event, as this server
     /// encrypted or first decrypted it (MLS keeps no keys to decrypt it again).
     EventidPlaintext,
-    /// SHA-256 of a ciphertext this server sent to another hub → its MIMI content, until the
-    /// event carrying it comes back in that hub's log.
+    /// SHA-256 of a ciphertext this server sent to another hub → its MIMI content (of a commit
+    /// adding devices: the TLS key packages it adds), until the event carrying it comes back in
+    /// that hub's log.
     CiphertexthashPlaintext,
     /// Commit event ID → the Welcome (JSON) for the members that commit added, for delivery to
     /// their servers.

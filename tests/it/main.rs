@@ -44,6 +44,7 @@ mod replay;
 mod rooms_across;
 mod rooms_across_crash;
 mod rooms_across_gaps;
+mod rooms_across_invites;
 mod rooms_across_joins;
 mod rooms_across_latency;
 mod rooms_across_leaves;

@@ -161,7 +161,7 @@ pub(crate) fn alice_invites_bob(a: &Side, b: &Side) -> ([String; 2], [String; 2]
 impl Across {
     /// Alice invites Bob's ghost: her bridge claims Bob's key material from his provider, adds
     /// his client, and the Welcome reaches his provider, which opens a portal and invites him.
-    fn open() -> Self {
+    pub(crate) fn open() -> Self {
         let pki = tempfile::tempdir().unwrap();
         let ca = crate::pki::TestCa::new(pki.path(), "test CA");
         let ports = crate::ports::consecutive(3);
@@ -178,7 +178,7 @@ impl Across {
     }
 
     /// Bob's messages as Alice sees them.
-    fn at_a(&self) -> Vec<String> {
+    pub(crate) fn at_a(&self) -> Vec<String> {
         bodies(messages_from(&self.a, &self.alice, &self.room_a, &ghost("bob", "mimi.hs-b.test", "hs.test")))
     }
 }

@@ -31,4 +31,4 @@ pub use room_state::{ParticipantList, ParticipantListUpdate, RoomMetadata, UserR
 pub use submit::{Frank, SubmitMessageRequest, SubmitMessageResponse};
 pub use tls::{Wire, WireError};
 pub use tree::{GroupInfoOption, RatchetTreeOption};
-pub use update::{HandshakeBundle, UpdateOutcome, UpdateRoomResponse};
+pub use update::{HandshakeBundle, UpdateOutcome, UpdateRoomResponse, WELCOME_MESSAGE};

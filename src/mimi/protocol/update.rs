@@ -31,7 +31,7 @@ pub enum HandshakeBundle {
 }
 
 /// The MLSMessage header of a Welcome (version mls10, wire format welcome).
-const WRAPPED_WELCOME: [u8; 4] = [0, 1, 0, 3];
+pub const WELCOME_MESSAGE: [u8; 4] = [0, 1, 0, 3];
 
 impl Wire for HandshakeBundle {
     fn read(r: &mut Reader<'_>) -> Result<Self, WireError> {
@@ -40,7 +40,7 @@ impl Wire for HandshakeBundle {
         match embedded::carries(&message) {
             Carries::Commit => {
                 let welcome = if r.present("welcome")? {
-                    let kind = if r.rest().starts_with(&WRAPPED_WELCOME) { Kind::MlsMessage } else { Kind::Welcome };
+                    let kind = if r.rest().starts_with(&WELCOME_MESSAGE) { Kind::MlsMessage } else { Kind::Welcome };
                     Some(embedded::read(r, kind, "welcome")?)
                 } else {
                     None

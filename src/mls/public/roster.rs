@@ -5,7 +5,7 @@
 
 use openmls::prelude::{ProcessedMessage, ProcessedMessageContent, StagedCommit};
 
-use super::{MlsCheckError, PublicView};
+use super::{MlsCheckError, PublicCommit, PublicView};
 use crate::event::state::RoomState;
 use crate::mimi::protocol::ParticipantList;
 use crate::mls::room_data;
@@ -61,5 +61,33 @@ impl PublicView {
     pub fn roster_behind(&self, state: &RoomState) -> bool {
         let listed = room_data::participants(self.group.group_context().extensions());
         matches!(listed, Ok(Some(list)) if list.roles() != room_data::roster(state))
+    }
+
+    /// The room's participant list as user URI → role (`None` in a room without one).
+    pub fn listed(&self) -> Option<room_data::Roster> {
+        room_data::participants(self.group.group_context().extensions()).ok().flatten().map(|list| list.roles())
+    }
+
+    /// The users a commit (a `PublicMessage` of the current epoch) lists as participants whom
+    /// the log's membership (`state`) does not show joined: a hub appends their invite and
+    /// join before the commit, so that the list and the log's membership agree again.
+    pub fn newcomers(&self, commit: &[u8], state: &RoomState) -> Result<Vec<String>, MlsCheckError> {
+        let PublicCommit { message, .. } = self.public_commit(commit)?;
+        let processed =
+            self.group.process_message(&self.crypto, message).map_err(|e| MlsCheckError::Rejected(e.to_string()))?;
+        let staged = self.staged(processed)?;
+        let Some(listed) = room_data::participants(staged.group_context().extensions())? else { return Ok(Vec::new()) };
+        let joined = room_data::roster(state);
+        let mut newcomers = Vec::new();
+        for (user, role) in listed.roles() {
+            if role != room_data::ROLE_PARTICIPANT || joined.get(&user) == Some(&room_data::ROLE_PARTICIPANT) {
+                continue;
+            }
+            let uri = String::from_utf8_lossy(&user).into_owned();
+            let user_id = crate::translate::uri::matrix_user_id(&uri)
+                .map_err(|_| MlsCheckError::Malformed(format!("participant {uri} is not a user URI")))?;
+            newcomers.push(user_id);
+        }
+        Ok(newcomers)
     }
 }
