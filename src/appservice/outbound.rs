@@ -156,14 +156,22 @@ impl Bridge {
                 let welcomed = self.hub.welcomed_in(&mimi_room, pdu.content())?.into_iter().map(|u| ("invite", u));
                 let removed = store.removed_by(&event_id)?.into_iter().map(|u| ("kick", u));
                 for (kind, user) in welcomed.chain(removed) {
-                    let local = user.strip_prefix('@').and_then(|u| u.split_once(':')).map(|(l, _)| l);
-                    let user = format!("@{}:{}", local.unwrap_or_default(), self.settings.domain);
-                    let request = json!({"kind": kind, "room": matrix_room, "user": user});
+                    let request = json!({"kind": kind, "room": matrix_room, "user": self.matrix_user(&user)});
                     requests.push((matrix_room.to_owned(), request.to_string().into_bytes()));
                 }
             }
-            // A user of another provider who left: their ghost leaves the portal too.
             let membership = pdu.content().get("membership").and_then(|m| m.as_str());
+            // A user of this server invited by a user of another provider (a follower's add, whose
+            // Welcome the hub used): invited to the portal too.
+            if meta.event_type == "m.room.member"
+                && membership == Some("invite")
+                && server_of(&meta.sender) != self.hub.server_name()
+                && let Some(user) = meta.state_key.as_deref().filter(|u| server_of(u) == self.hub.server_name())
+            {
+                let request = json!({"kind": "invite", "room": matrix_room, "user": self.matrix_user(user)});
+                requests.push((matrix_room.to_owned(), request.to_string().into_bytes()));
+            }
+            // A user of another provider who left: their ghost leaves the portal too.
             if meta.event_type == "m.room.member"
                 && membership == Some("leave")
                 && meta.state_key.as_deref() == Some(meta.sender.as_str())
@@ -187,6 +195,12 @@ impl Bridge {
         let mut batch = Batch::new();
         batch.portal_cursor(room, next);
         Ok(Some(Page { batch, requests, more }))
+    }
+
+    /// The Matrix user of one of this server's MIMI users (`@name:<MIMI domain>`).
+    fn matrix_user(&self, user: &str) -> String {
+        let local = user.strip_prefix('@').and_then(|u| u.split_once(':')).map(|(l, _)| l);
+        format!("@{}:{}", local.unwrap_or_default(), self.settings.domain)
     }
 
     /// The homeserver requests a stored message becomes.

@@ -162,22 +162,20 @@ impl Bridge {
         self.ensure_member(mimi_room, &inviter).await.map_err(super::refusal::refusing)?;
         let (hub, room, sponsor, user) =
             (Arc::clone(&self.hub), mimi_room.to_owned(), inviter.clone(), remote.to_owned());
-        off_runtime(move || {
+        let followed = off_runtime(move || {
+            // A room hubbed elsewhere: the add goes to its hub (`add_remote_for_hub`).
             if hub.is_record(&room)? {
-                // Only the room's hub adds users to a room hubbed elsewhere.
-                return Err(HubError::NotHub {
-                    room_id: room.clone(),
-                    hub: crate::event::meta::server_of(&room).into(),
-                }
-                .into());
+                return Ok(true);
             }
             if !matches!(hub.membership(&room, &user)?.as_deref(), Some("invite" | "join")) {
                 hub.submit_local(member_event(&room, &sponsor, &user, "invite", now_ms()))?.wait()?;
             }
-            Ok(())
+            Ok(false)
         })
         .await?;
-        if self.outbox.is_some() && crate::event::meta::server_of(remote) != self.hub.server_name() {
+        if followed {
+            self.add_remote_for_hub(mimi_room, &inviter, remote).await?;
+        } else if self.outbox.is_some() && crate::event::meta::server_of(remote) != self.hub.server_name() {
             self.admit_remote(mimi_room, &inviter, remote).await?;
         }
         self.finish(seq, Batch::new()).await

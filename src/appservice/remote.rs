@@ -39,6 +39,57 @@ impl Bridge {
         if off_runtime(move || Ok(hub.has_clients(&room, &user)?)).await? {
             return Ok(());
         }
+        let packages = self.claim_remote(mimi_room, sponsor, remote).await?;
+        let (hub, room, sponsor, remote) =
+            (Arc::clone(&self.hub), mimi_room.to_owned(), sponsor.to_owned(), remote.to_owned());
+        off_runtime(move || {
+            if let Some(joined) = hub.vouch_join(&room, &remote, now_ms())? {
+                joined.wait()?;
+            }
+            hub.commit_add(&room, &sponsor, &packages, now_ms())?.wait()?;
+            tracing::info!(room, user = remote, clients = packages.len(), "user of another provider added");
+            Ok(())
+        })
+        .await
+    }
+
+    /// In a room hubbed elsewhere: `sponsor`'s client commits the add of `remote`'s clients
+    /// through the hub (`hub::adds`), which appends their join. While another commit of the
+    /// sponsor's is with the hub this fails as transient, before claiming anything.
+    pub(super) async fn add_remote_for_hub(
+        &self,
+        mimi_room: &str,
+        sponsor: &str,
+        remote: &str,
+    ) -> Result<(), BridgeError> {
+        let (hub, room, (by, user)) =
+            (Arc::clone(&self.hub), mimi_room.to_owned(), (sponsor.to_owned(), remote.to_owned()));
+        let done = off_runtime(move || {
+            hub.may_commit(&room, &by)?;
+            Ok(hub.has_clients(&room, &user)?)
+        });
+        if done.await? {
+            return Ok(());
+        }
+        let packages = self.claim_remote(mimi_room, sponsor, remote).await?;
+        let (hub, room, sponsor) = (Arc::clone(&self.hub), mimi_room.to_owned(), sponsor.to_owned());
+        let user = remote.to_owned();
+        off_runtime(move || {
+            let clients = packages.len();
+            hub.add_for_hub(&room, &sponsor, || Ok(packages))?;
+            tracing::info!(room, user, clients, "add of a user of another provider sent to the room's hub");
+            Ok(())
+        })
+        .await
+    }
+
+    /// Claims `remote`'s key material for `mimi_room` from their provider, as `sponsor`.
+    async fn claim_remote(
+        &self,
+        mimi_room: &str,
+        sponsor: &str,
+        remote: &str,
+    ) -> Result<Vec<openmls::prelude::KeyPackage>, BridgeError> {
         let outbox = self.outbox.as_ref().ok_or(RemoteError::NoProvider)?;
         let uri = |id: &str| crate::translate::uri::user_uri(id).map_err(|_| BridgeError::Malformed("user ID"));
         let (requester_uri, target_uri) = (uri(sponsor)?, uri(remote)?);
@@ -55,16 +106,6 @@ impl Bridge {
             let status = format!("{:?}", claimed.response.status);
             return Err(RemoteError::NoKeyMaterial { user: target_uri, status }.into());
         }
-        let (hub, room, sponsor, remote) =
-            (Arc::clone(&self.hub), mimi_room.to_owned(), sponsor.to_owned(), remote.to_owned());
-        off_runtime(move || {
-            if let Some(joined) = hub.vouch_join(&room, &remote, now_ms())? {
-                joined.wait()?;
-            }
-            hub.commit_add(&room, &sponsor, &packages, now_ms())?.wait()?;
-            tracing::info!(room, user = remote, clients = packages.len(), "user of another provider added");
-            Ok(())
-        })
-        .await
+        Ok(packages)
     }
 }

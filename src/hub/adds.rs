@@ -34,19 +34,22 @@ use super::{GROUP_INFO_MESSAGE, Hub, HubError, Owed, PendingAppend, Resubmit, Ro
 impl Hub {
     /// As hub: appends the invite and join of each of `newcomers` (users a commit by `committer`
     /// lists as participants who are not joined) ahead of that commit (`commit`, its event),
-    /// once the commit passes against the state they make. `Err` holds the answer when it does
-    /// not, or when a newcomer cannot be one; nothing is appended then.
+    /// once the commit passes against the state they make. A newcomer of this server must be
+    /// among `claimed`, its users whose devices the commit's Welcome is for by key packages the
+    /// committer's provider claimed here. `Err` holds the answer when the commit does not pass,
+    /// or when a newcomer cannot be one; nothing is appended then.
     pub(super) fn append_newcomers(
         &self,
         head: &mut RoomHead,
         committer: &str,
-        newcomers: &[String],
+        (newcomers, claimed): (&[String], &[(String, String)]),
         commit: &EventTemplate,
     ) -> Result<Result<Vec<PendingAppend>, Verdict>, HubError> {
         let mut state = head.chain.state().clone();
         for user in newcomers {
-            if server_of(user) == self.server_name {
-                let why = format!("{user} is a user of the hub's provider, which adds its own users");
+            if server_of(user) == self.server_name && !claimed.iter().any(|(claimed, _)| claimed == user) {
+                let why =
+                    format!("{user}: the commit adds no device of theirs whose key package its provider claimed here");
                 return Ok(Err(Verdict::InvalidProposal(why)));
             }
             if state.membership(user) == Some("ban") {
@@ -96,14 +99,7 @@ impl Hub {
         let head = self.head(room_id)?;
         let mut head = lock(&head);
         self.followed(&head)?;
-        let member = head.mls.as_ref().and_then(|mls| mls.members.get(committer));
-        match member {
-            None => return Err(HubError::NoMlsDevice { user: committer.to_owned() }),
-            Some(member) if member.has_pending_commit() => {
-                return Err(HubError::CommitPending { user: committer.to_owned() });
-            }
-            Some(_) => {}
-        }
+        may_commit(&head, committer)?;
         let staged = stage_for_hub(&mut head, committer, &claim()?)?;
         let mut batch = Batch::new();
         staged.keep(&mut batch);
@@ -111,6 +107,15 @@ impl Hub {
         let owed =
             Owed { provider: server_of(room_id).to_owned(), endpoint: "update", room_id: room_id.to_owned(), body };
         self.write_for_hub(head, committer, batch, Some(owed))
+    }
+
+    /// As a follower: whether `committer`'s client may commit in a room hubbed elsewhere now
+    /// (see [`Hub::add_for_hub`]), before claiming what it would add.
+    pub fn may_commit(&self, room_id: &str, committer: &str) -> Result<(), HubError> {
+        let head = self.head(room_id)?;
+        let head = lock(&head);
+        self.followed(&head)?;
+        may_commit(&head, committer)
     }
 
     /// An `update` with a commit (`body`) the hub answered `wrongEpoch` with `epoch` (as
@@ -155,6 +160,15 @@ impl Hub {
         self.write_for_hub(head, &committer, batch, None)?;
         tracing::info!(room_id, committer, "add committed again in the hub's epoch");
         Ok(Resubmit::Body(staged.body))
+    }
+}
+
+/// `committer` has a client in the room's group and no commit of its is with the hub.
+fn may_commit(head: &RoomHead, committer: &str) -> Result<(), HubError> {
+    match head.mls.as_ref().and_then(|mls| mls.members.get(committer)) {
+        None => Err(HubError::NoMlsDevice { user: committer.to_owned() }),
+        Some(member) if member.has_pending_commit() => Err(HubError::CommitPending { user: committer.to_owned() }),
+        Some(_) => Ok(()),
     }
 }
 

@@ -115,15 +115,23 @@ impl Hub {
 
     /// This server's users a Welcome is for, by the `KeyPackageRef`s `hub` claimed.
     fn welcomed(&self, hub: &str, welcome: &[u8]) -> Result<Vec<String>, HubError> {
-        let mut users = Vec::new();
+        Ok(self.welcomed_devices(hub, welcome)?.into_iter().map(|(user, _)| user).collect())
+    }
+
+    /// This server's devices (user, device) a Welcome is for, by the `KeyPackageRef`s
+    /// `provider` claimed.
+    pub(super) fn welcomed_devices(&self, provider: &str, welcome: &[u8]) -> Result<Vec<(String, String)>, HubError> {
+        let mut devices = Vec::new();
         for reference in RoomGroup::welcome_targets(welcome).map_err(client_error)? {
-            let Some(record) = self.store.key_package_claim(&reference, hub)? else { continue };
+            let Some(record) = self.store.key_package_claim(&reference, provider)? else { continue };
             let record: serde_json::Value = serde_json::from_slice(&record).unwrap_or_default();
-            if let Some(user) = record["user"].as_str().filter(|u| server_of(u) == self.server_name) {
-                users.push(user.to_owned());
+            if let (Some(user), Some(device)) = (record["user"].as_str(), record["device"].as_str())
+                && server_of(user) == self.server_name
+            {
+                devices.push((user.to_owned(), device.to_owned()));
             }
         }
-        Ok(users)
+        Ok(devices)
     }
 
     /// This server's users an `m.mimi.fanout` (its content) welcomes, if it is a Welcome.

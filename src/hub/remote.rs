@@ -124,19 +124,22 @@ impl Hub {
             Ok(newcomers) => newcomers,
             Err(error) => return Ok(verdict(Err(error.into()), 0, epoch)),
         };
+        // This server's devices the Welcome is for: claimed here by the committer's provider.
+        let claimed = welcome.map(|w| self.welcomed_devices(provider, w)).transpose()?.unwrap_or_default();
         let content = CommitContent { message: commit.to_vec(), public_group_state: group_info.to_vec() };
         let timestamp = now_ms();
         let template = super::mls::template(room_id, &sender, COMMIT, content.to_json(), ts(timestamp));
         // Users the commit makes participants join first (see `hub::adds`).
-        let joins = match self.append_newcomers(&mut head, &sender, &newcomers, &template)? {
+        let joins = match self.append_newcomers(&mut head, &sender, (&newcomers, &claimed), &template)? {
             Ok(joins) => joins,
             Err(refusal) => return Ok(refusal),
         };
-        let welcome = welcome.map(<[u8]>::to_vec);
+        let kept = welcome.map(<[u8]>::to_vec);
+        let targets = claimed.clone();
         let extra = move |event_id: &str| {
             let mut batch = Batch::new();
-            if let Some(welcome) = &welcome {
-                batch.put_welcome(event_id, &crate::mls::member::welcome_json(welcome, event_id, &[]));
+            if let Some(welcome) = &kept {
+                batch.put_welcome(event_id, &crate::mls::member::welcome_json(welcome, event_id, &targets));
             }
             batch
         };
@@ -145,7 +148,22 @@ impl Hub {
         for join in joins {
             join.wait()?;
         }
-        Ok(verdict(appended, timestamp, epoch))
+        let (Some(welcome), false) = (welcome, claimed.is_empty()) else {
+            return Ok(verdict(appended, timestamp, epoch));
+        };
+        let pending = match appended {
+            Ok(pending) => pending,
+            refused => return Ok(verdict(refused, timestamp, epoch)),
+        };
+        // This server's clients join once the commit is durable (a crash before: they join
+        // from the stored Welcome when their users next speak).
+        pending.wait()?;
+        for (user, _) in &claimed {
+            if let Err(error) = self.join_group(room_id, user, welcome) {
+                tracing::warn!(room_id, user, %error, "a Welcome for a client here could not be used");
+            }
+        }
+        Ok(Verdict::Accepted { timestamp, pending: None, frank: None })
     }
 
     /// `user`, of another MIMI provider, joins a MIMI room hubbed here (its provider handed out

@@ -115,9 +115,34 @@ fn a_followers_user_invites_colleagues_through_the_rooms_hub() {
     wait_for("Alice's message at Grace's", Duration::from_mins(1), || !at_grace().is_empty());
     assert_eq!(at_grace(), ["hello Grace"]);
 
+    bob_invites_a_user_of_the_hubs_provider(&x);
+
     // Both logs verify, and hold the same MLS messages in the same order.
     let (hub, follower) = (a.running.hub.store(), b.running.hub.store());
     verify(hub, &x.mimi_room);
     verify(follower, &x.mimi_room);
     same_transcript(&hub_transcript(hub, &x.mimi_room), &record_transcript(follower, &x.mimi_room));
+}
+
+/// Heidi of hs.test, the hub's provider, invited by Bob through her ghost on his homeserver:
+/// Bob's provider claims her key material from hers (through its directory) and commits the add;
+/// the hub joins her client from the Welcome and invites her to Alice's portal.
+fn bob_invites_a_user_of_the_hubs_provider(x: &Across) {
+    let (a, b) = (&x.a, &x.b);
+    let heidi = a.user_with_a_portal("heidi", "mimi.hs.test");
+    b.synapse.invite(&x.bob, &x.room_b, &ghost("heidi", "mimi.hs.test", "hs-b.test"));
+    wait_for("Heidi's client at the hub", Duration::from_mins(2), || {
+        a.running.hub.in_group(&x.mimi_room, "@heidi:mimi.hs.test").unwrap()
+    });
+    let join = format!("/_matrix/client/v3/join/{}", crate::synapse::encode(&x.room_a));
+    let joined = || a.synapse.call(crate::synapse::Method::Post, Some(&heidi), &join, Some(&serde_json::json!({}))).0;
+    wait_for("Heidi's invite to Alice's portal", Duration::from_mins(1), || joined() == 200);
+    b.synapse.send_text(&x.bob, &x.room_b, "hello Heidi");
+    let bob_at_a = ghost("bob", "mimi.hs-b.test", "hs.test");
+    let at_heidi = || bodies(messages_from(a, &heidi, &x.room_a, &bob_at_a));
+    wait_for("Bob's message at Heidi's", Duration::from_mins(1), || at_heidi().contains(&"hello Heidi".to_owned()));
+    a.synapse.send_text(&heidi, &x.room_a, "hi from Heidi");
+    let at_bob = || bodies(messages_from(b, &x.bob, &x.room_b, &ghost("heidi", "mimi.hs.test", "hs-b.test")));
+    wait_for("Heidi's message at Bob's", Duration::from_mins(1), || !at_bob().is_empty());
+    assert_eq!(at_bob(), ["hi from Heidi"]);
 }
