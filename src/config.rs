@@ -2,8 +2,8 @@
 //! anything starts.
 //!
 //! The file follows the conventions homeserver admins know from mautrix bridges (sections
-//! `homeserver`, `appservice`, `database`, `logging`, `metrics`), plus `mimi` for the bridge's own
-//! server identity. `schemas/config.schema.json` describes the same shape and
+//! `homeserver`, `appservice`, `database`, `logging`, `metrics`, `encryption`), plus `mimi` for
+//! the bridge's own server identity. `schemas/config.schema.json` describes the same shape and
 //! `bridge-config/config.example.yaml` (printed by `mimi-bridge generate-config`) documents every
 //! key; tests keep the three in step.
 //!
@@ -17,6 +17,7 @@
 
 mod check;
 mod database;
+mod encryption;
 mod example;
 mod provider;
 mod registration;
@@ -29,6 +30,7 @@ use serde::{Deserialize, Serialize};
 
 pub use check::FieldError;
 pub use database::{DatabaseSection, DatabaseSync};
+pub use encryption::{BRIDGE_DEVICE, EncryptionSection};
 pub use example::EXAMPLE;
 pub use provider::{ConsentPolicy, PeerQuotas, TlsSection};
 pub use registration::{Namespace, Namespaces, Registration, generate_token, replace_tokens};
@@ -54,6 +56,9 @@ pub struct Config {
     /// The Prometheus endpoint (optional section).
     #[serde(default)]
     pub metrics: MetricsSection,
+    /// The bridge's own Matrix device (optional section).
+    #[serde(default)]
+    pub encryption: EncryptionSection,
 }
 
 /// `homeserver`: the homeserver the bridge is attached to.

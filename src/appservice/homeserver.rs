@@ -18,6 +18,7 @@
 //! (hyper, the one place that picks the connector), `rooms` (membership, events, state) and
 //! `media` (authenticated download, upload).
 
+mod devices;
 mod error;
 mod media;
 mod rooms;

@@ -120,4 +120,16 @@ metrics:
   enabled: false
   # IP address and port of the metrics listener. (default)
   listen: 127.0.0.1:29342
+
+encryption:
+  # Hold a Matrix device of the bridge's own, MIMIBRIDGE of @<bot username>_device (here
+  # @mimibot_device:hs.test): created at start through the appservice device management of
+  # Matrix v1.17 (the registration then carries io.element.msc4190: true). Portals in encrypted
+  # rooms are still refused. (default, registration)
+  enabled: false
+  # Take to-device messages and device-list changes from the homeserver's transactions instead
+  # of polling /sync. Synapse needs experimental_features msc2409_to_device_messages_enabled and
+  # msc3202_transaction_extensions (the registration then carries org.matrix.msc3202: true).
+  # (default, registration)
+  push: false
 ";

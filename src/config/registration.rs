@@ -13,6 +13,7 @@ use super::{Config, ConfigError};
 
 /// A Synapse-compatible application-service registration.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[expect(clippy::struct_excessive_bools, reason = "the registration's flags are booleans in the file")]
 pub struct Registration {
     /// The appservice ID (`appservice.id`).
     pub id: String,
@@ -33,6 +34,13 @@ pub struct Registration {
     /// The same for homeservers that only know MSC2409's unstable name.
     #[serde(rename = "de.sorunome.msc2409.push_ephemeral")]
     pub push_ephemeral: bool,
+    /// The appservice manages its devices itself (MSC4190, Matrix v1.17): with
+    /// `encryption.enabled`.
+    #[serde(rename = "io.element.msc4190", default, skip_serializing_if = "std::ops::Not::not")]
+    pub device_management: bool,
+    /// Device-list changes and key counts in transactions (MSC3202): with `encryption.push`.
+    #[serde(rename = "org.matrix.msc3202", default, skip_serializing_if = "std::ops::Not::not")]
+    pub transaction_extensions: bool,
     /// Any other keys, kept when a registration is read and written again.
     #[serde(flatten)]
     pub other: BTreeMap<String, serde_norway::Value>,
@@ -88,6 +96,12 @@ impl Registration {
             .collect();
         let ghosts = format!("^@{ghost_localpart}:{domain}$");
         let opened = format!("^#{}_open_[0-9]+:{domain}$", escape(&appservice.bot.username));
+        let encryption = &config.encryption;
+        let mut users = vec![Namespace { exclusive: true, regex: bot }, Namespace { exclusive: true, regex: ghosts }];
+        if encryption.enabled {
+            let owner = super::EncryptionSection::owner_localpart(&appservice.bot.username);
+            users.push(Namespace { exclusive: true, regex: format!("^@{}:{domain}$", escape(&owner)) });
+        }
         Self {
             id: appservice.id.clone(),
             url: appservice.address.clone(),
@@ -95,13 +109,15 @@ impl Registration {
             hs_token: appservice.hs_token.clone(),
             sender_localpart: appservice.bot.username.clone(),
             namespaces: Namespaces {
-                users: vec![Namespace { exclusive: true, regex: bot }, Namespace { exclusive: true, regex: ghosts }],
+                users,
                 aliases: vec![Namespace { exclusive: true, regex: opened }],
                 rooms: Vec::new(),
             },
             rate_limited: false,
             receive_ephemeral: true,
             push_ephemeral: true,
+            device_management: encryption.enabled,
+            transaction_extensions: encryption.enabled && encryption.push,
             other: BTreeMap::new(),
         }
     }

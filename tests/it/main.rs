@@ -15,6 +15,7 @@ mod common;
 mod config;
 mod crash;
 mod edn;
+mod encryption_device;
 mod federation_limits;
 mod fixtures;
 mod homeserver;

@@ -1,0 +1,28 @@
+//! The bridge's own Matrix device, managed through the appservice API (MSC4190, Matrix v1.17)
+//! and acted as with `?user_id=…&device_id=…` (MSC4326): no `/login`, no password, no
+//! interactive authentication.
+
+use hyper::Method;
+use serde_json::json;
+
+use super::transport::{Payload, enc};
+use super::{HomeserverClient, HomeserverError, string_field, with_query};
+
+impl HomeserverClient {
+    /// `PUT /_matrix/client/v3/devices/{deviceId}?user_id=…`: creates `owner`'s device
+    /// `device_id` (or renames it, if it exists).
+    pub async fn put_device(&self, owner: &str, device_id: &str, display_name: &str) -> Result<(), HomeserverError> {
+        let path = with_query(format!("/_matrix/client/v3/devices/{}", enc(device_id)), &[("user_id", Some(owner))]);
+        self.call(Method::PUT, path, Some(Payload::json(&json!({ "display_name": display_name }))?)).await?;
+        Ok(())
+    }
+
+    /// `GET /_matrix/client/v3/account/whoami` as `owner`'s device `device_id`: the device the
+    /// homeserver says the request acted as.
+    pub async fn whoami_device(&self, owner: &str, device_id: &str) -> Result<String, HomeserverError> {
+        let query = [("user_id", Some(owner)), ("device_id", Some(device_id))];
+        let body =
+            self.call(Method::GET, with_query("/_matrix/client/v3/account/whoami".to_owned(), &query), None).await?;
+        string_field(&body, "device_id", "whoami")
+    }
+}

@@ -1,0 +1,67 @@
+//! `encryption.enabled`: the bridge's own Matrix device, against a real Synapse. With the
+//! registration `generate-registration` writes, the bridge creates its device through the
+//! appservice device management (MSC4190) and acts as it (MSC4326); with a registration written
+//! before, it refuses to start and says what to change.
+
+use std::path::Path;
+
+use mimi_bridge::config::Config;
+use mimi_bridge::daemon;
+
+use crate::bridge_synapse::{BridgeDir, config_yaml};
+use crate::synapse::{Method, Synapse};
+
+const AS_TOKEN: &str = "as_0123456789abcdef0123456789abcdef";
+const OWNER: &str = "@mimibot_device:hs.test";
+
+fn config(bridge: &BridgeDir, hs_port: u16, push: bool) -> Config {
+    let yaml = config_yaml(bridge.dir.path(), hs_port, bridge.as_port);
+    Config::from_yaml(&format!("{yaml}encryption:\n  enabled: true\n  push: {push}\n"), Path::new("test.yaml")).unwrap()
+}
+
+/// A bridge directory whose registration is written for `encryption` (push mode if `push`).
+fn bridge_with_registration(push: bool) -> BridgeDir {
+    let bridge = BridgeDir::new();
+    std::fs::write(&bridge.registration, config(&bridge, 1, push).registration().to_yaml()).unwrap();
+    bridge
+}
+
+#[test]
+fn the_bridge_creates_its_device_and_acts_as_it() {
+    let bridge = bridge_with_registration(true);
+    let written = std::fs::read_to_string(&bridge.registration).unwrap();
+    assert!(written.contains("io.element.msc4190: true") && written.contains("org.matrix.msc3202: true"), "{written}");
+    assert!(written.contains("^@mimibot_device:hs\\.test$"), "the owner is in the namespace: {written}");
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = runtime.block_on(daemon::start(&config(&bridge, synapse.port, true))).unwrap();
+
+    let devices = synapse.get(Some(AS_TOKEN), &format!("/_matrix/client/v3/devices?user_id={OWNER}"));
+    let devices = devices["devices"].as_array().unwrap();
+    assert_eq!(devices.len(), 1, "{devices:?}");
+    assert_eq!(
+        (devices[0]["device_id"].as_str(), devices[0]["display_name"].as_str()),
+        (Some("MIMIBRIDGE"), Some("mimi-bridge"))
+    );
+    let whoami = format!("/_matrix/client/v3/account/whoami?user_id={OWNER}&device_id=MIMIBRIDGE");
+    assert_eq!(synapse.get(Some(AS_TOKEN), &whoami)["device_id"], "MIMIBRIDGE");
+    assert!(runtime.block_on(running.stop()));
+}
+
+/// Encryption enabled in the config but the registration written before (the owner of the
+/// device not in its namespace): the bridge refuses to start and says to regenerate it.
+#[test]
+fn with_a_registration_written_before_encryption_was_enabled_the_bridge_says_to_regenerate_it() {
+    let bridge = BridgeDir::new();
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let Err(error) = runtime.block_on(daemon::start(&config(&bridge, synapse.port, false))) else {
+        panic!("the bridge started")
+    };
+    let message = error.to_string();
+    assert!(message.contains("encryption.enabled") && message.contains("generate-registration"), "{message}");
+    assert!(message.contains(OWNER), "{message}");
+    let (status, _) =
+        synapse.call(Method::Get, Some(AS_TOKEN), &format!("/_matrix/client/v3/devices?user_id={OWNER}"), None);
+    assert_ne!(status, 200, "no such user");
+}
