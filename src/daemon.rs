@@ -209,7 +209,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     let queue = Queue::open(QueueId::Homeserver, Arc::clone(&store), delivery, options, watch.clone())
         .map_err(|e| setup("database.path")(&e))?;
     metrics.add_queue(Arc::clone(&queue) as Arc<dyn crate::http::metrics::QueueStats>);
-    check_homeserver(&homeserver, config).await?;
+    check_homeserver(&homeserver, config, appservice.probes()).await?;
     queue.resume().await.map_err(|e| setup("database.path")(&e))?;
     if let Some(outbox) = &outbox {
         outbox.resume().await.map_err(|e| setup("database.path")(&e))?;
@@ -268,7 +268,11 @@ async fn start_provider(
     Ok((address, outbox))
 }
 
-async fn check_homeserver(homeserver: &HomeserverClient, config: &Config) -> Result<(), DaemonError> {
+async fn check_homeserver(
+    homeserver: &HomeserverClient,
+    config: &Config,
+    probes: tokio::sync::watch::Receiver<Vec<String>>,
+) -> Result<(), DaemonError> {
     let bot = config.bot_user_id();
     let mut waited = Duration::ZERO;
     let versions = loop {
@@ -309,7 +313,7 @@ async fn check_homeserver(homeserver: &HomeserverClient, config: &Config) -> Res
         .await
         .map_err(|e| DaemonError::Check(format!("appservice.address: the homeserver cannot reach the bridge ({e})")))?;
     if config.encryption.enabled {
-        let owner = crate::appservice::device::ready(homeserver, config).await.map_err(DaemonError::Check)?;
+        let owner = crate::appservice::device::ready(homeserver, config, probes).await.map_err(DaemonError::Check)?;
         let (device, push) = (crate::config::BRIDGE_DEVICE, config.encryption.push);
         tracing::info!(owner, device, push, "the bridge's Matrix device is ready");
     }

@@ -4,15 +4,30 @@
 //! their keys with. The bridge's device belongs to a namespaced user other than the bot (Synapse
 //! refuses `/sync` for the bot, and polling `/sync` is how keys reach a device on a stock
 //! homeserver), is created through the appservice device management of Matrix v1.17 (MSC4190)
-//! and acted as with `device_id` beside `user_id` (MSC4326). Each failing step names the
-//! setting or homeserver feature to fix, before the bridge takes any traffic.
+//! and acted as with `device_id` beside `user_id` (MSC4326). In push mode the device sends
+//! itself a to-device probe, which must come back in a transaction (MSC4203): a homeserver
+//! without the feature would otherwise leave every room key undelivered, silently. Each failing
+//! step names the setting or homeserver feature to fix, before the bridge takes any traffic.
+
+use std::time::Duration;
 
 use super::homeserver::HomeserverClient;
 use crate::config::{BRIDGE_DEVICE, Config, EncryptionSection};
 
-/// Registers the device's owner, creates the device and checks that requests can act as it;
-/// returns the owner's user ID, or what the administrator must fix.
-pub async fn ready(homeserver: &HomeserverClient, config: &Config) -> Result<String, String> {
+/// The event type of the push-mode probe.
+const PROBE: &str = "org.mimi-bridge.probe";
+
+/// How long a probe may take to come back in a transaction, before and after a ping.
+const PROBE_WAIT: Duration = Duration::from_secs(10);
+
+/// Registers the device's owner, creates the device and checks that requests can act as it
+/// and, in push mode, that to-device messages arrive in transactions (`probes`: the nonces
+/// transactions carried); returns the owner's user ID, or what the administrator must fix.
+pub async fn ready(
+    homeserver: &HomeserverClient,
+    config: &Config,
+    mut probes: tokio::sync::watch::Receiver<Vec<String>>,
+) -> Result<String, String> {
     let localpart = EncryptionSection::owner_localpart(&config.appservice.bot.username);
     let owner = format!("@{localpart}:{}", config.homeserver.domain);
     homeserver.register_ghost(&localpart).await.map_err(|e| {
@@ -37,5 +52,65 @@ pub async fn ready(homeserver: &HomeserverClient, config: &Config) -> Result<Str
              Matrix v1.17 (MSC4326, `device_id` beside `user_id`)"
         ));
     }
+    if config.encryption.push {
+        let nonce = crate::event::keys::random_letters(24).ok_or("no randomness for the probe")?;
+        let messages = serde_json::json!({ owner.as_str(): { BRIDGE_DEVICE: { "nonce": nonce } } });
+        let sent = homeserver.send_to_device((&owner, BRIDGE_DEVICE), PROBE, &nonce, &messages).await;
+        sent.map_err(|e| format!("encryption.push: the bridge's device could not send a to-device message ({e})"))?;
+        let mut arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
+        if !arrived {
+            // Synapse may hold it behind its retry back-off (an appservice it saw down): a
+            // successful ping makes it send what it holds at once.
+            let _ = homeserver.ping(Some("mimi-bridge-probe")).await;
+            arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
+        }
+        if !arrived {
+            return Err(format!(
+                "encryption.push: no to-device message reached the bridge in a transaction within {} s: set \
+                 `experimental_features: {{msc2409_to_device_messages_enabled: true, msc3202_transaction_extensions: \
+                 true}}` in homeserver.yaml and restart it (the registration keeps receive_ephemeral and \
+                 org.matrix.msc3202), or set encryption.push: false",
+                2 * PROBE_WAIT.as_secs()
+            ));
+        }
+    }
     Ok(owner)
+}
+
+/// The nonces of the to-device probes in a transaction's body (`de.sorunome.msc2409.to_device`):
+/// several when earlier ones waited (sent while the homeserver pushed none).
+pub fn probes_in(body: &[u8]) -> Vec<String> {
+    // Most transactions carry none: look before parsing.
+    if !body.windows(PROBE.len()).any(|w| w == PROBE.as_bytes()) {
+        return Vec::new();
+    }
+    let body: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+    let messages = body.get("de.sorunome.msc2409.to_device").and_then(|m| m.as_array()).cloned().unwrap_or_default();
+    messages
+        .iter()
+        .filter(|m| m["type"] == PROBE)
+        .filter_map(|m| m["content"]["nonce"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::probes_in;
+
+    #[test]
+    fn a_transaction_s_probes_are_read_in_order_and_nothing_else() {
+        let body = serde_json::json!({
+            "events": [],
+            "de.sorunome.msc2409.to_device": [
+                {"type": "org.mimi-bridge.probe", "content": {"nonce": "old"}, "to_device_id": "MIMIBRIDGE"},
+                {"type": "m.room_key", "content": {"nonce": "not a probe"}},
+                {"type": "org.mimi-bridge.probe", "content": {"nonce": "new"}},
+            ],
+        });
+        assert_eq!(probes_in(body.to_string().as_bytes()), ["old", "new"]);
+        let elsewhere = serde_json::json!({"events": [{"type": "org.mimi-bridge.probe", "content": {"nonce": "x"}}]});
+        assert!(probes_in(elsewhere.to_string().as_bytes()).is_empty(), "only to-device messages count");
+        assert!(probes_in(b"{\"org.mimi-bridge.probe\": ").is_empty(), "malformed");
+        assert!(probes_in(b"{\"events\": []}").is_empty());
+    }
 }

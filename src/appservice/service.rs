@@ -64,12 +64,32 @@ pub struct Appservice {
     /// The homeserver.
     pub homeserver: Arc<HomeserverClient>,
     health: Arc<health::Health>,
+    /// The nonces of the to-device probes the latest transaction with any carried
+    /// (`appservice::device`).
+    probes: tokio::sync::watch::Sender<Vec<String>>,
 }
 
 impl Appservice {
     /// The appservice; not ready until [`set_ready`](Self::set_ready).
     pub fn new(settings: Settings, intake: Intake, metrics: Arc<Metrics>, homeserver: Arc<HomeserverClient>) -> Self {
-        Self { settings, intake, metrics, homeserver, health: Arc::default() }
+        Self {
+            settings,
+            intake,
+            metrics,
+            homeserver,
+            health: Arc::default(),
+            probes: tokio::sync::watch::Sender::default(),
+        }
+    }
+
+    /// The to-device probes transactions carry, as they arrive.
+    pub fn probes(&self) -> tokio::sync::watch::Receiver<Vec<String>> {
+        self.probes.subscribe()
+    }
+
+    /// Notes the to-device probes a transaction carried.
+    pub(super) fn probed(&self, nonces: Vec<String>) {
+        self.probes.send_replace(nonces);
     }
 
     /// Marks startup checks as passed (`/_matrix/mau/ready` answers 200 while no worker died).

@@ -26,7 +26,8 @@ pub struct EncryptionSection {
     /// Take to-device messages and device-list changes from the homeserver's transactions
     /// (MSC4203, MSC3202) instead of polling `/sync` as the device's owner. Synapse needs
     /// `experimental_features: {msc2409_to_device_messages_enabled: true,
-    /// msc3202_transaction_extensions: true}`. Default false. *(registration)*
+    /// msc3202_transaction_extensions: true}`; at start the device sends itself a to-device
+    /// probe that must come back in a transaction. Default false. *(registration)*
     #[serde(default)]
     pub push: bool,
 }

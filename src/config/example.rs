@@ -129,7 +129,8 @@ encryption:
   enabled: false
   # Take to-device messages and device-list changes from the homeserver's transactions instead
   # of polling /sync. Synapse needs experimental_features msc2409_to_device_messages_enabled and
-  # msc3202_transaction_extensions (the registration then carries org.matrix.msc3202: true).
-  # (default, registration)
+  # msc3202_transaction_extensions (the registration then carries org.matrix.msc3202: true); at
+  # start the device sends itself a to-device probe, and the bridge stops if it does not come
+  # back in a transaction. (default, registration)
   push: false
 ";

@@ -1,7 +1,8 @@
 //! `encryption.enabled`: the bridge's own Matrix device, against a real Synapse. With the
 //! registration `generate-registration` writes, the bridge creates its device through the
 //! appservice device management (MSC4190) and acts as it (MSC4326); with a registration written
-//! before, it refuses to start and says what to change.
+//! before, it refuses to start and says what to change. In push mode a to-device probe must come
+//! back in a transaction.
 
 use std::path::Path;
 
@@ -28,13 +29,13 @@ fn bridge_with_registration(push: bool) -> BridgeDir {
 
 #[test]
 fn the_bridge_creates_its_device_and_acts_as_it() {
-    let bridge = bridge_with_registration(true);
+    let bridge = bridge_with_registration(false);
     let written = std::fs::read_to_string(&bridge.registration).unwrap();
-    assert!(written.contains("io.element.msc4190: true") && written.contains("org.matrix.msc3202: true"), "{written}");
+    assert!(written.contains("io.element.msc4190: true") && !written.contains("msc3202"), "{written}");
     assert!(written.contains("^@mimibot_device:hs\\.test$"), "the owner is in the namespace: {written}");
     let synapse = Synapse::start(&[&bridge.registration]);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let running = runtime.block_on(daemon::start(&config(&bridge, synapse.port, true))).unwrap();
+    let running = runtime.block_on(daemon::start(&config(&bridge, synapse.port, false))).unwrap();
 
     let devices = synapse.get(Some(AS_TOKEN), &format!("/_matrix/client/v3/devices?user_id={OWNER}"));
     let devices = devices["devices"].as_array().unwrap();
@@ -64,4 +65,37 @@ fn with_a_registration_written_before_encryption_was_enabled_the_bridge_says_to_
     let (status, _) =
         synapse.call(Method::Get, Some(AS_TOKEN), &format!("/_matrix/client/v3/devices?user_id={OWNER}"), None);
     assert_ne!(status, 200, "no such user");
+}
+
+/// Push mode: the device's to-device probe must come back in a transaction. Without Synapse's
+/// experimental flags the bridge refuses to start, naming them; once the admin set them and
+/// restarted Synapse, it starts.
+#[test]
+fn push_mode_needs_to_device_messages_in_transactions() {
+    let bridge = bridge_with_registration(true);
+    let written = std::fs::read_to_string(&bridge.registration).unwrap();
+    assert!(written.contains("org.matrix.msc3202: true"), "{written}");
+    let mut synapse = Synapse::start(&[&bridge.registration]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let Err(error) = runtime.block_on(daemon::start(&config(&bridge, synapse.port, true))) else {
+        panic!("the bridge started")
+    };
+    let message = error.to_string();
+    assert!(message.contains("encryption.push") && message.contains("msc2409_to_device_messages_enabled"), "{message}");
+    drop(runtime);
+
+    // The admin sets the flags and restarts Synapse (a new bridge directory: the first one's
+    // store stays locked by this process).
+    synapse.stop();
+    let homeserver_yaml = synapse.dir.path().join("homeserver.yaml");
+    let yaml = std::fs::read_to_string(&homeserver_yaml).unwrap();
+    let flags =
+        "experimental_features:\n  msc2409_to_device_messages_enabled: true\n  msc3202_transaction_extensions: true\n";
+    std::fs::write(&homeserver_yaml, format!("{yaml}{flags}")).unwrap();
+    let second = bridge_with_registration(true);
+    std::fs::copy(&second.registration, &bridge.registration).unwrap();
+    synapse.restart();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = runtime.block_on(daemon::start(&config(&second, synapse.port, true))).unwrap();
+    assert!(runtime.block_on(running.stop()));
 }

@@ -25,4 +25,19 @@ impl HomeserverClient {
             self.call(Method::GET, with_query("/_matrix/client/v3/account/whoami".to_owned(), &query), None).await?;
         string_field(&body, "device_id", "whoami")
     }
+
+    /// `PUT /_matrix/client/v3/sendToDevice/{eventType}/{txnId}` as `owner`'s device
+    /// `device_id`, with `messages` (user → device → content).
+    pub async fn send_to_device(
+        &self,
+        (owner, device_id): (&str, &str),
+        event_type: &str,
+        txn_id: &str,
+        messages: &serde_json::Value,
+    ) -> Result<(), HomeserverError> {
+        let path = format!("/_matrix/client/v3/sendToDevice/{}/{}", enc(event_type), enc(txn_id));
+        let path = with_query(path, &[("user_id", Some(owner)), ("device_id", Some(device_id))]);
+        self.call(Method::PUT, path, Some(Payload::json(&json!({ "messages": messages }))?)).await?;
+        Ok(())
+    }
 }
