@@ -19,7 +19,6 @@ use serde_json::json;
 
 use super::bridge::{Bridge, BridgeError, off_runtime};
 use super::portal::DEVICE_ID;
-use crate::hub::HubError;
 use crate::store::Batch;
 
 impl Bridge {
@@ -69,14 +68,10 @@ impl Bridge {
             let hub_domain = crate::event::meta::server_of(&room).to_owned();
             let directories = hub.directories();
             hub.add_for_hub(&room, &sponsor, || {
-                directories.register_device(&invitee, DEVICE_ID)?;
-                directories.publish_key_packages(&invitee, 1)?;
                 let at = crate::queue::now_ms();
-                let record = json!({"provider": hub_domain, "user": invitee, "device": DEVICE_ID, "at": at});
-                let claimed = directories
-                    .claim_key_package_for(&invitee, DEVICE_ID, &hub_domain, record.to_string().as_bytes())?
-                    .ok_or_else(|| HubError::MlsClient(format!("{invitee} has no key package to claim")))?;
-                Ok(vec![directories.check_key_package(&claimed, &invitee, DEVICE_ID)?])
+                let record =
+                    json!({"provider": hub_domain, "user": invitee, "device": DEVICE_ID, "at": at}).to_string();
+                Ok(vec![directories.fresh_key_package(&invitee, DEVICE_ID, Some((&hub_domain, record.as_bytes())))?])
             })?;
             tracing::info!(mimi_room = room, sponsor, invitee, "add committed; sent to the room's hub");
             Ok(())

@@ -52,13 +52,7 @@ impl Hub {
         if self.join_from_stored_welcome(a)? {
             return Ok(());
         }
-        self.directories.register_device(a.user_id, a.device_id)?;
-        self.directories.publish_key_packages(a.user_id, 1)?;
-        let claimed = self
-            .directories
-            .claim_key_package(a.user_id, a.device_id)?
-            .ok_or_else(|| HubError::MlsClient(format!("{} has no key package to claim", a.user_id)))?;
-        let package = self.directories.check_key_package(&claimed, a.user_id, a.device_id)?;
+        let package = self.directories.fresh_key_package(a.user_id, a.device_id, None)?;
         let commit = self.commit_add(a.room_id, a.sponsor, &[package], a.ts)?.wait()?;
         let welcome = self
             .welcome(&commit.event_id)?

@@ -237,6 +237,25 @@ impl Directories {
             .map_err(client_error)
     }
 
+    /// A fresh key package of a device of this server's `user_id` to add it to a group with:
+    /// the device registered if it is not yet, one key package published and claimed (noting
+    /// `(provider, record)` with the claim when given: the provider whose Welcome will use it).
+    pub fn fresh_key_package(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        noting: Option<(&str, &[u8])>,
+    ) -> Result<KeyPackage, HubError> {
+        self.register_device(user_id, device_id)?;
+        self.publish_key_packages(user_id, 1)?;
+        let claimed = match noting {
+            Some((provider, record)) => self.claim_key_package_for(user_id, device_id, provider, record)?,
+            None => self.claim_key_package(user_id, device_id)?,
+        };
+        let claimed = claimed.ok_or_else(|| HubError::MlsClient(format!("{user_id} has no key package to claim")))?;
+        self.check_key_package(&claimed, user_id, device_id)
+    }
+
     /// The devices of a user of this server (one today).
     pub fn local_device_ids(&self, user_id: &str) -> Result<Vec<String>, HubError> {
         match self.local_device(user_id) {
