@@ -87,6 +87,12 @@ impl Appservice {
         self.probes.subscribe()
     }
 
+    /// Whether a probe may be awaited: the start's checks hold a receiver (only then are
+    /// transactions searched for one).
+    pub(super) fn probing(&self) -> bool {
+        self.probes.receiver_count() > 0
+    }
+
     /// Notes the to-device probes a transaction carried.
     pub(super) fn probed(&self, nonces: Vec<String>) {
         self.probes.send_replace(nonces);

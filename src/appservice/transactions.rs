@@ -33,9 +33,12 @@ pub async fn put(app: &Appservice, txn_id: &[u8], request: &Request) -> Result<R
         app.metrics.events_in.fetch_add(new, Ordering::Relaxed);
         app.metrics.intake_depth.fetch_add(new, Ordering::Relaxed);
     }
-    let probes = super::device::probes_in(&request.body);
-    if !probes.is_empty() {
-        app.probed(probes);
+    // Only while the start's checks run: every later transaction goes by unsearched.
+    if app.probing() {
+        let probes = super::device::probes_in(&request.body);
+        if !probes.is_empty() {
+            app.probed(probes);
+        }
     }
     Ok(json(hyper::StatusCode::OK, &serde_json::json!({})))
 }

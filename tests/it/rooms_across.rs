@@ -240,13 +240,10 @@ fn follower_away(x: &Across) {
     assert_eq!(x.at_b(), [expected("a", 20), expected("while away ", 10)].concat());
 }
 
-/// A commit Bob's provider has not seen: while it is unreachable, Dave of hs.test joins
-/// Alice's portal and speaks (his client is added: a new epoch). Bob's next message is
-/// encrypted in the old epoch; the hub answers epochTooOld, and Bob's provider sends the same
-/// plaintext again, re-encrypted, once its record has caught up: it arrives once. Returns how
-/// many times Alice saw it.
-fn stale_epoch(x: &Across) -> impl Fn() -> usize + '_ {
-    let (a, b) = (&x.a, &x.b);
+/// While Bob's provider is unreachable, Dave of hs.test joins Alice's portal and speaks: his
+/// client is added, a commit Bob's provider has not seen.
+pub(crate) fn dave_speaks_while_b_is_away(x: &Across) {
+    let a = &x.a;
     x.to_b.set_up(false);
     a.synapse.register("dave", "password");
     let dave_token = a.synapse.login("dave", "password");
@@ -255,6 +252,16 @@ fn stale_epoch(x: &Across) -> impl Fn() -> usize + '_ {
     a.synapse.send_text(&dave_token, &x.room_a, "Dave here");
     let hub_a = Arc::clone(&a.running.hub);
     wait_for("Dave's client", Duration::from_mins(1), || hub_a.in_group(&x.mimi_room, "@dave:mimi.hs.test").unwrap());
+}
+
+/// A commit Bob's provider has not seen: while it is unreachable, Dave of hs.test joins
+/// Alice's portal and speaks (his client is added: a new epoch). Bob's next message is
+/// encrypted in the old epoch; the hub answers epochTooOld, and Bob's provider sends the same
+/// plaintext again, re-encrypted, once its record has caught up: it arrives once. Returns how
+/// many times Alice saw it.
+fn stale_epoch(x: &Across) -> impl Fn() -> usize + '_ {
+    let b = &x.b;
+    dave_speaks_while_b_is_away(x);
     b.synapse.send_text(&x.bob, &x.room_b, "sent in an old epoch");
     let reencrypted = || metric(b, "mimi_bridge_peer_reencrypted_total{peer=\"mimi.hs.test\"}");
     wait_for("the hub's refusal of a too old epoch", Duration::from_mins(1), || {

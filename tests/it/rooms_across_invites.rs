@@ -10,7 +10,8 @@ use mimi_bridge::event::UnverifiedPdu;
 
 use crate::bridge_synapse::wait_for;
 use crate::rooms_across::{
-    Across, bodies, ghost, hub_transcript, messages_from, metric, record_transcript, same_transcript, verify,
+    Across, bodies, dave_speaks_while_b_is_away, ghost, hub_transcript, messages_from, metric, record_transcript,
+    same_transcript, verify,
 };
 
 /// The last `n` events of the hub's log: (type, sender, state key, membership).
@@ -85,15 +86,7 @@ fn a_followers_user_invites_colleagues_through_the_rooms_hub() {
     // Grace: while Bob's provider misses a commit (Dave of hs.test joins Alice's portal and
     // speaks), Bob's add is of an old epoch; the hub answers wrongEpoch and Bob's provider
     // commits the same add again once its record caught up.
-    x.to_b.set_up(false);
-    a.synapse.register("dave", "password");
-    let dave = a.synapse.login("dave", "password");
-    a.synapse.invite(&x.alice, &x.room_a, "@dave:hs.test");
-    a.synapse.join(&dave, &x.room_a);
-    a.synapse.send_text(&dave, &x.room_a, "Dave here");
-    wait_for("Dave's client", Duration::from_mins(1), || {
-        a.running.hub.in_group(&x.mimi_room, "@dave:mimi.hs.test").unwrap()
-    });
+    dave_speaks_while_b_is_away(&x);
     let refusals = || metric(b, "mimi_bridge_queue_failures_total{queue=\"provider\"}");
     let before = refusals();
     b.synapse.register("grace", "password");
