@@ -287,6 +287,14 @@ fn write_schema_v5_fixture() {
     write_pair_fixture(5);
 }
 
+/// `MIMI_BRIDGE_WRITE_FIXTURE=1 cargo test --release --test it fixtures::write -- --ignored`, with
+/// a schema-6 build (commit 458d4b2): as the v5 fixture.
+#[test]
+#[ignore = "writes tests/fixtures/store-v6; run by hand when a schema version is added"]
+fn write_schema_v6_fixture() {
+    write_pair_fixture(6);
+}
+
 /// Schema 6 added `commitid_removed` (a follower's record of whom a commit removed): the v5
 /// store opens with it empty, verifies, and its group carries on.
 #[test]
