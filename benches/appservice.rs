@@ -226,6 +226,7 @@ fn bridge() -> Bridge {
         bot_localpart: "mimibot".into(),
         ghosts: GhostTemplate::parse("mimi_{server}_{localpart}", "hs.test").expect("ghosts"),
         more_content_extensions: false,
+        device_owner: None,
     };
     // Nothing listens there: the transaction endpoint never calls the homeserver.
     let homeserver = Arc::new(HomeserverClient::new("http://127.0.0.1:9", AS_TOKEN, "mimi").expect("client"));

@@ -131,16 +131,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         HomeserverClient::new(&config.homeserver.address, &config.appservice.as_token, config.appservice.id.clone())
             .map_err(|e| setup("homeserver.address")(&e))?,
     );
-    let ghosts = GhostTemplate::parse(&config.appservice.username_template, &config.homeserver.domain)
-        .map_err(|e| setup("appservice.username_template")(&e))?;
-    let settings = Settings {
-        hs_token: config.appservice.hs_token.clone(),
-        legacy_access_token_query: config.appservice.legacy_access_token_query,
-        domain: config.homeserver.domain.clone(),
-        bot_localpart: config.appservice.bot.username.clone(),
-        ghosts,
-        more_content_extensions: config.mimi.more_content_extensions,
-    };
+    let settings = settings_of(config)?;
     let metrics = Arc::new(Metrics::default());
     let (intake, reader) = Intake::open(Arc::clone(&store), DEFAULT_BACKLOG).map_err(|e| setup("database.path")(&e))?;
     // Work left from before a restart counts in the intake gauge.
@@ -188,6 +179,15 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         }
         None => (None, None),
     };
+    let device_owner = check_homeserver(&homeserver, config, appservice.probes()).await?;
+    let e2ee = match device_owner {
+        Some(user) => Some(Arc::new(
+            crate::e2ee::Device::open(Arc::clone(&store), Arc::clone(&homeserver), &user)
+                .await
+                .map_err(|e| DaemonError::Check(format!("encryption.enabled: the bridge's device: {e}")))?,
+        )),
+        None => None,
+    };
     let advances = store.advances();
     let bridge = Arc::new(Bridge {
         hub: Arc::clone(&hub),
@@ -198,6 +198,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         health: Arc::clone(&health),
         advances: advances.clone(),
         outbox: outbox.clone(),
+        e2ee: e2ee.clone(),
     });
     let options = QueueOptions {
         counter: NEXT_SEQ,
@@ -209,7 +210,6 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     let queue = Queue::open(QueueId::Homeserver, Arc::clone(&store), delivery, options, watch.clone())
         .map_err(|e| setup("database.path")(&e))?;
     metrics.add_queue(Arc::clone(&queue) as Arc<dyn crate::http::metrics::QueueStats>);
-    check_homeserver(&homeserver, config, appservice.probes()).await?;
     queue.resume().await.map_err(|e| setup("database.path")(&e))?;
     if let Some(outbox) = &outbox {
         outbox.resume().await.map_err(|e| setup("database.path")(&e))?;
@@ -217,6 +217,9 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     appservice.set_ready();
     health.supervise("portal follower", tokio::spawn(Arc::clone(&bridge).run_follower(advances, Arc::clone(&queue))));
     health.supervise("intake", tokio::spawn(bridge.run(reader, Arc::clone(&queue))));
+    if let Some(device) = e2ee.filter(|_| !config.encryption.push) {
+        health.supervise("device sync", tokio::spawn(crate::e2ee::sync::run(device)));
+    }
     tokio::spawn(keep_pinging(Arc::clone(&homeserver), watch.clone()));
     tracing::info!(%address, server_name = %config.mimi.server_name, "mimi-bridge is ready");
     Ok(Running { appservice, hub, address, federation_address, provider_address, queue, shutdown, listeners, store })
@@ -268,11 +271,29 @@ async fn start_provider(
     Ok((address, outbox))
 }
 
+/// What the appservice endpoints take from the configuration.
+fn settings_of(config: &Config) -> Result<Settings, DaemonError> {
+    let ghosts = GhostTemplate::parse(&config.appservice.username_template, &config.homeserver.domain)
+        .map_err(|e| setup("appservice.username_template")(&e))?;
+    let owner = crate::config::EncryptionSection::owner_localpart(&config.appservice.bot.username);
+    Ok(Settings {
+        hs_token: config.appservice.hs_token.clone(),
+        legacy_access_token_query: config.appservice.legacy_access_token_query,
+        domain: config.homeserver.domain.clone(),
+        bot_localpart: config.appservice.bot.username.clone(),
+        ghosts,
+        more_content_extensions: config.mimi.more_content_extensions,
+        device_owner: config.encryption.enabled.then(|| format!("@{owner}:{}", config.homeserver.domain)),
+    })
+}
+
+/// Checks the homeserver and the registration; returns the owner of the bridge's device, once
+/// ready (`encryption.enabled`).
 async fn check_homeserver(
     homeserver: &HomeserverClient,
     config: &Config,
     probes: tokio::sync::watch::Receiver<Vec<String>>,
-) -> Result<(), DaemonError> {
+) -> Result<Option<String>, DaemonError> {
     let bot = config.bot_user_id();
     let mut waited = Duration::ZERO;
     let versions = loop {
@@ -312,12 +333,13 @@ async fn check_homeserver(
         .ping(Some("mimi-bridge-startup"))
         .await
         .map_err(|e| DaemonError::Check(format!("appservice.address: the homeserver cannot reach the bridge ({e})")))?;
-    if config.encryption.enabled {
-        let owner = crate::appservice::device::ready(homeserver, config, probes).await.map_err(DaemonError::Check)?;
-        let (device, push) = (crate::config::BRIDGE_DEVICE, config.encryption.push);
-        tracing::info!(owner, device, push, "the bridge's Matrix device is ready");
+    if !config.encryption.enabled {
+        return Ok(None);
     }
-    Ok(())
+    let owner = crate::appservice::device::ready(homeserver, config, probes).await.map_err(DaemonError::Check)?;
+    let (device, push) = (crate::config::BRIDGE_DEVICE, config.encryption.push);
+    tracing::info!(owner, device, push, "the bridge's Matrix device is ready");
+    Ok(Some(owner))
 }
 
 /// How often a running daemon pings the homeserver. Synapse retries the transactions it could

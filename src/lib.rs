@@ -22,6 +22,8 @@
 //!   TLS with the verified peer certificate handed to handlers.
 //! - [`provider`] — the bridge as a MIMI provider: its directory and endpoints (key material,
 //!   consent, discovery, abuse reports) and the client reaching peers through their directories.
+//! - [`e2ee`] — end-to-bridge encryption: the bridge's Matrix device (matrix-sdk-crypto), its
+//!   state in the store, its keys by `/sync` or transactions, decryption for encrypted portals.
 //! - [`cli`] — the command-line tool's commands (the binary only parses arguments).
 //!
 //! The feature `store` (default) brings in everything that needs RocksDB; without it the crate is
@@ -35,6 +37,8 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "store")]
 pub mod daemon;
+#[cfg(feature = "store")]
+pub mod e2ee;
 pub mod event;
 #[cfg(feature = "store")]
 pub mod federation;

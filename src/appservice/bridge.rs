@@ -55,6 +55,9 @@ pub enum BridgeError {
     /// A user of another MIMI provider could not be brought in.
     #[error(transparent)]
     Remote(#[from] super::remote::RemoteError),
+    /// An encrypted event's room key has not reached the bridge's device yet.
+    #[error("the room key has not arrived yet")]
+    KeyMissing,
 }
 
 /// Hub work running at once on blocking threads: enough to keep both cores and the group commit
@@ -77,7 +80,7 @@ impl BridgeError {
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::Homeserver(e) => e.is_retryable(),
-            Self::Hub(HubError::Store(_) | HubError::CommitPending { .. }) | Self::Store(_) => true,
+            Self::Hub(HubError::Store(_) | HubError::CommitPending { .. }) | Self::Store(_) | Self::KeyMissing => true,
             // The other provider may be back later; its refusals are final.
             Self::Remote(super::remote::RemoteError::Peer(e)) => {
                 matches!(
@@ -133,6 +136,8 @@ pub struct Bridge {
     pub advances: crate::store::Advances,
     /// Requests to other providers, when the bridge is a MIMI provider (`mimi.tls`).
     pub outbox: Option<Arc<crate::provider::outbox::Outbox>>,
+    /// The bridge's Matrix device, for encrypted portals (`encryption.enabled`).
+    pub e2ee: Option<Arc<crate::e2ee::Device>>,
 }
 
 fn str_of<'a>(event: &'a Value, name: &'static str) -> Result<&'a str, BridgeError> {
@@ -230,6 +235,10 @@ impl Bridge {
         loop {
             match self.process(&queued).await {
                 Ok(()) => break,
+                Err(BridgeError::KeyMissing) => {
+                    // Held, in the room's order, until keys arrive (see `encrypted`).
+                    self.wait_for_keys(Duration::from_secs(5)).await;
+                }
                 Err(error) if error.is_transient() => {
                     self.metrics.retries.fetch_add(1, Ordering::Relaxed);
                     let delay = backoff.failed(&error);
@@ -298,6 +307,13 @@ impl Bridge {
         if event_type == "m.room.member" {
             return self.membership_change(queued, &mimi_room).await;
         }
+        let decrypted;
+        let queued = if event_type == "m.room.encrypted" {
+            decrypted = self.decrypted(queued, room).await?;
+            &decrypted
+        } else {
+            queued
+        };
         let mimi_sender = self.mimi_user(sender).ok_or(BridgeError::Malformed("sender"))?;
         self.ensure_member(&mimi_room, &mimi_sender).await.map_err(super::refusal::refusing)?;
         self.translate_and_append(queued, &mimi_room, &mimi_sender).await

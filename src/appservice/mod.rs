@@ -9,6 +9,7 @@ pub mod bridge;
 pub mod commands;
 pub mod delivery;
 pub mod device;
+pub mod encrypted;
 pub mod followed;
 pub mod ghost;
 pub mod homeserver;

@@ -1,7 +1,8 @@
 //! Portals: a Matrix room on the homeserver joined to a MIMI room hubbed by this bridge.
 //!
-//! A user makes one by inviting the bot or a ghost. The bridge joins as the guest and refuses
-//! rooms with `m.room.encryption` (it cannot read Megolm) with a notice to the room. Otherwise it
+//! A user makes one by inviting the bot or a ghost. The bridge joins as the guest; in a room with
+//! `m.room.encryption` its Matrix device's owner joins too (`encrypted`), and without a device
+//! (`encryption.enabled` off) such a room is refused with a notice. Then it
 //! creates the MIMI room with the inviter as creator (the create event carries the MLS group the
 //! inviter's device starts), invites the ghost's MIMI user if a ghost was invited, and records
 //! the portal in the batch that deletes the invite from the intake queue. Every other local
@@ -61,9 +62,12 @@ impl Bridge {
                 None => self.drop_event(seq, "already_a_portal").await,
             };
         }
-        if self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some() {
-            let notice = "This room is end-to-end encrypted with Megolm, which the MIMI bridge cannot read. \
-                          Invite me to an unencrypted room to bridge it.";
+        let encrypted = self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some();
+        if encrypted && self.e2ee.is_some() {
+            self.join_device(room, as_user).await?;
+        } else if encrypted {
+            let notice = "This room is end-to-end encrypted, and this bridge has no Matrix device to read it with \
+                          (its administrator can set encryption.enabled). Invite me to an unencrypted room to bridge it.";
             let txn = format!("refuse-{seq}");
             let content = json!({"msgtype": "m.notice", "body": notice});
             self.homeserver.send_event(room, "m.room.message", &txn, &content, as_user, None).await?;

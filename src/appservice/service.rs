@@ -23,6 +23,8 @@ pub struct Settings {
     pub ghosts: GhostTemplate,
     /// `mimi.more_content_extensions`.
     pub more_content_extensions: bool,
+    /// The owner of the bridge's Matrix device (`encryption.enabled`).
+    pub device_owner: Option<String>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -35,6 +37,7 @@ impl std::fmt::Debug for Settings {
             .field("bot_localpart", &self.bot_localpart)
             .field("ghosts", &self.ghosts)
             .field("more_content_extensions", &self.more_content_extensions)
+            .field("device_owner", &self.device_owner)
             .finish()
     }
 }
@@ -45,10 +48,10 @@ impl Settings {
         format!("@{}:{}", self.bot_localpart, self.domain)
     }
 
-    /// Whether `user` is in the bridge's exclusive namespace (the bot or a ghost): events they
-    /// send are the bridge's own and are never bridged again.
+    /// Whether `user` is in the bridge's exclusive namespace (the bot, a ghost, the device's
+    /// owner): events they send are the bridge's own and are never bridged again.
     pub fn is_ours(&self, user: &str) -> bool {
-        user == self.bot() || self.ghosts.is_ghost(user)
+        user == self.bot() || self.ghosts.is_ghost(user) || self.device_owner.as_deref() == Some(user)
     }
 }
 

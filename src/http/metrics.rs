@@ -97,6 +97,8 @@ pub struct Metrics {
     pub transactions_duplicate: AtomicU64,
     /// Retried requests to the homeserver.
     pub retries: AtomicU64,
+    /// Megolm-encrypted events the bridge's device decrypted.
+    pub decrypted: AtomicU64,
     /// Events not bridged, by reason (the translation layer's counter names).
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     /// Users' messages the MIMI room refused (the sender was told), by reason.
@@ -194,6 +196,12 @@ impl Metrics {
             load(&self.transactions_duplicate),
         );
         counter("homeserver_retries_total", "Retried requests to the homeserver.", "counter", load(&self.retries));
+        counter(
+            "decrypted_events_total",
+            "Megolm-encrypted events the bridge's device decrypted.",
+            "counter",
+            load(&self.decrypted),
+        );
         counter("intake_queue_depth", "Matrix events waiting to be bridged.", "gauge", load(&self.intake_depth));
         let _ = writeln!(
             out,

@@ -103,11 +103,15 @@ pub enum Cf {
     /// Event ID of an `m.mimi.fanout` commit in a follower's record → JSON list of this
     /// server's users whose clients that commit removed, for their portals to follow.
     CommitidRemoved,
+    /// `kind \0 IDs…` → JSON: one object of the Matrix end-to-end encryption state of the
+    /// bridge's device (its account, Olm and Megolm sessions, others' devices and identities),
+    /// as matrix-sdk-crypto serializes it (`crate::e2ee`).
+    CryptokeyValue,
 }
 
 impl Cf {
     /// Every column family, in catalog order.
-    pub const ALL: [Cf; 38] = [
+    pub const ALL: [Cf; 39] = [
         Cf::MetanameValue,
         Cf::RoomidShortroomid,
         Cf::ShortroomidRoomid,
@@ -146,6 +150,7 @@ impl Cf {
         Cf::AbuseseqReport,
         Cf::UserdevicerefRetiredkeypackage,
         Cf::CommitidRemoved,
+        Cf::CryptokeyValue,
     ];
 
     /// The RocksDB name.
@@ -189,6 +194,7 @@ impl Cf {
             Cf::AbuseseqReport => "abuseseq_report",
             Cf::UserdevicerefRetiredkeypackage => "userdeviceref_retiredkeypackage",
             Cf::CommitidRemoved => "commitid_removed",
+            Cf::CryptokeyValue => "cryptokey_value",
         }
     }
 }

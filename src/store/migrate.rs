@@ -15,6 +15,9 @@
 //! (`Directories::reissue_retired`).
 //!
 //! 5 → 6: the family `commitid_removed` was added; it starts empty (nothing moves).
+//!
+//! 6 → 7: the family `cryptokey_value` (the bridge device's crypto state) was added; it starts
+//! empty (nothing moves).
 
 use rocksdb::IteratorMode;
 

@@ -14,6 +14,7 @@ mod appservice;
 pub mod batch;
 mod cf;
 mod commit;
+mod crypto;
 pub mod keys;
 mod migrate;
 mod options;
@@ -45,7 +46,7 @@ pub use read::{RetiredKeyPackage, StateDelta};
 /// into the per-destination queue family and the portals' cursors into typed keys (see
 /// `migrate`). Version 4 added the provider's families; version 5 retired the KeyPackages
 /// published with LM-triple credentials.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// Storage failures.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]

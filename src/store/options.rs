@@ -95,6 +95,7 @@ impl Workload {
             Cf::EventidRoomseq
             | Cf::LpduidEventid
             | Cf::MlskeyValue
+            | Cf::CryptokeyValue
             | Cf::EventidPlaintext
             | Cf::CommitidWelcome
             | Cf::CommitidRemoved

@@ -40,6 +40,7 @@ fn serve(legacy_query: bool) -> Served {
         bot_localpart: "mimibot".into(),
         ghosts: GhostTemplate::parse("mimi_{server}_{localpart}", "hs.test").unwrap(),
         more_content_extensions: false,
+        device_owner: None,
     };
     // Only the users query calls the homeserver (to register a ghost it answers 200 for).
     let scripted =

@@ -53,6 +53,7 @@ fn hostile_uploads_are_refused_on_their_headers_and_memory_stays_flat() {
         bot_localpart: "mimibot".into(),
         ghosts: GhostTemplate::parse("mimi_{server}_{localpart}", "hs.test").unwrap(),
         more_content_extensions: false,
+        device_owner: None,
     };
     let homeserver = Arc::new(HomeserverClient::new("http://127.0.0.1:9", "as-token", "mimi").unwrap());
     let app = Arc::new(Appservice::new(settings, intake, Arc::default(), homeserver));

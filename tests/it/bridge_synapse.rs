@@ -91,7 +91,7 @@ pub(crate) fn mimi_messages(store: &mimi_bridge::store::Store, room: &str) -> Ve
     out
 }
 
-fn text_of(content: &MimiContent) -> Option<String> {
+pub(crate) fn text_of(content: &MimiContent) -> Option<String> {
     let json = mimi_bridge::mimi::json::content_to_json(content);
     json["body"]["text"].as_str().map(str::to_owned)
 }
@@ -101,7 +101,7 @@ pub(crate) fn message_id(store: &mimi_bridge::store::Store, matrix_event_id: &st
     serde_json::from_slice::<Value>(&bytes).unwrap()["message_id"].as_str().unwrap().to_owned()
 }
 
-fn hex(id: Option<mimi_bridge::mimi::MessageId>) -> Option<String> {
+pub(crate) fn hex(id: Option<mimi_bridge::mimi::MessageId>) -> Option<String> {
     id.map(|m| m.to_hex())
 }
 

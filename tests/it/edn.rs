@@ -100,7 +100,7 @@ impl Parser<'_> {
                             a.extend(b);
                             Value::Bytes(a)
                         }
-                        (Value::Text(a), Value::Text(b)) => Value::Text(a + &b),
+                        (Value::Text(a), Value::Text(b)) => Value::Text(a + b.as_str()),
                         _ => panic!("EDN: '+' joins strings of different kinds at byte {start}"),
                     };
                 }

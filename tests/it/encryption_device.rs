@@ -15,13 +15,13 @@ use crate::synapse::{Method, Synapse};
 const AS_TOKEN: &str = "as_0123456789abcdef0123456789abcdef";
 const OWNER: &str = "@mimibot_device:hs.test";
 
-fn config(bridge: &BridgeDir, hs_port: u16, push: bool) -> Config {
+pub(crate) fn config(bridge: &BridgeDir, hs_port: u16, push: bool) -> Config {
     let yaml = config_yaml(bridge.dir.path(), hs_port, bridge.as_port);
     Config::from_yaml(&format!("{yaml}encryption:\n  enabled: true\n  push: {push}\n"), Path::new("test.yaml")).unwrap()
 }
 
 /// A bridge directory whose registration is written for `encryption` (push mode if `push`).
-fn bridge_with_registration(push: bool) -> BridgeDir {
+pub(crate) fn bridge_with_registration(push: bool) -> BridgeDir {
     let bridge = BridgeDir::new();
     std::fs::write(&bridge.registration, config(&bridge, 1, push).registration().to_yaml()).unwrap();
     bridge

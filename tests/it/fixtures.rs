@@ -310,3 +310,17 @@ fn schema_v5_fixture_opens_verifies_and_its_group_carries_on() {
     assert!(hub.store().removed_by(&commit).unwrap().is_empty());
     its_group_carries_on(&hub, room);
 }
+
+/// Schema 7 added `cryptokey_value` (the bridge device's crypto state): the v6 store opens with
+/// it empty, verifies, and its group carries on.
+#[test]
+fn schema_v6_fixture_opens_verifies_and_its_group_carries_on() {
+    let expected = expected_of(6);
+    let copy = copy_of(&fixture_of(6).join("db"));
+    let room = expected["room_id"].as_str().unwrap();
+    let hub = open_hub(copy.path());
+    let summary = replay::verify_store(hub.store(), None, &KeyRing::new(), false).unwrap();
+    assert_eq!((summary.events, summary.mls_commits), (expected["events"].as_u64().unwrap(), 1));
+    assert!(hub.store().crypto_records(b"").unwrap().is_empty());
+    its_group_carries_on(&hub, room);
+}

@@ -15,6 +15,7 @@ mod common;
 mod config;
 mod crash;
 mod edn;
+mod encrypted_portals;
 mod encryption_device;
 mod federation_limits;
 mod fixtures;

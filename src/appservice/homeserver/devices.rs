@@ -41,3 +41,28 @@ impl HomeserverClient {
         Ok(())
     }
 }
+
+impl HomeserverClient {
+    /// One JSON request as `owner`'s device `device_id` (its end-to-end encryption requests, its
+    /// `/sync`), with `query` beside `user_id` and `device_id`; `timeout` for a long poll.
+    pub async fn device_call(
+        &self,
+        (owner, device_id): (&str, &str),
+        method: Method,
+        path: &str,
+        query: &[(&str, Option<&str>)],
+        body: Option<&serde_json::Value>,
+        timeout: Option<std::time::Duration>,
+    ) -> Result<serde_json::Value, HomeserverError> {
+        let mut params = vec![("user_id", Some(owner)), ("device_id", Some(device_id))];
+        params.extend_from_slice(query);
+        let path = with_query(path.to_owned(), &params);
+        let payload = body.map(Payload::json).transpose()?;
+        let timeout = timeout.unwrap_or(self.request_timeout);
+        let reply = self.transport.send(method, &path, payload, timeout, self.max_json_bytes).await?;
+        if !reply.is_success() {
+            return Err(reply.error());
+        }
+        super::parse_json(&reply.body, path.split('?').next().unwrap_or_default())
+    }
+}

@@ -1,0 +1,84 @@
+//! Portals in Megolm-encrypted Matrix rooms (`encryption.enabled`): the bridge's device joins
+//! them, and members' messages are decrypted before they take the same path as any other.
+//!
+//! An event whose room key has not reached the device yet stays on the intake queue (durable,
+//! and holding its room's later events back, so the room's order holds) and is tried again
+//! whenever keys arrive; only after [`LATE_KEY_WAIT`] from its sending is it given up, its sender
+//! told and the event counted (`undecryptable`), never dropped silently.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::bridge::{Bridge, BridgeError};
+use super::intake::Queued;
+use super::refusal::Refusal;
+use crate::e2ee::device::Undecrypted;
+
+/// How long an event may wait for its room key, from its `origin_server_ts`.
+pub const LATE_KEY_WAIT: Duration = Duration::from_mins(10);
+
+impl Bridge {
+    /// The decrypted form of an `m.room.encrypted` intake entry; [`BridgeError::KeyMissing`]
+    /// while its key may still come.
+    pub(super) async fn decrypted(&self, queued: &Queued, room: &str) -> Result<Queued, BridgeError> {
+        let Some(device) = &self.e2ee else {
+            return Err(undecryptable("the bridge has no Matrix device (encryption.enabled is off)"));
+        };
+        match device.decrypt(room, &queued.event).await {
+            Ok(mut event) => {
+                // Relations stay outside the ciphertext (the room's clients and server read them).
+                if let Some(relation) = queued.event.pointer("/content/m.relates_to")
+                    && event["content"].get("m.relates_to").is_none()
+                    && event["content"].is_object()
+                {
+                    event["content"]["m.relates_to"] = relation.clone();
+                }
+                self.metrics.decrypted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok(Queued { seq: queued.seq, event })
+            }
+            Err(Undecrypted::KeyMissing) if !waited_too_long(&queued.event) => Err(BridgeError::KeyMissing),
+            Err(Undecrypted::KeyMissing) => Err(undecryptable(&format!(
+                "its room key did not reach the bridge within {} minutes",
+                LATE_KEY_WAIT.as_secs() / 60
+            ))),
+            Err(Undecrypted::Never(why)) => Err(undecryptable(&why)),
+        }
+    }
+
+    /// Waits until room keys arrive, or `most` passed.
+    pub(super) async fn wait_for_keys(&self, most: Duration) {
+        if let Some(device) = &self.e2ee {
+            let _ = tokio::time::timeout(most, device.keys_arrived()).await;
+        }
+    }
+
+    /// Makes the bridge's device a member of the encrypted room `room` (invited by `by`, the
+    /// bridge user that was invited there), so that members' clients share their room keys with it.
+    pub(super) async fn join_device(&self, room: &str, by: Option<&str>) -> Result<(), BridgeError> {
+        let Some(device) = &self.e2ee else { return Ok(()) };
+        let owner = device.owner();
+        let member = self.homeserver.room_state_event(room, "m.room.member", owner, by).await?;
+        let membership = member.as_ref().and_then(|m| m.get("membership")).and_then(Value::as_str);
+        if membership != Some("join") {
+            if membership != Some("invite") {
+                self.homeserver.invite(room, by, owner).await?;
+            }
+            self.homeserver.join(room, Some(owner)).await?;
+        }
+        Ok(())
+    }
+}
+
+fn waited_too_long(event: &Value) -> bool {
+    let sent = event.get("origin_server_ts").and_then(Value::as_u64).unwrap_or(0);
+    let now = super::portal::now_ms().try_into().unwrap_or(0u64);
+    now.saturating_sub(sent) > u64::try_from(LATE_KEY_WAIT.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn undecryptable(why: &str) -> BridgeError {
+    BridgeError::Refused(Refusal {
+        reason: "undecryptable",
+        notice: format!("Your encrypted message was not bridged: the bridge could not decrypt it ({why})."),
+    })
+}

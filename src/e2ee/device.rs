@@ -1,0 +1,122 @@
+//! [`Device`]: the bridge's device as matrix-sdk-crypto drives it, its state in the store.
+
+use std::sync::Arc;
+
+use matrix_sdk_crypto::types::events::room::encrypted::EncryptedEvent;
+use matrix_sdk_crypto::{DecryptionSettings, EncryptionSyncChanges, OlmMachine, TrustRequirement};
+use ruma::events::AnyTimelineEvent;
+use ruma::serde::Raw;
+use ruma::{OwnedRoomId, OwnedUserId};
+use serde_json::Value;
+use tokio::sync::Notify;
+
+use super::store::DeviceStore;
+use super::{E2eeError, machine_error};
+use crate::appservice::homeserver::HomeserverClient;
+use crate::config::BRIDGE_DEVICE;
+use crate::store::Store;
+
+/// The bridge's device (see the module documentation of [`crate::e2ee`]).
+pub struct Device {
+    pub(super) machine: OlmMachine,
+    pub(super) store: Arc<DeviceStore>,
+    pub(super) homeserver: Arc<HomeserverClient>,
+    owner: String,
+    /// Notified whenever room keys arrived: events waiting for one are tried again.
+    keys_arrived: Notify,
+}
+
+impl std::fmt::Debug for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Device").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
+/// Why an event was not decrypted.
+#[derive(Debug, thiserror::Error)]
+pub enum Undecrypted {
+    /// Its room key has not arrived (yet): the event waits.
+    #[error("its room key has not arrived")]
+    KeyMissing,
+    /// It never will be: malformed, or refused by the library.
+    #[error("{0}")]
+    Never(String),
+}
+
+impl Device {
+    /// The device of `owner` as the store holds it (new keys the first time), its identity and
+    /// one-time keys uploaded.
+    pub async fn open(store: Arc<Store>, homeserver: Arc<HomeserverClient>, owner: &str) -> Result<Self, E2eeError> {
+        let user = OwnedUserId::try_from(owner).map_err(|e| E2eeError::Malformed(format!("owner {owner}: {e}")))?;
+        let device: &ruma::DeviceId = BRIDGE_DEVICE.into();
+        let store = Arc::new(DeviceStore::open(store).await?);
+        let machine = OlmMachine::with_store(&user, device, Arc::clone(&store), None).await.map_err(machine_error)?;
+        let device = Self { machine, store, homeserver, owner: owner.to_owned(), keys_arrived: Notify::new() };
+        device.flush().await?;
+        Ok(device)
+    }
+
+    /// Who and what the device's requests act as.
+    pub(super) fn acting(&self) -> (&str, &str) {
+        (&self.owner, BRIDGE_DEVICE)
+    }
+
+    /// The device's owner.
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// The library, for what this module does not wrap.
+    pub fn machine(&self) -> &OlmMachine {
+        &self.machine
+    }
+
+    /// Takes what the homeserver delivered to the device (to-device messages, device-list
+    /// changes, key counts; with `/sync`'s next batch token, stored in the same batch), then
+    /// sends what that calls for (key uploads, queries).
+    pub async fn receive(&self, changes: EncryptionSyncChanges<'_>) -> Result<(), E2eeError> {
+        let settings = decryption_settings();
+        let (_, keys) = self.machine.receive_sync_changes(changes, &settings).await.map_err(machine_error)?;
+        if !keys.is_empty() {
+            tracing::debug!(keys = keys.len(), "room keys arrived");
+            self.keys_arrived.notify_waiters();
+        }
+        self.flush().await
+    }
+
+    /// Resolves when room keys arrive next.
+    pub async fn keys_arrived(&self) {
+        self.keys_arrived.notified().await;
+    }
+
+    /// Tracks the devices of a room's members (a portal opened in an encrypted room).
+    pub async fn track(&self, users: &[String]) -> Result<(), E2eeError> {
+        let users: Vec<OwnedUserId> = users.iter().filter_map(|u| OwnedUserId::try_from(u.as_str()).ok()).collect();
+        self.machine.update_tracked_users(users.iter().map(AsRef::as_ref)).await.map_err(machine_error)?;
+        self.flush().await
+    }
+
+    /// Decrypts an `m.room.encrypted` event of `room`: the event as its sender wrote it (their
+    /// type and content, the homeserver's envelope).
+    pub async fn decrypt(&self, room: &str, event: &Value) -> Result<Value, Undecrypted> {
+        let room_id = OwnedRoomId::try_from(room).map_err(|e| Undecrypted::Never(format!("room ID: {e}")))?;
+        let raw: Raw<EncryptedEvent> = Raw::new(event).map_err(|e| Undecrypted::Never(e.to_string()))?.cast_unchecked();
+        let decrypted = match self.machine.decrypt_room_event(&raw, &room_id, &decryption_settings()).await {
+            Ok(decrypted) => decrypted,
+            Err(matrix_sdk_crypto::MegolmError::MissingRoomKey(_)) => return Err(Undecrypted::KeyMissing),
+            Err(e) => return Err(Undecrypted::Never(e.to_string())),
+        };
+        let clear: Raw<AnyTimelineEvent> = decrypted.event;
+        let clear: Value = clear.deserialize_as_unchecked().map_err(|e| Undecrypted::Never(e.to_string()))?;
+        let mut event = event.clone();
+        event["type"] = clear.get("type").cloned().unwrap_or(Value::Null);
+        event["content"] = clear.get("content").cloned().unwrap_or(Value::Null);
+        Ok(event)
+    }
+}
+
+/// Every member's message is decrypted, whether or not their device is verified: a bridge has
+/// no one to verify devices for it, and dropping unverified senders' messages would lose them.
+fn decryption_settings() -> DecryptionSettings {
+    DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted }
+}
