@@ -137,7 +137,10 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
     // Work left from before a restart counts in the intake gauge.
     let pending = intake.backlog().capacity().saturating_sub(intake.backlog().available());
     metrics.intake_depth.store(u64::try_from(pending).unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
-    let appservice = Arc::new(Appservice::new(settings.clone(), intake, Arc::clone(&metrics), Arc::clone(&homeserver)));
+    let appservice = Arc::new(
+        Appservice::new(settings.clone(), intake, Arc::clone(&metrics), Arc::clone(&homeserver))
+            .with_push(config.encryption.enabled && config.encryption.push),
+    );
     let health = Arc::clone(appservice.health());
     health.watch_store(Arc::clone(&store));
     metrics.add_source(Arc::clone(&health) as Arc<dyn crate::http::metrics::MetricsSource>);
@@ -179,15 +182,10 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         }
         None => (None, None),
     };
-    let device_owner = check_homeserver(&homeserver, config, appservice.probes()).await?;
-    let e2ee = match device_owner {
-        Some(user) => Some(Arc::new(
-            crate::e2ee::Device::open(Arc::clone(&store), Arc::clone(&homeserver), &user)
-                .await
-                .map_err(|e| DaemonError::Check(format!("encryption.enabled: the bridge's device: {e}")))?,
-        )),
-        None => None,
-    };
+    let device_id = crate::e2ee::Device::id_in(&store).map_err(|e| setup("database.path")(&e))?;
+    let device_owner = check_homeserver(&homeserver, config, &device_id).await?;
+    let device = device_owner.as_deref().map(|owner| (owner, device_id.as_str()));
+    let e2ee = open_device(device, &store, &appservice, config).await?;
     let advances = store.advances();
     let bridge = Arc::new(Bridge {
         hub: Arc::clone(&hub),
@@ -271,6 +269,28 @@ async fn start_provider(
     Ok((address, outbox))
 }
 
+/// The bridge's Matrix device of `owner` (`encryption.enabled`); in push mode handed to the
+/// appservice endpoints (which hold transactions carrying its data until then), then checked to
+/// receive to-device messages through them.
+async fn open_device(
+    device: Option<(&str, &str)>,
+    store: &Arc<Store>,
+    appservice: &Arc<Appservice>,
+    config: &Config,
+) -> Result<Option<Arc<crate::e2ee::Device>>, DaemonError> {
+    let Some(acting) = device else { return Ok(None) };
+    let probes = appservice.probes();
+    let device = crate::e2ee::Device::open(Arc::clone(store), Arc::clone(&appservice.homeserver), acting)
+        .await
+        .map_err(|e| DaemonError::Check(format!("encryption.enabled: the bridge's device: {e}")))?;
+    let device = Arc::new(device);
+    if config.encryption.push {
+        appservice.push_to(Arc::clone(&device));
+        crate::appservice::device::probe(&appservice.homeserver, acting, probes).await.map_err(DaemonError::Check)?;
+    }
+    Ok(Some(device))
+}
+
 /// What the appservice endpoints take from the configuration.
 fn settings_of(config: &Config) -> Result<Settings, DaemonError> {
     let ghosts = GhostTemplate::parse(&config.appservice.username_template, &config.homeserver.domain)
@@ -292,7 +312,7 @@ fn settings_of(config: &Config) -> Result<Settings, DaemonError> {
 async fn check_homeserver(
     homeserver: &HomeserverClient,
     config: &Config,
-    probes: tokio::sync::watch::Receiver<Vec<String>>,
+    device: &str,
 ) -> Result<Option<String>, DaemonError> {
     let bot = config.bot_user_id();
     let mut waited = Duration::ZERO;
@@ -336,9 +356,8 @@ async fn check_homeserver(
     if !config.encryption.enabled {
         return Ok(None);
     }
-    let owner = crate::appservice::device::ready(homeserver, config, probes).await.map_err(DaemonError::Check)?;
-    let (device, push) = (crate::config::BRIDGE_DEVICE, config.encryption.push);
-    tracing::info!(owner, device, push, "the bridge's Matrix device is ready");
+    let owner = crate::appservice::device::ready(homeserver, config, device).await.map_err(DaemonError::Check)?;
+    tracing::info!(owner, device, push = config.encryption.push, "the bridge's Matrix device is ready");
     Ok(Some(owner))
 }
 

@@ -4,15 +4,16 @@
 //! their keys with. The bridge's device belongs to a namespaced user other than the bot (Synapse
 //! refuses `/sync` for the bot, and polling `/sync` is how keys reach a device on a stock
 //! homeserver), is created through the appservice device management of Matrix v1.17 (MSC4190)
-//! and acted as with `device_id` beside `user_id` (MSC4326). In push mode the device sends
-//! itself a to-device probe, which must come back in a transaction (MSC4203): a homeserver
+//! and acted as with `device_id` beside `user_id` (MSC4326). In push mode, once the device is
+//! open (`crate::e2ee`), it sends itself a to-device probe, which must come back in a
+//! transaction (MSC4203): a homeserver
 //! without the feature would otherwise leave every room key undelivered, silently. Each failing
 //! step names the setting or homeserver feature to fix, before the bridge takes any traffic.
 
 use std::time::Duration;
 
 use super::homeserver::HomeserverClient;
-use crate::config::{BRIDGE_DEVICE, Config, EncryptionSection};
+use crate::config::{Config, EncryptionSection};
 
 /// The event type of the push-mode probe.
 const PROBE: &str = "org.mimi-bridge.probe";
@@ -20,14 +21,10 @@ const PROBE: &str = "org.mimi-bridge.probe";
 /// How long a probe may take to come back in a transaction, before and after a ping.
 const PROBE_WAIT: Duration = Duration::from_secs(10);
 
-/// Registers the device's owner, creates the device and checks that requests can act as it
-/// and, in push mode, that to-device messages arrive in transactions (`probes`: the nonces
-/// transactions carried); returns the owner's user ID, or what the administrator must fix.
-pub async fn ready(
-    homeserver: &HomeserverClient,
-    config: &Config,
-    mut probes: tokio::sync::watch::Receiver<Vec<String>>,
-) -> Result<String, String> {
+/// Registers the device's owner, creates its device `device` (deleting any other it has: the
+/// bridge holds one) and checks that requests can act as it; returns the owner's user ID, or
+/// what the administrator must fix.
+pub async fn ready(homeserver: &HomeserverClient, config: &Config, device: &str) -> Result<String, String> {
     let localpart = EncryptionSection::owner_localpart(&config.appservice.bot.username);
     let owner = format!("@{localpart}:{}", config.homeserver.domain);
     homeserver.register_ghost(&localpart).await.map_err(|e| {
@@ -36,45 +33,65 @@ pub async fn ready(
              run generate-registration again (the registration must list {owner}) and restart the homeserver"
         )
     })?;
-    homeserver.put_device(&owner, BRIDGE_DEVICE, "mimi-bridge").await.map_err(|e| {
+    homeserver.put_device(&owner, device, "mimi-bridge").await.map_err(|e| {
         format!(
-            "encryption.enabled: the homeserver did not let the bridge create its device {BRIDGE_DEVICE} ({e}); the \
+            "encryption.enabled: the homeserver did not let the bridge create its device {device} ({e}); the \
              registration needs `io.element.msc4190: true` (appservice device management, Matrix v1.17): run \
              generate-registration again and restart the homeserver"
         )
     })?;
-    let acting = homeserver.whoami_device(&owner, BRIDGE_DEVICE).await.map_err(|e| {
+    let acting = homeserver.whoami_device(&owner, device).await.map_err(|e| {
         format!("encryption.enabled: the homeserver cannot act as the bridge's device ({e}); it needs Matrix v1.17 (MSC4326)")
     })?;
-    if acting != BRIDGE_DEVICE {
+    if acting != device {
         return Err(format!(
-            "encryption.enabled: asked to act as device {BRIDGE_DEVICE}, the homeserver acted as {acting}; it needs \
+            "encryption.enabled: asked to act as device {device}, the homeserver acted as {acting}; it needs \
              Matrix v1.17 (MSC4326, `device_id` beside `user_id`)"
         ));
     }
-    if config.encryption.push {
-        let nonce = crate::event::keys::random_letters(24).ok_or("no randomness for the probe")?;
-        let messages = serde_json::json!({ owner.as_str(): { BRIDGE_DEVICE: { "nonce": nonce } } });
-        let sent = homeserver.send_to_device((&owner, BRIDGE_DEVICE), PROBE, &nonce, &messages).await;
-        sent.map_err(|e| format!("encryption.push: the bridge's device could not send a to-device message ({e})"))?;
-        let mut arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
-        if !arrived {
-            // Synapse may hold it behind its retry back-off (an appservice it saw down): a
-            // successful ping makes it send what it holds at once.
-            let _ = homeserver.ping(Some("mimi-bridge-probe")).await;
-            arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
-        }
-        if !arrived {
-            return Err(format!(
-                "encryption.push: no to-device message reached the bridge in a transaction within {} s: set \
-                 `experimental_features: {{msc2409_to_device_messages_enabled: true, msc3202_transaction_extensions: \
-                 true}}` in homeserver.yaml and restart it (the registration keeps receive_ephemeral and \
-                 org.matrix.msc3202), or set encryption.push: false",
-                2 * PROBE_WAIT.as_secs()
-            ));
-        }
+    // A device from before the store was new (its keys lost with it) only confuses clients.
+    let devices = homeserver
+        .devices_of(&owner)
+        .await
+        .map_err(|e| format!("encryption.enabled: listing {owner}'s devices: {e}"))?;
+    for old in devices.iter().filter(|d| d.as_str() != device) {
+        homeserver
+            .delete_device(&owner, old)
+            .await
+            .map_err(|e| format!("encryption.enabled: deleting {owner}'s old device {old}: {e}"))?;
+        tracing::info!(owner, device = old, "deleted a device of the bridge from before its store was new");
     }
     Ok(owner)
+}
+
+/// Push mode: checks that to-device messages arrive in transactions (`probes`: the nonces
+/// transactions carried), or says what the administrator must fix.
+pub async fn probe(
+    homeserver: &HomeserverClient,
+    (owner, device): (&str, &str),
+    mut probes: tokio::sync::watch::Receiver<Vec<String>>,
+) -> Result<(), String> {
+    let nonce = crate::event::keys::random_letters(24).ok_or("no randomness for the probe")?;
+    let messages = serde_json::json!({ owner: { device: { "nonce": nonce } } });
+    let sent = homeserver.send_to_device((owner, device), PROBE, &nonce, &messages).await;
+    sent.map_err(|e| format!("encryption.push: the bridge's device could not send a to-device message ({e})"))?;
+    let mut arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
+    if !arrived {
+        // Synapse may hold it behind its retry back-off (an appservice it saw down): a
+        // successful ping makes it send what it holds at once.
+        let _ = homeserver.ping(Some("mimi-bridge-probe")).await;
+        arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
+    }
+    if !arrived {
+        return Err(format!(
+            "encryption.push: no to-device message reached the bridge in a transaction within {} s: set \
+             `experimental_features: {{msc2409_to_device_messages_enabled: true, msc3202_transaction_extensions: \
+             true}}` in homeserver.yaml and restart it (the registration keeps receive_ephemeral and \
+             org.matrix.msc3202), or set encryption.push: false",
+            2 * PROBE_WAIT.as_secs()
+        ));
+    }
+    Ok(())
 }
 
 /// The nonces of the to-device probes in a transaction's body (`de.sorunome.msc2409.to_device`):

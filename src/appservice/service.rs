@@ -70,6 +70,10 @@ pub struct Appservice {
     /// The nonces of the to-device probes the latest transaction with any carried
     /// (`appservice::device`).
     probes: tokio::sync::watch::Sender<Vec<String>>,
+    /// Push mode (`encryption.push`): transactions carry what the bridge's device receives.
+    push: bool,
+    /// The device, once open.
+    pushed: tokio::sync::watch::Sender<Option<Arc<crate::e2ee::Device>>>,
 }
 
 impl Appservice {
@@ -82,6 +86,42 @@ impl Appservice {
             homeserver,
             health: Arc::default(),
             probes: tokio::sync::watch::Sender::default(),
+            push: false,
+            pushed: tokio::sync::watch::Sender::default(),
+        }
+    }
+
+    /// In push mode (`encryption.push`), transactions that carry data for the bridge's device
+    /// wait until [`push_to`](Self::push_to) hands it over.
+    #[must_use]
+    pub fn with_push(mut self, push: bool) -> Self {
+        self.push = push;
+        self
+    }
+
+    /// What transactions carry for the bridge's device goes to `device` (push mode).
+    pub fn push_to(&self, device: Arc<crate::e2ee::Device>) {
+        self.pushed.send_replace(Some(device));
+    }
+
+    /// The device a transaction carrying `body` must be given to first, in push mode; waits
+    /// (a start) at most `most` for it to open.
+    pub(super) async fn pushed(
+        &self,
+        body: &[u8],
+        most: std::time::Duration,
+    ) -> Result<Option<Arc<crate::e2ee::Device>>, MatrixError> {
+        if !self.push || !crate::e2ee::push::may_carry(body) {
+            return Ok(None);
+        }
+        let mut open = self.pushed.subscribe();
+        match tokio::time::timeout(most, open.wait_for(Option::is_some)).await {
+            Ok(Ok(device)) => Ok(device.clone()),
+            _ => Err(MatrixError::new(
+                hyper::StatusCode::SERVICE_UNAVAILABLE,
+                "M_UNKNOWN",
+                "the bridge's device is not open yet",
+            )),
         }
     }
 

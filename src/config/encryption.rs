@@ -10,7 +10,8 @@
 
 use serde::{Deserialize, Serialize};
 
-/// The bridge's Matrix device ID.
+/// How the bridge's Matrix device IDs begin (a random suffix follows: a new device, with new
+/// keys, gets a new ID, since clients ignore changed keys under a device ID they know).
 pub const BRIDGE_DEVICE: &str = "MIMIBRIDGE";
 
 /// `encryption`: the bridge's own Matrix device.
@@ -18,7 +19,7 @@ pub const BRIDGE_DEVICE: &str = "MIMIBRIDGE";
 #[serde(deny_unknown_fields)]
 pub struct EncryptionSection {
     /// Hold a Matrix device of the bridge's own: at start the bridge registers its owner
-    /// (`<bot username>_device`), creates the device `MIMIBRIDGE` through the appservice device
+    /// (`<bot username>_device`), creates the device `MIMIBRIDGE…` through the appservice device
     /// management (MSC4190) and checks that it can act as it (MSC4326). Default false.
     /// *(registration)*
     #[serde(default)]

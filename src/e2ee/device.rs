@@ -22,6 +22,7 @@ pub struct Device {
     pub(super) store: Arc<DeviceStore>,
     pub(super) homeserver: Arc<HomeserverClient>,
     owner: String,
+    id: String,
     /// Notified whenever room keys arrived: events waiting for one are tried again.
     keys_arrived: Notify,
 }
@@ -44,26 +45,49 @@ pub enum Undecrypted {
 }
 
 impl Device {
-    /// The device of `owner` as the store holds it (new keys the first time), its identity and
-    /// one-time keys uploaded.
-    pub async fn open(store: Arc<Store>, homeserver: Arc<HomeserverClient>, owner: &str) -> Result<Self, E2eeError> {
+    /// The ID of the device the store holds, or a new one when it holds none (new keys go with a
+    /// new ID: clients ignore changed keys under a device ID they know).
+    pub fn id_in(store: &Store) -> Result<String, E2eeError> {
+        if let Some((_, bytes)) = store.crypto_records(b"account")?.into_iter().find(|(key, _)| key == b"account") {
+            let account: Value =
+                serde_json::from_slice(&bytes).map_err(|e| E2eeError::Corrupt(format!("account: {e}")))?;
+            let id = account["device_id"].as_str().ok_or(E2eeError::Corrupt("account without a device ID".into()))?;
+            return Ok(id.to_owned());
+        }
+        let suffix = crate::event::keys::random_letters(8).ok_or(E2eeError::Machine("no randomness".into()))?;
+        Ok(format!("{BRIDGE_DEVICE}{}", suffix.to_uppercase()))
+    }
+
+    /// `owner`'s device `device_id` as the store holds it (new keys the first time), its
+    /// identity and one-time keys uploaded.
+    pub async fn open(
+        store: Arc<Store>,
+        homeserver: Arc<HomeserverClient>,
+        (owner, device_id): (&str, &str),
+    ) -> Result<Self, E2eeError> {
         let user = OwnedUserId::try_from(owner).map_err(|e| E2eeError::Malformed(format!("owner {owner}: {e}")))?;
-        let device: &ruma::DeviceId = BRIDGE_DEVICE.into();
+        let device: &ruma::DeviceId = device_id.into();
         let store = Arc::new(DeviceStore::open(store).await?);
         let machine = OlmMachine::with_store(&user, device, Arc::clone(&store), None).await.map_err(machine_error)?;
-        let device = Self { machine, store, homeserver, owner: owner.to_owned(), keys_arrived: Notify::new() };
+        let (owner, id) = (owner.to_owned(), device_id.to_owned());
+        let device = Self { machine, store, homeserver, owner, id, keys_arrived: Notify::new() };
         device.flush().await?;
         Ok(device)
     }
 
     /// Who and what the device's requests act as.
     pub(super) fn acting(&self) -> (&str, &str) {
-        (&self.owner, BRIDGE_DEVICE)
+        (&self.owner, &self.id)
     }
 
     /// The device's owner.
     pub fn owner(&self) -> &str {
         &self.owner
+    }
+
+    /// The device's ID.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// The library, for what this module does not wrap.

@@ -7,13 +7,14 @@
 //! vodozemac); this module gives it a durable store in the bridge's RocksDB ([`store`]), carries
 //! its requests to the homeserver as the device ([`requests`]), and feeds it what the homeserver
 //! delivers to the device: `/sync` long-polled as the device's owner ([`sync`], works on any
-//! homeserver) or the fields appservice transactions carry in push mode.
+//! homeserver) or the fields appservice transactions carry in push mode ([`push`]).
 //!
 //! One device, owned by a namespaced user other than the bot (Synapse refuses `/sync` for the
 //! bot), receives the room keys. That user joins each encrypted portal, since clients share
 //! room keys with the devices of the room's members only.
 
 pub mod device;
+pub mod push;
 mod records;
 pub mod requests;
 pub mod store;

@@ -2,7 +2,8 @@
 //! client (matrix-sdk with its own `SQLite` store): the client creates an encrypted room and
 //! invites the bot; the bridge's device joins, receives the room keys by `/sync`, and every
 //! message, edit, reply, reaction and redaction lands in the MIMI log exactly once, in order,
-//! decrypted to what was sent.
+//! decrypted to what was sent — with the keys taken from `/sync` (the default) or from
+//! transactions (push mode).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -99,11 +100,24 @@ impl E2eeClient {
 
 #[test]
 fn an_encrypted_portal_carries_decrypted_messages_edits_replies_reactions_and_redactions_once() {
-    let bridge = crate::encryption_device::bridge_with_registration(false);
-    let synapse = Synapse::start(&[&bridge.registration]);
+    carries_decrypted_messages_once(false);
+}
+
+/// The same with the keys taken from transactions (push mode).
+#[test]
+fn in_push_mode_an_encrypted_portal_carries_decrypted_messages_edits_replies_reactions_and_redactions_once() {
+    carries_decrypted_messages_once(true);
+}
+
+fn carries_decrypted_messages_once(push: bool) {
+    let bridge = crate::encryption_device::bridge_with_registration(push);
+    let mut synapse = Synapse::start(&[&bridge.registration]);
+    if push {
+        synapse.enable_push_extensions();
+    }
     let bridge_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let running = bridge_runtime
-        .block_on(mimi_bridge::daemon::start(&crate::encryption_device::config(&bridge, synapse.port, false)))
+        .block_on(mimi_bridge::daemon::start(&crate::encryption_device::config(&bridge, synapse.port, push)))
         .unwrap();
     synapse.register("alice", "alice-password");
     let alice = E2eeClient::login(&synapse, "alice", "alice-password");

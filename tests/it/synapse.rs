@@ -168,6 +168,17 @@ impl Synapse {
         }
     }
 
+    /// Turns on what push mode needs (to-device messages and device data in appservice
+    /// transactions, behind experimental flags) and restarts the server.
+    pub(crate) fn enable_push_extensions(&mut self) {
+        self.stop();
+        let homeserver_yaml = self.dir.path().join("homeserver.yaml");
+        let yaml = std::fs::read_to_string(&homeserver_yaml).unwrap();
+        let flags = "experimental_features:\n  msc2409_to_device_messages_enabled: true\n  msc3202_transaction_extensions: true\n";
+        std::fs::write(&homeserver_yaml, format!("{yaml}{flags}")).unwrap();
+        self.restart();
+    }
+
     /// `@localpart:server_name`.
     pub(crate) fn user_id(&self, localpart: &str) -> String {
         format!("@{localpart}:{}", self.server_name)

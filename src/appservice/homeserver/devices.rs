@@ -17,6 +17,22 @@ impl HomeserverClient {
         Ok(())
     }
 
+    /// `GET /_matrix/client/v3/devices?user_id=…`: the IDs of `owner`'s devices.
+    pub async fn devices_of(&self, owner: &str) -> Result<Vec<String>, HomeserverError> {
+        let path = with_query("/_matrix/client/v3/devices".to_owned(), &[("user_id", Some(owner))]);
+        let body = self.call(Method::GET, path, None).await?;
+        let devices = body.get("devices").and_then(serde_json::Value::as_array).cloned().unwrap_or_default();
+        Ok(devices.iter().filter_map(|d| d.get("device_id")?.as_str().map(str::to_owned)).collect())
+    }
+
+    /// `DELETE /_matrix/client/v3/devices/{deviceId}?user_id=…` (MSC4190: no interactive
+    /// authentication for an appservice).
+    pub async fn delete_device(&self, owner: &str, device_id: &str) -> Result<(), HomeserverError> {
+        let path = with_query(format!("/_matrix/client/v3/devices/{}", enc(device_id)), &[("user_id", Some(owner))]);
+        self.call(Method::DELETE, path, None).await?;
+        Ok(())
+    }
+
     /// `GET /_matrix/client/v3/account/whoami` as `owner`'s device `device_id`: the device the
     /// homeserver says the request acted as.
     pub async fn whoami_device(&self, owner: &str, device_id: &str) -> Result<String, HomeserverError> {
