@@ -66,32 +66,34 @@ pub async fn ready(homeserver: &HomeserverClient, config: &Config, device: &str)
 
 /// Push mode: checks that to-device messages arrive in transactions (`probes`: the nonces
 /// transactions carried), or says what the administrator must fix.
+///
+/// Synapse was seen not to push a to-device message sent while it held the appservice as down
+/// (after a crash, until its retries get through): a probe sent then may never come. So the probe goes again after
+/// a ping, which ends that state, and only a second probe that does not come is a refusal.
 pub async fn probe(
     homeserver: &HomeserverClient,
     (owner, device): (&str, &str),
     mut probes: tokio::sync::watch::Receiver<Vec<String>>,
 ) -> Result<(), String> {
-    let nonce = crate::event::keys::random_letters(24).ok_or("no randomness for the probe")?;
-    let messages = serde_json::json!({ owner: { device: { "nonce": nonce } } });
-    let sent = homeserver.send_to_device((owner, device), PROBE, &nonce, &messages).await;
-    sent.map_err(|e| format!("encryption.push: the bridge's device could not send a to-device message ({e})"))?;
-    let mut arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
-    if !arrived {
-        // Synapse may hold it behind its retry back-off (an appservice it saw down): a
-        // successful ping makes it send what it holds at once.
-        let _ = homeserver.ping(Some("mimi-bridge-probe")).await;
-        arrived = tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok();
+    for attempt in 0..2 {
+        let nonce = crate::event::keys::random_letters(24).ok_or("no randomness for the probe")?;
+        let messages = serde_json::json!({ owner: { device: { "nonce": nonce } } });
+        let sent = homeserver.send_to_device((owner, device), PROBE, &nonce, &messages).await;
+        sent.map_err(|e| format!("encryption.push: the bridge's device could not send a to-device message ({e})"))?;
+        if tokio::time::timeout(PROBE_WAIT, probes.wait_for(|seen| seen.contains(&nonce))).await.is_ok() {
+            return Ok(());
+        }
+        if attempt == 0 {
+            let _ = homeserver.ping(Some("mimi-bridge-probe")).await;
+        }
     }
-    if !arrived {
-        return Err(format!(
-            "encryption.push: no to-device message reached the bridge in a transaction within {} s: set \
-             `experimental_features: {{msc2409_to_device_messages_enabled: true, msc3202_transaction_extensions: \
-             true}}` in homeserver.yaml and restart it (the registration keeps receive_ephemeral and \
-             org.matrix.msc3202), or set encryption.push: false",
-            2 * PROBE_WAIT.as_secs()
-        ));
-    }
-    Ok(())
+    Err(format!(
+        "encryption.push: no to-device message reached the bridge in a transaction within {} s: set \
+         `experimental_features: {{msc2409_to_device_messages_enabled: true, msc3202_transaction_extensions: \
+         true}}` in homeserver.yaml and restart it (the registration keeps receive_ephemeral and \
+         org.matrix.msc3202), or set encryption.push: false",
+        2 * PROBE_WAIT.as_secs()
+    ))
 }
 
 /// The nonces of the to-device probes in a transaction's body (`de.sorunome.msc2409.to_device`):

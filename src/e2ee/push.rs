@@ -2,6 +2,12 @@
 //! appservice's transactions instead of `/sync` — to-device messages (MSC4203, still under the
 //! MSC2409 prefix) and the device's key counts and device-list changes (MSC3202) — and is taken
 //! in before the transaction is answered, so an acknowledged room key is a stored one.
+//!
+//! Seen with Synapse 1.163: a to-device message sent while it holds the appservice as down (from
+//! a failed transaction until its retries get through) was not pushed at all; a room key lost so
+//! leaves its messages reported undecryptable. `/sync` mode has
+//! no such window (the homeserver deletes a message only once a later `since` acknowledges it);
+//! push mode stays the administrator's choice, as in other bridges.
 
 use serde_json::Value;
 

@@ -27,8 +27,13 @@ fn start_bridge_crashing_at(config: &std::path::Path, as_port: u16, log: &std::p
 }
 
 /// [`start_bridge`] with extra environment variables.
-fn start_bridge_with(config: &std::path::Path, as_port: u16, log: &std::path::Path, env: &[(&str, &str)]) -> Child {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+fn start_bridge_with(
+    config: &std::path::Path,
+    as_port: u16,
+    log_path: &std::path::Path,
+    env: &[(&str, &str)],
+) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
     let child = crate::common::bin()
         .args(["serve", "-c", config.to_str().unwrap()])
         .env("RUST_LOG", "warn")
@@ -38,12 +43,20 @@ fn start_bridge_with(config: &std::path::Path, as_port: u16, log: &std::path::Pa
         .spawn()
         .unwrap();
     let agent: ureq::Agent = ureq::Agent::config_builder().http_status_as_error(false).build().into();
-    wait_for("the bridge to be ready", Duration::from_mins(1), || {
-        agent
-            .get(format!("http://127.0.0.1:{as_port}/_matrix/mau/ready"))
-            .call()
-            .is_ok_and(|r| r.status().as_u16() == 200)
-    });
+    let started = std::time::Instant::now();
+    while !agent
+        .get(format!("http://127.0.0.1:{as_port}/_matrix/mau/ready"))
+        .call()
+        .is_ok_and(|r| r.status().as_u16() == 200)
+    {
+        let log = || std::fs::read_to_string(log_path).unwrap_or_default();
+        assert!(
+            started.elapsed() < Duration::from_mins(1),
+            "the bridge was not ready within 1 min; its log:\n{}",
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     child
 }
 
@@ -62,14 +75,30 @@ fn alice_opens_a_portal(synapse: &Synapse, dir: &std::path::Path) -> (String, St
 }
 
 /// The texts of a MIMI room's messages, in log order.
-fn texts_of(store: &Store, mimi_room: &str) -> Vec<String> {
+pub(crate) fn texts_of(store: &Store, mimi_room: &str) -> Vec<String> {
     mimi_messages(store, mimi_room)
         .iter()
         .map(|(_, c)| mimi_bridge::mimi::json::content_to_json(c)["body"]["text"].as_str().unwrap().to_owned())
         .collect()
 }
 
-fn read_only(dir: &std::path::Path) -> Option<Store> {
+/// Waits until the MIMI room's log holds `total` messages (and a second more, for any extra to
+/// show), stops the bridge and returns the messages' texts in log order.
+pub(crate) fn texts_once_all_arrived(
+    dir: &std::path::Path,
+    mimi_room: &str,
+    total: usize,
+    mut child: Child,
+) -> Vec<String> {
+    let count = || read_only(dir).map_or(0, |s| mimi_messages(&s, mimi_room).len());
+    wait_for("all messages in the MIMI log", Duration::from_mins(3), || count() >= total);
+    std::thread::sleep(Duration::from_secs(1));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    texts_of(&read_only(dir).unwrap(), mimi_room)
+}
+
+pub(crate) fn read_only(dir: &std::path::Path) -> Option<Store> {
     Store::open_existing(&dir.join("data")).ok()
 }
 
@@ -116,17 +145,9 @@ fn interrupted_mid_stream(stop: impl Fn(&mut Child)) {
             child = start_bridge(&config, bridge.as_port, &log);
         }
     }
-    let count = || read_only(bridge.dir.path()).map_or(0, |s| mimi_messages(&s, &mimi_room).len());
-    wait_for("all messages in the MIMI log", Duration::from_mins(3), || count() >= TOTAL);
-    std::thread::sleep(Duration::from_secs(1));
-    child.kill().unwrap();
-    child.wait().unwrap();
-
-    let store = Store::open_existing(&bridge.dir.path().join("data")).unwrap();
-    let texts = texts_of(&store, &mimi_room);
+    let texts = texts_once_all_arrived(bridge.dir.path(), &mimi_room, TOTAL, child);
     let expected: Vec<String> = (0..TOTAL).map(|i| format!("message {i}")).collect();
     assert_eq!(texts, expected, "exactly once, in order; bridge log:\n{}", std::fs::read_to_string(&log).unwrap());
-    drop(store);
     let out =
         crate::common::run(&["log", "verify", "--data-dir", bridge.dir.path().join("data").to_str().unwrap()], b"");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

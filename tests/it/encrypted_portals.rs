@@ -23,7 +23,7 @@ use mimi_bridge::replay;
 use crate::bridge_synapse::{BOT, hex, message_id, mimi_messages, text_of, wait_for};
 use crate::synapse::Synapse;
 
-const OWNER: &str = "@mimibot_device:hs.test";
+pub(crate) const OWNER: &str = "@mimibot_device:hs.test";
 
 /// A Matrix user's end-to-end-encrypting client, logged in with a device of its own.
 pub(crate) struct E2eeClient {

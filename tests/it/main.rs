@@ -16,6 +16,7 @@ mod config;
 mod crash;
 mod edn;
 mod encrypted_portals;
+mod encrypted_portals_crash;
 mod encryption_device;
 mod federation_limits;
 mod fixtures;
