@@ -182,9 +182,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         }
         None => (None, None),
     };
-    let device_id = crate::e2ee::Device::id_in(&store).map_err(|e| setup("database.path")(&e))?;
-    let device_owner = check_homeserver(&homeserver, config, &device_id).await?;
-    let device = device_owner.as_deref().map(|owner| (owner, device_id.as_str()));
+    let device = check_homeserver(&homeserver, config, &store).await?;
     let e2ee = open_device(device, &store, &appservice, config).await?;
     let advances = store.advances();
     let bridge = Arc::new(Bridge {
@@ -273,12 +271,13 @@ async fn start_provider(
 /// appservice endpoints (which hold transactions carrying its data until then), then checked to
 /// receive to-device messages through them.
 async fn open_device(
-    device: Option<(&str, &str)>,
+    device: Option<(String, String)>,
     store: &Arc<Store>,
     appservice: &Arc<Appservice>,
     config: &Config,
 ) -> Result<Option<Arc<crate::e2ee::Device>>, DaemonError> {
-    let Some(acting) = device else { return Ok(None) };
+    let Some((owner, id)) = device else { return Ok(None) };
+    let acting = (owner.as_str(), id.as_str());
     let probes = appservice.probes();
     let device = crate::e2ee::Device::open(Arc::clone(store), Arc::clone(&appservice.homeserver), acting)
         .await
@@ -307,13 +306,13 @@ fn settings_of(config: &Config) -> Result<Settings, DaemonError> {
     })
 }
 
-/// Checks the homeserver and the registration; returns the owner of the bridge's device, once
-/// ready (`encryption.enabled`).
+/// Checks the homeserver and the registration; returns the bridge device's owner and ID (the store's,
+/// or a new one), once the device is ready (`encryption.enabled`).
 async fn check_homeserver(
     homeserver: &HomeserverClient,
     config: &Config,
-    device: &str,
-) -> Result<Option<String>, DaemonError> {
+    store: &Store,
+) -> Result<Option<(String, String)>, DaemonError> {
     let bot = config.bot_user_id();
     let mut waited = Duration::ZERO;
     let versions = loop {
@@ -356,9 +355,10 @@ async fn check_homeserver(
     if !config.encryption.enabled {
         return Ok(None);
     }
-    let owner = crate::appservice::device::ready(homeserver, config, device).await.map_err(DaemonError::Check)?;
+    let device = crate::e2ee::Device::id_in(store).map_err(|e| setup("database.path")(&e))?;
+    let owner = crate::appservice::device::ready(homeserver, config, &device).await.map_err(DaemonError::Check)?;
     tracing::info!(owner, device, push = config.encryption.push, "the bridge's Matrix device is ready");
-    Ok(Some(owner))
+    Ok(Some((owner, device)))
 }
 
 /// How often a running daemon pings the homeserver. Synapse retries the transactions it could

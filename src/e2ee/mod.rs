@@ -48,13 +48,20 @@ pub enum E2eeError {
     Malformed(String),
 }
 
-impl E2eeError {
-    /// Worth trying again later.
-    pub fn is_transient(&self) -> bool {
+impl crate::queue::Retryable for E2eeError {
+    /// Worth trying again later: the store or the homeserver may recover.
+    fn is_retryable(&self) -> bool {
         match self {
             Self::Store(_) => true,
             Self::Homeserver(e) => e.is_retryable(),
             _ => false,
+        }
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Homeserver(e) => e.retry_after(),
+            _ => None,
         }
     }
 }

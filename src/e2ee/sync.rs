@@ -100,16 +100,3 @@ pub async fn poll_once(device: &Device) -> Result<(), E2eeError> {
     let delivered = Delivered::of_sync(&body)?;
     device.receive(delivered.changes(Some(next.to_owned()))).await
 }
-
-impl crate::queue::Retryable for E2eeError {
-    fn is_retryable(&self) -> bool {
-        self.is_transient()
-    }
-
-    fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::Homeserver(e) => e.retry_after(),
-            _ => None,
-        }
-    }
-}
