@@ -194,6 +194,7 @@ pub async fn start(config: &Config) -> Result<Running, DaemonError> {
         health: Arc::clone(&health),
         advances: advances.clone(),
         outbox: outbox.clone(),
+        ghosts: e2ee.as_deref().map(crate::appservice::encrypted::Ghosts::beside),
         e2ee: e2ee.clone(),
     });
     let options = QueueOptions {

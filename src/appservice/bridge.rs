@@ -58,6 +58,9 @@ pub enum BridgeError {
     /// An encrypted event's room key has not reached the bridge's device yet.
     #[error("the room key has not arrived yet")]
     KeyMissing,
+    /// A ghost's Matrix device could not encrypt or send.
+    #[error("a ghost's device: {0}")]
+    Device(#[from] crate::e2ee::E2eeError),
 }
 
 /// Hub work running at once on blocking threads: enough to keep both cores and the group commit
@@ -80,6 +83,7 @@ impl BridgeError {
     pub(crate) fn is_transient(&self) -> bool {
         match self {
             Self::Homeserver(e) => e.is_retryable(),
+            Self::Device(e) => e.is_retryable(),
             Self::Hub(HubError::Store(_) | HubError::CommitPending { .. }) | Self::Store(_) | Self::KeyMissing => true,
             // The other provider may be back later; its refusals are final.
             Self::Remote(super::remote::RemoteError::Peer(e)) => {
@@ -102,6 +106,7 @@ impl Retryable for BridgeError {
     fn retry_after(&self) -> Option<Duration> {
         match self {
             Self::Homeserver(e) => e.retry_after(),
+            Self::Device(e) => e.retry_after(),
             _ => None,
         }
     }
@@ -138,6 +143,8 @@ pub struct Bridge {
     pub outbox: Option<Arc<crate::provider::outbox::Outbox>>,
     /// The bridge's Matrix device, for encrypted portals (`encryption.enabled`).
     pub e2ee: Option<Arc<crate::e2ee::Device>>,
+    /// The ghosts' Matrix devices, for what arrives from MIMI into encrypted portals.
+    pub ghosts: Option<super::encrypted::Ghosts>,
 }
 
 fn str_of<'a>(event: &'a Value, name: &'static str) -> Result<&'a str, BridgeError> {
@@ -306,6 +313,11 @@ impl Bridge {
         };
         if event_type == "m.room.member" {
             return self.membership_change(queued, &mimi_room).await;
+        }
+        if event_type == "m.room.encryption"
+            && let (Some(ghosts), Some(content)) = (&self.ghosts, event.get("content"))
+        {
+            ghosts.encrypted(room, content);
         }
         let decrypted;
         let queued = if event_type == "m.room.encrypted" {

@@ -98,7 +98,12 @@ impl HomeserverDelivery {
 }
 
 fn not_in_room(error: &BridgeError) -> bool {
-    matches!(error, BridgeError::Homeserver(e) if e.errcode() == Some("M_FORBIDDEN"))
+    match error {
+        BridgeError::Homeserver(e) | BridgeError::Device(crate::e2ee::E2eeError::Homeserver(e)) => {
+            e.errcode() == Some("M_FORBIDDEN")
+        }
+        _ => false,
+    }
 }
 
 impl Deliver for HomeserverDelivery {
@@ -180,8 +185,7 @@ impl Bridge {
             }
             _ => (field("event_type")?.to_owned(), request["content"].clone()),
         };
-        let matrix_event_id =
-            self.homeserver.send_event(room, &event_type, &txn_id, &content, Some(ghost), None).await?;
+        let matrix_event_id = self.send_as_ghost((room, ghost, &txn_id), &event_type, &content).await?;
         batch.map_event(&matrix_event_id, log_event_id);
         if let Some(mapped) = self.mapped_for(request, mimi_sender, log_event_id)? {
             record(&mut batch, &matrix_event_id, &mapped);

@@ -1,11 +1,14 @@
 //! Portals in Megolm-encrypted Matrix rooms (`encryption.enabled`): the bridge's device joins
-//! them, and members' messages are decrypted before they take the same path as any other.
+//! them, and members' messages are decrypted before they take the same path as any other; what
+//! arrives from MIMI is encrypted by the speaking ghost's own device (`e2ee::ghosts`).
 //!
 //! An event whose room key has not reached the device yet stays on the intake queue (durable,
 //! and holding its room's later events back, so the room's order holds) and is tried again
 //! whenever keys arrive; only after [`LATE_KEY_WAIT`] from its sending is it given up, its sender
 //! told and the event counted (`undecryptable`), never dropped silently.
 
+use std::collections::BTreeMap;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -14,9 +17,42 @@ use super::bridge::{Bridge, BridgeError};
 use super::intake::Queued;
 use super::refusal::Refusal;
 use crate::e2ee::device::Undecrypted;
+use crate::e2ee::ghosts::GhostDevices;
 
 /// How long an event may wait for its room key, from its `origin_server_ts`.
 pub const LATE_KEY_WAIT: Duration = Duration::from_mins(10);
+
+/// Rooms whose encryption is remembered at most; beyond, it is looked up again.
+const MAX_REMEMBERED: usize = 100_000;
+
+/// The ghosts' devices, and which portals they encrypt in.
+#[derive(Debug)]
+pub struct Ghosts {
+    devices: GhostDevices,
+    /// A room's `m.room.encryption` content (`None`: unencrypted), as looked up before a ghost
+    /// first spoke there or as it arrived since (a room never stops being encrypted).
+    encryption: Mutex<BTreeMap<String, Option<Value>>>,
+}
+
+impl Ghosts {
+    /// The ghosts' devices beside the bridge's `device`.
+    pub fn beside(device: &crate::e2ee::Device) -> Self {
+        Self { devices: GhostDevices::beside(device), encryption: Mutex::new(BTreeMap::new()) }
+    }
+
+    fn encryption(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Option<Value>>> {
+        self.encryption.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Remembers that `room` is encrypted with `content` (its `m.room.encryption` arrived).
+    pub(super) fn encrypted(&self, room: &str, content: &Value) {
+        let mut rooms = self.encryption();
+        if rooms.len() >= MAX_REMEMBERED {
+            rooms.clear();
+        }
+        rooms.insert(room.to_owned(), Some(content.clone()));
+    }
+}
 
 impl Bridge {
     /// The decrypted form of an `m.room.encrypted` intake entry; [`BridgeError::KeyMissing`]
@@ -67,6 +103,43 @@ impl Bridge {
             self.homeserver.join(room, Some(owner)).await?;
         }
         Ok(())
+    }
+}
+
+impl Bridge {
+    /// Sends a message into `room` as `ghost`: in an encrypted room (with `encryption.enabled`)
+    /// Megolm-encrypted by the ghost's device for the room's members, the bridge's own users
+    /// left out (they read nothing); as it is otherwise. Returns the event's ID.
+    pub(super) async fn send_as_ghost(
+        &self,
+        (room, ghost, txn_id): (&str, &str, &str),
+        event_type: &str,
+        content: &Value,
+    ) -> Result<String, BridgeError> {
+        if let Some(ghosts) = &self.ghosts
+            && let Some(encryption) = self.encryption_of(ghosts, room, ghost).await?
+        {
+            let members = self.homeserver.joined_members(room, Some(ghost)).await?;
+            let members: Vec<String> = members.into_iter().filter(|m| !self.settings.is_ours(m)).collect();
+            let event = (event_type, content);
+            return Ok(ghosts.devices.send((ghost, room, txn_id), &members, &encryption, event).await?);
+        }
+        Ok(self.homeserver.send_event(room, event_type, txn_id, content, Some(ghost), None).await?)
+    }
+
+    /// `room`'s `m.room.encryption` content, remembered or looked up as `member`.
+    async fn encryption_of(&self, ghosts: &Ghosts, room: &str, member: &str) -> Result<Option<Value>, BridgeError> {
+        if let Some(known) = ghosts.encryption().get(room) {
+            return Ok(known.clone());
+        }
+        let content = self.homeserver.room_state_event(room, "m.room.encryption", "", Some(member)).await?;
+        match &content {
+            Some(content) => ghosts.encrypted(room, content),
+            None => {
+                ghosts.encryption().insert(room.to_owned(), None);
+            }
+        }
+        Ok(content)
     }
 }
 

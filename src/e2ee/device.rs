@@ -45,29 +45,41 @@ pub enum Undecrypted {
 }
 
 impl Device {
-    /// The ID of the device the store holds, or a new one when it holds none (new keys go with a
-    /// new ID: clients ignore changed keys under a device ID they know).
+    /// The ID of the bridge's device the store holds, or a new one when it holds none (new keys
+    /// go with a new ID: clients ignore changed keys under a device ID they know).
     pub fn id_in(store: &Store) -> Result<String, E2eeError> {
-        if let Some((_, bytes)) = store.crypto_records(b"account")?.into_iter().find(|(key, _)| key == b"account") {
-            let account: Value =
-                serde_json::from_slice(&bytes).map_err(|e| E2eeError::Corrupt(format!("account: {e}")))?;
-            let id = account["device_id"].as_str().ok_or(E2eeError::Corrupt("account without a device ID".into()))?;
-            return Ok(id.to_owned());
-        }
-        let suffix = crate::event::keys::random_letters(8).ok_or(E2eeError::Machine("no randomness".into()))?;
-        Ok(format!("{BRIDGE_DEVICE}{}", suffix.to_uppercase()))
+        Self::stored_id(store, None)?.map_or_else(new_id, Ok)
     }
 
-    /// `owner`'s device `device_id` as the store holds it (new keys the first time), its
-    /// identity and one-time keys uploaded.
+    /// The device ID `ghost`'s records hold (`None`: the bridge's device), if any.
+    pub(super) fn stored_id(store: &Store, ghost: Option<&str>) -> Result<Option<String>, E2eeError> {
+        let records = super::records::of_device(store, &super::records::namespace(ghost))?;
+        let Some((_, bytes)) = records.into_iter().find(|(key, _)| key == b"account") else { return Ok(None) };
+        let account: Value = serde_json::from_slice(&bytes).map_err(|e| E2eeError::Corrupt(format!("account: {e}")))?;
+        let id = account["device_id"].as_str().ok_or(E2eeError::Corrupt("account without a device ID".into()))?;
+        Ok(Some(id.to_owned()))
+    }
+
+    /// `owner`'s device `device_id`, the bridge's device, as the store holds it (new keys the
+    /// first time), its identity and one-time keys uploaded.
     pub async fn open(
         store: Arc<Store>,
         homeserver: Arc<HomeserverClient>,
+        acting: (&str, &str),
+    ) -> Result<Self, E2eeError> {
+        Self::open_in(store, homeserver, acting, Vec::new()).await
+    }
+
+    /// A device whose records lie in `namespace` (`records::namespace`).
+    pub(super) async fn open_in(
+        store: Arc<Store>,
+        homeserver: Arc<HomeserverClient>,
         (owner, device_id): (&str, &str),
+        namespace: Vec<u8>,
     ) -> Result<Self, E2eeError> {
         let user = OwnedUserId::try_from(owner).map_err(|e| E2eeError::Malformed(format!("owner {owner}: {e}")))?;
         let device: &ruma::DeviceId = device_id.into();
-        let store = Arc::new(DeviceStore::open(store).await?);
+        let store = Arc::new(DeviceStore::open(store, namespace).await?);
         let machine = OlmMachine::with_store(&user, device, Arc::clone(&store), None).await.map_err(machine_error)?;
         let (owner, id) = (owner.to_owned(), device_id.to_owned());
         let device = Self { machine, store, homeserver, owner, id, keys_arrived: Notify::new() };
@@ -137,6 +149,12 @@ impl Device {
         event["content"] = clear.get("content").cloned().unwrap_or(Value::Null);
         Ok(event)
     }
+}
+
+/// A new device ID: [`BRIDGE_DEVICE`] and eight random letters.
+pub(super) fn new_id() -> Result<String, E2eeError> {
+    let suffix = crate::event::keys::random_letters(8).ok_or(E2eeError::Machine("no randomness".into()))?;
+    Ok(format!("{BRIDGE_DEVICE}{}", suffix.to_uppercase()))
 }
 
 /// Every member's message is decrypted, whether or not their device is verified: a bridge has

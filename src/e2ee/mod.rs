@@ -11,9 +11,11 @@
 //!
 //! One device, owned by a namespaced user other than the bot (Synapse refuses `/sync` for the
 //! bot), receives the room keys. That user joins each encrypted portal, since clients share
-//! room keys with the devices of the room's members only.
+//! room keys with the devices of the room's members only. What arrives from MIMI is encrypted
+//! by a device of the ghost that speaks ([`ghosts`], which says why not by the bridge's one).
 
 pub mod device;
+pub mod ghosts;
 pub mod push;
 mod records;
 pub mod requests;

@@ -24,6 +24,22 @@ pub(super) type Record = (Vec<u8>, Vec<u8>);
 /// A write of one record: `Some` puts, `None` deletes.
 pub(super) type Write = (Vec<u8>, Option<Vec<u8>>);
 
+/// Whose records a key belongs to: none for the bridge's device (records as schema 7 wrote them),
+/// a ghost's user ID and `0x00` for that ghost's device. A user ID starts with `@`, which no
+/// record kind does, so the bridge device's records are told apart without a prefix of their own.
+pub(super) fn namespace(ghost: Option<&str>) -> Vec<u8> {
+    ghost.map_or_else(Vec::new, |user| [user.as_bytes(), b"\0"].concat())
+}
+
+/// The records of one device (`namespace`), their keys without the namespace.
+pub(super) fn of_device(store: &crate::store::Store, namespace: &[u8]) -> Result<Vec<Record>, E2eeError> {
+    let records = store.crypto_records(namespace)?.into_iter();
+    Ok(records
+        .filter(|(key, _)| !namespace.is_empty() || !key.starts_with(b"@"))
+        .map(|(key, value)| (key[namespace.len()..].to_vec(), value))
+        .collect())
+}
+
 /// The key of a record: its kind and the object's IDs.
 pub(super) fn key(kind: &str, ids: &[&str]) -> Vec<u8> {
     let mut key = kind.as_bytes().to_vec();

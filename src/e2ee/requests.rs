@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use hyper::Method;
-use matrix_sdk_crypto::types::requests::{AnyOutgoingRequest, OutgoingRequest};
+use matrix_sdk_crypto::types::requests::{AnyOutgoingRequest, OutgoingRequest, ToDeviceRequest};
+use ruma::TransactionId;
 use ruma::api::IncomingResponse;
 use ruma::api::client::keys::{claim_keys, get_keys, upload_keys, upload_signatures};
 use ruma::api::client::message::send_message_event;
@@ -74,19 +75,8 @@ impl Device {
                 let response: get_keys::v3::Response = parse(&answer, "keys/query")?;
                 machine.mark_request_as_sent(id, &response).await.map_err(machine_error)?;
             }
-            AnyOutgoingRequest::KeysClaim(claim) => {
-                let body = json!({ "one_time_keys": body_of(&claim.one_time_keys)?, "timeout": millis(claim.timeout) });
-                let answer = self.call(Method::POST, "/_matrix/client/v3/keys/claim", &body).await?;
-                let response: claim_keys::v3::Response = parse(&answer, "keys/claim")?;
-                machine.mark_request_as_sent(id, &response).await.map_err(machine_error)?;
-            }
-            AnyOutgoingRequest::ToDeviceRequest(to_device) => {
-                let (kind, txn) = (to_device.event_type.to_string(), to_device.txn_id.to_string());
-                let messages = body_of(&to_device.messages)?;
-                self.homeserver.send_to_device(self.acting(), &kind, &txn, &messages).await?;
-                let response = send_event_to_device::v3::Response::new();
-                machine.mark_request_as_sent(id, &response).await.map_err(machine_error)?;
-            }
+            AnyOutgoingRequest::KeysClaim(claim) => self.claim(id, claim).await?,
+            AnyOutgoingRequest::ToDeviceRequest(to_device) => self.to_device(to_device).await?,
             AnyOutgoingRequest::SignatureUpload(upload) => {
                 let body = body_of(&upload.signed_keys)?;
                 let answer = self.call(Method::POST, "/_matrix/client/v3/keys/signatures/upload", &body).await?;
@@ -107,6 +97,23 @@ impl Device {
             }
         }
         Ok(())
+    }
+
+    /// Claims one-time keys, for Olm sessions with devices the device has none with.
+    pub(super) async fn claim(&self, id: &TransactionId, claim: &claim_keys::v3::Request) -> Result<(), E2eeError> {
+        let body = json!({ "one_time_keys": body_of(&claim.one_time_keys)?, "timeout": millis(claim.timeout) });
+        let answer = self.call(Method::POST, "/_matrix/client/v3/keys/claim", &body).await?;
+        let response: claim_keys::v3::Response = parse(&answer, "keys/claim")?;
+        self.machine.mark_request_as_sent(id, &response).await.map_err(machine_error)
+    }
+
+    /// Sends to-device messages (the homeserver recognises a repeated transaction ID).
+    pub(super) async fn to_device(&self, to_device: &ToDeviceRequest) -> Result<(), E2eeError> {
+        let (kind, txn) = (to_device.event_type.to_string(), to_device.txn_id.to_string());
+        let messages = body_of(&to_device.messages)?;
+        self.homeserver.send_to_device(self.acting(), &kind, &txn, &messages).await?;
+        let response = send_event_to_device::v3::Response::new();
+        self.machine.mark_request_as_sent(&to_device.txn_id, &response).await.map_err(machine_error)
     }
 
     async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value, E2eeError> {

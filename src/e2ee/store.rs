@@ -35,6 +35,8 @@ use crate::store::{Batch, Store};
 pub struct DeviceStore {
     memory: MemoryStore,
     store: Arc<Store>,
+    /// Whose records these are (`records::namespace`).
+    namespace: Vec<u8>,
     /// One change at a time, so the disk and the copy take changes in the same order.
     writing: tokio::sync::Mutex<()>,
 }
@@ -46,9 +48,10 @@ impl std::fmt::Debug for DeviceStore {
 }
 
 impl DeviceStore {
-    /// The device's state as the store holds it (nothing, the first time).
-    pub async fn open(store: Arc<Store>) -> Result<Self, E2eeError> {
-        let loaded = records::load(&store.crypto_records(b"")?)?;
+    /// The state of the device whose records lie in `namespace` (see `records::namespace`), as
+    /// the store holds it (nothing, the first time).
+    pub(super) async fn open(store: Arc<Store>, namespace: Vec<u8>) -> Result<Self, E2eeError> {
+        let loaded = records::load(&records::of_device(&store, &namespace)?)?;
         let memory = MemoryStore::new();
         if loaded.account.is_some() {
             memory.save_pending_changes(PendingChanges { account: loaded.account }).await?;
@@ -62,7 +65,12 @@ impl DeviceStore {
         for (name, value) in loaded.custom {
             memory.set_custom_value(&name, value).await?;
         }
-        Ok(Self { memory, store, writing: tokio::sync::Mutex::new(()) })
+        Ok(Self { memory, store, namespace, writing: tokio::sync::Mutex::new(()) })
+    }
+
+    /// The bridge's store the records lie in.
+    pub(super) fn store(&self) -> &Arc<Store> {
+        &self.store
     }
 
     async fn write(&self, writes: Vec<Write>) -> Result<(), E2eeError> {
@@ -71,14 +79,15 @@ impl DeviceStore {
         }
         let mut batch = Batch::new();
         for (key, value) in writes {
-            batch.crypto(key, value);
+            batch.crypto([self.namespace.as_slice(), &key].concat(), value);
         }
         Ok(self.store.submit(batch).wait().await?)
     }
 
     /// Deletes of every record whose key starts with `prefix`.
     fn deletes(&self, prefix: &[u8]) -> Result<Vec<Write>, E2eeError> {
-        Ok(self.store.crypto_records(prefix)?.into_iter().map(|(k, _)| (k, None)).collect())
+        let records = records::of_device(&self.store, &[self.namespace.as_slice(), prefix].concat())?;
+        Ok(records.into_iter().map(|(k, _)| ([prefix, &k].concat(), None)).collect())
     }
 
     /// Rewrites the records of the inbound group sessions the copy holds for `ids`.

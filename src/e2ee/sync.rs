@@ -89,10 +89,15 @@ pub async fn run(device: Arc<Device>) {
 
 /// One `/sync`, taken in.
 pub async fn poll_once(device: &Device) -> Result<(), E2eeError> {
+    poll(device, POLL).await
+}
+
+/// One `/sync` the homeserver holds open at most `timeout` when it has nothing new, taken in.
+pub(super) async fn poll(device: &Device, timeout: Duration) -> Result<(), E2eeError> {
     let since = device.store.next_batch_token().await?;
-    let timeout = POLL.as_millis().to_string();
-    let query = [("timeout", Some(timeout.as_str())), ("filter", Some(FILTER)), ("since", since.as_deref())];
-    let wait = Some(POLL + Duration::from_secs(30));
+    let millis = timeout.as_millis().to_string();
+    let query = [("timeout", Some(millis.as_str())), ("filter", Some(FILTER)), ("since", since.as_deref())];
+    let wait = Some(timeout + Duration::from_secs(30));
     let path = "/_matrix/client/v3/sync";
     let body = device.homeserver.device_call(device.acting(), Method::GET, path, &query, None, wait).await?;
     let next =

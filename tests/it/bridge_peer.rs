@@ -58,7 +58,7 @@ impl Peer {
     }
 
     /// Sends LPDUs to the bridge's federation listener, X-Matrix signed; returns `failed_pdus`.
-    fn send(&self, address: std::net::SocketAddr, txn: &str, lpdus: &[UnverifiedLpdu]) -> Value {
+    pub(crate) fn send(&self, address: std::net::SocketAddr, txn: &str, lpdus: &[UnverifiedLpdu]) -> Value {
         let pdus: Vec<Value> = lpdus
             .iter()
             .map(|l| serde_json::from_slice(&mimi_bridge::event::canonical::object_to_bytes(l.object())).unwrap())

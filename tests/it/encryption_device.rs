@@ -9,14 +9,14 @@ use std::path::Path;
 use mimi_bridge::config::Config;
 use mimi_bridge::daemon;
 
-use crate::bridge_synapse::{BridgeDir, config_yaml};
+use crate::bridge_synapse::{BridgeDir, config_yaml_trusting};
 use crate::synapse::{Method, Synapse};
 
-const AS_TOKEN: &str = "as_0123456789abcdef0123456789abcdef";
+pub(crate) const AS_TOKEN: &str = "as_0123456789abcdef0123456789abcdef";
 const OWNER: &str = "@mimibot_device:hs.test";
 
 pub(crate) fn config(bridge: &BridgeDir, hs_port: u16, push: bool) -> Config {
-    let yaml = config_yaml(bridge.dir.path(), hs_port, bridge.as_port);
+    let yaml = config_yaml_trusting(bridge.dir.path(), hs_port, bridge.as_port, &bridge.trusted);
     Config::from_yaml(&format!("{yaml}encryption:\n  enabled: true\n  push: {push}\n"), Path::new("test.yaml")).unwrap()
 }
 

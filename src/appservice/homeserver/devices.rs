@@ -56,6 +56,20 @@ impl HomeserverClient {
         self.call(Method::PUT, path, Some(Payload::json(&json!({ "messages": messages }))?)).await?;
         Ok(())
     }
+
+    /// `PUT /_matrix/client/v3/rooms/{roomId}/send/{eventType}/{txnId}` as `owner`'s device
+    /// `device_id` (the transaction ID is then the device's, and the homeserver remembers it across
+    /// its restarts: a repeat returns the first event's ID); returns the event ID.
+    pub async fn send_event_as_device(
+        &self,
+        acting: (&str, &str),
+        (room_id, event_type, txn_id): (&str, &str, &str),
+        content: &serde_json::Value,
+    ) -> Result<String, HomeserverError> {
+        let path = format!("/_matrix/client/v3/rooms/{}/send/{}/{}", enc(room_id), enc(event_type), enc(txn_id));
+        let reply = self.device_call(acting, Method::PUT, &path, &[], Some(content), None).await?;
+        string_field(&reply, "event_id", "send")
+    }
 }
 
 impl HomeserverClient {

@@ -123,6 +123,16 @@ impl HomeserverClient {
         string_field(&reply, "event_id", "redact")
     }
 
+    /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`: the user IDs of the room's
+    /// joined members, as `as_user` (a member) sees them.
+    pub async fn joined_members(&self, room_id: &str, as_user: Option<&str>) -> Result<Vec<String>, HomeserverError> {
+        let path =
+            with_query(format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room_id)), &[("user_id", as_user)]);
+        let reply = self.call(Method::GET, path, None).await?;
+        let joined = reply.get("joined").and_then(Value::as_object);
+        Ok(joined.map(|members| members.keys().cloned().collect()).unwrap_or_default())
+    }
+
     /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`: the content of one
     /// state event, or `None` if the room has no such state (404). Not being allowed to see the
     /// room (403) stays an error.
