@@ -61,7 +61,8 @@ impl Device {
     }
 
     /// `owner`'s device `device_id`, the bridge's device, as the store holds it (new keys the
-    /// first time), its identity and one-time keys uploaded.
+    /// first time), its identity and one-time keys uploaded, signed by its owner's cross-signing
+    /// keys.
     pub async fn open(
         store: Arc<Store>,
         homeserver: Arc<HomeserverClient>,
@@ -84,6 +85,7 @@ impl Device {
         let (owner, id) = (owner.to_owned(), device_id.to_owned());
         let device = Self { machine, store, homeserver, owner, id, keys_arrived: Notify::new() };
         device.flush().await?;
+        device.cross_sign().await?;
         Ok(device)
     }
 

@@ -116,7 +116,7 @@ impl Device {
         self.machine.mark_request_as_sent(&to_device.txn_id, &response).await.map_err(machine_error)
     }
 
-    async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value, E2eeError> {
+    pub(super) async fn call(&self, method: Method, path: &str, body: &Value) -> Result<Value, E2eeError> {
         Ok(self.homeserver.device_call(self.acting(), method, path, &[], Some(body), None).await?)
     }
 }

@@ -45,6 +45,13 @@ fn the_bridge_creates_its_device_and_acts_as_it() {
     assert_eq!(devices[0]["display_name"], "mimi-bridge");
     let whoami = format!("/_matrix/client/v3/account/whoami?user_id={OWNER}&device_id={device}");
     assert_eq!(synapse.get(Some(AS_TOKEN), &whoami)["device_id"], device);
+    // Signed by the owner's self-signing key, which the owner's master key signs.
+    let query = format!("/_matrix/client/v3/keys/query?user_id={OWNER}");
+    let keys = synapse.post(Some(AS_TOKEN), &query, &serde_json::json!({"device_keys": {OWNER: []}}));
+    let self_signing = keys["self_signing_keys"][OWNER]["keys"].as_object().expect("self-signing key").clone();
+    let (self_signing_id, _) = self_signing.iter().next().unwrap();
+    assert!(keys["device_keys"][OWNER][device]["signatures"][OWNER][self_signing_id].is_string(), "{keys:#}");
+    assert!(keys["master_keys"][OWNER]["keys"].is_object(), "{keys:#}");
     assert!(runtime.block_on(running.stop()));
 }
 
