@@ -18,6 +18,7 @@ mod edn;
 mod encrypted_ghosts;
 mod encrypted_portals;
 mod encrypted_portals_crash;
+mod encrypted_throughput;
 mod encryption_device;
 mod federation_limits;
 mod fixtures;
