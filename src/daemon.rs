@@ -283,7 +283,7 @@ async fn open_device(
     let device = crate::e2ee::Device::open(Arc::clone(store), Arc::clone(&appservice.homeserver), acting)
         .await
         .map_err(|e| DaemonError::Check(format!("encryption.enabled: the bridge's device: {e}")))?;
-    let device = Arc::new(device);
+    let device = Arc::new(device.requiring_verification(config.encryption.require_verification));
     if config.encryption.push {
         appservice.push_to(Arc::clone(&device));
         crate::appservice::device::probe(&appservice.homeserver, acting, probes).await.map_err(DaemonError::Check)?;

@@ -61,6 +61,11 @@ impl Bridge {
         let Some(device) = &self.e2ee else {
             return Err(undecryptable("the bridge has no Matrix device (encryption.enabled is off)"));
         };
+        // The sender's devices and cross-signing identity, known before their trust is judged
+        // (queried the first time; kept current by device-list changes after).
+        if let Some(sender) = queued.event.get("sender").and_then(Value::as_str) {
+            device.track(&[sender.to_owned()]).await?;
+        }
         match device.decrypt(room, &queued.event).await {
             Ok(mut event) => {
                 // Relations stay outside the ciphertext (the room's clients and server read them).

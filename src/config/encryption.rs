@@ -31,6 +31,12 @@ pub struct EncryptionSection {
     /// probe that must come back in a transaction. Default false. *(registration)*
     #[serde(default)]
     pub push: bool,
+    /// Bridge only messages sent from devices their owners signed with their cross-signing keys
+    /// (Element's "exclude insecure devices"): a message from an unsigned device is refused, its
+    /// sender told in the room, and counted (`undecryptable`). Default false: members' clients
+    /// often have devices they never signed, and a bridge has no one to verify devices for it.
+    #[serde(default)]
+    pub require_verification: bool,
 }
 
 impl EncryptionSection {

@@ -124,8 +124,10 @@ metrics:
 encryption:
   # Hold a Matrix device of the bridge's own, MIMIBRIDGE of @<bot username>_device (here
   # @mimibot_device:hs.test): created at start through the appservice device management of
-  # Matrix v1.17 (the registration then carries io.element.msc4190: true). Portals in encrypted
-  # rooms are still refused. (default, registration)
+  # Matrix v1.17 (the registration then carries io.element.msc4190: true). With it, inviting
+  # the bot or a ghost into an encrypted room opens a portal: the device decrypts members'
+  # messages, and each ghost speaks there through a device of its own. Every device is signed by
+  # its owner's cross-signing keys. (default, registration)
   enabled: false
   # Take to-device messages and device-list changes from the homeserver's transactions instead
   # of polling /sync. Synapse needs experimental_features msc2409_to_device_messages_enabled and
@@ -133,4 +135,8 @@ encryption:
   # start the device sends itself a to-device probe, and the bridge stops if it does not come
   # back in a transaction. (default, registration)
   push: false
+  # Bridge only messages from devices their owners signed with their cross-signing keys; a
+  # message from an unsigned device is refused with a notice to its sender and counted
+  # (undecryptable). Off, every member's message is bridged. (default)
+  require_verification: false
 ";

@@ -25,6 +25,8 @@ pub struct Device {
     id: String,
     /// Notified whenever room keys arrived: events waiting for one are tried again.
     keys_arrived: Notify,
+    /// Whose messages are decrypted (`encryption.require_verification`).
+    trust: TrustRequirement,
 }
 
 impl std::fmt::Debug for Device {
@@ -83,10 +85,21 @@ impl Device {
         let store = Arc::new(DeviceStore::open(store, namespace).await?);
         let machine = OlmMachine::with_store(&user, device, Arc::clone(&store), None).await.map_err(machine_error)?;
         let (owner, id) = (owner.to_owned(), device_id.to_owned());
-        let device = Self { machine, store, homeserver, owner, id, keys_arrived: Notify::new() };
+        let trust = TrustRequirement::Untrusted;
+        let device = Self { machine, store, homeserver, owner, id, keys_arrived: Notify::new(), trust };
         device.flush().await?;
         device.cross_sign().await?;
         Ok(device)
+    }
+
+    /// Decrypts only messages from devices their owners cross-signed, if `required`
+    /// (`encryption.require_verification`).
+    #[must_use]
+    pub fn requiring_verification(mut self, required: bool) -> Self {
+        if required {
+            self.trust = TrustRequirement::CrossSignedOrLegacy;
+        }
+        self
     }
 
     /// Who and what the device's requests act as.
@@ -113,7 +126,7 @@ impl Device {
     /// changes, key counts; with `/sync`'s next batch token, stored in the same batch), then
     /// sends what that calls for (key uploads, queries).
     pub async fn receive(&self, changes: EncryptionSyncChanges<'_>) -> Result<(), E2eeError> {
-        let settings = decryption_settings();
+        let settings = self.decryption_settings();
         let (_, keys) = self.machine.receive_sync_changes(changes, &settings).await.map_err(machine_error)?;
         if !keys.is_empty() {
             tracing::debug!(keys = keys.len(), "room keys arrived");
@@ -127,7 +140,7 @@ impl Device {
         self.keys_arrived.notified().await;
     }
 
-    /// Tracks the devices of a room's members (a portal opened in an encrypted room).
+    /// Tracks the devices and cross-signing identities of `users` (queried now if new).
     pub async fn track(&self, users: &[String]) -> Result<(), E2eeError> {
         let users: Vec<OwnedUserId> = users.iter().filter_map(|u| OwnedUserId::try_from(u.as_str()).ok()).collect();
         self.machine.update_tracked_users(users.iter().map(AsRef::as_ref)).await.map_err(machine_error)?;
@@ -139,7 +152,7 @@ impl Device {
     pub async fn decrypt(&self, room: &str, event: &Value) -> Result<Value, Undecrypted> {
         let room_id = OwnedRoomId::try_from(room).map_err(|e| Undecrypted::Never(format!("room ID: {e}")))?;
         let raw: Raw<EncryptedEvent> = Raw::new(event).map_err(|e| Undecrypted::Never(e.to_string()))?.cast_unchecked();
-        let decrypted = match self.machine.decrypt_room_event(&raw, &room_id, &decryption_settings()).await {
+        let decrypted = match self.machine.decrypt_room_event(&raw, &room_id, &self.decryption_settings()).await {
             Ok(decrypted) => decrypted,
             Err(matrix_sdk_crypto::MegolmError::MissingRoomKey(_)) => return Err(Undecrypted::KeyMissing),
             Err(e) => return Err(Undecrypted::Never(e.to_string())),
@@ -159,8 +172,11 @@ pub(super) fn new_id() -> Result<String, E2eeError> {
     Ok(format!("{BRIDGE_DEVICE}{}", suffix.to_uppercase()))
 }
 
-/// Every member's message is decrypted, whether or not their device is verified: a bridge has
-/// no one to verify devices for it, and dropping unverified senders' messages would lose them.
-fn decryption_settings() -> DecryptionSettings {
-    DecryptionSettings { sender_device_trust_requirement: TrustRequirement::Untrusted }
+/// By default every member's message is decrypted, whether or not their device is signed: a
+/// bridge has no one to verify devices for it, and refusing unsigned devices would lose the
+/// messages of members who never set up cross-signing.
+impl Device {
+    fn decryption_settings(&self) -> DecryptionSettings {
+        DecryptionSettings { sender_device_trust_requirement: self.trust }
+    }
 }

@@ -16,8 +16,13 @@ pub(crate) const AS_TOKEN: &str = "as_0123456789abcdef0123456789abcdef";
 const OWNER: &str = "@mimibot_device:hs.test";
 
 pub(crate) fn config(bridge: &BridgeDir, hs_port: u16, push: bool) -> Config {
+    config_with(bridge, hs_port, &format!("  push: {push}\n"))
+}
+
+/// The bridge's config with `encryption` enabled and `more` of that section.
+pub(crate) fn config_with(bridge: &BridgeDir, hs_port: u16, more: &str) -> Config {
     let yaml = config_yaml_trusting(bridge.dir.path(), hs_port, bridge.as_port, &bridge.trusted);
-    Config::from_yaml(&format!("{yaml}encryption:\n  enabled: true\n  push: {push}\n"), Path::new("test.yaml")).unwrap()
+    Config::from_yaml(&format!("{yaml}encryption:\n  enabled: true\n{more}"), Path::new("test.yaml")).unwrap()
 }
 
 /// A bridge directory whose registration is written for `encryption` (push mode if `push`).

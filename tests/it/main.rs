@@ -19,6 +19,7 @@ mod encrypted_ghosts;
 mod encrypted_portals;
 mod encrypted_portals_crash;
 mod encrypted_throughput;
+mod encrypted_verification;
 mod encryption_device;
 mod federation_limits;
 mod fixtures;
