@@ -317,7 +317,7 @@ impl Bridge {
         if event_type == "m.room.encryption"
             && let (Some(ghosts), Some(content)) = (&self.ghosts, event.get("content"))
         {
-            ghosts.encrypted(room, content);
+            ghosts.remember(room, Some(content));
         }
         let decrypted;
         let queued = if event_type == "m.room.encrypted" {

@@ -44,13 +44,13 @@ impl Ghosts {
         self.encryption.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Remembers that `room` is encrypted with `content` (its `m.room.encryption` arrived).
-    pub(super) fn encrypted(&self, room: &str, content: &Value) {
+    /// Remembers `room`'s `m.room.encryption` content (`None`: unencrypted).
+    pub(super) fn remember(&self, room: &str, content: Option<&Value>) {
         let mut rooms = self.encryption();
         if rooms.len() >= MAX_REMEMBERED {
             rooms.clear();
         }
-        rooms.insert(room.to_owned(), Some(content.clone()));
+        rooms.insert(room.to_owned(), content.cloned());
     }
 }
 
@@ -138,12 +138,7 @@ impl Bridge {
             return Ok(known.clone());
         }
         let content = self.homeserver.room_state_event(room, "m.room.encryption", "", Some(member)).await?;
-        match &content {
-            Some(content) => ghosts.encrypted(room, content),
-            None => {
-                ghosts.encryption().insert(room.to_owned(), None);
-            }
-        }
+        ghosts.remember(room, content.as_ref());
         Ok(content)
     }
 }

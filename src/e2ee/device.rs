@@ -1,6 +1,7 @@
 //! [`Device`]: the bridge's device as matrix-sdk-crypto drives it, its state in the store.
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use matrix_sdk_crypto::types::events::room::encrypted::EncryptedEvent;
 use matrix_sdk_crypto::{DecryptionSettings, EncryptionSyncChanges, OlmMachine, TrustRequirement};
@@ -27,6 +28,8 @@ pub struct Device {
     keys_arrived: Notify,
     /// Whose messages are decrypted (`encryption.require_verification`).
     trust: TrustRequirement,
+    /// Users tracked since the device was opened (the library's own list is its store's).
+    tracked: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -55,8 +58,10 @@ impl Device {
 
     /// The device ID `ghost`'s records hold (`None`: the bridge's device), if any.
     pub(super) fn stored_id(store: &Store, ghost: Option<&str>) -> Result<Option<String>, E2eeError> {
-        let records = super::records::of_device(store, &super::records::namespace(ghost))?;
-        let Some((_, bytes)) = records.into_iter().find(|(key, _)| key == b"account") else { return Ok(None) };
+        // The account record alone, not every record of the device.
+        let account = [super::records::namespace(ghost).as_slice(), b"account"].concat();
+        let records = store.crypto_records(&account)?;
+        let Some((_, bytes)) = records.into_iter().find(|(key, _)| *key == account) else { return Ok(None) };
         let account: Value = serde_json::from_slice(&bytes).map_err(|e| E2eeError::Corrupt(format!("account: {e}")))?;
         let id = account["device_id"].as_str().ok_or(E2eeError::Corrupt("account without a device ID".into()))?;
         Ok(Some(id.to_owned()))
@@ -86,20 +91,28 @@ impl Device {
         let machine = OlmMachine::with_store(&user, device, Arc::clone(&store), None).await.map_err(machine_error)?;
         let (owner, id) = (owner.to_owned(), device_id.to_owned());
         let trust = TrustRequirement::Untrusted;
-        let device = Self { machine, store, homeserver, owner, id, keys_arrived: Notify::new(), trust };
+        let (keys_arrived, tracked) = (Notify::new(), Mutex::new(BTreeSet::new()));
+        let device = Self { machine, store, homeserver, owner, id, keys_arrived, trust, tracked };
         device.flush().await?;
         device.cross_sign().await?;
         Ok(device)
     }
 
     /// Decrypts only messages from devices their owners cross-signed, if `required`
-    /// (`encryption.require_verification`).
+    /// (`encryption.require_verification`). By default every member's message is decrypted,
+    /// whether or not their device is signed: a bridge has no one to verify devices for it, and
+    /// refusing unsigned devices would lose the messages of members who never set up
+    /// cross-signing.
     #[must_use]
     pub fn requiring_verification(mut self, required: bool) -> Self {
         if required {
             self.trust = TrustRequirement::CrossSignedOrLegacy;
         }
         self
+    }
+
+    fn decryption_settings(&self) -> DecryptionSettings {
+        DecryptionSettings { sender_device_trust_requirement: self.trust }
     }
 
     /// Who and what the device's requests act as.
@@ -141,10 +154,22 @@ impl Device {
     }
 
     /// Tracks the devices and cross-signing identities of `users` (queried now if new).
+    /// Users tracked already cost nothing (this runs for every message): the library keeps
+    /// their devices current from device-list changes.
     pub async fn track(&self, users: &[String]) -> Result<(), E2eeError> {
-        let users: Vec<OwnedUserId> = users.iter().filter_map(|u| OwnedUserId::try_from(u.as_str()).ok()).collect();
-        self.machine.update_tracked_users(users.iter().map(AsRef::as_ref)).await.map_err(machine_error)?;
-        self.flush().await
+        let new: Vec<OwnedUserId> = {
+            let tracked = self.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+            let new = users.iter().filter(|u| !tracked.contains(*u));
+            new.filter_map(|u| OwnedUserId::try_from(u.as_str()).ok()).collect()
+        };
+        if new.is_empty() {
+            return Ok(());
+        }
+        self.machine.update_tracked_users(new.iter().map(AsRef::as_ref)).await.map_err(machine_error)?;
+        self.flush().await?;
+        let mut tracked = self.tracked.lock().unwrap_or_else(PoisonError::into_inner);
+        tracked.extend(new.iter().map(ToString::to_string));
+        Ok(())
     }
 
     /// Decrypts an `m.room.encrypted` event of `room`: the event as its sender wrote it (their
@@ -170,13 +195,4 @@ impl Device {
 pub(super) fn new_id() -> Result<String, E2eeError> {
     let suffix = crate::event::keys::random_letters(8).ok_or(E2eeError::Machine("no randomness".into()))?;
     Ok(format!("{BRIDGE_DEVICE}{}", suffix.to_uppercase()))
-}
-
-/// By default every member's message is decrypted, whether or not their device is signed: a
-/// bridge has no one to verify devices for it, and refusing unsigned devices would lose the
-/// messages of members who never set up cross-signing.
-impl Device {
-    fn decryption_settings(&self) -> DecryptionSettings {
-        DecryptionSettings { sender_device_trust_requirement: self.trust }
-    }
 }

@@ -78,14 +78,13 @@ impl GhostDevices {
         (event_type, content): (&str, &Value),
     ) -> Result<String, E2eeError> {
         let room_id = OwnedRoomId::try_from(room).map_err(|e| E2eeError::Malformed(format!("room {room}: {e}")))?;
-        let members: Vec<OwnedUserId> = members.iter().filter_map(|m| OwnedUserId::try_from(m.as_str()).ok()).collect();
         let settings = settings_of(encryption)?;
         let device = self.device_of(ghost).await?;
         let device = device.lock().await;
         super::sync::poll(&device, Duration::ZERO).await?;
+        device.track(members).await?;
+        let members: Vec<OwnedUserId> = members.iter().filter_map(|m| OwnedUserId::try_from(m.as_str()).ok()).collect();
         let machine = &device.machine;
-        machine.update_tracked_users(members.iter().map(AsRef::as_ref)).await.map_err(machine_error)?;
-        device.flush().await?;
         if let Some((id, claim)) =
             machine.get_missing_sessions(members.iter().map(AsRef::as_ref)).await.map_err(machine_error)?
         {
