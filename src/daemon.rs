@@ -280,7 +280,17 @@ async fn open_device(
     let Some((owner, id)) = device else { return Ok(None) };
     let acting = (owner.as_str(), id.as_str());
     let probes = appservice.probes();
-    let device = crate::e2ee::Device::open(Arc::clone(store), Arc::clone(&appservice.homeserver), acting)
+    let recovery = if let Some(file) = &config.encryption.recovery_key_file {
+        let key =
+            crate::e2ee::recovery::RecoveryKey::open_or_create(file).map_err(|e| DaemonError::Check(e.to_string()))?;
+        Some(Arc::new(key))
+    } else {
+        tracing::warn!(
+            "encryption.recovery_key_file is not set: the cross-signing keys are in the data directory alone"
+        );
+        None
+    };
+    let device = crate::e2ee::Device::open(Arc::clone(store), Arc::clone(&appservice.homeserver), acting, recovery)
         .await
         .map_err(|e| DaemonError::Check(format!("encryption.enabled: the bridge's device: {e}")))?;
     let device = Arc::new(device.requiring_verification(config.encryption.require_verification));

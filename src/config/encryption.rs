@@ -8,6 +8,8 @@
 //! transaction extensions (MSC4203 to-device messages, MSC3202 device lists and key counts),
 //! which Synapse has behind `experimental_features`.
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
 
 /// How the bridge's Matrix device IDs begin (a random suffix follows: a new device, with new
@@ -37,6 +39,14 @@ pub struct EncryptionSection {
     /// often have devices they never signed, and a bridge has no one to verify devices for it.
     #[serde(default)]
     pub require_verification: bool,
+    /// Path of the recovery key file. The cross-signing keys of the bridge's Matrix users (the
+    /// device's owner and every ghost that holds a device) are kept in their secret storage
+    /// (account data on the homeserver), encrypted with this key: a bridge whose data directory
+    /// was lost takes them back instead of resetting its users' identities. The first start
+    /// writes a new key there (readable by its owner only); keep a copy away from the data
+    /// directory. Default: none (the keys are kept in the data directory alone).
+    #[serde(default)]
+    pub recovery_key_file: Option<PathBuf>,
 }
 
 impl EncryptionSection {

@@ -139,4 +139,9 @@ encryption:
   # message from an unsigned device is refused with a notice to its sender and counted
   # (undecryptable). Off, every member's message is bridged. (default)
   require_verification: false
+  # The recovery key file: the cross-signing keys of the bridge's Matrix users are kept in their
+  # secret storage on the homeserver, encrypted with this key, so that a bridge whose data
+  # directory was lost keeps its users' identities. The first start writes a new key there
+  # (readable by its owner only); keep a copy away from the data directory. (default: none)
+  # recovery_key_file: /etc/mimi-bridge/recovery-key.txt
 ";

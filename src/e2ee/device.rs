@@ -11,6 +11,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::Value;
 use tokio::sync::Notify;
 
+use super::recovery::RecoveryKey;
 use super::store::DeviceStore;
 use super::{E2eeError, machine_error};
 use crate::appservice::homeserver::HomeserverClient;
@@ -30,6 +31,8 @@ pub struct Device {
     trust: TrustRequirement,
     /// Users tracked since the device was opened (the library's own list is its store's).
     tracked: Mutex<BTreeSet<String>>,
+    /// The key of the owner's secret storage (`encryption.recovery_key_file`), if set.
+    pub(super) recovery: Option<Arc<RecoveryKey>>,
 }
 
 impl std::fmt::Debug for Device {
@@ -70,20 +73,23 @@ impl Device {
     /// `owner`'s device `device_id`, the bridge's device, as the store holds it (new keys the
     /// first time), its identity and one-time keys uploaded, signed by its owner's cross-signing
     /// keys.
+    /// With `recovery`, the owner's cross-signing keys are kept in (and, on a new store, taken
+    /// back from) their secret storage.
     pub async fn open(
         store: Arc<Store>,
         homeserver: Arc<HomeserverClient>,
         acting: (&str, &str),
+        recovery: Option<Arc<RecoveryKey>>,
     ) -> Result<Self, E2eeError> {
-        Self::open_in(store, homeserver, acting, Vec::new()).await
+        Self::open_in((store, Vec::new()), homeserver, acting, recovery).await
     }
 
     /// A device whose records lie in `namespace` (`records::namespace`).
     pub(super) async fn open_in(
-        store: Arc<Store>,
+        (store, namespace): (Arc<Store>, Vec<u8>),
         homeserver: Arc<HomeserverClient>,
         (owner, device_id): (&str, &str),
-        namespace: Vec<u8>,
+        recovery: Option<Arc<RecoveryKey>>,
     ) -> Result<Self, E2eeError> {
         let user = OwnedUserId::try_from(owner).map_err(|e| E2eeError::Malformed(format!("owner {owner}: {e}")))?;
         let device: &ruma::DeviceId = device_id.into();
@@ -92,7 +98,7 @@ impl Device {
         let (owner, id) = (owner.to_owned(), device_id.to_owned());
         let trust = TrustRequirement::Untrusted;
         let (keys_arrived, tracked) = (Notify::new(), Mutex::new(BTreeSet::new()));
-        let device = Self { machine, store, homeserver, owner, id, keys_arrived, trust, tracked };
+        let device = Self { machine, store, homeserver, owner, id, keys_arrived, trust, tracked, recovery };
         device.flush().await?;
         device.cross_sign().await?;
         Ok(device)

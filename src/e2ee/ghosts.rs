@@ -34,6 +34,7 @@ use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use super::recovery::RecoveryKey;
 use super::{Device, E2eeError, machine_error, records};
 use crate::appservice::homeserver::HomeserverClient;
 use crate::store::Store;
@@ -49,6 +50,8 @@ const MAX_OPEN: usize = 10_000;
 pub struct GhostDevices {
     store: Arc<Store>,
     homeserver: Arc<HomeserverClient>,
+    /// The key of every ghost's secret storage, as of the bridge's device.
+    recovery: Option<Arc<RecoveryKey>>,
     /// One device's work at a time: the library shares a room key once per room, not twice at once.
     open: Mutex<BTreeMap<String, Arc<Mutex<Device>>>>,
 }
@@ -63,7 +66,8 @@ impl GhostDevices {
     /// Ghosts' devices kept in the store the bridge's `device` is kept in.
     pub fn beside(device: &Device) -> Self {
         let store = Arc::clone(device.store.store());
-        Self { store, homeserver: Arc::clone(&device.homeserver), open: Mutex::new(BTreeMap::new()) }
+        let (homeserver, recovery) = (Arc::clone(&device.homeserver), device.recovery.clone());
+        Self { store, homeserver, recovery, open: Mutex::new(BTreeMap::new()) }
     }
 
     /// Sends `(event_type, content)` into `room` as `ghost`'s device, Megolm-encrypted, once the
@@ -120,8 +124,9 @@ impl GhostDevices {
             id
         };
         let namespace = records::namespace(Some(ghost));
-        let device =
-            Device::open_in(Arc::clone(&self.store), Arc::clone(&self.homeserver), (ghost, &id), namespace).await?;
+        let store = (Arc::clone(&self.store), namespace);
+        let recovery = self.recovery.clone();
+        let device = Device::open_in(store, Arc::clone(&self.homeserver), (ghost, &id), recovery).await?;
         tracing::info!(ghost, device = id, "a ghost's device is ready");
         if open.len() >= MAX_OPEN {
             // Only this map holds a device not in use, and no one can take it without the map's

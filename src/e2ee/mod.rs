@@ -19,6 +19,7 @@ pub mod device;
 pub mod ghosts;
 pub mod push;
 mod records;
+pub mod recovery;
 pub mod requests;
 pub mod store;
 pub mod sync;
@@ -49,6 +50,9 @@ pub enum E2eeError {
     /// The homeserver answered with something the device cannot use.
     #[error("malformed: {0}")]
     Malformed(String),
+    /// The recovery key file (`encryption.recovery_key_file`) is unusable.
+    #[error("encryption.recovery_key_file: {0}")]
+    Recovery(String),
 }
 
 impl crate::queue::Retryable for E2eeError {

@@ -89,9 +89,20 @@ pub(crate) fn texts_once_all_arrived(
     mimi_room: &str,
     total: usize,
     mut child: Child,
+    log: &std::path::Path,
 ) -> Vec<String> {
     let count = || read_only(dir).map_or(0, |s| mimi_messages(&s, mimi_room).len());
-    wait_for("all messages in the MIMI log", Duration::from_mins(3), || count() >= total);
+    let started = std::time::Instant::now();
+    while count() < total {
+        if started.elapsed() > Duration::from_mins(3) {
+            let _ = child.kill();
+            let _ = child.wait();
+            let texts = read_only(dir).map(|s| texts_of(&s, mimi_room)).unwrap_or_default();
+            let log = std::fs::read_to_string(log).unwrap_or_default();
+            panic!("timed out after 3 min with {} of {total} messages: {texts:?}\nbridge log:\n{log}", texts.len());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_secs(1));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -145,7 +156,7 @@ fn interrupted_mid_stream(stop: impl Fn(&mut Child)) {
             child = start_bridge(&config, bridge.as_port, &log);
         }
     }
-    let texts = texts_once_all_arrived(bridge.dir.path(), &mimi_room, TOTAL, child);
+    let texts = texts_once_all_arrived(bridge.dir.path(), &mimi_room, TOTAL, child, &log);
     let expected: Vec<String> = (0..TOTAL).map(|i| format!("message {i}")).collect();
     assert_eq!(texts, expected, "exactly once, in order; bridge log:\n{}", std::fs::read_to_string(&log).unwrap());
     let out =

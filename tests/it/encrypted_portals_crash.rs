@@ -56,7 +56,7 @@ fn killed_mid_stream(push: bool) {
             child = start_bridge(&config, bridge.as_port, &log);
         }
     }
-    let texts = texts_once_all_arrived(bridge.dir.path(), &mimi_room, TOTAL, child);
+    let texts = texts_once_all_arrived(bridge.dir.path(), &mimi_room, TOTAL, child, &log);
     let expected: Vec<String> = (0..TOTAL).map(|i| format!("message {i}")).collect();
     let log = std::fs::read_to_string(&log).unwrap();
     assert_eq!(texts, expected, "exactly once, in order; bridge log:\n{log}");

@@ -21,6 +21,7 @@ mod encrypted_portals_crash;
 mod encrypted_throughput;
 mod encrypted_verification;
 mod encryption_device;
+mod encryption_recovery;
 mod federation_limits;
 mod fixtures;
 mod homeserver;

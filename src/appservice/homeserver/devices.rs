@@ -73,6 +73,31 @@ impl HomeserverClient {
 }
 
 impl HomeserverClient {
+    /// `GET /_matrix/client/v3/user/{userId}/account_data/{type}` as `acting`: the content, if set.
+    pub async fn account_data(
+        &self,
+        acting: (&str, &str),
+        kind: &str,
+    ) -> Result<Option<serde_json::Value>, HomeserverError> {
+        let path = format!("/_matrix/client/v3/user/{}/account_data/{}", enc(acting.0), enc(kind));
+        match self.device_call(acting, Method::GET, &path, &[], None, None).await {
+            Ok(content) => Ok(Some(content)),
+            Err(HomeserverError::Matrix { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `PUT /_matrix/client/v3/user/{userId}/account_data/{type}` as `acting`.
+    pub async fn put_account_data(
+        &self,
+        acting: (&str, &str),
+        kind: &str,
+        content: &serde_json::Value,
+    ) -> Result<(), HomeserverError> {
+        let path = format!("/_matrix/client/v3/user/{}/account_data/{}", enc(acting.0), enc(kind));
+        self.device_call(acting, Method::PUT, &path, &[], Some(content), None).await.map(drop)
+    }
+
     /// One JSON request as `owner`'s device `device_id` (its end-to-end encryption requests, its
     /// `/sync`), with `query` beside `user_id` and `device_id`; `timeout` for a long poll.
     pub async fn device_call(
