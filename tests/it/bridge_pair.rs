@@ -68,13 +68,27 @@ pub(crate) fn configured(
     listen: u16,
     peer: (&str, u16),
 ) -> (Synapse, BridgeDir, std::path::PathBuf) {
+    configured_with(homeserver, ca, (listen, peer), "")
+}
+
+/// [`configured`], with `extra` YAML (whole sections) at the end of the config (Synapse's
+/// push extensions on for `encryption.push`).
+pub(crate) fn configured_with(
+    homeserver: &str,
+    ca: &crate::pki::TestCa,
+    (listen, peer): (u16, (&str, u16)),
+    extra: &str,
+) -> (Synapse, BridgeDir, std::path::PathBuf) {
     let bridge = BridgeDir::new();
-    let registration_yaml = yaml(&bridge, 1, homeserver, ca, listen, peer);
-    let registration = Config::from_yaml(&registration_yaml, Path::new("test.yaml")).unwrap().registration();
-    std::fs::write(&bridge.registration, registration.to_yaml()).unwrap();
-    let synapse = Synapse::start_named(homeserver, &[&bridge.registration]);
+    let registration_yaml = yaml(&bridge, 1, homeserver, ca, listen, peer) + extra;
+    let parsed = Config::from_yaml(&registration_yaml, Path::new("test.yaml")).unwrap();
+    std::fs::write(&bridge.registration, parsed.registration().to_yaml()).unwrap();
+    let mut synapse = Synapse::start_named(homeserver, &[&bridge.registration]);
+    if parsed.encryption.push {
+        synapse.enable_push_extensions();
+    }
     let config = bridge.dir.path().join("config.yaml");
-    std::fs::write(&config, yaml(&bridge, synapse.port, homeserver, ca, listen, peer)).unwrap();
+    std::fs::write(&config, yaml(&bridge, synapse.port, homeserver, ca, listen, peer) + extra).unwrap();
     (synapse, bridge, config)
 }
 

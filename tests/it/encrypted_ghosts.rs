@@ -25,18 +25,18 @@ use crate::synapse::Synapse;
 
 /// One event as a client shows it.
 #[derive(Debug, Clone)]
-struct Shown {
-    event_id: String,
-    sender: String,
-    event_type: String,
-    content: Value,
+pub(crate) struct Shown {
+    pub(crate) event_id: String,
+    pub(crate) sender: String,
+    pub(crate) event_type: String,
+    pub(crate) content: Value,
     /// The Megolm session and the device that encrypted it; `None` for a clear event.
     encrypted: Option<(String, String, VerificationState)>,
-    undecryptable: bool,
+    pub(crate) undecryptable: bool,
 }
 
 /// The room's events from its start, as `client` decrypts them (after a sync for new keys).
-fn timeline(client: &E2eeClient, room: &matrix_sdk::Room) -> Vec<Shown> {
+pub(crate) fn timeline(client: &E2eeClient, room: &matrix_sdk::Room) -> Vec<Shown> {
     client.runtime.block_on(async {
         let settings = matrix_sdk::config::SyncSettings::default().timeout(Duration::from_millis(100));
         client.client().sync_once(settings).await.unwrap();

@@ -15,6 +15,7 @@ mod common;
 mod config;
 mod crash;
 mod edn;
+mod encrypted_across_crash;
 mod encrypted_ghosts;
 mod encrypted_portals;
 mod encrypted_portals_crash;

@@ -22,8 +22,8 @@ use crate::synapse::encode;
 const EACH: usize = 200;
 
 /// One side: its Synapse, its bridge's directory and config, the bridge process.
-struct Proc {
-    synapse: Synapse,
+pub(crate) struct Proc {
+    pub(crate) synapse: Synapse,
     bridge: BridgeDir,
     config: std::path::PathBuf,
     child: Child,
@@ -31,19 +31,29 @@ struct Proc {
 
 impl Proc {
     fn start(homeserver: &str, ca: &crate::pki::TestCa, listen: u16, peer: (&str, u16)) -> Self {
-        let (synapse, bridge, config) = crate::bridge_pair::configured(homeserver, ca, listen, peer);
+        Self::start_with(homeserver, ca, (listen, peer), "")
+    }
+
+    /// [`Proc::start`] with `extra` config sections.
+    pub(crate) fn start_with(
+        homeserver: &str,
+        ca: &crate::pki::TestCa,
+        (listen, peer): (u16, (&str, u16)),
+        extra: &str,
+    ) -> Self {
+        let (synapse, bridge, config) = crate::bridge_pair::configured_with(homeserver, ca, (listen, peer), extra);
         let child = start_bridge(&config, bridge.as_port, &bridge.dir.path().join("bridge.log"));
         Self { synapse, bridge, config, child }
     }
 
-    fn kill_and_restart(&mut self) {
+    pub(crate) fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
         self.child = start_bridge(&self.config, self.bridge.as_port, &self.bridge.dir.path().join("bridge.log"));
     }
 
     /// The store, read-only beside the running bridge.
-    fn store(&self) -> Option<Store> {
+    pub(crate) fn store(&self) -> Option<Store> {
         Store::open_existing(&self.bridge.dir.path().join("data")).ok()
     }
 
