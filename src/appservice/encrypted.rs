@@ -6,6 +6,13 @@
 //! and holding its room's later events back, so the room's order holds) and is tried again
 //! whenever keys arrive; only after [`LATE_KEY_WAIT`] from its sending is it given up, its sender
 //! told and the event counted (`undecryptable`), never dropped silently.
+//!
+//! No room-key requests are sent for it: clients of 2026 (matrix-sdk-crypto, under Element X and
+//! Element Web) send `m.room_key_request` to their own user's devices only and accept a forwarded
+//! key only from those devices, verified; other users' devices do not answer. The device's owner
+//! has this one device, so a request would reach no one who could answer. A late key comes only
+//! as the sender's client sent it, and the hold waits for the homeserver to deliver it (its
+//! to-device inbox keeps messages while the bridge is down or slow).
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, PoisonError};
