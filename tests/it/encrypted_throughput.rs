@@ -31,7 +31,11 @@ const BURST: usize = 300;
 const IN_FLIGHT: usize = 8;
 
 /// A private room inviting `invitee`; encrypted with `encryption` if given.
-fn room(client: &E2eeClient, invitee: &str, encryption: Option<RoomEncryptionEventContent>) -> matrix_sdk::Room {
+pub(crate) fn room(
+    client: &E2eeClient,
+    invitee: &str,
+    encryption: Option<RoomEncryptionEventContent>,
+) -> matrix_sdk::Room {
     client.runtime.block_on(async {
         let mut request = CreateRoom::new();
         request.preset = Some(RoomPreset::PrivateChat);
@@ -82,7 +86,7 @@ fn burst(client: &E2eeClient, store: &Store, room: &matrix_sdk::Room, label: &st
     rate
 }
 
-fn percentile(samples: &mut [f64], p: f64) -> f64 {
+pub(crate) fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples.sort_by(f64::total_cmp);
     #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
     let index = ((samples.len() as f64 * p).ceil() as usize).clamp(1, samples.len()) - 1;

@@ -25,6 +25,7 @@ mod encryption_device;
 mod encryption_recovery;
 mod federation_limits;
 mod fixtures;
+mod ghosts_throughput;
 mod homeserver;
 mod hub;
 mod mimi_cli;
