@@ -426,6 +426,17 @@ impl Bridge {
                 return Ok(None);
             }
         };
+        let plaintext = match pending.source.get("file") {
+            None => plaintext,
+            Some(file) => match crate::e2ee::attachments::decrypt(&plaintext, file) {
+                Ok(plaintext) => plaintext,
+                Err(error) => {
+                    tracing::info!(%error, mxc = pending.mxc_url, "encrypted attachment not decryptable");
+                    self.metrics.dropped("media_unavailable");
+                    return Ok(None);
+                }
+            },
+        };
         let (Ok(blob), Some(media_id)) =
             (crate::translate::media::encrypt_for_mimi(&plaintext), crate::event::keys::random_letters(24))
         else {

@@ -173,7 +173,7 @@ impl Bridge {
         let mut batch = Batch::new();
         let (event_type, content) = match request["kind"].as_str() {
             Some("media") => {
-                let Some(event) = self.upload_attachment(request, ghost).await? else {
+                let Some(event) = self.upload_attachment(request, (room, ghost)).await? else {
                     self.metrics.dropped("media_unavailable");
                     return Ok(batch);
                 };
@@ -211,9 +211,14 @@ impl Bridge {
     }
 
     /// Fetches, verifies and decrypts the attachment of a queued media request and uploads the
-    /// plaintext to the homeserver as the ghost; returns the event to send. Attachments hosted
-    /// here are read from the store, those of another MIMI provider fetched from it.
-    async fn upload_attachment(&self, request: &Value, ghost: &str) -> Result<Option<(String, Value)>, BridgeError> {
+    /// plaintext to the homeserver as the ghost (into an encrypted portal, encrypted as Matrix
+    /// clients do: `e2ee::attachments`); returns the event to send. Attachments hosted here are
+    /// read from the store, those of another MIMI provider fetched from it.
+    async fn upload_attachment(
+        &self,
+        request: &Value,
+        (room, ghost): (&str, &str),
+    ) -> Result<Option<(String, Value)>, BridgeError> {
         let log_event_id = request["log_event_id"].as_str().ok_or(BridgeError::Malformed("log_event_id"))?;
         let index = request["index"].as_u64().and_then(|i| usize::try_from(i).ok()).unwrap_or(usize::MAX);
         let Some(plaintext) = self.hub.plaintext(log_event_id)? else { return Ok(None) };
@@ -234,10 +239,23 @@ impl Bridge {
             tracing::warn!(log_event_id, "attachment does not match its hash or key");
             return Ok(None);
         };
-        let content_type = external.content_type.clone();
-        let mxc = self.homeserver.upload_media(file, &content_type, None, Some(ghost)).await?;
+        if !self.encrypts(room, ghost).await? {
+            let mxc = self.homeserver.upload_media(file, &external.content_type, None, Some(ghost)).await?;
+            return match upload.finish(&mxc) {
+                Ok(MatrixOut::Event { event_type, content, .. }) => Ok(Some((event_type, content))),
+                _ => Ok(None),
+            };
+        }
+        let (ciphertext, mut encrypted) = crate::e2ee::attachments::encrypt(&file)?;
+        let mxc = self.homeserver.upload_media(ciphertext, "application/octet-stream", None, Some(ghost)).await?;
         match upload.finish(&mxc) {
-            Ok(MatrixOut::Event { event_type, content, .. }) => Ok(Some((event_type, content))),
+            Ok(MatrixOut::Event { event_type, mut content, .. }) => {
+                if let Some(fields) = content.as_object_mut() {
+                    encrypted["url"] = fields.remove("url").unwrap_or_default();
+                    fields.insert("file".into(), encrypted);
+                }
+                Ok(Some((event_type, content)))
+            }
             _ => Ok(None),
         }
     }

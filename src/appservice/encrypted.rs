@@ -139,6 +139,15 @@ impl Bridge {
         Ok(self.homeserver.send_event(room, event_type, txn_id, content, Some(ghost), None).await?)
     }
 
+    /// Whether what `ghost` sends into `room` is encrypted (an encrypted room, with
+    /// `encryption.enabled`).
+    pub(super) async fn encrypts(&self, room: &str, ghost: &str) -> Result<bool, BridgeError> {
+        match &self.ghosts {
+            Some(ghosts) => Ok(self.encryption_of(ghosts, room, ghost).await?.is_some()),
+            None => Ok(false),
+        }
+    }
+
     /// `room`'s `m.room.encryption` content, remembered or looked up as `member`.
     async fn encryption_of(&self, ghosts: &Ghosts, room: &str, member: &str) -> Result<Option<Value>, BridgeError> {
         if let Some(known) = ghosts.encryption().get(room) {

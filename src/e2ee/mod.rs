@@ -14,6 +14,7 @@
 //! room keys with the devices of the room's members only. What arrives from MIMI is encrypted
 //! by a device of the ghost that speaks ([`ghosts`], which says why not by the bridge's one).
 
+pub mod attachments;
 mod cross_signing;
 pub mod device;
 pub mod ghosts;

@@ -201,7 +201,12 @@ fn message(event: &Json, ctx: &OutboundContext, ids: &impl IdMap) -> Result<Vec<
         mimi.set_extension(ExtensionKey::Text(MSGTYPE_KEY.into()), Value::Text(msgtype.into()));
     }
     let first = if is_media {
-        let mxc_url = str_field(source, "url")?.to_owned();
+        // An encrypted room's attachment names its ciphertext in `file` (the bridge decrypts it).
+        let encrypted = source.get("file").and_then(|f| f.get("url")).and_then(Json::as_str);
+        let mxc_url = match encrypted {
+            Some(url) => url.to_owned(),
+            None => str_field(source, "url")?.to_owned(),
+        };
         let mut source = source.clone();
         if msgtype == "m.sticker"
             && let Some(obj) = source.as_object_mut()

@@ -9,6 +9,8 @@
 
 use std::time::Duration;
 
+use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
+use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 use serde_json::json;
 
@@ -17,6 +19,7 @@ use crate::encrypted_ghosts::timeline;
 use crate::encrypted_portals::{E2eeClient, OWNER};
 use crate::rooms_across::{bodies, ghost, messages_of};
 use crate::rooms_across_crash::Proc;
+use crate::rooms_across_media::{image_from, images, send_image};
 use crate::synapse::encode;
 
 /// Messages each user sends.
@@ -88,4 +91,40 @@ fn across_kills(push: bool) {
     assert!(shown.iter().all(|e| !e.undecryptable), "every event decrypted: {shown:#?}");
     let texts: Vec<String> = shown.iter().map(|e| e.content["body"].as_str().unwrap_or_default().to_owned()).collect();
     assert_eq!(texts, expected("b"), "once each, in order, decrypted");
+
+    images_both_ways(&alice, &room, &b, (&bob, &room_b));
+}
+
+/// Alice's client sends an image encrypted (the homeserver holds ciphertext only): Bob reads
+/// the same bytes. Bob's image reaches Alice's portal encrypted the same way by his ghost: her
+/// client decrypts the same bytes, and the homeserver's copy is not them.
+fn images_both_ways(alice: &E2eeClient, room: &matrix_sdk::Room, b: &Proc, (bob, room_b): (&str, &str)) {
+    let (from_alice, from_bob) = images();
+    alice.runtime.block_on(async {
+        let config = matrix_sdk::attachment::AttachmentConfig::new();
+        room.send_attachment("pic.png", &mime::IMAGE_PNG, from_alice.clone(), config).await.unwrap();
+    });
+    send_image(&b.synapse, bob, room_b, &from_bob);
+    let alice_at_b = ghost("alice", "mimi.hs.test", "hs-b.test");
+    wait_for("Alice's image at Bob's", Duration::from_mins(1), || {
+        image_from(&b.synapse, bob, room_b, &alice_at_b).is_some()
+    });
+    assert!(image_from(&b.synapse, bob, room_b, &alice_at_b) == Some(from_alice), "the same bytes at Bob's");
+
+    let bob_at_a = ghost("bob", "mimi.hs-b.test", "hs.test");
+    let image =
+        || timeline(alice, room).into_iter().find(|e| e.sender == bob_at_a && e.content["msgtype"] == "m.image");
+    wait_for("Bob's image in Alice's client", Duration::from_mins(1), || image().is_some());
+    let content = image().unwrap().content;
+    assert!(content["url"].is_null() && content["file"]["url"].is_string(), "{content:#}");
+    let file = serde_json::from_value(content["file"].clone()).unwrap();
+    let request = MediaRequestParameters { source: MediaSource::Encrypted(Box::new(file)), format: MediaFormat::File };
+    let bytes = alice.runtime.block_on(alice.client().media().get_media_content(&request, false)).unwrap();
+    assert!(bytes == from_bob, "Alice's client decrypts Bob's image");
+    let stored = MediaRequestParameters {
+        source: MediaSource::Plain(content["file"]["url"].as_str().unwrap().into()),
+        format: MediaFormat::File,
+    };
+    let on_server = alice.runtime.block_on(alice.client().media().get_media_content(&stored, false)).unwrap();
+    assert!(on_server.len() == from_bob.len() && on_server != from_bob, "the homeserver holds ciphertext");
 }
