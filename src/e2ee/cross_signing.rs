@@ -31,13 +31,12 @@ impl Device {
     /// keys, signs this device with them, and keeps them in the owner's secret storage.
     pub(super) async fn cross_sign(&self) -> Result<(), E2eeError> {
         if self.store.get_custom_value(UPLOADED).await?.is_none() {
-            let restored = match &self.recovery {
-                Some(recovery) if !self.machine.cross_signing_status().await.has_master => {
-                    self.restore(recovery).await?
-                }
-                _ => false,
-            };
-            self.upload_cross_signing(!restored).await?;
+            if let Some(recovery) = &self.recovery
+                && !self.machine.cross_signing_status().await.has_master
+            {
+                self.restore(recovery).await?;
+            }
+            self.upload_cross_signing().await?;
             self.store.set_custom_value(UPLOADED, vec![1]).await?;
             tracing::info!(
                 owner = self.owner(),
@@ -59,15 +58,20 @@ impl Device {
     }
 
     /// Uploads the device's keys, the owner's public cross-signing keys unless the homeserver
-    /// has them (`with_keys` false: taken back from secret storage, without the signatures
-    /// that the upload needs), and the device's signature.
-    async fn upload_cross_signing(&self, with_keys: bool) -> Result<(), E2eeError> {
+    /// has them already (keys taken back from secret storage lack the signatures an upload
+    /// needs, and need none), and the device's signature.
+    async fn upload_cross_signing(&self) -> Result<(), E2eeError> {
         let requests = self.machine.bootstrap_cross_signing(false).await.map_err(machine_error)?;
         if let Some(upload) = &requests.upload_keys_req {
             self.send(upload).await?;
         }
-        if with_keys {
-            let keys = &requests.upload_signing_keys_req;
+        let keys = &requests.upload_signing_keys_req;
+        let ours =
+            keys.master_key.as_ref().map(|k| serde_json::to_value(&k.keys)).transpose().map_err(E2eeError::Json)?;
+        let query = json!({ "device_keys": { self.owner(): [] } });
+        let known = self.call(Method::POST, "/_matrix/client/v3/keys/query", &query).await?;
+        let theirs = known.get("master_keys").and_then(|m| m.get(self.owner())).and_then(|m| m.get("keys"));
+        if ours.is_none() || theirs != ours.as_ref() {
             let mut body = json!({});
             for (name, key) in [
                 ("master_key", &keys.master_key),
@@ -86,16 +90,16 @@ impl Device {
     }
 
     /// Takes the owner's cross-signing keys back from their secret storage, if `recovery` opens
-    /// it (true); otherwise new keys are made (and the owner's identity changes), said in the log.
-    async fn restore(&self, recovery: &RecoveryKey) -> Result<bool, E2eeError> {
-        let Some(default) = self.homeserver.account_data(self.acting(), DEFAULT_KEY).await? else { return Ok(false) };
+    /// it; otherwise new keys are made (and the owner's identity changes), said in the log.
+    async fn restore(&self, recovery: &RecoveryKey) -> Result<(), E2eeError> {
+        let Some(default) = self.homeserver.account_data(self.acting(), DEFAULT_KEY).await? else { return Ok(()) };
         if default.get("key").and_then(Value::as_str) != Some(recovery.key_id()) {
             tracing::warn!(
                 owner = self.owner(),
                 key_id = recovery.key_id(),
                 "the recovery key does not open the owner's secret storage: new cross-signing keys are made"
             );
-            return Ok(false);
+            return Ok(());
         }
         let mut secrets = std::collections::BTreeMap::new();
         for name in ["m.cross_signing.master", "m.cross_signing.self_signing", "m.cross_signing.user_signing"] {
@@ -114,6 +118,6 @@ impl Device {
             )));
         }
         tracing::info!(owner = self.owner(), "cross-signing keys taken back from secret storage");
-        Ok(true)
+        Ok(())
     }
 }
