@@ -70,8 +70,15 @@ impl Bridge {
         };
         // The sender's devices and cross-signing identity, known before their trust is judged
         // (queried the first time; kept current by device-list changes after).
-        if let Some(sender) = queued.event.get("sender").and_then(Value::as_str) {
-            device.track(&[sender.to_owned()]).await?;
+        // A failure the homeserver may recover from is retried; another is no reason to lose
+        // the message (the library judges trust without them, refusing what it must).
+        if let Some(sender) = queued.event.get("sender").and_then(Value::as_str)
+            && let Err(error) = device.track(&[sender.to_owned()]).await
+        {
+            if crate::queue::Retryable::is_retryable(&error) {
+                return Err(error.into());
+            }
+            tracing::warn!(%error, sender, "the sender's devices could not be tracked; decrypting without them");
         }
         match device.decrypt(room, &queued.event).await {
             Ok(mut event) => {
