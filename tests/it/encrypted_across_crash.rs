@@ -12,15 +12,13 @@ use std::time::Duration;
 use matrix_sdk::media::{MediaFormat, MediaRequestParameters};
 use matrix_sdk::ruma::events::room::MediaSource;
 use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
-use serde_json::json;
 
-use crate::bridge_synapse::{BOT, wait_for};
+use crate::bridge_synapse::wait_for;
 use crate::encrypted_ghosts::timeline;
 use crate::encrypted_portals::{E2eeClient, OWNER};
 use crate::rooms_across::{bodies, ghost, messages_of};
 use crate::rooms_across_crash::Proc;
 use crate::rooms_across_media::{image_from, images, send_image};
-use crate::synapse::encode;
 
 /// Messages each user sends.
 const EACH: usize = 100;
@@ -43,31 +41,14 @@ fn across_kills(push: bool) {
     let b = Proc::start_with("hs-b.test", &ca, (ports + 1, ("mimi.hs.test", ports)), "");
     let mut a = Proc::start_with("hs.test", &ca, (ports, ("mimi.hs-b.test", ports + 1)), &encryption);
 
-    // Bob's own portal gives him his MLS device, which Alice's bridge claims when she invites him.
-    b.synapse.register("bob", "password");
-    let bob = b.synapse.login("bob", "password");
-    let own = b.synapse.create_room(&bob, &json!({"preset": "private_chat"}));
-    b.synapse.invite(&bob, &own, &BOT.replace("hs.test", "hs-b.test"));
-    wait_for("Bob's portal", Duration::from_mins(1), || {
-        b.store().is_some_and(|s| s.portal_of(&own).unwrap().is_some())
-    });
+    let bob = b.bob_with_a_portal();
 
     a.synapse.register("alice", "password");
     let alice = E2eeClient::login(&a.synapse, "alice", "password");
     let bob_at_a = ghost("bob", "mimi.hs-b.test", "hs.test");
     let room = alice.encrypted_room(&bob_at_a);
     let room_a = room.room_id().to_string();
-    let portal = |side: &Proc, key: &str| side.store().and_then(|s| s.portal_of(key).unwrap());
-    wait_for("Alice's portal", Duration::from_mins(1), || portal(&a, &room_a).is_some());
-    let mimi_room = portal(&a, &room_a).unwrap();
-    let record = |side: &Proc| side.store().and_then(|s| s.portal_record(&mimi_room).unwrap());
-    wait_for("the portal at Bob's", Duration::from_mins(1), || record(&b).is_some());
-    let record: serde_json::Value = serde_json::from_slice(&record(&b).unwrap()).unwrap();
-    let room_b = record["matrix_room"].as_str().unwrap().to_owned();
-    let join = format!("/_matrix/client/v3/join/{}", encode(&room_b));
-    wait_for("Bob's invite", Duration::from_mins(1), || {
-        b.synapse.call(crate::synapse::Method::Post, Some(&bob), &join, Some(&json!({}))).0 == 200
-    });
+    let (_, room_b) = b.joins_bob(&a, &bob, &room_a);
     alice.wait_for_member(&room, OWNER);
 
     for i in 0..EACH {

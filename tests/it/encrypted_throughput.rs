@@ -93,17 +93,26 @@ pub(crate) fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[index]
 }
 
+/// A real Synapse with `bridge`'s registration, the bridge started in process in sync mode (on
+/// the runtime returned beside it), and Alice logged in with her end-to-end-encrypting client.
+pub(crate) fn started(
+    bridge: &crate::bridge_synapse::BridgeDir,
+) -> (Synapse, tokio::runtime::Runtime, mimi_bridge::daemon::Running, E2eeClient) {
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = crate::encryption_device::config(bridge, synapse.port, false);
+    let running = runtime.block_on(mimi_bridge::daemon::start(&config)).unwrap();
+    synapse.register("alice", "alice-password");
+    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
+    (synapse, runtime, running, alice)
+}
+
 #[test]
 #[ignore = "a load tool: prints figures"]
 fn encrypted_throughput_beside_an_unencrypted_portal() {
     let bridge = crate::encryption_device::bridge_with_registration(false);
-    let synapse = Synapse::start(&[&bridge.registration]);
-    let bridge_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = crate::encryption_device::config(&bridge, synapse.port, false);
-    let running = bridge_runtime.block_on(mimi_bridge::daemon::start(&config)).unwrap();
+    let (_synapse, bridge_runtime, running, alice) = started(&bridge);
     let store = Arc::clone(running.hub.store());
-    synapse.register("alice", "alice-password");
-    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
     // The client's concurrent sends must not cross a room-key rotation (matrix-sdk 0.18 panics
     // when a session expires under one of them): a rotation every 10,000 messages.
     let mut encryption = RoomEncryptionEventContent::with_recommended_defaults();

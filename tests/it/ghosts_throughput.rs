@@ -23,9 +23,7 @@ use serde_json::json;
 
 use crate::bridge_peer::{BOB, GHOST, PEER, Peer, bob_joins_over_federation, bob_mimi};
 use crate::bridge_synapse::wait_for;
-use crate::encrypted_portals::E2eeClient;
-use crate::encrypted_throughput::{percentile, room};
-use crate::synapse::Synapse;
+use crate::encrypted_throughput::{percentile, room, started};
 
 const WARM: usize = 5;
 const LATENCY: usize = 100;
@@ -88,13 +86,8 @@ fn ghosts_throughput_beside_an_unencrypted_portal() {
     let mut bridge = crate::encryption_device::bridge_with_registration(false);
     let peer_key = ServerKey::from_seed("peer1", [5; 32]).unwrap();
     bridge.trusted.push(format!("{PEER}={}={}", peer_key.key_id(), peer_key.public_b64()));
-    let synapse = Synapse::start(&[&bridge.registration]);
-    let bridge_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = crate::encryption_device::config(&bridge, synapse.port, false);
-    let running = bridge_runtime.block_on(mimi_bridge::daemon::start(&config)).unwrap();
+    let (synapse, bridge_runtime, running, alice) = started(&bridge);
     let store = Arc::clone(running.hub.store());
-    synapse.register("alice", "alice-password");
-    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
     let encryption = RoomEncryptionEventContent::with_recommended_defaults();
     let rooms = [room(&alice, GHOST, Some(encryption)), room(&alice, GHOST, None)];
     let bridge_key =

@@ -57,6 +57,37 @@ impl Proc {
         Store::open_existing(&self.bridge.dir.path().join("data")).ok()
     }
 
+    /// Bob (on this side) opens a portal of his own: that gives him his MLS device and its
+    /// last-resort KeyPackage, which the other bridge claims when his ghost is invited there.
+    /// Returns his access token.
+    pub(crate) fn bob_with_a_portal(&self) -> String {
+        self.synapse.register("bob", "password");
+        let bob = self.synapse.login("bob", "password");
+        let own = self.synapse.create_room(&bob, &json!({"preset": "private_chat"}));
+        self.synapse.invite(&bob, &own, &BOT.replace("hs.test", &self.synapse.server_name));
+        wait_for("Bob's portal", Duration::from_mins(1), || {
+            self.store().is_some_and(|s| s.portal_of(&own).unwrap().is_some())
+        });
+        bob
+    }
+
+    /// Bob (on this side, with `bob`'s token) joins the portal of `room_a`, the room on `a`
+    /// that invited his ghost, once this bridge opened it; returns the MIMI room and his room.
+    pub(crate) fn joins_bob(&self, a: &Proc, bob: &str, room_a: &str) -> (String, String) {
+        let portal = || a.store().and_then(|s| s.portal_of(room_a).unwrap());
+        wait_for("Alice's portal", Duration::from_mins(1), || portal().is_some());
+        let mimi_room = portal().unwrap();
+        let record = || self.store().and_then(|s| s.portal_record(&mimi_room).unwrap());
+        wait_for("the portal at Bob's", Duration::from_mins(1), || record().is_some());
+        let record: serde_json::Value = serde_json::from_slice(&record().unwrap()).unwrap();
+        let room_b = record["matrix_room"].as_str().unwrap().to_owned();
+        let join = format!("/_matrix/client/v3/join/{}", encode(&room_b));
+        wait_for("Bob's invite", Duration::from_mins(1), || {
+            self.synapse.call(crate::synapse::Method::Post, Some(bob), &join, Some(&json!({}))).0 == 200
+        });
+        (mimi_room, room_b)
+    }
+
     fn texts(&self, token: &str, room: &str, sender: &str) -> Vec<String> {
         bodies(messages_of(&self.synapse, token, room, sender))
     }
@@ -89,30 +120,12 @@ fn kill_9_of_each_bridge_mid_stream_loses_and_doubles_nothing_across_providers()
     let mut a = Proc::start("hs.test", &ca, ports, ("mimi.hs-b.test", ports + 1));
     let mut b = Proc::start("hs-b.test", &ca, ports + 1, ("mimi.hs.test", ports));
 
-    // Bob opens a portal of his own first: that gives him his MLS device and its last-resort
-    // KeyPackage, which Alice's bridge claims when she invites his ghost.
-    b.synapse.register("bob", "password");
-    let bob = b.synapse.login("bob", "password");
-    let own = b.synapse.create_room(&bob, &json!({"preset": "private_chat"}));
-    b.synapse.invite(&bob, &own, &BOT.replace("hs.test", "hs-b.test"));
-    wait_for("Bob's portal", Duration::from_mins(1), || {
-        b.store().is_some_and(|s| s.portal_of(&own).unwrap().is_some())
-    });
+    let bob = b.bob_with_a_portal();
     a.synapse.register("alice", "password");
     let alice = a.synapse.login("alice", "password");
     let room_a = a.synapse.create_room(&alice, &json!({"preset": "private_chat"}));
     a.synapse.invite(&alice, &room_a, &ghost("bob", "mimi.hs-b.test", "hs.test"));
-    let portal = |side: &Proc, key: &str| side.store().and_then(|s| s.portal_of(key).unwrap());
-    wait_for("Alice's portal", Duration::from_mins(1), || portal(&a, &room_a).is_some());
-    let mimi_room = portal(&a, &room_a).unwrap();
-    let record = |side: &Proc| side.store().and_then(|s| s.portal_record(&mimi_room).unwrap());
-    wait_for("the portal at Bob's", Duration::from_mins(1), || record(&b).is_some());
-    let record: serde_json::Value = serde_json::from_slice(&record(&b).unwrap()).unwrap();
-    let room_b = record["matrix_room"].as_str().unwrap().to_owned();
-    let join = format!("/_matrix/client/v3/join/{}", encode(&room_b));
-    wait_for("Bob's invite", Duration::from_mins(1), || {
-        b.synapse.call(crate::synapse::Method::Post, Some(&bob), &join, Some(&json!({}))).0 == 200
-    });
+    let (mimi_room, room_b) = b.joins_bob(&a, &bob, &room_a);
 
     for i in 0..EACH {
         a.synapse.send_text(&alice, &room_a, &format!("a{i}"));
