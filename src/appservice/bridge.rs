@@ -318,6 +318,11 @@ impl Bridge {
             && let (Some(ghosts), Some(content)) = (&self.ghosts, event.get("content"))
         {
             ghosts.remember(room, Some(content));
+            // A portal opened before the bridge had a device: its owner joins now (a key members
+            // shared before the join never reaches it, and what it encrypted is reported once
+            // the hold gives up on it).
+            let opener = self.opener_of(room)?;
+            self.join_device(room, (opener != self.settings.bot()).then_some(opener.as_str())).await?;
         }
         let decrypted;
         let queued = if event_type == "m.room.encrypted" {

@@ -153,12 +153,10 @@ impl Deliver for HomeserverDelivery {
         bridge.metrics.dropped("homeserver_refused");
         let sender = request["mimi_sender"].as_str().unwrap_or("a MIMI user");
         tracing::error!(room, seq = entry.seq, sender, %error, "a message could not be delivered to the homeserver");
-        let Ok(opener) = bridge.opener_of(room) else { return };
-        let as_user = (opener != bridge.settings.bot()).then_some(opener.as_str());
         let notice = format!("A message from {sender} could not be delivered to this room: {error}");
         let content = json!({"msgtype": "m.notice", "body": notice});
         let txn = format!("undeliverable.{}", entry.seq);
-        if let Err(error) = bridge.homeserver.send_event(room, "m.room.message", &txn, &content, as_user, None).await {
+        if let Err(error) = bridge.send_notice_content(room, &txn, &content).await {
             tracing::warn!(room, %error, "the undeliverable notice could not be sent either");
         }
     }

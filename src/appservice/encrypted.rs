@@ -127,8 +127,8 @@ impl Bridge {
 
 impl Bridge {
     /// Sends a message into `room` as `ghost`: in an encrypted room (with `encryption.enabled`)
-    /// Megolm-encrypted by the ghost's device for the room's members, the bridge's own users
-    /// left out (they read nothing); as it is otherwise. Returns the event's ID.
+    /// Megolm-encrypted by the ghost's device for the room's [`readers`](Self::readers); as it is
+    /// otherwise. Returns the event's ID.
     pub(super) async fn send_as_ghost(
         &self,
         (room, ghost, txn_id): (&str, &str, &str),
@@ -138,12 +138,40 @@ impl Bridge {
         if let Some(ghosts) = &self.ghosts
             && let Some(encryption) = self.encryption_of(ghosts, room, ghost).await?
         {
-            let members = self.homeserver.joined_members(room, Some(ghost)).await?;
-            let members: Vec<String> = members.into_iter().filter(|m| !self.settings.is_ours(m)).collect();
+            let members = self.readers(room, ghost).await?;
             let event = (event_type, content);
             return Ok(ghosts.devices.send((ghost, room, txn_id), &members, &encryption, event).await?);
         }
         Ok(self.homeserver.send_event(room, event_type, txn_id, content, Some(ghost), None).await?)
+    }
+
+    /// Sends the bridge's own notice `content` into `room`: in an encrypted room (with
+    /// `encryption.enabled`) Megolm-encrypted by the bridge's device, whose owner is a member of
+    /// every portal, so that no clear event breaks into an encrypted room; as the portal's
+    /// opener otherwise. Returns the event's ID.
+    pub(super) async fn send_notice_content(
+        &self,
+        room: &str,
+        txn_id: &str,
+        content: &Value,
+    ) -> Result<String, BridgeError> {
+        if let (Some(device), Some(ghosts)) = (&self.e2ee, &self.ghosts)
+            && let Some(encryption) = self.encryption_of(ghosts, room, device.owner()).await?
+        {
+            let members = self.readers(room, device.owner()).await?;
+            let event = ("m.room.message", content);
+            return Ok(device.send_encrypted((room, txn_id), &members, &encryption, event).await?);
+        }
+        let opener = self.opener_of(room)?;
+        let as_user = (opener != self.settings.bot()).then_some(opener.as_str());
+        Ok(self.homeserver.send_event(room, "m.room.message", txn_id, content, as_user, None).await?)
+    }
+
+    /// Who reads what the bridge encrypts in `room` (looked up as `member`): its joined
+    /// members, the bridge's own users left out (they read nothing).
+    async fn readers(&self, room: &str, member: &str) -> Result<Vec<String>, BridgeError> {
+        let members = self.homeserver.joined_members(room, Some(member)).await?;
+        Ok(members.into_iter().filter(|m| !self.settings.is_ours(m)).collect())
     }
 
     /// Whether what `ghost` sends into `room` is encrypted (an encrypted room, with

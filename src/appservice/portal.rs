@@ -1,8 +1,9 @@
 //! Portals: a Matrix room on the homeserver joined to a MIMI room hubbed by this bridge.
 //!
-//! A user makes one by inviting the bot or a ghost. The bridge joins as the guest; in a room with
-//! `m.room.encryption` its Matrix device's owner joins too (`encrypted`), and without a device
-//! (`encryption.enabled` off) such a room is refused with a notice. Then it
+//! A user makes one by inviting the bot or a ghost. The bridge joins as the guest; with
+//! `encryption.enabled` its Matrix device's owner joins too (`encrypted`), in any room, so that
+//! members who turn encryption on later share their keys with it from the first message;
+//! without a device a room with `m.room.encryption` is refused with a notice. Then it
 //! creates the MIMI room with the inviter as creator (the create event carries the MLS group the
 //! inviter's device starts), invites the ghost's MIMI user if a ghost was invited, and records
 //! the portal in the batch that deletes the invite from the intake queue. Every other local
@@ -62,10 +63,11 @@ impl Bridge {
                 None => self.drop_event(seq, "already_a_portal").await,
             };
         }
-        let encrypted = self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some();
-        if encrypted && self.e2ee.is_some() {
+        if self.e2ee.is_some() {
+            // Into every portal, not only encrypted ones: members who turn encryption on later
+            // share their first room key with the device too.
             self.join_device(room, as_user).await?;
-        } else if encrypted {
+        } else if self.homeserver.room_state_event(room, "m.room.encryption", "", as_user).await?.is_some() {
             let notice = "This room is end-to-end encrypted, and this bridge has no Matrix device to read it with \
                           (its administrator can set encryption.enabled). Invite me to an unencrypted room to bridge it.";
             let txn = format!("refuse-{seq}");

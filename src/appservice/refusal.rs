@@ -101,12 +101,10 @@ impl Bridge {
         Ok(())
     }
 
-    /// Sends a queued notice as the portal's opener, under its fixed transaction ID.
+    /// Sends a queued notice under its fixed transaction ID (`send_notice_content`).
     pub(super) async fn send_notice(&self, room: &str, request: &Value) -> Result<Batch, BridgeError> {
         let txn_id = request["txn_id"].as_str().ok_or(BridgeError::Malformed("txn_id"))?;
-        let opener = self.opener_of(room)?;
-        let as_user = (opener != self.settings.bot()).then_some(opener.as_str());
-        self.homeserver.send_event(room, "m.room.message", txn_id, &request["content"], as_user, None).await?;
+        self.send_notice_content(room, txn_id, &request["content"]).await?;
         Ok(Batch::new())
     }
 }

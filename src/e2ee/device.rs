@@ -3,9 +3,12 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex, PoisonError};
 
+use matrix_sdk_crypto::olm::EncryptionSettings;
 use matrix_sdk_crypto::types::events::room::encrypted::EncryptedEvent;
-use matrix_sdk_crypto::{DecryptionSettings, EncryptionSyncChanges, OlmMachine, TrustRequirement};
-use ruma::events::AnyTimelineEvent;
+use matrix_sdk_crypto::{CollectStrategy, DecryptionSettings, EncryptionSyncChanges, OlmMachine, TrustRequirement};
+use ruma::events::room::encryption::RoomEncryptionEventContent;
+use ruma::events::room::history_visibility::HistoryVisibility;
+use ruma::events::{AnyMessageLikeEventContent, AnyTimelineEvent};
 use ruma::serde::Raw;
 use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::Value;
@@ -33,6 +36,9 @@ pub struct Device {
     tracked: Mutex<BTreeSet<String>>,
     /// The key of the owner's secret storage (`encryption.recovery_key_file`), if set.
     pub(super) recovery: Option<Arc<RecoveryKey>>,
+    /// One message encrypted at a time: the library shares a room key once per room, not twice
+    /// at once, and Megolm indexes follow the order of sending.
+    sending: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Device {
@@ -98,7 +104,8 @@ impl Device {
         let (owner, id) = (owner.to_owned(), device_id.to_owned());
         let trust = TrustRequirement::Untrusted;
         let (keys_arrived, tracked) = (Notify::new(), Mutex::new(BTreeSet::new()));
-        let device = Self { machine, store, homeserver, owner, id, keys_arrived, trust, tracked, recovery };
+        let sending = tokio::sync::Mutex::new(());
+        let device = Self { machine, store, homeserver, owner, id, keys_arrived, trust, tracked, recovery, sending };
         device.flush().await?;
         device.cross_sign().await?;
         Ok(device)
@@ -195,6 +202,53 @@ impl Device {
         event["content"] = clear.get("content").cloned().unwrap_or(Value::Null);
         Ok(event)
     }
+}
+
+impl Device {
+    /// Sends `(event_type, content)` into `room` under `txn_id`, Megolm-encrypted, once the room
+    /// key is shared with the devices of `members` (the users the key is for); `encryption` is
+    /// the room's `m.room.encryption` content. Returns the event's ID.
+    ///
+    /// Encrypting advances the Megolm index durably before the ciphertext is returned (`store`):
+    /// an index is never used twice, and a send retried after a crash encrypts again under the
+    /// same transaction ID, which the homeserver recognises.
+    pub async fn send_encrypted(
+        &self,
+        (room, txn_id): (&str, &str),
+        members: &[String],
+        encryption: &Value,
+        (event_type, content): (&str, &Value),
+    ) -> Result<String, E2eeError> {
+        let room_id = OwnedRoomId::try_from(room).map_err(|e| E2eeError::Malformed(format!("room {room}: {e}")))?;
+        let settings = settings_of(encryption)?;
+        let _one_at_a_time = self.sending.lock().await;
+        self.track(members).await?;
+        let members: Vec<OwnedUserId> = members.iter().filter_map(|m| OwnedUserId::try_from(m.as_str()).ok()).collect();
+        let machine = &self.machine;
+        if let Some((id, claim)) =
+            machine.get_missing_sessions(members.iter().map(AsRef::as_ref)).await.map_err(machine_error)?
+        {
+            self.claim(&id, &claim).await?;
+        }
+        let to_share = machine.share_room_key(&room_id, members.iter().map(AsRef::as_ref), settings).await;
+        for request in to_share.map_err(machine_error)? {
+            self.to_device(&request).await?;
+        }
+        let content: Raw<AnyMessageLikeEventContent> = Raw::new(content).map_err(E2eeError::Json)?.cast_unchecked();
+        let encrypted = machine.encrypt_room_event_raw(&room_id, event_type, &content).await.map_err(machine_error)?;
+        let body: Value = encrypted.content.deserialize_as_unchecked().map_err(E2eeError::Json)?;
+        let event = (room, "m.room.encrypted", txn_id);
+        Ok(self.homeserver.send_event_as_device(self.acting(), event, &body).await?)
+    }
+}
+
+/// The library's settings for a room whose `m.room.encryption` content is `encryption` (its
+/// rotation periods); keys are shared with every device of the members, as Element does by
+/// default.
+fn settings_of(encryption: &Value) -> Result<EncryptionSettings, E2eeError> {
+    let content: RoomEncryptionEventContent = serde_json::from_value(encryption.clone())
+        .map_err(|e| E2eeError::Malformed(format!("m.room.encryption: {e}")))?;
+    Ok(EncryptionSettings::new(content, HistoryVisibility::Shared, CollectStrategy::default()))
 }
 
 /// A new device ID: [`BRIDGE_DEVICE`] and eight random letters.

@@ -15,27 +15,18 @@
 //! room key; the to-device messages clients send it, which the homeserver would otherwise keep
 //! for good), tracks the room's members, opens Olm sessions with their new devices and shares
 //! the room key with each device that lacks it. The library rotates the key when a member left,
-//! so one who left reads nothing sent after. Encrypting advances the Megolm index durably
-//! before the ciphertext is returned (`store`): an index is never used twice, and a send
-//! retried after a crash encrypts again under the same transaction ID, which the homeserver
-//! recognises.
+//! so one who left reads nothing sent after ([`Device::send_encrypted`], which the device of
+//! the bridge's own user uses for its notices too).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use matrix_sdk_crypto::CollectStrategy;
-use matrix_sdk_crypto::olm::EncryptionSettings;
-use ruma::events::AnyMessageLikeEventContent;
-use ruma::events::room::encryption::RoomEncryptionEventContent;
-use ruma::events::room::history_visibility::HistoryVisibility;
-use ruma::serde::Raw;
-use ruma::{OwnedRoomId, OwnedUserId};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
 use super::recovery::RecoveryKey;
-use super::{Device, E2eeError, machine_error, records};
+use super::{Device, E2eeError, records};
 use crate::appservice::homeserver::HomeserverClient;
 use crate::store::Store;
 
@@ -70,39 +61,19 @@ impl GhostDevices {
         Self { store, homeserver, recovery, open: Mutex::new(BTreeMap::new()) }
     }
 
-    /// Sends `(event_type, content)` into `room` as `ghost`'s device, Megolm-encrypted, once the
-    /// room key is shared with the devices of `members` (the users the key is for); `encryption`
-    /// is the room's `m.room.encryption` content. Returns the event's ID. One device sends one
-    /// message at a time, so Megolm indexes follow the order of sending.
+    /// Sends `event` into `room` as `ghost`'s device ([`Device::send_encrypted`]), after taking
+    /// in what the homeserver holds for that device. Returns the event's ID.
     pub async fn send(
         &self,
         (ghost, room, txn_id): (&str, &str, &str),
         members: &[String],
         encryption: &Value,
-        (event_type, content): (&str, &Value),
+        event: (&str, &Value),
     ) -> Result<String, E2eeError> {
-        let room_id = OwnedRoomId::try_from(room).map_err(|e| E2eeError::Malformed(format!("room {room}: {e}")))?;
-        let settings = settings_of(encryption)?;
         let device = self.device_of(ghost).await?;
         let device = device.lock().await;
         super::sync::poll(&device, Duration::ZERO).await?;
-        device.track(members).await?;
-        let members: Vec<OwnedUserId> = members.iter().filter_map(|m| OwnedUserId::try_from(m.as_str()).ok()).collect();
-        let machine = &device.machine;
-        if let Some((id, claim)) =
-            machine.get_missing_sessions(members.iter().map(AsRef::as_ref)).await.map_err(machine_error)?
-        {
-            device.claim(&id, &claim).await?;
-        }
-        let to_share = machine.share_room_key(&room_id, members.iter().map(AsRef::as_ref), settings).await;
-        for request in to_share.map_err(machine_error)? {
-            device.to_device(&request).await?;
-        }
-        let content: Raw<AnyMessageLikeEventContent> = Raw::new(content).map_err(E2eeError::Json)?.cast_unchecked();
-        let encrypted = machine.encrypt_room_event_raw(&room_id, event_type, &content).await.map_err(machine_error)?;
-        let body: Value = encrypted.content.deserialize_as_unchecked().map_err(E2eeError::Json)?;
-        let event = (room, "m.room.encrypted", txn_id);
-        Ok(self.homeserver.send_event_as_device(device.acting(), event, &body).await?)
+        device.send_encrypted((room, txn_id), members, encryption, event).await
     }
 
     /// `ghost`'s device; made (on the homeserver first) when the store holds none.
@@ -137,13 +108,4 @@ impl GhostDevices {
         open.insert(ghost.to_owned(), Arc::clone(&device));
         Ok(device)
     }
-}
-
-/// The library's settings for a room whose `m.room.encryption` content is `encryption` (its
-/// rotation periods); keys are shared with every device of the members, as Element does by
-/// default.
-fn settings_of(encryption: &Value) -> Result<EncryptionSettings, E2eeError> {
-    let content: RoomEncryptionEventContent = serde_json::from_value(encryption.clone())
-        .map_err(|e| E2eeError::Malformed(format!("m.room.encryption: {e}")))?;
-    Ok(EncryptionSettings::new(content, HistoryVisibility::Shared, CollectStrategy::default()))
 }

@@ -31,7 +31,7 @@ pub(crate) struct Shown {
     pub(crate) event_type: String,
     pub(crate) content: Value,
     /// The Megolm session and the device that encrypted it; `None` for a clear event.
-    encrypted: Option<(String, String, VerificationState)>,
+    pub(crate) encrypted: Option<(String, String, VerificationState)>,
     pub(crate) undecryptable: bool,
 }
 

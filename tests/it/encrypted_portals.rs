@@ -169,3 +169,52 @@ fn carries_decrypted_messages_once(push: bool) {
     assert_eq!(summary.rooms, 1);
     assert!(bridge_runtime.block_on(running.stop()));
 }
+
+/// A portal opened in a clear room whose members turn encryption on later: the device's owner
+/// joined with the bridge, so their keys reach it. One not in the room then (a portal opened
+/// before the bridge had a device, here: the owner kicked) joins when encryption is turned on.
+#[test]
+fn a_portal_whose_members_turn_encryption_on_later_carries_their_encrypted_messages() {
+    let bridge = crate::encryption_device::bridge_with_registration(false);
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let bridge_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let running = bridge_runtime
+        .block_on(mimi_bridge::daemon::start(&crate::encryption_device::config(&bridge, synapse.port, false)))
+        .unwrap();
+    synapse.register("alice", "alice-password");
+    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
+    let room = alice.runtime.block_on(async {
+        let mut request = CreateRoom::new();
+        request.preset = Some(RoomPreset::PrivateChat);
+        let room = alice.client().create_room(request).await.unwrap();
+        room.invite_user_by_id(&OwnedUserId::try_from(BOT).unwrap()).await.unwrap();
+        room
+    });
+    let store = Arc::clone(running.hub.store());
+    let matrix_room = room.room_id().to_string();
+    wait_for("the portal", Duration::from_secs(30), || store.portal_of(&matrix_room).unwrap().is_some());
+    let mimi_room = store.portal_of(&matrix_room).unwrap().unwrap();
+    alice.wait_for_member(&room, OWNER);
+    alice.send(&room, RoomMessageEventContent::text_plain("in the clear"));
+    alice.runtime.block_on(async {
+        room.kick_user(&OwnedUserId::try_from(OWNER).unwrap(), None).await.unwrap();
+        room.enable_encryption().await.unwrap();
+        let settings = SyncSettings::default().timeout(Duration::from_millis(200));
+        alice.client().sync_once(settings).await.unwrap();
+        assert!(room.latest_encryption_state().await.unwrap().is_encrypted());
+    });
+    alice.wait_for_member(&room, OWNER);
+    for i in 0..3 {
+        alice.send(&room, RoomMessageEventContent::text_plain(format!("encrypted {i}")));
+    }
+
+    wait_for("4 messages in the MIMI log", Duration::from_mins(1), || {
+        store.short_room(&mimi_room).unwrap().is_some() && mimi_messages(&store, &mimi_room).len() >= 4
+    });
+    let texts: Vec<Option<String>> = mimi_messages(&store, &mimi_room).iter().map(|(_, c)| text_of(c)).collect();
+    let expected = ["in the clear", "encrypted 0", "encrypted 1", "encrypted 2"].map(|t| Some(t.to_owned()));
+    assert_eq!(texts, expected);
+    assert_eq!(running.appservice.metrics.decrypted.load(std::sync::atomic::Ordering::Relaxed), 3);
+    assert_eq!(running.appservice.metrics.refused_count("undecryptable"), 0);
+    assert!(bridge_runtime.block_on(running.stop()));
+}

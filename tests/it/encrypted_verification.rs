@@ -1,7 +1,7 @@
 //! `encryption.require_verification`, against a real Synapse and real end-to-end-encrypting
 //! clients: Alice has signed her device with her cross-signing keys, Carol has not. Alice's
-//! message is bridged; Carol's is refused, Carol told in the room, and counted — never bridged
-//! and never dropped silently.
+//! message is bridged; Carol's is refused, Carol told in the room (encrypted, by the bridge's
+//! device), and counted — never bridged and never dropped silently.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -70,12 +70,23 @@ fn with_require_verification_only_messages_from_devices_their_owners_signed_are_
     std::thread::sleep(Duration::from_millis(500));
     let texts: Vec<Option<String>> = mimi_messages(&store, &mimi_room).iter().map(|(_, c)| text_of(c)).collect();
     assert_eq!(texts, [Some("from a signed device".to_owned()), Some("signed again".to_owned())]);
-    let token = synapse.login("alice", "alice-password");
+    // The notice, encrypted like the room (by the bridge's device), reaches Carol decrypted.
+    let is_notice = |e: &&crate::encrypted_ghosts::Shown| {
+        let body = e.content["body"].as_str().unwrap_or_default();
+        e.sender == OWNER && body.contains("was not bridged") && body.contains("could not decrypt")
+    };
+    let mut notice = None;
     wait_for("the notice to Carol", Duration::from_secs(30), || {
-        synapse.texts(&token, &matrix_room).iter().any(|(sender, body)| {
-            sender == BOT && body.contains("was not bridged") && body.contains("could not decrypt")
-        })
+        notice = crate::encrypted_ghosts::timeline(&carol, &carols_room).iter().find(is_notice).cloned();
+        notice.is_some()
     });
+    let (_, device, _) = notice.unwrap().encrypted.expect("Megolm-encrypted");
+    let devices =
+        synapse.get(Some(crate::encryption_device::AS_TOKEN), &format!("/_matrix/client/v3/devices?user_id={OWNER}"));
+    assert_eq!(device, devices["devices"][0]["device_id"].as_str().unwrap(), "the bridge's device: {devices}");
+    let token = synapse.login("alice", "alice-password");
+    let clear = synapse.texts(&token, &matrix_room);
+    assert!(clear.iter().all(|(_, body)| !body.contains("was not bridged")), "no clear notice: {clear:?}");
     assert_eq!(store.intake_len().unwrap(), 0);
     assert!(bridge_runtime.block_on(running.stop()));
 }
