@@ -2,11 +2,20 @@
 //! (owner-readable) and keeps the device owner's cross-signing keys in their secret storage,
 //! encrypted with it; a bridge on a new store with the same file takes the same identity back
 //! and signs its new device with it; without the file a new store means a new identity and a
-//! new file.
+//! new file. A ghost's identity, made when it first speaks in an encrypted room, is kept and
+//! taken back the same way.
 
+use std::sync::Arc;
+
+use mimi_bridge::appservice::homeserver::HomeserverClient;
 use mimi_bridge::daemon;
+use mimi_bridge::e2ee::Device;
+use mimi_bridge::e2ee::ghosts::GhostDevices;
+use mimi_bridge::e2ee::recovery::RecoveryKey;
+use mimi_bridge::store::Store;
 use serde_json::{Value, json};
 
+use crate::bridge_peer::GHOST;
 use crate::bridge_synapse::BridgeDir;
 use crate::encryption_device::{AS_TOKEN, bridge_with_registration, config_with};
 use crate::synapse::Synapse;
@@ -27,14 +36,23 @@ fn start_and_stop(bridge: &BridgeDir, synapse: &Synapse, file: &std::path::Path)
 }
 
 fn master_key(keys: &Value) -> Value {
-    keys["master_keys"][OWNER]["keys"].clone()
+    master_key_of(keys, OWNER)
+}
+
+fn master_key_of(keys: &Value, user: &str) -> Value {
+    keys["master_keys"][user]["keys"].clone()
 }
 
 /// Whether `device` is signed by the owner's current self-signing key.
 fn signed(keys: &Value, device: &str) -> bool {
-    let self_signing = keys["self_signing_keys"][OWNER]["keys"].as_object().expect("a self-signing key");
+    signed_by(keys, (OWNER, device))
+}
+
+/// Whether `user`'s `device` is signed by their current self-signing key.
+fn signed_by(keys: &Value, (user, device): (&str, &str)) -> bool {
+    let self_signing = keys["self_signing_keys"][user]["keys"].as_object().expect("a self-signing key");
     let (id, _) = self_signing.iter().next().unwrap();
-    keys["device_keys"][OWNER][device]["signatures"][OWNER][id].is_string()
+    keys["device_keys"][user][device]["signatures"][user][id].is_string()
 }
 
 fn account_data(synapse: &Synapse, kind: &str) -> Value {
@@ -81,6 +99,69 @@ fn a_new_store_takes_the_owners_identity_back_with_the_recovery_key() {
     let rewritten = std::fs::read_to_string(&file).unwrap();
     assert!(!rewritten.contains(&format!("key_id: {key_id}")), "{rewritten}");
     assert!(account_data(&synapse, "m.cross_signing.master")["encrypted"].get(&key_id).is_none());
+}
+
+/// The ghost speaks once in `room` through a new store's devices, the recovery key in `file`;
+/// returns its devices and keys as the homeserver shows them then.
+fn ghost_speaks_from_a_new_store(
+    (synapse, homeserver, runtime): (&Synapse, &Arc<HomeserverClient>, &tokio::runtime::Runtime),
+    room: &str,
+    file: &std::path::Path,
+) -> Value {
+    let data = tempfile::tempdir().unwrap();
+    runtime.block_on(async {
+        let store = Arc::new(Store::open(data.path()).unwrap());
+        let recovery = Some(Arc::new(RecoveryKey::open_or_create(file).unwrap()));
+        let id = Device::id_in(&store).unwrap();
+        homeserver.put_device(OWNER, &id, "bridge").await.unwrap();
+        let device = Device::open(store, Arc::clone(homeserver), (OWNER, &id), recovery).await.unwrap();
+        let ghosts = GhostDevices::beside(&device);
+        let encryption = json!({"algorithm": "m.megolm.v1.aes-sha2"});
+        let event = ("m.room.message", &json!({"msgtype": "m.text", "body": "hello"}));
+        let txn = format!("t.{id}");
+        ghosts.send((GHOST, room, &txn), &["@alice:hs.test".to_owned()], &encryption, event).await.unwrap();
+    });
+    synapse.post(Some(AS_TOKEN), "/_matrix/client/v3/keys/query", &json!({"device_keys": {GHOST: []}}))
+}
+
+#[test]
+fn a_new_store_takes_a_ghosts_identity_back_with_the_recovery_key() {
+    let bridge = bridge_with_registration(false);
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let keep = tempfile::tempdir().unwrap();
+    let file = keep.path().join("recovery-key.txt");
+    synapse.register("alice", "alice-password");
+    let alice = synapse.login("alice", "alice-password");
+    let encryption =
+        json!({"type": "m.room.encryption", "state_key": "", "content": {"algorithm": "m.megolm.v1.aes-sha2"}});
+    let body = json!({"preset": "private_chat", "initial_state": [encryption], "invite": [GHOST]});
+    let room =
+        synapse.post(Some(&alice), "/_matrix/client/v3/createRoom", &body)["room_id"].as_str().unwrap().to_owned();
+    let homeserver =
+        Arc::new(HomeserverClient::new(&format!("http://127.0.0.1:{}", synapse.port), AS_TOKEN, "bridge").unwrap());
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    runtime.block_on(async {
+        for user in [OWNER, GHOST] {
+            homeserver.register_ghost(user.strip_prefix('@').unwrap().split(':').next().unwrap()).await.unwrap();
+        }
+        homeserver.join(&room, Some(GHOST)).await.unwrap();
+    });
+
+    let first = ghost_speaks_from_a_new_store((&synapse, &homeserver, &runtime), &room, &file);
+    let (device, _) = first["device_keys"][GHOST].as_object().unwrap().iter().next().unwrap();
+    assert!(signed_by(&first, (GHOST, device)), "{first:#}");
+    let key_id =
+        std::fs::read_to_string(&file).unwrap().lines().find_map(|l| l.strip_prefix("key_id: ").map(str::to_owned));
+    let path = format!("/_matrix/client/v3/user/{GHOST}/account_data/m.cross_signing.master?user_id={GHOST}");
+    let stored = synapse.get(Some(AS_TOKEN), &path);
+    assert!(stored["encrypted"][key_id.unwrap()]["ciphertext"].is_string(), "in the ghost's secret storage: {stored}");
+
+    let again = ghost_speaks_from_a_new_store((&synapse, &homeserver, &runtime), &room, &file);
+    let devices: Vec<&String> = again["device_keys"][GHOST].as_object().unwrap().keys().collect();
+    assert_eq!(devices.len(), 1, "the lost store's device is gone: {devices:?}");
+    assert_ne!(devices[0], device, "a new store makes a new device");
+    assert_eq!(master_key_of(&again, GHOST), master_key_of(&first, GHOST), "the ghost's identity is the same");
+    assert!(signed_by(&again, (GHOST, devices[0])), "signed with the kept keys: {again:#}");
 }
 
 /// A file the bridge cannot use stops it at start, naming the file and the field.
