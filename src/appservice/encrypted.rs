@@ -23,7 +23,7 @@ use serde_json::Value;
 use super::bridge::{Bridge, BridgeError};
 use super::intake::Queued;
 use super::refusal::Refusal;
-use crate::e2ee::device::Undecrypted;
+use crate::e2ee::device::{Readers, Undecrypted};
 use crate::e2ee::ghosts::GhostDevices;
 
 /// How long an event may wait for its room key, from its `origin_server_ts`.
@@ -138,9 +138,11 @@ impl Bridge {
         if let Some(ghosts) = &self.ghosts
             && let Some(encryption) = self.encryption_of(ghosts, room, ghost).await?
         {
-            let members = self.readers(room, ghost).await?;
+            // The room's readers looked up while the device takes in what waits for it.
+            let device = async { Ok::<_, BridgeError>(ghosts.devices.ready(ghost).await?) };
+            let (readers, device) = tokio::try_join!(self.readers(room, ghost, encryption), device)?;
             let event = (event_type, content);
-            return Ok(ghosts.devices.send((ghost, room, txn_id), &members, &encryption, event).await?);
+            return Ok(device.send_encrypted((room, txn_id), &readers, event).await?);
         }
         Ok(self.homeserver.send_event(room, event_type, txn_id, content, Some(ghost), None).await?)
     }
@@ -158,20 +160,27 @@ impl Bridge {
         if let (Some(device), Some(ghosts)) = (&self.e2ee, &self.ghosts)
             && let Some(encryption) = self.encryption_of(ghosts, room, device.owner()).await?
         {
-            let members = self.readers(room, device.owner()).await?;
+            let readers = self.readers(room, device.owner(), encryption).await?;
             let event = ("m.room.message", content);
-            return Ok(device.send_encrypted((room, txn_id), &members, &encryption, event).await?);
+            return Ok(device.send_encrypted((room, txn_id), &readers, event).await?);
         }
         let opener = self.opener_of(room)?;
         let as_user = (opener != self.settings.bot()).then_some(opener.as_str());
         Ok(self.homeserver.send_event(room, "m.room.message", txn_id, content, as_user, None).await?)
     }
 
-    /// Who reads what the bridge encrypts in `room` (looked up as `member`): its joined
-    /// members, the bridge's own users left out (they read nothing).
-    async fn readers(&self, room: &str, member: &str) -> Result<Vec<String>, BridgeError> {
-        let members = self.homeserver.joined_members(room, Some(member)).await?;
-        Ok(members.into_iter().filter(|m| !self.settings.is_ours(m)).collect())
+    /// Who reads what the bridge encrypts in `room` (looked up as `member`), whose
+    /// `m.room.encryption` content is `encryption`: as clients share room keys (matrix-sdk), its
+    /// joined members and, unless its history is for joined members only, those invited; the
+    /// bridge's own users left out (they read nothing).
+    async fn readers(&self, room: &str, member: &str, encryption: Value) -> Result<Readers, BridgeError> {
+        let history = self.homeserver.room_state_event(room, "m.room.history_visibility", "", Some(member));
+        let (history, members) = tokio::try_join!(history, self.homeserver.members(room, Some(member)))?;
+        let history = history.and_then(|h| Some(h.get("history_visibility")?.as_str()?.to_owned()));
+        let invited_read = history.as_deref() != Some("joined");
+        let reads = |membership: &str| membership == "join" || (invited_read && membership == "invite");
+        let users = members.into_iter().filter(|(user, m)| reads(m) && !self.settings.is_ours(user));
+        Ok(Readers { users: users.map(|(user, _)| user).collect(), encryption, history })
     }
 
     /// Whether what `ghost` sends into `room` is encrypted (an encrypted room, with

@@ -206,8 +206,7 @@ impl Device {
 
 impl Device {
     /// Sends `(event_type, content)` into `room` under `txn_id`, Megolm-encrypted, once the room
-    /// key is shared with the devices of `members` (the users the key is for); `encryption` is
-    /// the room's `m.room.encryption` content. Returns the event's ID.
+    /// key is shared with the devices of its `readers`. Returns the event's ID.
     ///
     /// Encrypting advances the Megolm index durably before the ciphertext is returned (`store`):
     /// an index is never used twice, and a send retried after a crash encrypts again under the
@@ -215,15 +214,15 @@ impl Device {
     pub async fn send_encrypted(
         &self,
         (room, txn_id): (&str, &str),
-        members: &[String],
-        encryption: &Value,
+        readers: &Readers,
         (event_type, content): (&str, &Value),
     ) -> Result<String, E2eeError> {
         let room_id = OwnedRoomId::try_from(room).map_err(|e| E2eeError::Malformed(format!("room {room}: {e}")))?;
-        let settings = settings_of(encryption)?;
+        let settings = readers.settings()?;
         let _one_at_a_time = self.sending.lock().await;
-        self.track(members).await?;
-        let members: Vec<OwnedUserId> = members.iter().filter_map(|m| OwnedUserId::try_from(m.as_str()).ok()).collect();
+        self.track(&readers.users).await?;
+        let users = readers.users.iter();
+        let members: Vec<OwnedUserId> = users.filter_map(|m| OwnedUserId::try_from(m.as_str()).ok()).collect();
         let machine = &self.machine;
         if let Some((id, claim)) =
             machine.get_missing_sessions(members.iter().map(AsRef::as_ref)).await.map_err(machine_error)?
@@ -242,13 +241,26 @@ impl Device {
     }
 }
 
-/// The library's settings for a room whose `m.room.encryption` content is `encryption` (its
-/// rotation periods); keys are shared with every device of the members, as Element does by
-/// default.
-fn settings_of(encryption: &Value) -> Result<EncryptionSettings, E2eeError> {
-    let content: RoomEncryptionEventContent = serde_json::from_value(encryption.clone())
-        .map_err(|e| E2eeError::Malformed(format!("m.room.encryption: {e}")))?;
-    Ok(EncryptionSettings::new(content, HistoryVisibility::Shared, CollectStrategy::default()))
+/// Who reads what a device encrypts into a room, and on the room's terms.
+#[derive(Debug, Clone)]
+pub struct Readers {
+    /// The users the room key is shared with (each of their devices).
+    pub users: Vec<String>,
+    /// The room's `m.room.encryption` content (its rotation periods).
+    pub encryption: Value,
+    /// The room's `history_visibility` (`None`: the default, `shared`); a change rotates the key.
+    pub history: Option<String>,
+}
+
+impl Readers {
+    /// The library's settings for these readers; keys go to every device of theirs, as
+    /// Element does by default.
+    fn settings(&self) -> Result<EncryptionSettings, E2eeError> {
+        let content: RoomEncryptionEventContent = serde_json::from_value(self.encryption.clone())
+            .map_err(|e| E2eeError::Malformed(format!("m.room.encryption: {e}")))?;
+        let history = HistoryVisibility::from(self.history.as_deref().unwrap_or("shared"));
+        Ok(EncryptionSettings::new(content, history, CollectStrategy::default()))
+    }
 }
 
 /// A new device ID: [`BRIDGE_DEVICE`] and eight random letters.

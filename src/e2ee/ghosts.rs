@@ -22,8 +22,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::recovery::RecoveryKey;
 use super::{Device, E2eeError, records};
@@ -61,19 +60,12 @@ impl GhostDevices {
         Self { store, homeserver, recovery, open: Mutex::new(BTreeMap::new()) }
     }
 
-    /// Sends `event` into `room` as `ghost`'s device ([`Device::send_encrypted`]), after taking
-    /// in what the homeserver holds for that device. Returns the event's ID.
-    pub async fn send(
-        &self,
-        (ghost, room, txn_id): (&str, &str, &str),
-        members: &[String],
-        encryption: &Value,
-        event: (&str, &Value),
-    ) -> Result<String, E2eeError> {
-        let device = self.device_of(ghost).await?;
-        let device = device.lock().await;
+    /// `ghost`'s device, ready to send ([`Device::send_encrypted`]): what the homeserver holds
+    /// for it taken in. It is the caller's alone until dropped.
+    pub async fn ready(&self, ghost: &str) -> Result<OwnedMutexGuard<Device>, E2eeError> {
+        let device = self.device_of(ghost).await?.lock_owned().await;
         super::sync::poll(&device, Duration::ZERO).await?;
-        device.send_encrypted((room, txn_id), members, encryption, event).await
+        Ok(device)
     }
 
     /// `ghost`'s device; made (on the homeserver first) when the store holds none.

@@ -3,7 +3,7 @@
 //! client (matrix-sdk) reads each message decrypted, from Bob's ghost, encrypted by a device
 //! of that ghost's own (never the bridge's device speaking for it, which clients flag), with
 //! replies, edits and reactions pointing at the right events. A member who joins later reads
-//! what is bridged after her join; once she left, the room key changes and she cannot read what
+//! what is bridged from her invite on (the room's history being shared); once she left, the room key changes and she cannot read what
 //! follows. In both key-delivery modes.
 
 use std::sync::Arc;
@@ -196,7 +196,7 @@ fn alice_token(synapse: &Synapse) -> String {
     synapse.login("alice", "alice-password")
 }
 
-/// Carol joins: she reads what Bob says next. Carol leaves: the room key changes, and what Bob
+/// Carol is invited and joins: she reads what Bob says from her invite on. Carol leaves: the room key changes, and what Bob
 /// says after cannot be decrypted with any key she holds.
 fn joins_later_and_leaves(
     synapse: &Synapse,
@@ -207,6 +207,8 @@ fn joins_later_and_leaves(
     alice
         .runtime
         .block_on(async { room.invite_user_by_id(&OwnedUserId::try_from("@carol:hs.test").unwrap()).await.unwrap() });
+    // Shared history: invited, she is given the room key as clients give it.
+    send(&json!({"content": {"msgtype": "m.text", "body": "Carol is invited"}}));
     let carols_room = carol.runtime.block_on(async {
         let client = carol.client();
         let settings = matrix_sdk::config::SyncSettings::default().timeout(Duration::from_millis(200));
@@ -215,10 +217,11 @@ fn joins_later_and_leaves(
     });
     alice.wait_for_member(room, "@carol:hs.test");
     send(&json!({"content": {"msgtype": "m.text", "body": "welcome, Carol"}}));
-    // Carol reads what was bridged after her join (what came before was never hers to read).
+    // Carol reads what was bridged since her invite (what came before was never hers to read).
     let seen = ghost_events(&carol, &carols_room, "the welcome decrypted", |shown| {
         shown.iter().any(|e| e.content["body"] == "welcome, Carol")
     });
+    assert!(seen.iter().any(|e| e.content["body"] == "Carol is invited" && !e.undecryptable), "{seen:#?}");
     let welcome = seen.iter().find(|e| e.content["body"] == "welcome, Carol").unwrap();
     let session_with_carol = welcome.encrypted.as_ref().unwrap().0.clone();
 
@@ -234,7 +237,7 @@ fn joins_later_and_leaves(
         })
     });
     send(&json!({"content": {"msgtype": "m.text", "body": "Carol has gone"}}));
-    let shown = from_ghost(alice, room, 25);
+    let shown = from_ghost(alice, room, 26);
     let gone = shown.iter().find(|e| e.content["body"] == "Carol has gone").expect("Alice reads it");
     let later_session = &gone.encrypted.as_ref().unwrap().0;
     assert_ne!(later_session, &session_with_carol, "the room key changed when Carol left");

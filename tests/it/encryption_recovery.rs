@@ -10,6 +10,7 @@ use std::sync::Arc;
 use mimi_bridge::appservice::homeserver::HomeserverClient;
 use mimi_bridge::daemon;
 use mimi_bridge::e2ee::Device;
+use mimi_bridge::e2ee::device::Readers;
 use mimi_bridge::e2ee::ghosts::GhostDevices;
 use mimi_bridge::e2ee::recovery::RecoveryKey;
 use mimi_bridge::store::Store;
@@ -117,9 +118,10 @@ fn ghost_speaks_from_a_new_store(
         let device = Device::open(store, Arc::clone(homeserver), (OWNER, &id), recovery).await.unwrap();
         let ghosts = GhostDevices::beside(&device);
         let encryption = json!({"algorithm": "m.megolm.v1.aes-sha2"});
+        let readers = Readers { users: vec!["@alice:hs.test".to_owned()], encryption, history: None };
         let event = ("m.room.message", &json!({"msgtype": "m.text", "body": "hello"}));
-        let txn = format!("t.{id}");
-        ghosts.send((GHOST, room, &txn), &["@alice:hs.test".to_owned()], &encryption, event).await.unwrap();
+        let ghost = ghosts.ready(GHOST).await.unwrap();
+        ghost.send_encrypted((room, &format!("t.{id}")), &readers, event).await.unwrap();
     });
     synapse.post(Some(AS_TOKEN), "/_matrix/client/v3/keys/query", &json!({"device_keys": {GHOST: []}}))
 }

@@ -123,14 +123,25 @@ impl HomeserverClient {
         string_field(&reply, "event_id", "redact")
     }
 
-    /// `GET /_matrix/client/v3/rooms/{roomId}/joined_members`: the user IDs of the room's
-    /// joined members, as `as_user` (a member) sees them.
-    pub async fn joined_members(&self, room_id: &str, as_user: Option<&str>) -> Result<Vec<String>, HomeserverError> {
-        let path =
-            with_query(format!("/_matrix/client/v3/rooms/{}/joined_members", enc(room_id)), &[("user_id", as_user)]);
+    /// `GET /_matrix/client/v3/rooms/{roomId}/members?not_membership=leave`: the room's members
+    /// (joined, invited, banned or knocking) and their membership, as `as_user` (a member) sees
+    /// them.
+    pub async fn members(
+        &self,
+        room_id: &str,
+        as_user: Option<&str>,
+    ) -> Result<Vec<(String, String)>, HomeserverError> {
+        let path = with_query(
+            format!("/_matrix/client/v3/rooms/{}/members", enc(room_id)),
+            &[("not_membership", Some("leave")), ("user_id", as_user)],
+        );
         let reply = self.call(Method::GET, path, None).await?;
-        let joined = reply.get("joined").and_then(Value::as_object);
-        Ok(joined.map(|members| members.keys().cloned().collect()).unwrap_or_default())
+        let chunk = reply.get("chunk").and_then(Value::as_array).map_or(&[][..], Vec::as_slice);
+        let member = |event: &Value| {
+            let user = event.get("state_key")?.as_str()?;
+            Some((user.to_owned(), event.pointer("/content/membership")?.as_str()?.to_owned()))
+        };
+        Ok(chunk.iter().filter_map(member).collect())
     }
 
     /// `GET /_matrix/client/v3/rooms/{roomId}/state/{eventType}/{stateKey}`: the content of one
