@@ -5,8 +5,11 @@
 //! that Welcome (so they read from their Welcome on), and bridges every message of the record
 //! as its sender's ghost.
 //!
-//! The portal is recorded once the homeserver created the room. A crash between the two leaves
-//! an empty room the bot created and opens another: Matrix has no idempotent room creation.
+//! With `encryption.enabled` the room is created encrypted and the bridge's device joins it.
+//!
+//! The portal is recorded once the homeserver created the room (and the device joined it). A
+//! crash or failure between the two leaves an empty room the bot created and opens another:
+//! Matrix has no idempotent room creation.
 //!
 //! A user of this homeserver invited into such a portal by one who has a client in the group is
 //! added by the inviter's client, through the hub (`hub::adds`): when the hub's fan-out brings
@@ -32,12 +35,16 @@ impl Bridge {
         let hub_domain = crate::event::meta::server_of(mimi_room);
         // Each user is invited when the record reaches their Welcome, and reads from there on.
         let visibility = json!({"type": "m.room.history_visibility", "content": {"history_visibility": "invited"}});
-        let body = json!({
-            "preset": "private_chat",
-            "name": format!("MIMI room at {hub_domain}"),
-            "initial_state": [visibility],
-        });
+        let mut initial_state = vec![visibility];
+        if self.e2ee.is_some() {
+            // As end-to-end encrypted on the homeserver as the MIMI room is: its users' clients
+            // and the bridge's devices hold the keys, the homeserver ciphertext only.
+            let algorithm = "m.megolm.v1.aes-sha2";
+            initial_state.push(json!({"type": "m.room.encryption", "content": {"algorithm": algorithm}}));
+        }
+        let body = json!({"preset": "private_chat", "name": format!("MIMI room at {hub_domain}"), "initial_state": initial_state});
         let matrix_room = self.homeserver.create_room(None, &body).await?;
+        self.join_device(&matrix_room, None).await?;
         let opener = self.settings.bot();
         let record = json!({"matrix_room": matrix_room, "mimi_room": mimi_room, "creator": first, "opener": opener});
         let mut batch = Batch::new();

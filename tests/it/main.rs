@@ -16,6 +16,7 @@ mod config;
 mod crash;
 mod edn;
 mod encrypted_across_crash;
+mod encrypted_followed;
 mod encrypted_ghosts;
 mod encrypted_portals;
 mod encrypted_portals_crash;
