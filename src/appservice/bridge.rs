@@ -304,9 +304,19 @@ impl Bridge {
                 return self.open_portal(queued.seq, room, sender, target).await;
             }
         }
-        if event_type == "m.room.message" && self.store().is_management_room(room)? {
-            let body = event.pointer("/content/body").and_then(Value::as_str).unwrap_or_default();
-            return self.command(queued.seq, room, sender, body).await;
+        if matches!(event_type, "m.room.message" | "m.room.encrypted") && self.store().is_management_room(room)? {
+            let decrypted;
+            let event = if event_type == "m.room.encrypted" {
+                decrypted = self.decrypted(queued, room).await?;
+                &decrypted.event
+            } else {
+                event
+            };
+            if event["type"] == "m.room.message" {
+                let body = event.pointer("/content/body").and_then(Value::as_str).unwrap_or_default();
+                return self.command(queued.seq, room, sender, body).await;
+            }
+            return self.drop_event(queued.seq, "not_a_command").await;
         }
         let Some(mimi_room) = self.store().portal_of(room)? else {
             return self.drop_event(queued.seq, "not_a_portal").await;

@@ -20,6 +20,8 @@ impl Bridge {
             return self.drop_event(seq, "invite_from_another_server").await;
         }
         self.homeserver.join(room, None).await?;
+        // Clients make direct chats encrypted: the bridge's device reads the commands there.
+        self.join_device(room, None).await?;
         let mut batch = Batch::new();
         batch.management_room(room, json!({"user": inviter}).to_string().as_bytes());
         self.store().submit(batch).wait().await?;
@@ -194,7 +196,7 @@ impl Bridge {
 
     async fn reply(&self, seq: u64, room: &str, text: &str) -> Result<(), BridgeError> {
         let content = json!({"msgtype": "m.notice", "body": text});
-        self.homeserver.send_event(room, "m.room.message", &format!("cmd.{seq}"), &content, None, None).await?;
+        self.send_notice_content(room, &format!("cmd.{seq}"), &content).await?;
         Ok(())
     }
 }

@@ -108,8 +108,8 @@ impl Bridge {
         }
     }
 
-    /// Makes the bridge's device a member of the encrypted room `room` (invited by `by`, the
-    /// bridge user that was invited there), so that members' clients share their room keys with it.
+    /// Makes the bridge's device a member of `room` (invited by `by`, the bridge user that is in
+    /// it), so that members' clients share their room keys with it.
     pub(super) async fn join_device(&self, room: &str, by: Option<&str>) -> Result<(), BridgeError> {
         let Some(device) = &self.e2ee else { return Ok(()) };
         let owner = device.owner();

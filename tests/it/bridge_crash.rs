@@ -34,7 +34,7 @@ fn start_bridge_with(
     env: &[(&str, &str)],
 ) -> Child {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).unwrap();
-    let child = crate::common::bin()
+    let mut child = crate::common::bin()
         .args(["serve", "-c", config.to_str().unwrap()])
         .env("RUST_LOG", "warn")
         .envs(env.iter().copied())
@@ -50,6 +50,9 @@ fn start_bridge_with(
         .is_ok_and(|r| r.status().as_u16() == 200)
     {
         let log = || std::fs::read_to_string(log_path).unwrap_or_default();
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the bridge stopped at start ({status}); its log:\n{}", log());
+        }
         assert!(
             started.elapsed() < Duration::from_mins(1),
             "the bridge was not ready within 1 min; its log:\n{}",

@@ -18,6 +18,7 @@ mod edn;
 mod encrypted_across_crash;
 mod encrypted_followed;
 mod encrypted_ghosts;
+mod encrypted_management;
 mod encrypted_portals;
 mod encrypted_portals_crash;
 mod encrypted_throughput;
