@@ -202,9 +202,7 @@ impl Device {
         event["content"] = clear.get("content").cloned().unwrap_or(Value::Null);
         Ok(event)
     }
-}
 
-impl Device {
     /// Sends `(event_type, content)` into `room` under `txn_id`, Megolm-encrypted, once the room
     /// key is shared with the devices of its `readers`. Returns the event's ID.
     ///
