@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::appservice::bridge::Bridge;
 use crate::appservice::delivery::{HomeserverDelivery, NEXT_SEQ};
 use crate::appservice::ghost::GhostTemplate;
-use crate::appservice::homeserver::HomeserverClient;
+use crate::appservice::homeserver::{HomeserverClient, HomeserverError, PingFailure};
 use crate::appservice::intake::{DEFAULT_BACKLOG, Intake};
 use crate::appservice::service::{Appservice, Settings};
 use crate::config::Config;
@@ -359,8 +359,7 @@ async fn check_homeserver(
             "appservice.bot.username: the as_token belongs to {whoami}, not {bot}; regenerate the registration"
         )));
     }
-    homeserver
-        .ping(Some("mimi-bridge-startup"))
+    startup_ping(homeserver)
         .await
         .map_err(|e| DaemonError::Check(format!("appservice.address: the homeserver cannot reach the bridge ({e})")))?;
     if !config.encryption.enabled {
@@ -370,6 +369,29 @@ async fn check_homeserver(
     let owner = crate::appservice::device::ready(homeserver, config, &device).await.map_err(DaemonError::Check)?;
     tracing::info!(owner, device, push = config.encryption.push, "the bridge's Matrix device is ready");
     Ok(Some((owner, device)))
+}
+
+/// Startup pings tried before a failure to connect is taken for a wrong `appservice.address`.
+const STARTUP_PINGS: u32 = 5;
+
+/// The startup ping. A homeserver may fail to connect to a bridge that has just restarted
+/// (Synapse 1.163 has answered a ping with `M_CONNECTION_FAILED` (`AlreadyCalled`) right after
+/// the previous process was killed), so a failure to connect or a timeout is tried again a few
+/// times, 0.5 s to 4 s apart, before the start fails.
+async fn startup_ping(homeserver: &HomeserverClient) -> Result<(), HomeserverError> {
+    let (mut attempt, mut wait) = (1, Duration::from_millis(500));
+    loop {
+        match homeserver.ping(Some("mimi-bridge-startup")).await {
+            Err(HomeserverError::Ping(PingFailure::ConnectionFailed { .. } | PingFailure::Timeout))
+                if attempt < STARTUP_PINGS =>
+            {
+                tracing::warn!(attempt, "the homeserver could not reach the bridge; pinging again");
+                tokio::time::sleep(wait).await;
+                (attempt, wait) = (attempt + 1, wait * 2);
+            }
+            other => return other.map(drop),
+        }
+    }
 }
 
 /// How often a running daemon pings the homeserver. Synapse retries the transactions it could

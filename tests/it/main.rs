@@ -61,6 +61,7 @@ mod rooms_across_latency;
 mod rooms_across_leaves;
 mod rooms_across_media;
 mod rooms_across_refusals;
+mod startup_ping;
 mod synapse;
 mod translate;
 mod translate_relations;
