@@ -12,18 +12,12 @@ use matrix_sdk::ruma::events::room::message::RoomMessageEventContent;
 
 use crate::bridge_synapse::{BOT, wait_for};
 use crate::encrypted_ghosts::{Shown, timeline};
-use crate::encrypted_portals::{E2eeClient, OWNER};
-use crate::synapse::Synapse;
+use crate::encrypted_portals::OWNER;
 
 #[test]
 fn commands_in_an_encrypted_direct_chat_are_read_and_answered_encrypted() {
     let bridge = crate::encryption_device::bridge_with_registration(false);
-    let synapse = Synapse::start(&[&bridge.registration]);
-    let bridge_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = crate::encryption_device::config(&bridge, synapse.port, false);
-    let running = bridge_runtime.block_on(mimi_bridge::daemon::start(&config)).unwrap();
-    synapse.register("alice", "alice-password");
-    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
+    let (synapse, bridge_runtime, running, alice) = crate::encrypted_portals::started(&bridge);
     let room = alice.runtime.block_on(async {
         let mut request = CreateRoom::new();
         request.preset = Some(RoomPreset::TrustedPrivateChat);

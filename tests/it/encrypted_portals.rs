@@ -98,6 +98,20 @@ impl E2eeClient {
     }
 }
 
+/// A real Synapse with `bridge`'s registration, the bridge started in process in sync mode (on
+/// the runtime returned beside it), and Alice logged in with her end-to-end-encrypting client.
+pub(crate) fn started(
+    bridge: &crate::bridge_synapse::BridgeDir,
+) -> (Synapse, tokio::runtime::Runtime, mimi_bridge::daemon::Running, E2eeClient) {
+    let synapse = Synapse::start(&[&bridge.registration]);
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let config = crate::encryption_device::config(bridge, synapse.port, false);
+    let running = runtime.block_on(mimi_bridge::daemon::start(&config)).unwrap();
+    synapse.register("alice", "alice-password");
+    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
+    (synapse, runtime, running, alice)
+}
+
 #[test]
 fn an_encrypted_portal_carries_decrypted_messages_edits_replies_reactions_and_redactions_once() {
     carries_decrypted_messages_once(false);
@@ -176,13 +190,7 @@ fn carries_decrypted_messages_once(push: bool) {
 #[test]
 fn a_portal_whose_members_turn_encryption_on_later_carries_their_encrypted_messages() {
     let bridge = crate::encryption_device::bridge_with_registration(false);
-    let synapse = Synapse::start(&[&bridge.registration]);
-    let bridge_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let running = bridge_runtime
-        .block_on(mimi_bridge::daemon::start(&crate::encryption_device::config(&bridge, synapse.port, false)))
-        .unwrap();
-    synapse.register("alice", "alice-password");
-    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
+    let (_synapse, bridge_runtime, running, alice) = started(&bridge);
     let room = alice.runtime.block_on(async {
         let mut request = CreateRoom::new();
         request.preset = Some(RoomPreset::PrivateChat);

@@ -23,7 +23,6 @@ use mimi_bridge::store::Store;
 
 use crate::bridge_synapse::{BOT, wait_for};
 use crate::encrypted_portals::{E2eeClient, OWNER};
-use crate::synapse::Synapse;
 
 const WARM: usize = 10;
 const LATENCY: usize = 200;
@@ -93,25 +92,11 @@ pub(crate) fn percentile(samples: &mut [f64], p: f64) -> f64 {
     samples[index]
 }
 
-/// A real Synapse with `bridge`'s registration, the bridge started in process in sync mode (on
-/// the runtime returned beside it), and Alice logged in with her end-to-end-encrypting client.
-pub(crate) fn started(
-    bridge: &crate::bridge_synapse::BridgeDir,
-) -> (Synapse, tokio::runtime::Runtime, mimi_bridge::daemon::Running, E2eeClient) {
-    let synapse = Synapse::start(&[&bridge.registration]);
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    let config = crate::encryption_device::config(bridge, synapse.port, false);
-    let running = runtime.block_on(mimi_bridge::daemon::start(&config)).unwrap();
-    synapse.register("alice", "alice-password");
-    let alice = E2eeClient::login(&synapse, "alice", "alice-password");
-    (synapse, runtime, running, alice)
-}
-
 #[test]
 #[ignore = "a load tool: prints figures"]
 fn encrypted_throughput_beside_an_unencrypted_portal() {
     let bridge = crate::encryption_device::bridge_with_registration(false);
-    let (_synapse, bridge_runtime, running, alice) = started(&bridge);
+    let (_synapse, bridge_runtime, running, alice) = crate::encrypted_portals::started(&bridge);
     let store = Arc::clone(running.hub.store());
     // The client's concurrent sends must not cross a room-key rotation (matrix-sdk 0.18 panics
     // when a session expires under one of them): a rotation every 10,000 messages.
@@ -136,13 +121,33 @@ fn encrypted_throughput_beside_an_unencrypted_portal() {
     }
     let clear_rate = burst(&alice, &store, &clear, "clear");
     let encrypted_rate = burst(&alice, &store, &encrypted, "encrypted");
-    println!("client send → durable MIMI append, {LATENCY} messages one at a time, interleaved (ms):");
-    for (label, samples) in [("unencrypted portal (baseline)", &mut plain), ("encrypted portal", &mut sealed)] {
-        println!("  {label:32} p50 {:7.1}  p99 {:7.1}", percentile(samples, 0.5), percentile(samples, 0.99));
-    }
-    println!("burst of {BURST}, {IN_FLIGHT} sends in flight, first send → last durable (messages/s):");
-    println!("  unencrypted portal (baseline)    {clear_rate:7.1}");
-    println!("  encrypted portal                 {encrypted_rate:7.1}  ({:.2}×)", encrypted_rate / clear_rate);
+    report(
+        (
+            &format!("client send → durable MIMI append, {LATENCY} messages one at a time, interleaved"),
+            &mut plain,
+            &mut sealed,
+        ),
+        (
+            &format!("burst of {BURST}, {IN_FLIGHT} sends in flight, first send → last durable"),
+            clear_rate,
+            encrypted_rate,
+        ),
+    );
     assert_eq!(running.appservice.metrics.refused_count("undecryptable"), 0);
     assert!(bridge_runtime.block_on(running.stop()));
+}
+
+/// Prints the latencies (ms) of the unencrypted portal (the baseline) and the encrypted one,
+/// then their bursts (messages/s) with the ratio.
+pub(crate) fn report(
+    (latency, plain, sealed): (&str, &mut [f64], &mut [f64]),
+    (burst, clear_rate, encrypted_rate): (&str, f64, f64),
+) {
+    println!("{latency} (ms):");
+    for (label, samples) in [("unencrypted portal (baseline)", plain), ("encrypted portal", sealed)] {
+        println!("  {label:32} p50 {:7.1}  p99 {:7.1}", percentile(samples, 0.5), percentile(samples, 0.99));
+    }
+    println!("{burst} (messages/s):");
+    println!("  unencrypted portal (baseline)    {clear_rate:7.1}");
+    println!("  encrypted portal                 {encrypted_rate:7.1}  ({:.2}×)", encrypted_rate / clear_rate);
 }

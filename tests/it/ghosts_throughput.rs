@@ -23,7 +23,8 @@ use serde_json::json;
 
 use crate::bridge_peer::{BOB, GHOST, PEER, Peer, bob_joins_over_federation, bob_mimi};
 use crate::bridge_synapse::wait_for;
-use crate::encrypted_throughput::{percentile, room, started};
+use crate::encrypted_portals::started;
+use crate::encrypted_throughput::{report, room};
 
 const WARM: usize = 5;
 const LATENCY: usize = 100;
@@ -115,13 +116,14 @@ fn ghosts_throughput_beside_an_unencrypted_portal() {
     }
     let clear_rate = burst(&mut senders[1], "clear");
     let encrypted_rate = burst(&mut senders[0], "encrypted");
-    println!("peer's send → Matrix event sent as the ghost, {LATENCY} messages one at a time, interleaved (ms):");
-    for (label, samples) in [("unencrypted portal (baseline)", &mut plain), ("encrypted portal", &mut sealed)] {
-        println!("  {label:32} p50 {:7.1}  p99 {:7.1}", percentile(samples, 0.5), percentile(samples, 0.99));
-    }
-    println!("burst of {BURST}, sent back to back, first send → last in the portal (messages/s):");
-    println!("  unencrypted portal (baseline)    {clear_rate:7.1}");
-    println!("  encrypted portal                 {encrypted_rate:7.1}  ({:.2}×)", encrypted_rate / clear_rate);
+    report(
+        (
+            &format!("peer's send → Matrix event sent as the ghost, {LATENCY} messages one at a time, interleaved"),
+            &mut plain,
+            &mut sealed,
+        ),
+        (&format!("burst of {BURST}, sent back to back, first send → last in the portal"), clear_rate, encrypted_rate),
+    );
     let on_server = synapse.messages(&synapse.login("alice", "alice-password"), rooms[0].room_id().as_str());
     let from_ghost = on_server.iter().filter(|e| e["sender"] == GHOST && e["type"] == "m.room.encrypted").count();
     assert_eq!(from_ghost, WARM + LATENCY + BURST, "every message encrypted, once");
